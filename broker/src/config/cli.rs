@@ -1,0 +1,52 @@
+//! The `sluice` command line. Every flag can also come from a `SLUICE_*` environment variable.
+
+use std::path::PathBuf;
+
+/// Sluice: a Kafka-compatible message broker.
+#[derive(Debug, clap::Parser)]
+#[command(name = "sluice", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Optional TOML configuration file.
+    #[arg(long, env = "SLUICE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Address for the Kafka listener [default: 127.0.0.1:9092].
+    #[arg(long, env = "SLUICE_LISTEN", global = true)]
+    pub listen: Option<String>,
+    /// host:port advertised to clients [default: the listen address].
+    #[arg(long, env = "SLUICE_ADVERTISED_LISTENER")]
+    pub advertised_listener: Option<String>,
+    /// Directory for the logs and broker metadata [default: ./sluice-data].
+    #[arg(long, env = "SLUICE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// This broker's node id [default: 1].
+    #[arg(long, env = "SLUICE_NODE_ID")]
+    pub node_id: Option<i32>,
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive) [default: info].
+    #[arg(long, env = "SLUICE_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// A broker setting with its Kafka name, e.g. `--set num.partitions=3`; repeatable.
+    /// From the environment: SLUICE_SET="k1=v1,k2=v2".
+    #[arg(
+        long = "set",
+        value_name = "KEY=VALUE",
+        env = "SLUICE_SET",
+        value_delimiter = ','
+    )]
+    pub set: Vec<String>,
+}
+
+/// Subcommands besides running the broker.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Send ApiVersions to a broker and exit 0 if it answers (for container health checks).
+    Healthcheck {
+        /// Broker to ask [default: the --listen address].
+        #[arg(long)]
+        bootstrap: Option<String>,
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+    },
+}

@@ -1,0 +1,233 @@
+//! Broker configuration: command line, environment, optional TOML file, and Kafka-named
+//! settings.
+//!
+//! Precedence, highest first: a command-line flag, its `SLUICE_*` environment variable, the
+//! TOML file given by `--config`, the built-in default. With no arguments at all, `sluice`
+//! runs a single node on 127.0.0.1:9092 with its data in `./sluice-data`.
+
+mod cli;
+mod settings;
+mod topic_config;
+
+pub use cli::{Cli, Command};
+pub use settings::{BrokerSettings, ConfigSource, ConfigType, SettingDef, BROKER_SETTINGS};
+pub use topic_config::{
+    effective_topic_config, log_config as log_config_for, topic_config_def, validate_topic_config,
+    TopicConfigDef, TopicConfigs, TOPIC_CONFIGS,
+};
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Everything the broker needs to start, resolved from all sources.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Address the Kafka listener binds.
+    pub listen: SocketAddr,
+    /// host:port given to clients in Metadata; defaults to `listen`.
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    /// Root of all partition directories and broker metadata.
+    pub data_dir: PathBuf,
+    /// This broker's node id (Kafka's `node.id`).
+    pub node_id: i32,
+    /// tracing filter, e.g. `info` or `sluice=debug`.
+    pub log_level: String,
+    /// Kafka-named settings (`num.partitions`, `log.segment.bytes`, ...).
+    pub settings: BrokerSettings,
+}
+
+/// A configuration problem found at start-up; the broker refuses to start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {reason}")]
+    ParseFile { path: PathBuf, reason: String },
+    #[error("invalid address {value:?} for {what}: {reason}")]
+    Address {
+        what: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("invalid setting {0}")]
+    Setting(String),
+}
+
+/// The optional TOML file: the same keys as the flags, plus a `[settings]` table of
+/// Kafka-named broker settings.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    advertised_listener: Option<String>,
+    data_dir: Option<PathBuf>,
+    node_id: Option<i32>,
+    log_level: Option<String>,
+    #[serde(default)]
+    settings: std::collections::BTreeMap<String, toml::Value>,
+}
+
+impl BrokerConfig {
+    /// Resolves the configuration from parsed command-line arguments (which already include
+    /// the environment variables).
+    pub fn resolve(cli: &Cli) -> Result<Self, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+                        path: path.clone(),
+                        source,
+                    })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::ParseFile {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let listen_str = cli
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:9092".to_string());
+        let listen = parse_addr("--listen", &listen_str)?;
+        let advertised = cli.advertised_listener.clone().or(file.advertised_listener);
+        let (advertised_host, advertised_port) = match advertised {
+            Some(a) => split_host_port("--advertised-listener", &a)?,
+            None => (listen.ip().to_string(), i32::from(listen.port())),
+        };
+        let mut settings = BrokerSettings::default();
+        for (key, value) in &file.settings {
+            let value = match value {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            settings.set(key, &value).map_err(ConfigError::Setting)?;
+        }
+        for kv in &cli.set {
+            let (key, value) = kv
+                .split_once('=')
+                .ok_or_else(|| ConfigError::Setting(format!("{kv:?}: expected key=value")))?;
+            settings
+                .set(key.trim(), value.trim())
+                .map_err(ConfigError::Setting)?;
+        }
+        Ok(Self {
+            listen,
+            advertised_host,
+            advertised_port,
+            data_dir: cli
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("sluice-data")),
+            node_id: cli.node_id.or(file.node_id).unwrap_or(1),
+            log_level: cli
+                .log_level
+                .clone()
+                .or(file.log_level)
+                .unwrap_or_else(|| "info".to_string()),
+            settings,
+        })
+    }
+}
+
+fn parse_addr(what: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
+    use std::net::ToSocketAddrs;
+    value
+        .to_socket_addrs()
+        .map_err(|e| ConfigError::Address {
+            what,
+            value: value.to_string(),
+            reason: e.to_string(),
+        })?
+        .next()
+        .ok_or_else(|| ConfigError::Address {
+            what,
+            value: value.to_string(),
+            reason: "resolves to no address".to_string(),
+        })
+}
+
+fn split_host_port(what: &'static str, value: &str) -> Result<(String, i32), ConfigError> {
+    let bad = |reason: &str| ConfigError::Address {
+        what,
+        value: value.to_string(),
+        reason: reason.to_string(),
+    };
+    let (host, port) = value
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected HOST:PORT"))?;
+    let port: u16 = port.parse().map_err(|_| bad("port is not a number"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(bad("empty host"));
+    }
+    Ok((host.to_string(), i32::from(port)))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn defaults_with_no_arguments() {
+        let cli = Cli::try_parse_from(["sluice"]).unwrap();
+        let c = BrokerConfig::resolve(&cli).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9092");
+        assert_eq!(c.advertised_host, "127.0.0.1");
+        assert_eq!(c.advertised_port, 9092);
+        assert_eq!(c.data_dir, PathBuf::from("sluice-data"));
+        assert_eq!(c.node_id, 1);
+        assert_eq!(c.settings.i32("num.partitions"), 1);
+    }
+
+    #[test]
+    fn flags_override_file_and_set_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9999\"\nnode_id = 4\n[settings]\n\"num.partitions\" = 3\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "--config",
+            path.to_str().unwrap(),
+            "--node-id",
+            "7",
+            "--advertised-listener",
+            "broker.example:19092",
+            "--set",
+            "auto.create.topics.enable=false",
+        ])
+        .unwrap();
+        let c = BrokerConfig::resolve(&cli).unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.node_id, 7);
+        assert_eq!(c.advertised_host, "broker.example");
+        assert_eq!(c.advertised_port, 19092);
+        assert_eq!(c.settings.i32("num.partitions"), 3);
+        assert!(!c.settings.bool("auto.create.topics.enable"));
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for args in [
+            vec!["sluice", "--set", "num.partitions=abc"],
+            vec!["sluice", "--set", "no.such.setting=1"],
+            vec!["sluice", "--set", "novalue"],
+            vec!["sluice", "--listen", "nonsense"],
+        ] {
+            let cli = Cli::try_parse_from(args.clone()).unwrap();
+            assert!(BrokerConfig::resolve(&cli).is_err(), "{args:?}");
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! Kafka-named broker settings: the table of what Sluice understands, their defaults (Kafka's,
+//! unless a note says otherwise), and the values set at start-up.
+//!
+//! Invariant: every value stored in `BrokerSettings` has been parsed against its type, so the
+//! typed getters cannot fail on a known name; asking for an unknown name is a programming
+//! error caught by the table test.
+
+use std::collections::BTreeMap;
+
+/// The type of a setting, as DescribeConfigs reports it (KIP-569 `config_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean,
+    String,
+    Int,
+    Short,
+    Long,
+    Double,
+    List,
+    Class,
+    Password,
+}
+
+impl ConfigType {
+    /// The code DescribeConfigs v3+ uses.
+    pub fn code(self) -> i8 {
+        match self {
+            ConfigType::Boolean => 1,
+            ConfigType::String => 2,
+            ConfigType::Int => 3,
+            ConfigType::Short => 4,
+            ConfigType::Long => 5,
+            ConfigType::Double => 6,
+            ConfigType::List => 7,
+            ConfigType::Class => 8,
+            ConfigType::Password => 9,
+        }
+    }
+
+    /// Checks that `value` parses as this type.
+    pub fn validate(self, value: &str) -> Result<(), String> {
+        let ok = match self {
+            ConfigType::Boolean => matches!(value, "true" | "false"),
+            ConfigType::Int => value.parse::<i32>().is_ok(),
+            ConfigType::Short => value.parse::<i16>().is_ok(),
+            ConfigType::Long => value.parse::<i64>().is_ok(),
+            ConfigType::Double => value.parse::<f64>().is_ok(),
+            _ => true,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("{value:?} is not a valid {self:?}"))
+        }
+    }
+}
+
+/// Where a config value came from (DescribeConfigs v1+ `config_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    DynamicTopicConfig,
+    StaticBrokerConfig,
+    DefaultConfig,
+}
+
+impl ConfigSource {
+    pub fn code(self) -> i8 {
+        match self {
+            ConfigSource::DynamicTopicConfig => 1,
+            ConfigSource::StaticBrokerConfig => 4,
+            ConfigSource::DefaultConfig => 5,
+        }
+    }
+}
+
+/// One broker setting Sluice understands.
+#[derive(Debug)]
+pub struct SettingDef {
+    pub name: &'static str,
+    pub default: Option<&'static str>,
+    pub config_type: ConfigType,
+    pub doc: &'static str,
+}
+
+const fn def(
+    name: &'static str,
+    default: Option<&'static str>,
+    config_type: ConfigType,
+    doc: &'static str,
+) -> SettingDef {
+    SettingDef {
+        name,
+        default,
+        config_type,
+        doc,
+    }
+}
+
+use ConfigType as T;
+
+/// Every broker setting Sluice understands. Settings not listed are refused at start-up.
+pub const BROKER_SETTINGS: &[SettingDef] = &[
+    def("num.partitions", Some("1"), T::Int, "Default number of partitions for new topics."),
+    def("default.replication.factor", Some("1"), T::Int, "Default replication factor for new topics."),
+    def("auto.create.topics.enable", Some("true"), T::Boolean, "Create a topic when a client asks for its metadata."),
+    def("delete.topic.enable", Some("true"), T::Boolean, "Allow DeleteTopics."),
+    def("log.segment.bytes", Some("1073741824"), T::Int, "Size at which a segment is rolled."),
+    def("log.roll.ms", Some("604800000"), T::Long, "Age at which a segment is rolled."),
+    def("log.retention.ms", Some("604800000"), T::Long, "Delete segments older than this; -1 keeps them forever."),
+    def("log.retention.bytes", Some("-1"), T::Long, "Delete old segments while a partition is larger than this; -1 disables."),
+    def("log.retention.check.interval.ms", Some("300000"), T::Long, "How often retention is applied."),
+    def("log.index.interval.bytes", Some("4096"), T::Int, "Bytes between offset index entries."),
+    def("log.index.size.max.bytes", Some("10485760"), T::Int, "Maximum size of an offset or time index file."),
+    def("log.message.timestamp.type", Some("CreateTime"), T::String, "CreateTime or LogAppendTime."),
+    def("log.cleanup.policy", Some("delete"), T::List, "delete, or compact (segments of compacted topics are kept until compaction lands)."),
+    def("log.flush.interval.ms", None, T::Long, "Unset (default): acknowledge produce only after fsync, with group commit. Set: flush every this many ms and acknowledge after the write."),
+    def("message.max.bytes", Some("1048588"), T::Int, "Largest record batch accepted."),
+    def("min.insync.replicas", Some("1"), T::Int, "Minimum in-sync replicas for acks=all."),
+    def("unclean.leader.election.enable", Some("false"), T::Boolean, "Allow electing an out-of-sync leader."),
+    def("compression.type", Some("producer"), T::String, "Only 'producer' (keep the producer's compression) is supported."),
+    def("socket.request.max.bytes", Some("104857600"), T::Int, "Largest request frame accepted; larger ones close the connection."),
+    def("max.connections", Some("10000"), T::Int, "Connections accepted at once (Sluice caps the default at 10000)."),
+    def("connections.max.idle.ms", Some("600000"), T::Long, "Close connections idle for this long."),
+    def("queued.max.requests", Some("500"), T::Int, "Requests in flight per connection before reading pauses."),
+    def("fetch.max.bytes", Some("57671680"), T::Int, "Largest fetch response."),
+    def("group.initial.rebalance.delay.ms", Some("3000"), T::Int, "Delay before the first rebalance of a new group."),
+    def("offsets.topic.num.partitions", Some("50"), T::Int, "Partitions of __consumer_offsets."),
+    def("producer.id.expiration.ms", Some("86400000"), T::Int, "Idle producer ids are forgotten after this long."),
+];
+
+/// Values of broker settings: explicit ones plus the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct BrokerSettings {
+    /// Settings given explicitly (file or `--set`), validated against their type.
+    explicit: BTreeMap<String, String>,
+}
+
+impl BrokerSettings {
+    pub fn definition(name: &str) -> Option<&'static SettingDef> {
+        BROKER_SETTINGS.iter().find(|d| d.name == name)
+    }
+
+    /// Sets a value, refusing unknown names and values that don't parse.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
+        let d = Self::definition(name).ok_or_else(|| format!("{name}: unknown broker setting"))?;
+        d.config_type
+            .validate(value)
+            .map_err(|e| format!("{name}: {e}"))?;
+        if name == "log.message.timestamp.type" && !matches!(value, "CreateTime" | "LogAppendTime")
+        {
+            return Err(format!("{name}: must be CreateTime or LogAppendTime"));
+        }
+        if name == "compression.type" && value != "producer" {
+            return Err(format!("{name}: only 'producer' is supported"));
+        }
+        self.explicit.insert(name.to_string(), value.to_string());
+        Ok(())
+    }
+
+    /// The value and its source, `None` if unset with no default.
+    pub fn get(&self, name: &str) -> Option<(String, ConfigSource)> {
+        if let Some(v) = self.explicit.get(name) {
+            return Some((v.clone(), ConfigSource::StaticBrokerConfig));
+        }
+        Self::definition(name)
+            .and_then(|d| d.default)
+            .map(|v| (v.to_string(), ConfigSource::DefaultConfig))
+    }
+
+    pub fn str(&self, name: &str) -> Option<String> {
+        self.get(name).map(|(v, _)| v)
+    }
+
+    pub fn i64(&self, name: &str) -> i64 {
+        self.str(name).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+
+    pub fn opt_i64(&self, name: &str) -> Option<i64> {
+        self.str(name).and_then(|v| v.parse().ok())
+    }
+
+    pub fn i32(&self, name: &str) -> i32 {
+        self.str(name).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+
+    pub fn bool(&self, name: &str) -> bool {
+        self.str(name).is_some_and(|v| v == "true")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_as_their_type_and_names_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for d in BROKER_SETTINGS {
+            assert!(seen.insert(d.name), "duplicate {}", d.name);
+            if let Some(v) = d.default {
+                assert!(d.config_type.validate(v).is_ok(), "{}", d.name);
+            }
+        }
+    }
+
+    #[test]
+    fn explicit_values_win_and_report_their_source() {
+        let mut s = BrokerSettings::default();
+        assert_eq!(
+            s.get("num.partitions"),
+            Some(("1".to_string(), ConfigSource::DefaultConfig))
+        );
+        s.set("num.partitions", "6").unwrap_or_default();
+        assert_eq!(s.i32("num.partitions"), 6);
+        assert_eq!(
+            s.get("num.partitions").map(|(_, src)| src),
+            Some(ConfigSource::StaticBrokerConfig)
+        );
+        assert!(s.set("log.message.timestamp.type", "Other").is_err());
+        assert!(s.set("compression.type", "gzip").is_err());
+        assert_eq!(s.opt_i64("log.flush.interval.ms"), None);
+    }
+}

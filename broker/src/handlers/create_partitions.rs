@@ -1,0 +1,77 @@
+//! CreatePartitions (key 37): raises a topic's partition count (with optional replica
+//! assignments, which on one node can only name this node).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use protocol_shim::ErrorKind;
+
+use super::util::str_bytes;
+use crate::node::{Node, TopicOpError};
+
+pub fn handle(
+    node: &Arc<Node>,
+    request: CreatePartitionsRequest,
+    _version: i16,
+) -> CreatePartitionsResponse {
+    let mut seen = HashSet::new();
+    let results = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.0.as_str().to_string();
+            let result = if !seen.insert(name.clone()) {
+                Err(TopicOpError::new(
+                    ErrorKind::InvalidRequest,
+                    "Duplicate topic in request.",
+                ))
+            } else {
+                check_assignments(node, &t)
+                    .and_then(|()| node.create_partitions(&name, t.count, request.validate_only))
+            };
+            let mut out = CreatePartitionsTopicResult::default().with_name(t.name);
+            if let Err(e) = result {
+                out.error_code = e.kind.code();
+                out.error_message = Some(str_bytes(e.message));
+            }
+            out
+        })
+        .collect();
+    CreatePartitionsResponse::default().with_results(results)
+}
+
+fn check_assignments(
+    node: &Node,
+    t: &kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic,
+) -> Result<(), TopicOpError> {
+    let Some(assignments) = &t.assignments else {
+        return Ok(());
+    };
+    let current = node
+        .topics
+        .get(t.name.0.as_str())
+        .map(|m| m.partitions)
+        .unwrap_or(0);
+    if i32::try_from(assignments.len()).ok() != Some(t.count - current) {
+        return Err(TopicOpError::new(
+            ErrorKind::InvalidReplicaAssignment,
+            format!(
+                "Increasing the number of partitions by {} but {} assignments provided.",
+                t.count - current,
+                assignments.len()
+            ),
+        ));
+    }
+    for a in assignments {
+        let ids: Vec<i32> = a.broker_ids.iter().map(|b| b.0).collect();
+        if ids != [node.meta.node_id] {
+            return Err(TopicOpError::new(
+                ErrorKind::InvalidReplicaAssignment,
+                format!("Unknown broker(s) in replica assignment: {ids:?}."),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! CreateTopics (key 19): validates names, partition counts, replication factor, replica
+//! assignments and configs; creates (or with validate_only, only checks) each topic. From v5
+//! the result carries the partition count, replication factor and every config's value.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use protocol_shim::ErrorKind;
+use uuid::Uuid;
+
+use super::util::str_bytes;
+use crate::config::{effective_topic_config, TopicConfigs, TOPIC_CONFIGS};
+use crate::node::{Node, TopicOpError};
+
+pub fn handle(
+    node: &Arc<Node>,
+    request: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
+    let mut seen = HashSet::new();
+    let duplicates: HashSet<String> = request
+        .topics
+        .iter()
+        .filter(|t| !seen.insert(t.name.0.as_str().to_string()))
+        .map(|t| t.name.0.as_str().to_string())
+        .collect();
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let name = topic.name.0.as_str().to_string();
+            let result = if duplicates.contains(&name) {
+                Err(TopicOpError::new(
+                    ErrorKind::InvalidRequest,
+                    format!("Create topics request from client contains a duplicate topic: {name}"),
+                ))
+            } else {
+                create_one(node, &topic, request.validate_only)
+            };
+            let mut out = CreatableTopicResult::default()
+                .with_name(topic.name)
+                .with_num_partitions(-1)
+                .with_replication_factor(-1);
+            match result {
+                Ok((id, partitions, rf, configs)) => {
+                    out.topic_id = id;
+                    if version >= 5 {
+                        out.num_partitions = partitions;
+                        out.replication_factor = rf;
+                        out.configs = Some(describe(node, &configs));
+                    }
+                }
+                Err(e) => {
+                    out.error_code = e.kind.code();
+                    out.error_message = Some(str_bytes(e.message));
+                }
+            }
+            out
+        })
+        .collect();
+    CreateTopicsResponse::default().with_topics(topics)
+}
+
+fn create_one(
+    node: &Arc<Node>,
+    topic: &CreatableTopic,
+    validate_only: bool,
+) -> Result<(Uuid, i32, i16, TopicConfigs), TopicOpError> {
+    let name = topic.name.0.as_str();
+    let mut configs = TopicConfigs::new();
+    for c in &topic.configs {
+        if let Some(v) = &c.value {
+            configs.insert(c.name.as_str().to_string(), v.as_str().to_string());
+        }
+    }
+    let (mut partitions, mut rf) = (topic.num_partitions, topic.replication_factor);
+    if !topic.assignments.is_empty() {
+        if partitions != -1 || rf != -1 {
+            return Err(TopicOpError::new(
+                ErrorKind::InvalidRequest,
+                "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.",
+            ));
+        }
+        let mut indexes: Vec<i32> = topic
+            .assignments
+            .iter()
+            .map(|a| a.partition_index)
+            .collect();
+        indexes.sort_unstable();
+        if indexes
+            .iter()
+            .enumerate()
+            .any(|(i, p)| i32::try_from(i).ok() != Some(*p))
+        {
+            return Err(TopicOpError::new(
+                ErrorKind::InvalidReplicaAssignment,
+                "Partitions should be a consecutive 0-based integer sequence",
+            ));
+        }
+        for a in &topic.assignments {
+            let ids: Vec<i32> = a.broker_ids.iter().map(|b| b.0).collect();
+            if ids != [node.meta.node_id] {
+                return Err(TopicOpError::new(
+                    ErrorKind::InvalidReplicaAssignment,
+                    format!(
+                        "Replica assignment {ids:?} names brokers other than the only broker, {}",
+                        node.meta.node_id
+                    ),
+                ));
+            }
+        }
+        partitions = i32::try_from(topic.assignments.len()).unwrap_or(i32::MAX);
+        rf = 1;
+    }
+    if validate_only {
+        let (p, r) = node.validate_new_topic(name, partitions, rf, &configs)?;
+        return Ok((Uuid::nil(), p, r, configs));
+    }
+    let meta = node.create_topic(name, partitions, rf, configs, false)?;
+    Ok((meta.id, meta.partitions, 1, meta.configs))
+}
+
+fn describe(node: &Node, configs: &TopicConfigs) -> Vec<CreatableTopicConfigs> {
+    TOPIC_CONFIGS
+        .iter()
+        .map(|d| {
+            let (value, source) = effective_topic_config(d, configs, &node.config.settings);
+            CreatableTopicConfigs::default()
+                .with_name(str_bytes(d.name))
+                .with_value(Some(str_bytes(value)))
+                .with_config_source(source.code())
+        })
+        .collect()
+}

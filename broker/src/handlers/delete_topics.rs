@@ -1,0 +1,61 @@
+//! DeleteTopics (key 20): by name (v1-v5, and v6 entries with a name) or by topic id (v6).
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
+use protocol_shim::ErrorKind;
+use uuid::Uuid;
+
+use super::util::{str_bytes, topic_name};
+use crate::node::Node;
+
+pub fn handle(
+    node: &Arc<Node>,
+    request: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
+    let targets: Vec<(Option<String>, Uuid)> = if version >= 6 {
+        request
+            .topics
+            .into_iter()
+            .map(|t| (t.name.map(|n| n.0.as_str().to_string()), t.topic_id))
+            .collect()
+    } else {
+        request
+            .topic_names
+            .into_iter()
+            .map(|n| (Some(n.0.as_str().to_string()), Uuid::nil()))
+            .collect()
+    };
+    let responses = targets
+        .into_iter()
+        .map(|(name, id)| {
+            let resolved = match (&name, id.is_nil()) {
+                (Some(n), _) => Ok(n.clone()),
+                (None, false) => node
+                    .topics
+                    .get_by_id(id)
+                    .map(|t| t.name)
+                    .ok_or(ErrorKind::UnknownTopicId),
+                (None, true) => Err(ErrorKind::InvalidRequest),
+            };
+            let mut out = DeletableTopicResult::default()
+                .with_name(name.as_deref().map(topic_name))
+                .with_topic_id(id);
+            match resolved.map(|n| (node.delete_topic(&n), n)) {
+                Ok((Ok(meta), n)) => {
+                    out.name = Some(topic_name(&n));
+                    out.topic_id = meta.id;
+                }
+                Ok((Err(e), _)) => {
+                    out.error_code = e.kind.code();
+                    out.error_message = Some(str_bytes(e.message));
+                }
+                Err(kind) => out.error_code = kind.code(),
+            }
+            out
+        })
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
+}

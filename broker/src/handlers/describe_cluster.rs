@@ -1,0 +1,43 @@
+//! DescribeCluster (key 60): this node as the only broker and the controller.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use protocol_shim::ErrorKind;
+
+use super::util::{str_bytes, CLUSTER_AUTHORIZED_OPERATIONS, OPERATIONS_NOT_REQUESTED};
+use crate::node::Node;
+
+/// Endpoint type 1: brokers. Type 2 (controllers) is for clients bootstrapping from
+/// controller listeners, which this node does not have.
+const ENDPOINT_TYPE_BROKERS: i8 = 1;
+
+pub fn handle(
+    node: &Arc<Node>,
+    request: DescribeClusterRequest,
+    version: i16,
+) -> DescribeClusterResponse {
+    let mut response = DescribeClusterResponse::default()
+        .with_endpoint_type(request.endpoint_type)
+        .with_cluster_id(str_bytes(node.meta.cluster_id.clone()))
+        .with_controller_id(BrokerId(node.meta.node_id))
+        .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
+            CLUSTER_AUTHORIZED_OPERATIONS
+        } else {
+            OPERATIONS_NOT_REQUESTED
+        });
+    if version >= 1 && request.endpoint_type != ENDPOINT_TYPE_BROKERS {
+        return response
+            .with_error_code(ErrorKind::MismatchedEndpointType.code())
+            .with_error_message(Some(str_bytes(
+                "The request was sent to an endpoint of the wrong type.",
+            )))
+            .with_controller_id(BrokerId(-1));
+    }
+    response.brokers = vec![DescribeClusterBroker::default()
+        .with_broker_id(BrokerId(node.meta.node_id))
+        .with_host(str_bytes(node.config.advertised_host.clone()))
+        .with_port(node.config.advertised_port)];
+    response
+}

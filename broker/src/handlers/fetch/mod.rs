@@ -1,0 +1,241 @@
+//! Fetch (key 1) for consumers: whole batches from each partition below its high watermark,
+//! within `max_bytes` and each partition's `partition_max_bytes` (the first batch is always
+//! returned whole, KIP-74), long-polling up to `max_wait_ms` until `min_bytes` are available;
+//! fetch sessions (KIP-227) in `session`.
+
+mod session;
+
+pub use session::FetchSessionCache;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::select_all;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ResponseKind};
+use protocol_shim::ErrorKind;
+use uuid::Uuid;
+
+use super::util::{partition_error_kind, topic_name};
+use super::Reply;
+use crate::node::Node;
+use crate::partition::Partition;
+use session::{FetchPlan, PartitionKey};
+
+/// Upper bound on `max_wait_ms`, whatever the client asks.
+const MAX_WAIT_MS: i32 = 300_000;
+
+/// What one partition of a fetch asks for.
+#[derive(Debug, Clone)]
+pub struct WantedPartition {
+    pub key: PartitionKey,
+    pub fetch_offset: i64,
+    pub partition_max_bytes: i32,
+    pub current_leader_epoch: i32,
+}
+
+pub fn handle(node: &Arc<Node>, request: FetchRequest, version: i16) -> Reply {
+    let deadline = tokio::time::Instant::now()
+        + Duration::from_millis(
+            u64::try_from(request.max_wait_ms.clamp(0, MAX_WAIT_MS)).unwrap_or(0),
+        );
+    let replica_id = if version >= 15 {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    let plan = match session::plan(node, &request, version) {
+        Ok(plan) => plan,
+        Err(kind) => {
+            return Reply::Now(Box::new(ResponseKind::Fetch(
+                FetchResponse::default().with_error_code(kind.code()),
+            )))
+        }
+    };
+    let broker_max = node.config.settings.i32("fetch.max.bytes").max(1);
+    let max_bytes = if request.max_bytes <= 0 {
+        broker_max
+    } else {
+        request.max_bytes.min(broker_max)
+    };
+    let ctx = FetchContext {
+        node: Arc::clone(node),
+        version,
+        max_bytes: usize::try_from(max_bytes).unwrap_or(0),
+        read_committed: request.isolation_level == 1,
+        follower: replica_id >= 0,
+        plan,
+    };
+    let min_bytes = usize::try_from(request.min_bytes.max(0)).unwrap_or(0);
+    let first = ctx.collect();
+    if first.bytes >= min_bytes.max(1) || first.has_error || request.max_wait_ms <= 0 {
+        return Reply::Now(Box::new(ResponseKind::Fetch(ctx.finish(first))));
+    }
+    let partitions: Vec<Arc<Partition>> = first.partitions.clone();
+    Reply::Later(Box::pin(async move {
+        drop(first);
+        let mut receivers: Vec<_> = partitions
+            .iter()
+            .map(|p| p.subscribe_high_watermark())
+            .collect();
+        loop {
+            if receivers.is_empty() {
+                tokio::time::sleep_until(deadline).await;
+                break;
+            }
+            let changed = select_all(receivers.iter_mut().map(|rx| Box::pin(rx.changed())));
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => break,
+                () = ctx.node.shutdown.cancelled() => break,
+                (res, _, _) = changed => {
+                    if res.is_err() {
+                        // A partition was closed; answer with what we have.
+                        break;
+                    }
+                }
+            }
+            let result = ctx.collect();
+            if result.bytes >= min_bytes || result.has_error {
+                return ResponseKind::Fetch(ctx.finish(result));
+            }
+        }
+        let result = ctx.collect();
+        ResponseKind::Fetch(ctx.finish(result))
+    }))
+}
+
+struct FetchContext {
+    node: Arc<Node>,
+    version: i16,
+    max_bytes: usize,
+    read_committed: bool,
+    follower: bool,
+    plan: FetchPlan,
+}
+
+struct Collected {
+    /// (key, response) in request order.
+    entries: Vec<(PartitionKey, PartitionData)>,
+    bytes: usize,
+    has_error: bool,
+    partitions: Vec<Arc<Partition>>,
+}
+
+impl FetchContext {
+    fn collect(&self) -> Collected {
+        let mut entries = Vec::with_capacity(self.plan.wanted.len());
+        let mut bytes = 0usize;
+        let mut has_error = false;
+        let mut partitions = Vec::new();
+        for w in &self.plan.wanted {
+            let mut data = PartitionData::default()
+                .with_partition_index(w.key.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_preferred_read_replica(BrokerId(-1))
+                .with_records(Some(Bytes::new()));
+            if self.read_committed {
+                data.aborted_transactions = Some(Vec::new());
+            }
+            let error = self.read_partition(w, &mut data, &mut bytes, &mut partitions);
+            if error != ErrorKind::None {
+                has_error = true;
+                data.error_code = error.code();
+            }
+            entries.push((w.key.clone(), data));
+        }
+        Collected {
+            entries,
+            bytes,
+            has_error,
+            partitions,
+        }
+    }
+
+    fn read_partition(
+        &self,
+        w: &WantedPartition,
+        data: &mut PartitionData,
+        bytes: &mut usize,
+        partitions: &mut Vec<Arc<Partition>>,
+    ) -> ErrorKind {
+        if self.follower {
+            return ErrorKind::NotLeaderOrFollower;
+        }
+        let Some(name) = w.key.topic.as_deref() else {
+            return ErrorKind::UnknownTopicId;
+        };
+        let Some(partition) = self.node.partitions.get(name, w.key.partition) else {
+            return if self.version >= 13 {
+                ErrorKind::UnknownTopicId
+            } else {
+                ErrorKind::UnknownTopicOrPartition
+            };
+        };
+        if w.key.topic_id != Uuid::nil() && w.key.topic_id != partition.topic_id {
+            return ErrorKind::UnknownTopicId;
+        }
+        if w.current_leader_epoch >= 0 && w.current_leader_epoch != partition.leader_epoch {
+            return if w.current_leader_epoch > partition.leader_epoch {
+                ErrorKind::UnknownLeaderEpoch
+            } else {
+                ErrorKind::FencedLeaderEpoch
+            };
+        }
+        partitions.push(Arc::clone(&partition));
+        let remaining = self.max_bytes.saturating_sub(*bytes);
+        let limit = usize::try_from(w.partition_max_bytes.max(0))
+            .unwrap_or(0)
+            .min(remaining);
+        let min_one = *bytes == 0;
+        match partition.read(w.fetch_offset, limit, min_one) {
+            Ok(read) => {
+                data.high_watermark = read.high_watermark;
+                data.last_stable_offset = read.high_watermark;
+                data.log_start_offset = read.log_start_offset;
+                *bytes += read.records.len();
+                data.records = Some(read.records);
+                ErrorKind::None
+            }
+            Err(e) => {
+                let kind = partition_error_kind(&e);
+                data.high_watermark = partition.high_watermark();
+                data.last_stable_offset = data.high_watermark;
+                data.log_start_offset = partition.log_start_offset().unwrap_or(-1);
+                kind
+            }
+        }
+    }
+
+    fn finish(&self, collected: Collected) -> FetchResponse {
+        let entries = self
+            .node
+            .fetch_sessions
+            .filter_response(&self.plan, collected.entries);
+        let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+        for (key, data) in entries {
+            let same_topic = topics.last().is_some_and(|t| {
+                if self.version >= 13 {
+                    t.topic_id == key.topic_id
+                } else {
+                    key.topic.as_deref() == Some(t.topic.0.as_str())
+                }
+            });
+            if !same_topic {
+                topics.push(
+                    FetchableTopicResponse::default()
+                        .with_topic(topic_name(key.topic.as_deref().unwrap_or("")))
+                        .with_topic_id(key.topic_id),
+                );
+            }
+            if let Some(t) = topics.last_mut() {
+                t.partitions.push(data);
+            }
+        }
+        FetchResponse::default()
+            .with_session_id(self.plan.response_session_id)
+            .with_responses(topics)
+    }
+}

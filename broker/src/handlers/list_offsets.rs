@@ -1,0 +1,93 @@
+//! ListOffsets (key 2): earliest (-2), latest (-1: the high watermark, which is also the last
+//! stable offset while there are no transactions), max timestamp (-3), earliest local (-4),
+//! tiered-storage lookups (-5, -6: no remote storage, so no offset), and the first record at
+//! or after a timestamp.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use protocol_shim::ErrorKind;
+
+use super::util::partition_error_kind;
+use crate::node::Node;
+use crate::partition::Partition;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+const EARLIEST_PENDING_UPLOAD: i64 = -6;
+
+pub fn handle(node: &Arc<Node>, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let name = topic.name.0.as_str().to_string();
+            let partitions = topic
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let mut resp = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_timestamp(-1)
+                        .with_offset(-1)
+                        .with_leader_epoch(-1);
+                    let Some(partition) = node.partitions.get(&name, p.partition_index) else {
+                        return resp.with_error_code(ErrorKind::UnknownTopicOrPartition.code());
+                    };
+                    if version >= 4
+                        && p.current_leader_epoch >= 0
+                        && p.current_leader_epoch != partition.leader_epoch
+                    {
+                        let kind = if p.current_leader_epoch > partition.leader_epoch {
+                            ErrorKind::UnknownLeaderEpoch
+                        } else {
+                            ErrorKind::FencedLeaderEpoch
+                        };
+                        return resp.with_error_code(kind.code());
+                    }
+                    match lookup(&partition, p.timestamp, version) {
+                        Ok((offset, timestamp)) => {
+                            resp.offset = offset;
+                            resp.timestamp = timestamp;
+                            if version >= 4 {
+                                resp.leader_epoch = partition.leader_epoch;
+                            }
+                            resp
+                        }
+                        Err(kind) => resp.with_error_code(kind.code()),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+fn lookup(partition: &Partition, timestamp: i64, version: i16) -> Result<(i64, i64), ErrorKind> {
+    let hw = partition.high_watermark();
+    let err = |e: crate::partition::PartitionError| partition_error_kind(&e);
+    match timestamp {
+        LATEST => Ok((hw, -1)),
+        EARLIEST => Ok((partition.log_start_offset().map_err(err)?, -1)),
+        EARLIEST_LOCAL if version >= 8 => Ok((partition.log_start_offset().map_err(err)?, -1)),
+        MAX_TIMESTAMP if version >= 7 => match partition.max_timestamp().map_err(err)? {
+            Some(t) if t.offset < hw => Ok((t.offset, t.timestamp)),
+            _ => Ok((-1, -1)),
+        },
+        LATEST_TIERED | EARLIEST_PENDING_UPLOAD if version >= 9 => Ok((-1, -1)),
+        ts if ts >= 0 => match partition.offset_for_timestamp(ts).map_err(err)? {
+            Some(t) if t.offset < hw => Ok((t.offset, t.timestamp)),
+            _ => Ok((-1, -1)),
+        },
+        _ => Err(ErrorKind::UnsupportedVersion),
+    }
+}

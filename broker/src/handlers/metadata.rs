@@ -1,0 +1,115 @@
+//! Metadata (key 3): brokers, cluster id, controller, and topics with their partitions;
+//! creates requested topics when auto-creation is allowed by both the client and the broker.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use protocol_shim::ErrorKind;
+use uuid::Uuid;
+
+use super::util::{
+    str_bytes, topic_name, CLUSTER_AUTHORIZED_OPERATIONS, OPERATIONS_NOT_REQUESTED,
+    TOPIC_AUTHORIZED_OPERATIONS,
+};
+use crate::metadata::{validate_topic_name, TopicMeta};
+use crate::node::Node;
+
+pub fn handle(node: &Arc<Node>, request: MetadataRequest, version: i16) -> MetadataResponse {
+    let include_ops = request.include_topic_authorized_operations;
+    let describe = |t: &TopicMeta| describe_topic(node, t, include_ops);
+    let topics: Vec<MetadataResponseTopic> = match request.topics {
+        // v0: an empty list means all topics; v1+: null means all, empty means none.
+        None => node.topics.all().iter().map(describe).collect(),
+        Some(list) if list.is_empty() && version == 0 => {
+            node.topics.all().iter().map(describe).collect()
+        }
+        Some(list) => {
+            let auto_create = version < 4 || request.allow_auto_topic_creation;
+            list.into_iter()
+                .map(|t| match t.name {
+                    Some(name) => {
+                        let name = name.0.as_str().to_string();
+                        lookup_or_create(node, &name, auto_create, include_ops)
+                    }
+                    None => match node.topics.get_by_id(t.topic_id) {
+                        Some(meta) => describe(&meta),
+                        None => error_topic(None, t.topic_id, ErrorKind::UnknownTopicId),
+                    },
+                })
+                .collect()
+        }
+    };
+    MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(node.meta.node_id))
+            .with_host(str_bytes(node.config.advertised_host.clone()))
+            .with_port(node.config.advertised_port)])
+        .with_cluster_id(Some(str_bytes(node.meta.cluster_id.clone())))
+        .with_controller_id(BrokerId(node.meta.node_id))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
+            CLUSTER_AUTHORIZED_OPERATIONS
+        } else {
+            OPERATIONS_NOT_REQUESTED
+        })
+}
+
+fn lookup_or_create(
+    node: &Arc<Node>,
+    name: &str,
+    auto_create: bool,
+    include_ops: bool,
+) -> MetadataResponseTopic {
+    if let Some(meta) = node.topics.get(name) {
+        return describe_topic(node, &meta, include_ops);
+    }
+    if validate_topic_name(name).is_err() {
+        return error_topic(Some(name), Uuid::nil(), ErrorKind::InvalidTopic);
+    }
+    if auto_create {
+        match node.auto_create_topic(name) {
+            Some(Ok(meta)) => return describe_topic(node, &meta, include_ops),
+            Some(Err(e)) => {
+                tracing::warn!(topic = name, error = %e.message, "auto-create failed");
+                return error_topic(Some(name), Uuid::nil(), e.kind);
+            }
+            None => {}
+        }
+    }
+    error_topic(Some(name), Uuid::nil(), ErrorKind::UnknownTopicOrPartition)
+}
+
+fn error_topic(name: Option<&str>, id: Uuid, kind: ErrorKind) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_error_code(kind.code())
+        .with_name(name.map(topic_name))
+        .with_topic_id(id)
+        .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
+}
+
+pub fn describe_topic(node: &Node, meta: &TopicMeta, include_ops: bool) -> MetadataResponseTopic {
+    let me = BrokerId(node.meta.node_id);
+    let partitions = (0..meta.partitions)
+        .map(|p| {
+            MetadataResponsePartition::default()
+                .with_partition_index(p)
+                .with_leader_id(me)
+                .with_leader_epoch(0)
+                .with_replica_nodes(vec![me])
+                .with_isr_nodes(vec![me])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(topic_name(&meta.name)))
+        .with_topic_id(meta.id)
+        .with_is_internal(meta.internal)
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(if include_ops {
+            TOPIC_AUTHORIZED_OPERATIONS
+        } else {
+            OPERATIONS_NOT_REQUESTED
+        })
+}

@@ -1,0 +1,154 @@
+//! Produce (key 0): validate and append each partition's batch in request order, then (for
+//! acks=1 and acks=-1) answer once every appended batch is durable, or with REQUEST_TIMED_OUT
+//! after `timeout_ms`. acks=0 gets no response at all.
+//!
+//! Transactions are not supported yet: a transactional produce is refused with
+//! TRANSACTIONAL_ID_AUTHORIZATION_FAILED and nothing is stored.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use protocol_shim::ErrorKind;
+use storage::batch::BatchHeader;
+use storage::AppendOutcome;
+
+use super::util::{partition_error_kind, str_bytes};
+use super::Reply;
+use crate::node::Node;
+use crate::partition::Partition;
+
+/// Longest a produce may wait for durability, whatever the client asks.
+const MAX_TIMEOUT_MS: i32 = 300_000;
+
+pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply {
+    let now_ms = node.now_ms();
+    let acks = request.acks;
+    let timeout_ms = request.timeout_ms.clamp(0, MAX_TIMEOUT_MS);
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0));
+    let acks_valid = matches!(acks, -1..=1);
+    let transactional = request.transactional_id.is_some();
+    // (topic index, partition index, partition, offset that must become durable)
+    let mut waits: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+
+    for (ti, topic) in request.topic_data.into_iter().enumerate() {
+        let meta = if version >= 13 {
+            node.topics.get_by_id(topic.topic_id)
+        } else {
+            node.topics.get(topic.name.0.as_str())
+        };
+        let unknown = if version >= 13 {
+            ErrorKind::UnknownTopicId
+        } else {
+            ErrorKind::UnknownTopicOrPartition
+        };
+        let mut partition_responses = Vec::with_capacity(topic.partition_data.len());
+        for (pi, pd) in topic.partition_data.into_iter().enumerate() {
+            let mut resp = PartitionProduceResponse::default()
+                .with_index(pd.index)
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(-1);
+            let result = (|| -> Result<(Arc<Partition>, AppendOutcome), (ErrorKind, String)> {
+                if !acks_valid {
+                    return Err((
+                        ErrorKind::InvalidRequiredAcks,
+                        format!("invalid acks {acks}"),
+                    ));
+                }
+                let meta = meta
+                    .as_ref()
+                    .ok_or((unknown, "unknown topic".to_string()))?;
+                if meta.internal {
+                    return Err((
+                        ErrorKind::InvalidTopic,
+                        format!("Cannot append to internal topic {}", meta.name),
+                    ));
+                }
+                let partition = node.partitions.get(&meta.name, pd.index).ok_or((
+                    ErrorKind::UnknownTopicOrPartition,
+                    "This server does not host this topic-partition.".to_string(),
+                ))?;
+                let records = pd
+                    .records
+                    .as_ref()
+                    .ok_or((ErrorKind::InvalidRecord, "null records".to_string()))?;
+                let batch_is_transactional = BatchHeader::parse(records)
+                    .map(|h| h.is_transactional())
+                    .unwrap_or(false);
+                if transactional || batch_is_transactional {
+                    return Err((
+                        ErrorKind::TransactionalIdAuthorizationFailed,
+                        "transactions are not supported by this broker yet".to_string(),
+                    ));
+                }
+                let outcome = partition
+                    .append(records, now_ms)
+                    .map_err(|e| (partition_error_kind(&e), e.to_string()))?;
+                Ok((partition, outcome))
+            })();
+            match result {
+                Ok((partition, outcome)) => {
+                    let (base, last, append_time) = match outcome {
+                        AppendOutcome::Appended {
+                            base_offset,
+                            last_offset,
+                            log_append_time_ms,
+                            ..
+                        } => (base_offset, last_offset, log_append_time_ms),
+                        AppendOutcome::Duplicate {
+                            base_offset,
+                            last_offset,
+                            log_append_time_ms,
+                        } => (base_offset, last_offset, log_append_time_ms),
+                    };
+                    resp = resp
+                        .with_base_offset(base)
+                        .with_log_append_time_ms(append_time)
+                        .with_log_start_offset(partition.log_start_offset().unwrap_or(-1));
+                    waits.push((ti, pi, partition, last + 1));
+                }
+                Err((kind, message)) => {
+                    tracing::debug!(partition = pd.index, error = ?kind, %message, "produce refused");
+                    resp = resp.with_error_code(kind.code());
+                    if version >= 8 {
+                        resp = resp.with_error_message(Some(str_bytes(message)));
+                    }
+                }
+            }
+            partition_responses.push(resp);
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name)
+                .with_topic_id(topic.topic_id)
+                .with_partition_responses(partition_responses),
+        );
+    }
+
+    if acks == 0 && acks_valid {
+        return Reply::Nothing;
+    }
+    let response = ProduceResponse::default().with_responses(responses);
+    if waits.is_empty() {
+        return Reply::Now(Box::new(ResponseKind::Produce(response)));
+    }
+    Reply::Later(Box::pin(async move {
+        let mut response = response;
+        for (ti, pi, partition, offset) in waits {
+            if !partition.wait_durable(offset, deadline).await {
+                if let Some(r) = response
+                    .responses
+                    .get_mut(ti)
+                    .and_then(|t| t.partition_responses.get_mut(pi))
+                {
+                    r.error_code = ErrorKind::RequestTimedOut.code();
+                }
+            }
+        }
+        ResponseKind::Produce(response)
+    }))
+}

@@ -1,0 +1,13 @@
+//! The Sluice broker: configuration, the network server, request handlers, partitions and
+//! metadata. The `sluice` binary (`main.rs`) wires them together.
+
+pub mod clock;
+pub mod config;
+mod durable_file;
+pub mod handlers;
+pub mod metadata;
+pub mod node;
+pub mod partition;
+pub mod producer_ids;
+pub mod run;
+pub mod server;

@@ -1,0 +1,180 @@
+//! The persisted set of topics: `meta/topics.json`, rewritten atomically on every change.
+//!
+//! Invariant: the file on disk is always a complete, valid snapshot (temp file + fsync +
+//! rename + directory fsync), and a topic appears in memory only once it is on disk.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::config::TopicConfigs;
+use crate::durable_file::write_atomically;
+
+/// One topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: i32,
+    #[serde(default)]
+    pub configs: TopicConfigs,
+    #[serde(default)]
+    pub internal: bool,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct TopicsFile {
+    version: u32,
+    topics: Vec<TopicMeta>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopicStoreError {
+    #[error("io error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+/// Topics by name, persisted.
+#[derive(Debug)]
+pub struct TopicStore {
+    path: PathBuf,
+    topics: RwLock<BTreeMap<String, TopicMeta>>,
+}
+
+impl TopicStore {
+    pub fn open(meta_dir: &Path) -> Result<Self, TopicStoreError> {
+        let path = meta_dir.join("topics.json");
+        let topics = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let file: TopicsFile =
+                    serde_json::from_slice(&bytes).map_err(|e| TopicStoreError::Corrupt {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                file.topics
+                    .into_iter()
+                    .map(|t| (t.name.clone(), t))
+                    .collect()
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(source) => return Err(TopicStoreError::Io { path, source }),
+        };
+        Ok(Self {
+            path,
+            topics: RwLock::new(topics),
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Option<TopicMeta> {
+        self.topics.read().get(name).cloned()
+    }
+
+    pub fn get_by_id(&self, id: Uuid) -> Option<TopicMeta> {
+        self.topics.read().values().find(|t| t.id == id).cloned()
+    }
+
+    pub fn all(&self) -> Vec<TopicMeta> {
+        self.topics.read().values().cloned().collect()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.topics.read().contains_key(name)
+    }
+
+    /// Applies `change` to the topic map and persists the result; the in-memory map changes
+    /// only if the write succeeded. `change` returns `false` to abort without writing.
+    pub fn update<F>(&self, change: F) -> Result<bool, TopicStoreError>
+    where
+        F: FnOnce(&mut BTreeMap<String, TopicMeta>) -> bool,
+    {
+        let mut guard = self.topics.write();
+        let mut next = guard.clone();
+        if !change(&mut next) {
+            return Ok(false);
+        }
+        let file = TopicsFile {
+            version: 1,
+            topics: next.values().cloned().collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| TopicStoreError::Corrupt {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })?;
+        write_atomically(&self.path, &bytes).map_err(|source| TopicStoreError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        *guard = next;
+        Ok(true)
+    }
+}
+
+/// Kafka's topic name rules: 1..=249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("Topic name is illegal, it can't be empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err("Topic name cannot be \".\" or \"..\"".into());
+    }
+    if name.len() > 249 {
+        return Err(format!(
+            "Topic name is illegal, it can't be longer than 249 characters, topic name: {name}"
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(format!(
+            "Topic name {name} is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn persists_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TopicStore::open(dir.path()).unwrap();
+        let t = TopicMeta {
+            name: "a".into(),
+            id: Uuid::new_v4(),
+            partitions: 3,
+            configs: Default::default(),
+            internal: false,
+        };
+        let t2 = t.clone();
+        assert!(store
+            .update(move |m| {
+                m.insert(t2.name.clone(), t2);
+                true
+            })
+            .unwrap());
+        assert!(!store.update(|_| false).unwrap());
+        let again = TopicStore::open(dir.path()).unwrap();
+        assert_eq!(again.get("a"), Some(t.clone()));
+        assert_eq!(again.get_by_id(t.id).map(|t| t.name), Some("a".into()));
+    }
+
+    #[test]
+    fn topic_names() {
+        assert!(validate_topic_name("orders.v1_x-2").is_ok());
+        for bad in ["", ".", "..", "a b", "é", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad}");
+        }
+    }
+}

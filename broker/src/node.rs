@@ -1,0 +1,393 @@
+//! The broker node: its configuration, metadata, partitions and shared services, and the
+//! topic operations (create, delete, add partitions) that change them together.
+//!
+//! Invariant: a topic is persisted in `meta/topics.json` before its partitions are opened, and
+//! removed from it before its partition directories are deleted; at start-up, partition
+//! directories that belong to no topic are deleted (a crash in the middle of a deletion).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol_shim::ErrorKind;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::clock::SharedClock;
+use crate::config::{log_config_for, BrokerConfig, TopicConfigs};
+use crate::handlers::fetch::FetchSessionCache;
+use crate::metadata::{validate_topic_name, MetaProperties, TopicMeta, TopicStore};
+use crate::partition::{DurabilityPolicy, PartitionManager, TopicPartition};
+use crate::producer_ids::ProducerIdAllocator;
+
+/// A failed topic operation: the Kafka error and a message for the client.
+#[derive(Debug, Clone)]
+pub struct TopicOpError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl TopicOpError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Meta(#[from] crate::metadata::MetaError),
+    #[error(transparent)]
+    Topics(#[from] crate::metadata::TopicStoreError),
+    #[error("cannot open partition {tp}: {source}")]
+    Partition {
+        tp: TopicPartition,
+        source: crate::partition::PartitionError,
+    },
+}
+
+pub struct Node {
+    pub config: BrokerConfig,
+    pub meta: MetaProperties,
+    pub topics: TopicStore,
+    pub partitions: PartitionManager,
+    pub producer_ids: ProducerIdAllocator,
+    pub fetch_sessions: FetchSessionCache,
+    pub clock: SharedClock,
+    /// Cancelled when the broker starts shutting down.
+    pub shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("node_id", &self.meta.node_id)
+            .finish()
+    }
+}
+
+impl Node {
+    /// Opens the data directory and every partition. Must run inside the tokio runtime.
+    pub fn start(config: BrokerConfig, clock: SharedClock) -> Result<Arc<Self>, StartError> {
+        let data_dir = config.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
+        let meta_dir = data_dir.join("meta");
+        let meta = MetaProperties::load_or_create(&meta_dir, config.node_id)?;
+        let topics = TopicStore::open(&meta_dir)?;
+        let producer_ids =
+            ProducerIdAllocator::open(&meta_dir).map_err(|source| StartError::DataDir {
+                path: meta_dir.clone(),
+                source,
+            })?;
+        let policy = match config.settings.opt_i64("log.flush.interval.ms") {
+            Some(ms) if ms > 0 => DurabilityPolicy::Interval {
+                interval_ms: ms.unsigned_abs(),
+            },
+            _ => DurabilityPolicy::SyncOnAck,
+        };
+        let partitions = PartitionManager::new(&data_dir, policy);
+        let node = Arc::new(Self {
+            config,
+            meta,
+            topics,
+            partitions,
+            producer_ids,
+            fetch_sessions: FetchSessionCache::new(1000),
+            clock,
+            shutdown: CancellationToken::new(),
+        });
+        node.remove_orphan_partition_dirs();
+        let now = node.clock.now_ms();
+        for topic in node.topics.all() {
+            let cfg = log_config_for(&topic.configs, &node.config.settings);
+            for p in 0..topic.partitions {
+                let tp = TopicPartition {
+                    topic: topic.name.clone(),
+                    partition: p,
+                };
+                node.partitions
+                    .open(tp.clone(), topic.id, cfg.clone(), now)
+                    .map_err(|source| StartError::Partition { tp, source })?;
+            }
+        }
+        Ok(node)
+    }
+
+    fn remove_orphan_partition_dirs(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.config.data_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name == "meta" || !entry.path().is_dir() {
+                continue;
+            }
+            let belongs = name.rsplit_once('-').is_some_and(|(topic, p)| {
+                p.parse::<i32>().is_ok_and(|p| {
+                    self.topics
+                        .get(topic)
+                        .is_some_and(|t| p >= 0 && p < t.partitions)
+                })
+            });
+            if !belongs {
+                tracing::warn!(dir = %entry.path().display(), "removing partition directory of no topic");
+                if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                    tracing::error!(dir = %entry.path().display(), error = %e, "cannot remove");
+                }
+            }
+        }
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Validates a create-topic request without changing anything.
+    pub fn validate_new_topic(
+        &self,
+        name: &str,
+        num_partitions: i32,
+        replication_factor: i16,
+        configs: &TopicConfigs,
+    ) -> Result<(i32, i16), TopicOpError> {
+        validate_topic_name(name).map_err(|m| TopicOpError::new(ErrorKind::InvalidTopic, m))?;
+        if self.topics.contains(name) {
+            return Err(TopicOpError::new(
+                ErrorKind::TopicAlreadyExists,
+                format!("Topic '{name}' already exists."),
+            ));
+        }
+        let partitions = if num_partitions == -1 {
+            self.config.settings.i32("num.partitions")
+        } else {
+            num_partitions
+        };
+        if partitions <= 0 {
+            return Err(TopicOpError::new(
+                ErrorKind::InvalidPartitions,
+                "Number of partitions must be larger than 0.",
+            ));
+        }
+        let rf = if replication_factor == -1 {
+            i16::try_from(self.config.settings.i32("default.replication.factor")).unwrap_or(1)
+        } else {
+            replication_factor
+        };
+        if rf <= 0 {
+            return Err(TopicOpError::new(
+                ErrorKind::InvalidReplicationFactor,
+                "Replication factor must be larger than 0.",
+            ));
+        }
+        if rf > 1 {
+            return Err(TopicOpError::new(
+                ErrorKind::InvalidReplicationFactor,
+                format!("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only 1 broker(s) are registered."),
+            ));
+        }
+        for (k, v) in configs {
+            crate::config::validate_topic_config(k, v)
+                .map_err(|m| TopicOpError::new(ErrorKind::InvalidConfig, m))?;
+        }
+        Ok((partitions, rf))
+    }
+
+    /// Creates a topic: persists it, then opens its partitions.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        num_partitions: i32,
+        replication_factor: i16,
+        configs: TopicConfigs,
+        internal: bool,
+    ) -> Result<TopicMeta, TopicOpError> {
+        let (partitions, _rf) =
+            self.validate_new_topic(name, num_partitions, replication_factor, &configs)?;
+        let meta = TopicMeta {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            partitions,
+            configs,
+            internal,
+        };
+        let to_insert = meta.clone();
+        let inserted = self
+            .topics
+            .update(|m| {
+                if m.contains_key(name) {
+                    return false;
+                }
+                m.insert(to_insert.name.clone(), to_insert);
+                true
+            })
+            .map_err(|e| TopicOpError::new(ErrorKind::KafkaStorageError, e.to_string()))?;
+        if !inserted {
+            return Err(TopicOpError::new(
+                ErrorKind::TopicAlreadyExists,
+                format!("Topic '{name}' already exists."),
+            ));
+        }
+        self.open_partitions(&meta, 0)?;
+        tracing::info!(topic = name, partitions, "created topic");
+        Ok(meta)
+    }
+
+    fn open_partitions(&self, meta: &TopicMeta, from: i32) -> Result<(), TopicOpError> {
+        let cfg = log_config_for(&meta.configs, &self.config.settings);
+        let now = self.now_ms();
+        for p in from..meta.partitions {
+            let tp = TopicPartition {
+                topic: meta.name.clone(),
+                partition: p,
+            };
+            self.partitions
+                .open(tp, meta.id, cfg.clone(), now)
+                .map_err(|e| TopicOpError::new(ErrorKind::KafkaStorageError, e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Creates a topic on a client's behalf (Metadata auto-create), if allowed.
+    pub fn auto_create_topic(&self, name: &str) -> Option<Result<TopicMeta, TopicOpError>> {
+        if !self.config.settings.bool("auto.create.topics.enable") {
+            return None;
+        }
+        match self.create_topic(name, -1, -1, TopicConfigs::new(), false) {
+            Err(e) if e.kind == ErrorKind::TopicAlreadyExists => self.topics.get(name).map(Ok),
+            other => Some(other),
+        }
+    }
+
+    /// Deletes a topic: unpersists it, then closes and removes its partitions.
+    pub fn delete_topic(&self, name: &str) -> Result<TopicMeta, TopicOpError> {
+        if !self.config.settings.bool("delete.topic.enable") {
+            return Err(TopicOpError::new(
+                ErrorKind::TopicDeletionDisabled,
+                "Topic deletion is disabled.",
+            ));
+        }
+        let Some(meta) = self.topics.get(name) else {
+            return Err(TopicOpError::new(
+                ErrorKind::UnknownTopicOrPartition,
+                "This server does not host this topic-partition.",
+            ));
+        };
+        if meta.internal {
+            return Err(TopicOpError::new(
+                ErrorKind::InvalidTopic,
+                "Internal topics cannot be deleted.",
+            ));
+        }
+        self.topics
+            .update(|m| m.remove(name).is_some())
+            .map_err(|e| TopicOpError::new(ErrorKind::KafkaStorageError, e.to_string()))?;
+        for p in 0..meta.partitions {
+            let tp = TopicPartition {
+                topic: name.to_string(),
+                partition: p,
+            };
+            if let Some(partition) = self.partitions.remove(&tp) {
+                if let Err(e) = partition.delete() {
+                    tracing::error!(partition = %tp, error = %e, "cannot delete partition directory");
+                }
+            }
+        }
+        self.fetch_sessions.forget_topic(name);
+        tracing::info!(topic = name, "deleted topic");
+        Ok(meta)
+    }
+
+    /// Raises a topic's partition count.
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), TopicOpError> {
+        let Some(meta) = self.topics.get(name) else {
+            return Err(TopicOpError::new(
+                ErrorKind::UnknownTopicOrPartition,
+                "This server does not host this topic-partition.",
+            ));
+        };
+        if count < meta.partitions {
+            return Err(TopicOpError::new(
+                ErrorKind::InvalidPartitions,
+                format!(
+                    "Topic currently has {} partitions, which is higher than the requested {count}.",
+                    meta.partitions
+                ),
+            ));
+        }
+        if count == meta.partitions {
+            return Err(TopicOpError::new(
+                ErrorKind::InvalidPartitions,
+                format!("Topic already has {count} partitions."),
+            ));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let from = meta.partitions;
+        let mut updated = meta.clone();
+        updated.partitions = count;
+        let to_store = updated.clone();
+        self.topics
+            .update(|m| {
+                m.insert(to_store.name.clone(), to_store);
+                true
+            })
+            .map_err(|e| TopicOpError::new(ErrorKind::KafkaStorageError, e.to_string()))?;
+        self.open_partitions(&updated, from)
+    }
+
+    /// Applies retention to every partition every `log.retention.check.interval.ms`.
+    pub async fn run_retention(self: Arc<Self>) {
+        let interval_ms = self
+            .config
+            .settings
+            .i64("log.retention.check.interval.ms")
+            .max(100);
+        let mut tick = tokio::time::interval(Duration::from_millis(interval_ms.unsigned_abs()));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let now = self.now_ms();
+            for p in self.partitions.all() {
+                match tokio::task::spawn_blocking(move || p.apply_retention(now).map(|n| (p, n)))
+                    .await
+                {
+                    Ok(Ok((p, n))) if n > 0 => {
+                        tracing::info!(partition = %p.tp, segments = n, "retention deleted segments")
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Flushes and closes every partition.
+    pub fn close_partitions(&self) {
+        for p in self.partitions.all() {
+            if let Err(e) = p.close() {
+                tracing::error!(partition = %p.tp, error = %e, "error closing partition");
+            }
+        }
+    }
+}

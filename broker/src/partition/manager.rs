@@ -1,0 +1,83 @@
+//! Finds partitions by topic and index, opens them (spawning their flusher) and removes them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use storage::LogConfig;
+use uuid::Uuid;
+
+use super::flusher::run_flusher;
+use super::{DurabilityPolicy, Partition, PartitionError, TopicPartition};
+
+#[derive(Debug)]
+pub struct PartitionManager {
+    /// Root data directory; partition `t-p` lives in `<data_dir>/t-p`.
+    data_dir: PathBuf,
+    partitions: DashMap<TopicPartition, Arc<Partition>>,
+    policy: DurabilityPolicy,
+}
+
+impl PartitionManager {
+    pub fn new(data_dir: &Path, policy: DurabilityPolicy) -> Self {
+        Self {
+            data_dir: data_dir.to_path_buf(),
+            partitions: DashMap::new(),
+            policy,
+        }
+    }
+
+    pub fn partition_dir(&self, tp: &TopicPartition) -> PathBuf {
+        self.data_dir.join(tp.to_string())
+    }
+
+    /// Opens the partition's log (creating it if new) and starts its flusher. Must be called
+    /// inside the tokio runtime.
+    pub fn open(
+        &self,
+        tp: TopicPartition,
+        topic_id: Uuid,
+        config: LogConfig,
+        now_ms: i64,
+    ) -> Result<Arc<Partition>, PartitionError> {
+        if let Some(p) = self.partitions.get(&tp) {
+            return Ok(Arc::clone(p.value()));
+        }
+        let dir = self.partition_dir(&tp);
+        let partition = Partition::open(&dir, tp.clone(), topic_id, config, self.policy, now_ms)?;
+        tokio::spawn(run_flusher(Arc::clone(&partition)));
+        self.partitions.insert(tp, Arc::clone(&partition));
+        Ok(partition)
+    }
+
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        self.partitions
+            .get(&TopicPartition {
+                topic: topic.to_string(),
+                partition,
+            })
+            .map(|p| Arc::clone(p.value()))
+    }
+
+    pub fn remove(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
+        self.partitions.remove(tp).map(|(_, p)| p)
+    }
+
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        self.partitions
+            .iter()
+            .map(|e| Arc::clone(e.value()))
+            .collect()
+    }
+
+    pub fn of_topic(&self, topic: &str) -> Vec<Arc<Partition>> {
+        let mut v: Vec<_> = self
+            .partitions
+            .iter()
+            .filter(|e| e.key().topic == topic)
+            .map(|e| Arc::clone(e.value()))
+            .collect();
+        v.sort_by_key(|p| p.tp.partition);
+        v
+    }
+}

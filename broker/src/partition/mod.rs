@@ -1,0 +1,36 @@
+//! Partitions: each owns its `storage::Log`, publishes its high watermark, and makes appends
+//! durable with group commit.
+//!
+//! `Partition` (one per topic-partition) serialises appends and reads on a per-partition
+//! mutex (never held across an await or an fsync); `flusher` fsyncs off the async runtime
+//! and advances the high watermark; `PartitionManager` finds partitions by name.
+
+mod flusher;
+mod manager;
+mod replica;
+
+pub use manager::PartitionManager;
+pub use replica::{FetchRead, Partition, PartitionError};
+
+/// A topic name and partition index.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// How produce acknowledgements relate to fsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurabilityPolicy {
+    /// Acknowledge only after fsync; concurrent appends share one fsync. Consumers see only
+    /// durable records (high watermark = flushed offset).
+    SyncOnAck,
+    /// Acknowledge after the write; fsync every `interval_ms`.
+    Interval { interval_ms: u64 },
+}

@@ -1,0 +1,142 @@
+//! One client connection: read frames, dispatch each request in arrival order, and write the
+//! responses in the same order.
+//!
+//! The reader runs each request's in-order part (decode, validation, appends) before reading
+//! the next, so produce requests on one connection are appended in the order they were sent.
+//! The waiting part (fsync acks, fetch long-polls) is a future handed to the writer, which
+//! awaits them in order; at most `queued.max.requests` are outstanding, after which reading
+//! pauses. A frame that is malformed, oversized, of an unknown API or of an unsupported
+//! version (other than ApiVersions) closes the connection, as Kafka does.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use protocol_shim::{decode_request, DecodeError, FrameDecoder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::handlers::{dispatch, PendingResponse};
+use crate::node::Node;
+
+/// Serves one connection until the client closes it, it misbehaves, it idles out, or the
+/// broker shuts down (after which in-flight requests are still answered).
+pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
+    let span = tracing::info_span!("conn", %peer);
+    async move {
+        tracing::debug!("connection opened");
+        let _ = stream.set_nodelay(true);
+        let (mut reader, mut writer) = stream.into_split();
+        let settings = &node.config.settings;
+        let max_frame_bytes =
+            usize::try_from(settings.i32("socket.request.max.bytes").max(1)).unwrap_or(1);
+        let idle = Duration::from_millis(
+            settings
+                .i64("connections.max.idle.ms")
+                .max(1)
+                .unsigned_abs(),
+        );
+        let queue = usize::try_from(settings.i32("queued.max.requests").max(1)).unwrap_or(1);
+        let decoder = FrameDecoder::new(max_frame_bytes);
+        let (tx, mut rx) = mpsc::channel::<PendingResponse>(queue);
+
+        let writer_task = tokio::spawn(
+            async move {
+                while let Some(pending) = rx.recv().await {
+                    let Some(bytes) = pending.await else {
+                        return;
+                    };
+                    if let Err(e) = writer.write_all(&bytes).await {
+                        tracing::debug!(error = %e, "write failed");
+                        return;
+                    }
+                }
+                let _ = writer.shutdown().await;
+            }
+            .in_current_span(),
+        );
+
+        let mut buf = BytesMut::with_capacity(8 * 1024);
+        'read: loop {
+            // Take every whole frame already buffered.
+            loop {
+                let frame = match decoder.decode(&mut buf) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "closing connection: bad frame");
+                        break 'read;
+                    }
+                };
+                match decode_request(frame) {
+                    Ok(request) => {
+                        let span = tracing::info_span!(
+                            "request",
+                            api = ?request.api_key,
+                            version = request.version,
+                            correlation_id = request.header.correlation_id,
+                            client_id = request.header.client_id.as_deref().unwrap_or(""),
+                        );
+                        let pending = dispatch(&node, request).instrument(span).await;
+                        if let Some(pending) = pending {
+                            if tx.send(pending).await.is_err() {
+                                break 'read;
+                            }
+                        }
+                    }
+                    Err(DecodeError::UnsupportedVersion(p)) if p.api_key == 18 => {
+                        tracing::debug!(
+                            version = p.api_version,
+                            "ApiVersions at unsupported version"
+                        );
+                        let frame = protocol_shim::apis::api_versions::unsupported_version_frame(
+                            p.correlation_id,
+                        );
+                        let Ok(frame) = frame else {
+                            break 'read;
+                        };
+                        let ready: PendingResponse = Box::pin(async move { Some(frame) });
+                        if tx.send(ready).await.is_err() {
+                            break 'read;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "closing connection: cannot serve request");
+                        break 'read;
+                    }
+                }
+            }
+            match decoder.bytes_needed(&buf) {
+                Ok(n) => buf.reserve(n.max(4096)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "closing connection: bad frame");
+                    break;
+                }
+            }
+            let read = tokio::select! {
+                () = node.shutdown.cancelled() => break,
+                r = tokio::time::timeout(idle, reader.read_buf(&mut buf)) => r,
+            };
+            match read {
+                Ok(Ok(0)) => break,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "read failed");
+                    break;
+                }
+                Err(_) => {
+                    tracing::debug!("closing idle connection");
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let _ = writer_task.await;
+        tracing::debug!("connection closed");
+    }
+    .instrument(span)
+    .await;
+}

@@ -1,0 +1,428 @@
+//! Raw Kafka requests over a plain TCP socket.
+//!
+//! Used by the readiness probe (ApiVersions) and by tests that must send
+//! frames no well-behaved client would: wrong lengths, unknown API keys,
+//! unsupported versions, corrupt batches. Request headers are written by hand
+//! (so any api key and version can be sent); bodies are usually encoded with
+//! `kafka-protocol`. Every socket has read and write timeouts, so a broker
+//! that hangs fails the test instead of hanging it.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::produce_response::PartitionProduceResponse;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest, FetchRequest,
+    ProduceRequest, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+
+/// Largest response frame we accept; anything bigger means we are out of sync.
+const MAX_RESPONSE_FRAME_BYTES: usize = 256 * 1024 * 1024;
+
+/// How long a socket read or write may block before the test fails.
+const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The client id every raw request carries, so broker logs show where it came from.
+const CLIENT_ID: &str = "sluice-compat-raw";
+
+/// Request versions the typed helpers use: non-flexible, so easy to reason
+/// about in hex dumps.
+pub const PRODUCE_VERSION: i16 = 8;
+/// See [`PRODUCE_VERSION`].
+pub const FETCH_VERSION: i16 = 11;
+/// See [`PRODUCE_VERSION`].
+pub const CREATE_TOPICS_VERSION: i16 = 4;
+
+/// Converts a `kafka-protocol` (anyhow) error into an I/O error.
+fn codec_error(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+/// True for the errors a read or write gets when the peer has closed the
+/// connection (cleanly or with a reset).
+pub fn is_closed_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
+}
+
+/// The request header version Kafka uses for `api_key` at `version`; unknown
+/// keys get the non-flexible v1 header.
+pub fn request_header_version(api_key: i16, version: i16) -> i16 {
+    ApiKey::try_from(api_key)
+        .map(|k| k.request_header_version(version))
+        .unwrap_or(1)
+}
+
+/// The response header version for `api_key` at `version`. ApiVersions
+/// responses always use v0, even for flexible versions, so a client can
+/// always read them.
+pub fn response_header_version(api_key: i16, version: i16) -> i16 {
+    ApiKey::try_from(api_key)
+        .map(|k| k.response_header_version(version))
+        .unwrap_or(0)
+}
+
+/// Encodes a request header by hand, so any key/version pair can be sent.
+pub fn encode_request_header(api_key: i16, version: i16, correlation_id: i32) -> BytesMut {
+    let mut buf = BytesMut::new();
+    buf.put_i16(api_key);
+    buf.put_i16(version);
+    buf.put_i32(correlation_id);
+    let client_id = CLIENT_ID.as_bytes();
+    buf.put_i16(client_id.len() as i16);
+    buf.put_slice(client_id);
+    if request_header_version(api_key, version) >= 2 {
+        // Empty tagged-field section of the flexible header.
+        buf.put_u8(0);
+    }
+    buf
+}
+
+/// Encodes a message body at `version`, panicking on a codec error (a bug in
+/// the test, not in the broker).
+pub fn encode_body<M: Encodable>(message: &M, version: i16) -> Bytes {
+    let mut buf = BytesMut::new();
+    if let Err(e) = message.encode(&mut buf, version) {
+        panic!("cannot encode request body at v{version}: {e}");
+    }
+    buf.freeze()
+}
+
+/// Reads an unsigned varint (used by flexible headers' tagged fields).
+fn read_unsigned_varint(buf: &mut Bytes) -> io::Result<u32> {
+    let mut value: u32 = 0;
+    for shift in (0..35).step_by(7) {
+        if !buf.has_remaining() {
+            return Err(codec_error("truncated varint"));
+        }
+        let b = buf.get_u8();
+        value |= u32::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err(codec_error("varint too long"))
+}
+
+/// Strips a response header (correlation id, plus tagged fields for v1) and
+/// checks the correlation id.
+fn strip_response_header(
+    mut frame: Bytes,
+    header_version: i16,
+    expected_correlation_id: i32,
+) -> io::Result<Bytes> {
+    if frame.len() < 4 {
+        return Err(codec_error("response frame shorter than its header"));
+    }
+    let correlation_id = frame.get_i32();
+    if correlation_id != expected_correlation_id {
+        return Err(codec_error(format!(
+            "correlation id {correlation_id} in response, expected {expected_correlation_id}"
+        )));
+    }
+    if header_version >= 1 {
+        let tagged_fields = read_unsigned_varint(&mut frame)?;
+        for _ in 0..tagged_fields {
+            let _tag = read_unsigned_varint(&mut frame)?;
+            let size = read_unsigned_varint(&mut frame)? as usize;
+            if frame.remaining() < size {
+                return Err(codec_error("truncated tagged field in response header"));
+            }
+            frame.advance(size);
+        }
+    }
+    Ok(frame)
+}
+
+/// One client connection that speaks raw frames.
+pub struct RawConnection {
+    /// The socket; exposed through [`RawConnection::stream`] for tests that
+    /// write malformed bytes.
+    stream: TcpStream,
+    /// Correlation id of the next request, so responses can be matched.
+    next_correlation_id: i32,
+}
+
+impl RawConnection {
+    /// Connects with the default I/O timeouts.
+    pub fn connect(addr: impl ToSocketAddrs) -> io::Result<Self> {
+        Self::connect_with_timeout(addr, DEFAULT_IO_TIMEOUT)
+    }
+
+    /// Connects with the given read/write timeout.
+    pub fn connect_with_timeout(addr: impl ToSocketAddrs, timeout: Duration) -> io::Result<Self> {
+        let mut last_err = io::Error::new(io::ErrorKind::NotFound, "address resolved to nothing");
+        for a in addr.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&a, timeout) {
+                Ok(stream) => {
+                    stream.set_read_timeout(Some(timeout))?;
+                    stream.set_write_timeout(Some(timeout))?;
+                    stream.set_nodelay(true)?;
+                    return Ok(Self {
+                        stream,
+                        next_correlation_id: 1,
+                    });
+                }
+                Err(e) => last_err = e,
+            }
+        }
+        Err(last_err)
+    }
+
+    /// The underlying socket, for writing arbitrary bytes.
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    /// Sets the read timeout of the socket.
+    pub fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        self.stream.set_read_timeout(Some(timeout))
+    }
+
+    /// Writes a length-prefixed frame holding `payload`.
+    pub fn send_frame(&mut self, payload: &[u8]) -> io::Result<()> {
+        let len = i32::try_from(payload.len()).map_err(codec_error)?;
+        let mut frame = Vec::with_capacity(payload.len() + 4);
+        frame.extend_from_slice(&len.to_be_bytes());
+        frame.extend_from_slice(payload);
+        self.stream.write_all(&frame)?;
+        self.stream.flush()
+    }
+
+    /// Sends a request with a hand-written header; returns its correlation id.
+    pub fn send_request(&mut self, api_key: i16, version: i16, body: &[u8]) -> io::Result<i32> {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        let mut payload = encode_request_header(api_key, version, correlation_id);
+        payload.extend_from_slice(body);
+        self.send_frame(&payload)?;
+        Ok(correlation_id)
+    }
+
+    /// Reads one response frame (without its length prefix). `Ok(None)` means
+    /// the broker closed the connection before a whole frame arrived.
+    pub fn read_frame(&mut self) -> io::Result<Option<Bytes>> {
+        let mut len_buf = [0u8; 4];
+        match self.stream.read_exact(&mut len_buf) {
+            Ok(()) => {}
+            Err(e) if is_closed_error(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let len = i32::from_be_bytes(len_buf);
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&l| l <= MAX_RESPONSE_FRAME_BYTES)
+            .ok_or_else(|| codec_error(format!("response frame length {len} out of range")))?;
+        let mut body = vec![0u8; len];
+        match self.stream.read_exact(&mut body) {
+            Ok(()) => Ok(Some(Bytes::from(body))),
+            Err(e) if is_closed_error(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends a request and returns the response body (header stripped), or
+    /// `None` if the broker closed the connection instead of answering.
+    pub fn request(
+        &mut self,
+        api_key: i16,
+        version: i16,
+        body: &[u8],
+    ) -> io::Result<Option<Bytes>> {
+        let correlation_id = match self.send_request(api_key, version, body) {
+            Ok(id) => id,
+            Err(e) if is_closed_error(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match self.read_frame()? {
+            None => Ok(None),
+            Some(frame) => strip_response_header(
+                frame,
+                response_header_version(api_key, version),
+                correlation_id,
+            )
+            .map(Some),
+        }
+    }
+
+    /// Sends a typed request and decodes the typed response; a closed
+    /// connection is an error here.
+    pub fn call<R: Request>(&mut self, request: &R, version: i16) -> io::Result<R::Response> {
+        let body = encode_body(request, version);
+        match self.request(R::KEY, version, &body)? {
+            None => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "broker closed the connection instead of answering api key {} v{version}",
+                    R::KEY
+                ),
+            )),
+            Some(mut response) => R::Response::decode(&mut response, version).map_err(codec_error),
+        }
+    }
+
+    /// Waits up to `timeout` for the broker to close the connection. Returns
+    /// `Ok(true)` on EOF/reset, `Ok(false)` if it stayed open, and an error
+    /// if the broker sent bytes instead.
+    pub fn wait_closed(&mut self, timeout: Duration) -> io::Result<bool> {
+        self.stream.set_read_timeout(Some(timeout))?;
+        let mut buf = [0u8; 256];
+        match self.stream.read(&mut buf) {
+            Ok(0) => Ok(true),
+            Ok(n) => Err(codec_error(format!(
+                "expected the connection to close, got {n} bytes: {:02x?}",
+                &buf[..n]
+            ))),
+            Err(e) if is_closed_error(&e) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Half-closes the write side (the broker sees EOF after what was sent).
+    pub fn shutdown_write(&mut self) -> io::Result<()> {
+        self.stream.shutdown(Shutdown::Write)
+    }
+}
+
+/// One request on a fresh connection: `Ok(Some(body))` with the response
+/// header stripped, or `Ok(None)` if the broker closed the connection.
+pub fn raw_request(
+    addr: impl ToSocketAddrs,
+    api_key: i16,
+    version: i16,
+    body: &[u8],
+) -> io::Result<Option<Bytes>> {
+    RawConnection::connect(addr)?.request(api_key, version, body)
+}
+
+/// ApiVersions v3, as a modern client sends it first.
+pub fn api_versions(
+    addr: impl ToSocketAddrs,
+    timeout: Duration,
+) -> io::Result<ApiVersionsResponse> {
+    let mut conn = RawConnection::connect_with_timeout(addr, timeout)?;
+    let request = ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("sluice-compat-tests"))
+        .with_client_software_version(StrBytes::from_static_str("0.1.0"));
+    conn.call(&request, 3)
+}
+
+/// Creates a topic with CreateTopics v4 and returns the topic's error code.
+pub fn create_topic(conn: &mut RawConnection, topic: &str, partitions: i32) -> io::Result<i16> {
+    let request = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(topic_name(topic))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)])
+        .with_timeout_ms(10_000);
+    let response = conn.call(&request, CREATE_TOPICS_VERSION)?;
+    response
+        .topics
+        .first()
+        .map(|t| t.error_code)
+        .ok_or_else(|| codec_error("CreateTopics response without topics"))
+}
+
+/// A `TopicName` from a `&str`.
+pub fn topic_name(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.to_owned()))
+}
+
+/// Produces raw batch bytes (acks=all) to one partition with Produce v8 and
+/// returns that partition's response.
+pub fn produce(
+    conn: &mut RawConnection,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+) -> io::Result<PartitionProduceResponse> {
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])]);
+    let response = conn.call(&request, PRODUCE_VERSION)?;
+    response
+        .responses
+        .into_iter()
+        .flat_map(|t| t.partition_responses)
+        .find(|p| p.index == partition)
+        .ok_or_else(|| codec_error("Produce response without our partition"))
+}
+
+/// Fetches one partition from `offset` with Fetch v11 (no waiting) and
+/// returns that partition's data.
+pub fn fetch(
+    conn: &mut RawConnection,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> io::Result<PartitionData> {
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(16 * 1024 * 1024)
+        .with_isolation_level(0)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_current_leader_epoch(-1)
+                .with_fetch_offset(offset)
+                .with_log_start_offset(-1)
+                .with_partition_max_bytes(8 * 1024 * 1024)])])
+        .with_rack_id(StrBytes::from_static_str(""));
+    let response = conn.call(&request, FETCH_VERSION)?;
+    if response.error_code != 0 {
+        return Err(codec_error(format!(
+            "Fetch top-level error_code {}",
+            response.error_code
+        )));
+    }
+    response
+        .responses
+        .into_iter()
+        .flat_map(|t| t.partitions)
+        .find(|p| p.partition_index == partition)
+        .ok_or_else(|| codec_error("Fetch response without our partition"))
+}
+
+/// Polls until `deadline`, calling `f` until it returns `Some`.
+pub fn poll_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

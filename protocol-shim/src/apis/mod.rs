@@ -1,0 +1,3 @@
+//! APIs answered entirely within the protocol layer.
+
+pub mod api_versions;

@@ -1,0 +1,140 @@
+//! Decoding one whole request frame into the request header and a typed body.
+//!
+//! The preamble is read first so that the outcome is always one of: a decoded request, an
+//! unknown API, an unsupported version (with the correlation id to answer ApiVersions with),
+//! or a malformed frame. The codec is only run on versions in `versions::SUPPORTED_APIS`.
+//! The frame size was already bounded by `frame::FrameDecoder`, which bounds every array the
+//! codec can allocate for (each element takes at least one byte of the frame).
+
+use bytes::{Buf, Bytes};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind};
+use kafka_protocol::protocol::Decodable;
+
+use crate::header::RequestPreamble;
+use crate::versions::supported_range;
+
+/// A decoded request.
+#[derive(Debug)]
+pub struct Request {
+    pub header: RequestHeader,
+    pub api_key: ApiKey,
+    pub version: i16,
+    pub body: RequestKind,
+    /// Size of the frame on the wire, for metrics and limits.
+    pub frame_bytes: usize,
+}
+
+/// Why a frame is not a request Sluice can serve.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("frame of {0} bytes is shorter than a request header")]
+    TooShort(usize),
+    #[error("unknown api key {}", .0.api_key)]
+    UnknownApi(RequestPreamble),
+    #[error("unsupported version {} of api key {}", .0.api_version, .0.api_key)]
+    UnsupportedVersion(RequestPreamble),
+    #[error("malformed request (api key {}, version {}): {reason}", .preamble.api_key, .preamble.api_version)]
+    Malformed {
+        preamble: RequestPreamble,
+        reason: String,
+    },
+}
+
+/// Decodes a frame (without its size prefix).
+pub fn decode_request(frame: Bytes) -> Result<Request, DecodeError> {
+    let frame_bytes = frame.len();
+    let preamble = RequestPreamble::parse(&frame).ok_or(DecodeError::TooShort(frame_bytes))?;
+    let api_key =
+        ApiKey::try_from(preamble.api_key).map_err(|()| DecodeError::UnknownApi(preamble))?;
+    let Some((min, max)) = supported_range(preamble.api_key) else {
+        return Err(DecodeError::UnknownApi(preamble));
+    };
+    if preamble.api_version < min || preamble.api_version > max {
+        return Err(DecodeError::UnsupportedVersion(preamble));
+    }
+    let version = preamble.api_version;
+    let mut buf = frame;
+    let malformed = |reason: String| DecodeError::Malformed { preamble, reason };
+    let header = RequestHeader::decode(&mut buf, api_key.request_header_version(version))
+        .map_err(|e| malformed(e.to_string()))?;
+    let body =
+        RequestKind::decode(api_key, &mut buf, version).map_err(|e| malformed(e.to_string()))?;
+    if buf.has_remaining() {
+        // Kafka tolerates trailing bytes only for ApiVersions (newer clients); elsewhere it
+        // signals a client/broker disagreement about the format.
+        if api_key != ApiKey::ApiVersions {
+            return Err(DecodeError::Malformed {
+                preamble,
+                reason: format!("{} trailing bytes", buf.remaining()),
+            });
+        }
+    }
+    Ok(Request {
+        header,
+        api_key,
+        version,
+        body,
+        frame_bytes,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+
+    fn frame<T: Encodable>(key: ApiKey, version: i16, body: &T) -> Bytes {
+        let mut buf = BytesMut::new();
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(42)
+            .with_client_id(Some(StrBytes::from_static_str("test")));
+        header
+            .encode(&mut buf, key.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        buf.freeze()
+    }
+
+    #[test]
+    fn decodes_supported_request() {
+        let req = decode_request(frame(ApiKey::Metadata, 12, &MetadataRequest::default())).unwrap();
+        assert_eq!(req.api_key, ApiKey::Metadata);
+        assert_eq!(req.header.correlation_id, 42);
+        assert!(matches!(req.body, RequestKind::Metadata(_)));
+    }
+
+    #[test]
+    fn unsupported_and_unknown() {
+        let f = frame(ApiKey::ApiVersions, 4, &ApiVersionsRequest::default());
+        let mut raw = f.to_vec();
+        raw[3] = 99; // version 99
+        match decode_request(Bytes::from(raw)) {
+            Err(DecodeError::UnsupportedVersion(p)) => assert_eq!(p.correlation_id, 42),
+            other => panic!("{other:?}"),
+        }
+        let raw = vec![0x27, 0x0f, 0, 0, 0, 0, 0, 1];
+        assert!(matches!(
+            decode_request(Bytes::from(raw)),
+            Err(DecodeError::UnknownApi(_))
+        ));
+        assert!(matches!(
+            decode_request(Bytes::from_static(&[0, 3])),
+            Err(DecodeError::TooShort(2))
+        ));
+    }
+
+    #[test]
+    fn truncated_body_is_malformed() {
+        let f = frame(ApiKey::Metadata, 12, &MetadataRequest::default());
+        let cut = f.slice(..f.len() - 1);
+        assert!(matches!(
+            decode_request(cut),
+            Err(DecodeError::Malformed { .. })
+        ));
+    }
+}

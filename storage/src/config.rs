@@ -1,0 +1,65 @@
+//! Per-partition log configuration (Kafka's topic-level `log.*` settings) with Kafka's defaults.
+//!
+//! Invariant: the log reads the config on every operation, so `Log::set_config` takes effect at
+//! the next append / retention pass without reopening anything.
+
+/// How the timestamps of appended batches are set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TimestampType {
+    /// Keep the producer's timestamps.
+    #[default]
+    CreateTime,
+    /// Overwrite the batch max timestamp with the broker's clock at append.
+    LogAppendTime,
+}
+
+/// Settings of one partition log. Units are in the field names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `log.segment.bytes`: roll when the active segment would exceed it.
+    pub segment_bytes: u64,
+    /// `log.roll.ms`: roll when the active segment's first batch was appended longer ago.
+    pub segment_ms: i64,
+    /// `retention.ms`: -1 = infinite.
+    pub retention_ms: i64,
+    /// `retention.bytes`: -1 = infinite.
+    pub retention_bytes: i64,
+    /// `index.interval.bytes`: bytes between two sparse index entries.
+    pub index_interval_bytes: u32,
+    /// `segment.index.bytes`: max size of each index file.
+    pub segment_index_bytes: u32,
+    /// `max.message.bytes`: max size of one batch.
+    pub max_message_bytes: u32,
+    /// `message.timestamp.type`.
+    pub timestamp_type: TimestampType,
+    /// `file.delete.delay.ms`: files are deleted immediately whatever the value.
+    pub file_delete_delay_ms: i64,
+}
+
+/// Seven days, Kafka's default for `log.roll.ms` and `retention.ms`.
+pub const SEVEN_DAYS_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1024 * 1024 * 1024,
+            segment_ms: SEVEN_DAYS_MS,
+            retention_ms: SEVEN_DAYS_MS,
+            retention_bytes: -1,
+            index_interval_bytes: 4096,
+            segment_index_bytes: 10 * 1024 * 1024,
+            max_message_bytes: 1_048_588,
+            timestamp_type: TimestampType::CreateTime,
+            file_delete_delay_ms: 60_000,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Upper bound for decompressing one stored batch (timestamp lookups): generous, but bounded.
+    pub fn max_decompressed_bytes(&self) -> usize {
+        let max = usize::try_from(self.max_message_bytes).unwrap_or(usize::MAX);
+        max.saturating_mul(64)
+            .clamp(16 * 1024 * 1024, 256 * 1024 * 1024)
+    }
+}

@@ -1,0 +1,70 @@
+//! Typed errors of the storage crate.
+//!
+//! Variants are named after the condition the caller has to react to (a corrupt batch, a fenced
+//! producer, an offset outside the log), never after the backend that noticed it. The broker maps
+//! each variant to exactly one Kafka error code.
+
+/// Everything that can go wrong in the storage crate.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The bytes do not form a valid v2 batch (bad length, CRC mismatch, unknown codec, ...).
+    #[error("corrupt batch: {0}")]
+    CorruptBatch(String),
+    /// The batch is well formed but not acceptable here (no batch, several batches, control batch, ...).
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    /// The batch uses a message format other than v2.
+    #[error("unsupported magic byte {0}")]
+    UnsupportedMagic(i8),
+    /// The batch is larger than `max_message_bytes`.
+    #[error("message too large: {size} bytes > max {max}")]
+    MessageTooLarge { size: usize, max: u32 },
+    /// The producer's sequence number is not the next expected one.
+    #[error("out of order sequence for producer {producer_id}: expected {expected}, received {received}")]
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        received: i32,
+    },
+    /// The producer has been fenced by a newer epoch.
+    #[error(
+        "invalid producer epoch for producer {producer_id}: current {current}, received {received}"
+    )]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        current: i16,
+        received: i16,
+    },
+    /// The requested offset is outside `[log_start, log_end]`.
+    #[error("offset {offset} out of range [{log_start}, {log_end}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: i64,
+        log_end: i64,
+    },
+    /// A follower batch does not start at the log end offset.
+    #[error("unexpected base offset {actual}, log end offset is {expected}")]
+    UnexpectedBaseOffset { expected: i64, actual: i64 },
+    /// Decompressing a batch would exceed the allowed number of bytes.
+    #[error("decompressed data exceeds the limit of {max_bytes} bytes")]
+    DecompressionLimit { max_bytes: usize },
+    /// An index file is unusable (it is rebuilt from the log when this happens during open).
+    #[error("corrupt index {path}: {reason}")]
+    CorruptIndex { path: String, reason: String },
+    /// A producer-state snapshot is unusable (it is skipped during open).
+    #[error("corrupt producer snapshot {path}: {reason}")]
+    CorruptSnapshot { path: String, reason: String },
+    /// The underlying file system failed.
+    #[error("io error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StorageError {
+    pub(crate) fn corrupt(reason: impl Into<String>) -> Self {
+        StorageError::CorruptBatch(reason.into())
+    }
+
+    pub(crate) fn invalid(reason: impl Into<String>) -> Self {
+        StorageError::InvalidRecord(reason.into())
+    }
+}

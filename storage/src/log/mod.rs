@@ -1,0 +1,389 @@
+//! `Log`: one partition's log — an ordered set of segments, the last of which is active, plus the
+//! producer state and the log start offset.
+//!
+//! Invariants: segments never overlap and their base offsets increase; `active` is the only
+//! segment written to and holds `log_end_offset`; `log_start_offset` lies in
+//! `[first segment base, log_end_offset]`; `producers` equals a replay of the log; nothing of a
+//! batch that fails validation is written; sealed segments are fsynced (so `flushed_offset` is at
+//! least the active segment's base offset).
+
+mod outcome;
+mod read;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use outcome::{AppendOutcome, FlushTarget, ReadResult, TimestampOffset};
+
+use crate::batch::header::{
+    set_base_offset, set_log_append_time, set_partition_leader_epoch, BatchHeader,
+};
+use crate::batch::validate::{check_stored_batch, validate_produce};
+use crate::config::{LogConfig, TimestampType};
+use crate::error::StorageError;
+use crate::producer_state::snapshot;
+use crate::producer_state::{
+    BatchMetadata, ProducerStateManager, ProducerStateView, SequenceCheck,
+};
+use crate::segment::file_name::{CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_FILE};
+use crate::segment::Segment;
+
+/// How many producer snapshots are kept.
+const SNAPSHOTS_KEPT: usize = 2;
+
+/// One partition's log.
+pub struct Log {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    /// Inactive segments by base offset; sealed (trimmed indexes, fsynced).
+    pub(crate) sealed: BTreeMap<i64, Segment>,
+    /// The segment appends go to; its `next_offset` is the log end offset.
+    pub(crate) active: Segment,
+    pub(crate) log_start_offset: i64,
+    pub(crate) flushed_offset: i64,
+    pub(crate) producers: ProducerStateManager,
+}
+
+impl Log {
+    /// Opens (creating if missing) the partition directory and recovers it (see `recovery`).
+    pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log, StorageError> {
+        crate::recovery::open_log(dir, config, now_ms)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Takes effect at the next append / retention pass. A new `segment_index_bytes` applies to
+    /// segments created afterwards.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// The next offset to assign.
+    pub fn log_end_offset(&self) -> i64 {
+        self.active.next_offset()
+    }
+
+    /// Everything below this offset is fsynced.
+    pub fn flushed_offset(&self) -> i64 {
+        self.flushed_offset
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments().map(Segment::size_bytes).sum()
+    }
+
+    /// Number of segments, the active one included.
+    pub fn segment_count(&self) -> usize {
+        self.sealed.len() + 1
+    }
+
+    pub(crate) fn segments(&self) -> impl Iterator<Item = &Segment> {
+        self.sealed.values().chain(std::iter::once(&self.active))
+    }
+
+    pub fn producer_state(&self, producer_id: i64) -> Option<ProducerStateView> {
+        self.producers.view(producer_id)
+    }
+
+    /// Validates and appends one produce payload (exactly one v2 batch). Does not fsync.
+    pub fn append(
+        &mut self,
+        records: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, StorageError> {
+        let header = validate_produce(records, self.config.max_message_bytes)?;
+        let producer_id = header.producer_id();
+        let producer_epoch = header.producer_epoch();
+        let first_seq = header.base_sequence();
+        let last_seq = header.last_sequence();
+        let last_offset_delta = header.last_offset_delta();
+        let record_count = u32::try_from(header.records_count()).unwrap_or(0);
+        let log_append_time = self.config.timestamp_type == TimestampType::LogAppendTime;
+        if producer_id >= 0 {
+            let check = self
+                .producers
+                .check(producer_id, producer_epoch, first_seq, last_seq)?;
+            if let SequenceCheck::Duplicate(dup) = check {
+                return Ok(AppendOutcome::Duplicate {
+                    base_offset: dup.base_offset,
+                    last_offset: dup.last_offset,
+                    log_append_time_ms: if log_append_time { dup.timestamp } else { -1 },
+                });
+            }
+        }
+        let max_timestamp = if log_append_time {
+            now_ms
+        } else {
+            header.max_timestamp()
+        };
+        let base_offset = self.log_end_offset();
+        let last_offset = base_offset.saturating_add(i64::from(last_offset_delta));
+        let mut batch = records.to_vec();
+        set_base_offset(&mut batch, base_offset)?;
+        set_partition_leader_epoch(&mut batch, leader_epoch)?;
+        if log_append_time {
+            set_log_append_time(&mut batch, now_ms)?;
+        }
+        self.write_batch(&batch, last_offset, now_ms)?;
+        if producer_id >= 0 {
+            self.producers.update(
+                producer_id,
+                producer_epoch,
+                BatchMetadata {
+                    first_seq,
+                    last_seq,
+                    base_offset,
+                    last_offset,
+                    timestamp: max_timestamp,
+                },
+            );
+        }
+        Ok(AppendOutcome::Appended {
+            base_offset,
+            last_offset,
+            log_append_time_ms: if log_append_time { now_ms } else { -1 },
+            max_timestamp,
+            record_count,
+        })
+    }
+
+    /// Appends batches that already carry their offsets (replication): checked (whole, magic,
+    /// CRC, base offset == log end) first, then written verbatim.
+    pub fn append_as_follower(&mut self, records: &[u8]) -> Result<(), StorageError> {
+        let mut batches = Vec::new();
+        let mut position = 0usize;
+        let mut expected = self.log_end_offset();
+        while let Some(rest) = records.get(position..).filter(|r| !r.is_empty()) {
+            let header = check_stored_batch(rest)?;
+            if header.base_offset() != expected {
+                return Err(StorageError::UnexpectedBaseOffset {
+                    expected,
+                    actual: header.base_offset(),
+                });
+            }
+            let total = header.total_size();
+            batches.push(position..position + total);
+            expected = header.last_offset().saturating_add(1);
+            position += total;
+        }
+        for range in batches {
+            let batch = records.get(range).unwrap_or_default();
+            let header = BatchHeader::parse(batch)?;
+            let (last_offset, max_timestamp) = (header.last_offset(), header.max_timestamp());
+            let meta = idempotent_metadata(&header);
+            self.write_batch(batch, last_offset, max_timestamp)?;
+            if let Some((producer_id, epoch, meta)) = meta {
+                self.producers.update(producer_id, epoch, meta);
+            }
+        }
+        Ok(())
+    }
+
+    fn write_batch(
+        &mut self,
+        batch: &[u8],
+        last_offset: i64,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        if self.active.should_roll(
+            batch.len() as u64,
+            last_offset,
+            self.config.segment_bytes,
+            self.config.segment_ms,
+            now_ms,
+        ) {
+            self.roll()?;
+        }
+        self.active
+            .append(batch, self.config.index_interval_bytes, now_ms)
+    }
+
+    /// Seals the active segment and starts a new one at the log end offset; writes a producer
+    /// snapshot there. No-op if the active segment is empty.
+    pub(crate) fn roll(&mut self) -> Result<(), StorageError> {
+        if self.active.is_empty() {
+            return Ok(());
+        }
+        let new_base = self.log_end_offset();
+        self.active.seal()?;
+        let new = Segment::create(&self.dir, new_base, self.config.segment_index_bytes)?;
+        let old = std::mem::replace(&mut self.active, new);
+        self.sealed.insert(old.base_offset(), old);
+        self.flushed_offset = self.flushed_offset.max(new_base);
+        self.write_snapshot()?;
+        tracing::debug!(dir = %self.dir.display(), new_base, "rolled segment");
+        Ok(())
+    }
+
+    fn write_snapshot(&self) -> Result<(), StorageError> {
+        snapshot::write(&self.dir, self.log_end_offset(), &self.producers)?;
+        snapshot::retain_latest(&self.dir, SNAPSHOTS_KEPT)
+    }
+
+    /// The active segment's file and the offset it covers, for an off-thread fdatasync.
+    pub fn flush_target(&self) -> FlushTarget {
+        FlushTarget {
+            file: self.active.log_file(),
+            up_to_offset: self.log_end_offset(),
+        }
+    }
+
+    /// Records that a `flush_target` fsync completed.
+    pub fn mark_flushed(&mut self, up_to_offset: i64) {
+        self.flushed_offset = self
+            .flushed_offset
+            .max(up_to_offset.min(self.log_end_offset()));
+    }
+
+    /// Synchronous fsync of everything.
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        self.active.flush()?;
+        self.flushed_offset = self.log_end_offset();
+        Ok(())
+    }
+
+    /// Drops every batch containing or following `offset`, fixing indexes and producer state.
+    /// Below the log start offset, the log is emptied and restarts at `offset`.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if offset < self.log_start_offset {
+            return self.truncate_fully_and_start_at(offset);
+        }
+        let index_bytes = self.config.segment_index_bytes;
+        while self.active.base_offset() >= offset {
+            let Some((_, previous)) = self.sealed.pop_last() else {
+                break;
+            };
+            let removed = std::mem::replace(&mut self.active, previous);
+            removed.delete()?;
+            self.active.unseal(index_bytes)?;
+        }
+        self.active
+            .truncate_to(offset, self.config.index_interval_bytes, index_bytes)?;
+        let log_end = self.log_end_offset();
+        self.flushed_offset = self.flushed_offset.min(log_end);
+        if self.log_start_offset > log_end {
+            self.set_log_start_offset(log_end)?;
+        }
+        self.reload_producer_state()
+    }
+
+    fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), StorageError> {
+        let new = Segment::create(&self.dir, offset, self.config.segment_index_bytes)?;
+        let old_active = std::mem::replace(&mut self.active, new);
+        if old_active.base_offset() != offset {
+            old_active.delete()?;
+        }
+        for (base, segment) in std::mem::take(&mut self.sealed) {
+            if base != offset {
+                segment.delete()?;
+            }
+        }
+        self.flushed_offset = offset;
+        self.set_log_start_offset(offset)?;
+        snapshot::delete_above(&self.dir, -1)?;
+        self.producers = ProducerStateManager::new();
+        Ok(())
+    }
+
+    /// Loads the newest snapshot at or below the log end and replays the batches after it.
+    pub(crate) fn reload_producer_state(&mut self) -> Result<(), StorageError> {
+        let log_end = self.log_end_offset();
+        snapshot::delete_above(&self.dir, log_end)?;
+        let (from, state) = snapshot::load_latest(&self.dir, log_end)?
+            .unwrap_or((i64::MIN, ProducerStateManager::new()));
+        self.producers = state;
+        self.replay_producers(from)?;
+        self.producers.remove_below(self.log_start_offset);
+        Ok(())
+    }
+
+    fn replay_producers(&mut self, from: i64) -> Result<(), StorageError> {
+        let mut updates = Vec::new();
+        for segment in self.segments().filter(|s| s.next_offset() > from) {
+            let Some(first) = segment.find_batch(from)? else {
+                continue;
+            };
+            for info in segment.scan(first.position) {
+                let info = info?;
+                if let Some(update) = idempotent_metadata(&info.view()?) {
+                    updates.push(update);
+                }
+            }
+        }
+        for (producer_id, epoch, meta) in updates {
+            self.producers.update(producer_id, epoch, meta);
+        }
+        Ok(())
+    }
+
+    /// Persists a new log start offset (atomically, tmp + rename).
+    pub(crate) fn set_log_start_offset(&mut self, offset: i64) -> Result<(), StorageError> {
+        if offset == self.log_start_offset {
+            return Ok(());
+        }
+        self.log_start_offset = offset;
+        let tmp = self.dir.join(format!("{LOG_START_OFFSET_FILE}.tmp"));
+        {
+            let mut file = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut file, offset.to_string().as_bytes())?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&tmp, self.dir.join(LOG_START_OFFSET_FILE))?;
+        snapshot::sync_dir(&self.dir)
+    }
+
+    /// fsyncs, trims the indexes, writes a producer snapshot and the clean-shutdown marker.
+    pub fn close(mut self) -> Result<(), StorageError> {
+        self.active.seal()?;
+        self.write_snapshot()?;
+        let marker = std::fs::File::create(self.dir.join(CLEAN_SHUTDOWN_FILE))?;
+        marker.sync_all()?;
+        snapshot::sync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    /// Removes the partition directory.
+    pub fn delete(self) -> Result<(), StorageError> {
+        let dir = self.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+}
+
+/// Producer id, epoch and metadata of an idempotent data batch; `None` otherwise.
+fn idempotent_metadata(header: &BatchHeader<'_>) -> Option<(i64, i16, BatchMetadata)> {
+    if header.producer_id() < 0 || header.is_control() {
+        return None;
+    }
+    Some((
+        header.producer_id(),
+        header.producer_epoch(),
+        BatchMetadata {
+            first_seq: header.base_sequence(),
+            last_seq: header.last_sequence(),
+            base_offset: header.base_offset(),
+            last_offset: header.last_offset(),
+            timestamp: header.max_timestamp(),
+        },
+    ))
+}
+
+#[cfg(test)]
+mod model_tests;
+#[cfg(test)]
+pub(crate) mod tests;

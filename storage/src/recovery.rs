@@ -1,0 +1,362 @@
+//! Opening a partition directory: cleanup, segment recovery, log start and producer state.
+//!
+//! Invariants after `open_log`: temp files and orphan index files are gone; every segment's
+//! indexes are sane (rebuilt otherwise); without a clean-shutdown marker the active segment has
+//! been rescanned with CRC checks and cut to its longest valid prefix of whole batches; snapshots
+//! above the log end are gone; producer state = newest valid snapshot <= log end + replay; the
+//! clean-shutdown marker is removed (so a crash from now on triggers recovery next time).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::config::LogConfig;
+use crate::error::StorageError;
+use crate::log::Log;
+use crate::producer_state::snapshot::sync_dir;
+use crate::producer_state::ProducerStateManager;
+use crate::segment::file_name::{
+    is_temp_file, parse_offset, CLEAN_SHUTDOWN_FILE, INDEX_SUFFIX, LOG_START_OFFSET_FILE,
+    LOG_SUFFIX, TIME_INDEX_SUFFIX,
+};
+use crate::segment::segment::remove_if_exists;
+use crate::segment::Segment;
+
+/// What `scan_dir` found.
+struct DirListing {
+    log_bases: Vec<i64>,
+}
+
+/// Deletes transient files and index files without a log; lists the segments.
+fn scan_dir(dir: &Path) -> Result<DirListing, StorageError> {
+    let mut log_bases = Vec::new();
+    let mut index_files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if is_temp_file(name) {
+            tracing::info!(file = name, "deleting leftover temp file");
+            remove_if_exists(&entry.path())?;
+        } else if let Some(base) = parse_offset(name, LOG_SUFFIX) {
+            log_bases.push(base);
+        } else if let Some(base) =
+            parse_offset(name, INDEX_SUFFIX).or_else(|| parse_offset(name, TIME_INDEX_SUFFIX))
+        {
+            index_files.push((base, entry.path()));
+        }
+    }
+    log_bases.sort_unstable();
+    for (base, path) in index_files {
+        if log_bases.binary_search(&base).is_err() {
+            remove_if_exists(&path)?;
+        }
+    }
+    Ok(DirListing { log_bases })
+}
+
+fn read_log_start_offset(dir: &Path) -> Option<i64> {
+    let text = std::fs::read_to_string(dir.join(LOG_START_OFFSET_FILE)).ok()?;
+    text.trim().parse().ok()
+}
+
+/// `Log::open`.
+pub(crate) fn open_log(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log, StorageError> {
+    std::fs::create_dir_all(dir)?;
+    let clean_marker = dir.join(CLEAN_SHUTDOWN_FILE);
+    let clean = clean_marker.exists();
+    let listing = scan_dir(dir)?;
+    let persisted_start = read_log_start_offset(dir);
+    let interval = config.index_interval_bytes;
+    let index_bytes = config.segment_index_bytes;
+
+    let mut sealed = BTreeMap::new();
+    let (active_base, older) = match listing.log_bases.split_last() {
+        Some((last, older)) => (Some(*last), older),
+        None => (None, &[][..]),
+    };
+    for base in older {
+        let mut segment = Segment::open(dir, *base, None)?;
+        if segment.load(interval, index_bytes, now_ms)? {
+            segment.seal()?;
+        }
+        sealed.insert(*base, segment);
+    }
+    let active = match active_base {
+        Some(base) => {
+            let mut segment = Segment::open(dir, base, Some(index_bytes))?;
+            if clean {
+                segment.load(interval, index_bytes, now_ms)?;
+            } else {
+                let cut = segment.rebuild(interval, index_bytes, true, now_ms)?;
+                if cut > 0 {
+                    tracing::warn!(dir = %dir.display(), cut_bytes = cut, "truncated torn tail of the active segment");
+                }
+            }
+            segment
+        }
+        None => Segment::create(dir, persisted_start.unwrap_or(0).max(0), index_bytes)?,
+    };
+    let first_base = sealed
+        .values()
+        .next()
+        .map_or(active.base_offset(), Segment::base_offset);
+    let log_end = active.next_offset();
+    let log_start = persisted_start
+        .unwrap_or(first_base)
+        .max(first_base)
+        .min(log_end);
+    let mut log = Log {
+        dir: dir.to_path_buf(),
+        config,
+        sealed,
+        active,
+        log_start_offset: log_start,
+        flushed_offset: log_end,
+        producers: ProducerStateManager::new(),
+    };
+    log.reload_producer_state()?;
+    remove_if_exists(&clean_marker)?;
+    sync_dir(dir)?;
+    Ok(log)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::fs::OpenOptions;
+    use std::io::Write;
+
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::log::tests::{batch, batch_offsets, idempotent, small_config};
+    use crate::log::TimestampOffset;
+    use crate::segment::file_name::{path_for, SNAPSHOT_SUFFIX};
+
+    /// One-segment log of `n` batches; returns the bytes as stored and each batch's end position.
+    fn single_segment_log(dir: &Path, n: usize) -> (Vec<u8>, Vec<(usize, i64)>) {
+        let config = LogConfig {
+            segment_bytes: 1 << 20,
+            ..small_config()
+        };
+        let mut log = Log::open(dir, config, 0).unwrap();
+        for i in 0..n {
+            log.append(&idempotent(1, 0, (i * 2) as i32, 2), 0, 0)
+                .unwrap();
+            log.append(&batch(1 + i % 3, i as i64 * 10), 0, 0).unwrap();
+        }
+        let bytes = log
+            .read(0, i64::MAX, usize::MAX, false)
+            .unwrap()
+            .records
+            .to_vec();
+        drop(log);
+        let mut ends = Vec::new();
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let h = crate::batch::BatchHeader::parse(&bytes[pos..]).unwrap();
+            pos += h.total_size();
+            ends.push((pos, h.last_offset() + 1));
+        }
+        (bytes, ends)
+    }
+
+    /// What a recovered log must hold after its file was cut / damaged at `valid_bytes`.
+    fn expected_prefix(ends: &[(usize, i64)], valid_bytes: usize) -> (usize, i64) {
+        ends.iter()
+            .rev()
+            .find(|(end, _)| *end <= valid_bytes)
+            .copied()
+            .unwrap_or((0, 0))
+    }
+
+    fn reopen_and_check(dir: &Path, bytes: &[u8], ends: &[(usize, i64)], valid_bytes: usize) {
+        let (prefix_bytes, log_end) = expected_prefix(ends, valid_bytes);
+        let config = LogConfig {
+            segment_bytes: 1 << 20,
+            ..small_config()
+        };
+        let mut log = Log::open(dir, config, 0).unwrap();
+        assert_eq!(log.log_end_offset(), log_end, "valid bytes {valid_bytes}");
+        let got = log.read(0, i64::MAX, usize::MAX, false).unwrap().records;
+        assert_eq!(&got[..], &bytes[..prefix_bytes]);
+        // The recovered log is writable and consistent.
+        log.append(&batch(1, 0), 0, 0).unwrap();
+        assert_eq!(log.log_end_offset(), log_end + 1);
+        // Producer state was replayed from what survived.
+        let expected_seq = batch_offsets(&bytes[..prefix_bytes]).len() as i32 / 2 * 2
+            + (batch_offsets(&bytes[..prefix_bytes]).len() as i32 % 2) * 2;
+        let next = log.producer_state(1).map_or(0, |v| v.last_sequence + 1);
+        assert_eq!(next, expected_seq);
+    }
+
+    #[test]
+    fn cut_active_log_recovers_longest_valid_prefix() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let template = tempfile::tempdir().unwrap();
+        let (bytes, ends) = single_segment_log(template.path(), 12);
+        let mut cuts: Vec<usize> = vec![0, 1, 11, 12, 60, 61, bytes.len() - 1, bytes.len()];
+        cuts.extend(ends.iter().map(|(e, _)| *e));
+        cuts.extend(ends.iter().map(|(e, _)| e - 1));
+        cuts.extend((0..20).map(|_| rng.gen_range(0..bytes.len())));
+        for cut in cuts {
+            let dir = tempfile::tempdir().unwrap();
+            single_segment_log(dir.path(), 12);
+            let file = OpenOptions::new()
+                .write(true)
+                .open(path_for(dir.path(), 0, "log"))
+                .unwrap();
+            file.set_len(cut as u64).unwrap();
+            reopen_and_check(dir.path(), &bytes, &ends, cut);
+        }
+    }
+
+    #[test]
+    fn garbage_after_the_last_batch_is_cut() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let template = tempfile::tempdir().unwrap();
+        let (bytes, ends) = single_segment_log(template.path(), 6);
+        for round in 0..10 {
+            let dir = tempfile::tempdir().unwrap();
+            single_segment_log(dir.path(), 6);
+            let mut garbage: Vec<u8> = (0..rng.gen_range(1..300)).map(|_| rng.gen()).collect();
+            if round % 2 == 0 {
+                // A plausible-looking header with a wrong CRC.
+                let mut fake = batch(1, 0);
+                crate::batch::header::set_base_offset(&mut fake, 1_000).unwrap();
+                let last = fake.len() - 1;
+                fake[last] ^= 0xff;
+                garbage = fake;
+            }
+            let mut file = OpenOptions::new()
+                .append(true)
+                .open(path_for(dir.path(), 0, "log"))
+                .unwrap();
+            file.write_all(&garbage).unwrap();
+            drop(file);
+            reopen_and_check(dir.path(), &bytes, &ends, bytes.len());
+        }
+    }
+
+    #[test]
+    fn flipped_byte_in_the_active_segment_cuts_from_that_batch() {
+        let template = tempfile::tempdir().unwrap();
+        let (bytes, ends) = single_segment_log(template.path(), 6);
+        for &(end, _) in ends.iter().take(ends.len() - 1) {
+            let dir = tempfile::tempdir().unwrap();
+            single_segment_log(dir.path(), 6);
+            let path = path_for(dir.path(), 0, "log");
+            let mut data = std::fs::read(&path).unwrap();
+            data[end + 30] ^= 0x10; // inside the header of the batch starting at `end`
+            std::fs::write(&path, &data).unwrap();
+            reopen_and_check(dir.path(), &bytes, &ends, end);
+        }
+    }
+
+    #[test]
+    fn damaged_indexes_are_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            index_interval_bytes: 0,
+            ..small_config()
+        };
+        let mut log = Log::open(dir.path(), config.clone(), 0).unwrap();
+        for i in 0..40 {
+            log.append(&batch(2, 1000 + i * 10), 0, 0).unwrap();
+        }
+        let all = log.read(0, i64::MAX, usize::MAX, false).unwrap();
+        let bases: Vec<i64> = log
+            .sealed
+            .keys()
+            .copied()
+            .chain([log.active.base_offset()])
+            .collect();
+        assert!(bases.len() >= 4);
+        log.close().unwrap();
+        std::fs::remove_file(path_for(dir.path(), bases[0], "index")).unwrap();
+        std::fs::write(path_for(dir.path(), bases[1], "index"), [0xffu8; 13]).unwrap();
+        std::fs::write(path_for(dir.path(), bases[1], "timeindex"), [0x00u8; 24]).unwrap();
+        std::fs::write(
+            path_for(dir.path(), bases[2], "index"),
+            [0x00, 0, 0, 5, 0, 0, 0x7f, 0xff],
+        )
+        .unwrap();
+        let active_index = path_for(dir.path(), bases[3], "index");
+        let mut data = std::fs::read(&active_index).unwrap();
+        data.reverse();
+        std::fs::write(&active_index, &data).unwrap();
+        let log = Log::open(dir.path(), config, 0).unwrap();
+        assert_eq!(log.read(0, i64::MAX, usize::MAX, false).unwrap(), all);
+        for offset in 0..80 {
+            let r = log.read(offset, i64::MAX, 1, true).unwrap();
+            assert_eq!(
+                batch_offsets(&r.records),
+                vec![(offset / 2 * 2, offset / 2 * 2 + 1)]
+            );
+            let ts = 1000 + (offset / 2) * 10 + offset % 2;
+            assert_eq!(
+                log.offset_for_timestamp(ts).unwrap(),
+                Some(TimestampOffset {
+                    offset,
+                    timestamp: ts
+                })
+            );
+        }
+        // Rebuilt indexes of sealed segments are trimmed again.
+        let len = std::fs::metadata(path_for(dir.path(), bases[0], "index"))
+            .unwrap()
+            .len();
+        assert!(len > 0 && len < u64::from(small_config().segment_index_bytes));
+    }
+
+    #[test]
+    fn open_cleans_temp_files_and_stray_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
+        log.append(&idempotent(1, 0, 0, 1), 0, 0).unwrap();
+        log.close().unwrap();
+        std::fs::write(dir.path().join("00000000000000000001.snapshot.tmp"), b"x").unwrap();
+        std::fs::write(dir.path().join("00000000000000000009.index"), b"orphan").unwrap();
+        crate::producer_state::snapshot::write(dir.path(), 50, &ProducerStateManager::new())
+            .unwrap();
+        let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
+        assert!(!dir
+            .path()
+            .join("00000000000000000001.snapshot.tmp")
+            .exists());
+        assert!(!dir.path().join("00000000000000000009.index").exists());
+        assert!(!path_for(dir.path(), 50, SNAPSHOT_SUFFIX).exists());
+        assert!(!dir.path().join(CLEAN_SHUTDOWN_FILE).exists());
+        // The stray snapshot (empty state) was not used: the producer is still known.
+        assert!(matches!(
+            log.append(&idempotent(1, 0, 0, 1), 0, 0).unwrap(),
+            crate::log::AppendOutcome::Duplicate { base_offset: 0, .. }
+        ));
+    }
+
+    #[test]
+    fn clean_reopen_keeps_trimmed_indexes_and_appends_continue() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
+        for i in 0..5 {
+            log.append(&batch(3, i), 0, 0).unwrap();
+        }
+        log.close().unwrap();
+        assert!(dir.path().join(CLEAN_SHUTDOWN_FILE).exists());
+        let active_index = std::fs::metadata(path_for(dir.path(), 0, "index"))
+            .unwrap()
+            .len();
+        assert!(
+            active_index < u64::from(small_config().segment_index_bytes),
+            "trimmed at close"
+        );
+        let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
+        for i in 0..20 {
+            log.append(&batch(3, i), 0, 0).unwrap();
+        }
+        let r = log.read(0, i64::MAX, usize::MAX, false).unwrap();
+        assert_eq!(batch_offsets(&r.records).len(), 25);
+    }
+}

@@ -1,0 +1,35 @@
+//! Segments: the on-disk layout of a partition directory.
+//!
+//! # On-disk format (version 1)
+//!
+//! A partition directory holds:
+//!
+//! - `<base offset, 20 digits>.log`: whole v2 record batches, back to back, byte-for-byte as
+//!   stored (baseOffset/partitionLeaderEpoch stamped, compressed batches still compressed). Base
+//!   offsets increase; the file name is the base offset of the segment (<= its first batch).
+//! - `<base>.index`: sparse offset index, 8-byte big-endian entries (offset - base: u32,
+//!   file position of that batch: u32), one entry per `index_interval_bytes` of log. Preallocated
+//!   to `segment_index_bytes` and memory-mapped while the segment is active; trimmed to its entries
+//!   when the segment is sealed (roll, close).
+//! - `<base>.timeindex`: sparse time index, 12-byte entries (max timestamp so far: i64, offset -
+//!   base of the batch that carries it: u32), timestamps strictly increasing. The last entry of a
+//!   sealed segment holds the segment's largest timestamp.
+//! - `<offset>.snapshot`: producer state covering every batch below `offset` (see
+//!   `producer_state::snapshot`). The newest two are kept.
+//! - `log_start_offset`: ASCII decimal log start offset, when moved past the first segment base.
+//! - `clean_shutdown`: empty marker written by `Log::close`, removed by `Log::open`.
+//! - `*.tmp`, `*.deleted`, `*.cleaned`, `*.swap`: transient, deleted on open.
+//!
+//! Indexes are derived data: an index whose length is not a multiple of its entry size, whose
+//! entries do not increase, or that points past the log, is rebuilt from the log. Without the
+//! clean-shutdown marker the active segment is always rescanned with CRC checks, truncated to its
+//! longest valid prefix of whole batches, and its indexes rebuilt.
+
+pub mod file_name;
+pub(crate) mod index_file;
+pub(crate) mod offset_index;
+#[allow(clippy::module_inception)]
+pub(crate) mod segment;
+pub(crate) mod time_index;
+
+pub(crate) use segment::{BatchInfo, Segment};

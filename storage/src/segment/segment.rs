@@ -1,0 +1,537 @@
+//! One segment: a `.log` file of whole batches plus its offset and time indexes.
+//!
+//! Invariants: `size_bytes` is the length of the valid prefix of the log file (bytes past it are
+//! garbage from a failed write and are overwritten or truncated); offsets are contiguous: the
+//! first batch starts at `base_offset` and each next one at the previous last offset + 1;
+//! `next_offset` is the
+//! last batch's last offset + 1 (`base_offset` when empty); `max_timestamp` is the largest batch
+//! max timestamp and `offset_of_max_timestamp` the base offset of the first batch carrying it.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::batch::header::{BatchHeader, ATTRIBUTES_AT, HEADER_BYTES};
+use crate::error::StorageError;
+use crate::segment::file_name::{path_for, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::segment::offset_index::OffsetIndex;
+use crate::segment::time_index::TimeIndex;
+
+/// Chunk size for streaming CRC checks during recovery.
+const CRC_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Location and summary of one stored batch.
+#[derive(Clone, Debug)]
+pub(crate) struct BatchInfo {
+    pub position: u64,
+    pub total_size: u64,
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+    pub header: [u8; HEADER_BYTES],
+}
+
+impl BatchInfo {
+    fn from_header(position: u64, header: [u8; HEADER_BYTES]) -> Result<BatchInfo, StorageError> {
+        let view = BatchHeader::parse(&header)?;
+        if view.last_offset_delta() < 0 {
+            return Err(StorageError::corrupt("negative lastOffsetDelta"));
+        }
+        Ok(BatchInfo {
+            position,
+            total_size: view.total_size() as u64,
+            base_offset: view.base_offset(),
+            last_offset: view.last_offset(),
+            max_timestamp: view.max_timestamp(),
+            header,
+        })
+    }
+
+    pub fn view(&self) -> Result<BatchHeader<'_>, StorageError> {
+        BatchHeader::parse(&self.header)
+    }
+}
+
+pub(crate) struct Segment {
+    base_offset: i64,
+    log_path: PathBuf,
+    /// Shared so the caller can fdatasync off-thread (`Log::flush_target`).
+    log_file: Arc<File>,
+    size_bytes: u64,
+    offset_index: OffsetIndex,
+    time_index: TimeIndex,
+    next_offset: i64,
+    max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+    bytes_since_last_index_entry: u64,
+    /// When the first batch was appended (time-based rolling); `None` while empty.
+    roll_base_ms: Option<i64>,
+}
+
+impl Segment {
+    /// Creates an empty writable segment (replacing any stale files of the same name).
+    pub(crate) fn create(
+        dir: &Path,
+        base_offset: i64,
+        index_bytes: u32,
+    ) -> Result<Segment, StorageError> {
+        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            remove_if_exists(&path_for(dir, base_offset, suffix))?;
+        }
+        let log_path = path_for(dir, base_offset, LOG_SUFFIX);
+        let log_file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&log_path)?;
+        Self::with_file(dir, base_offset, log_path, log_file, Some(index_bytes))
+    }
+
+    /// Opens an existing segment without checking it; call `load` or `recover` next.
+    pub(crate) fn open(
+        dir: &Path,
+        base_offset: i64,
+        index_bytes: Option<u32>,
+    ) -> Result<Segment, StorageError> {
+        let log_path = path_for(dir, base_offset, LOG_SUFFIX);
+        let log_file = OpenOptions::new().read(true).write(true).open(&log_path)?;
+        Self::with_file(dir, base_offset, log_path, log_file, index_bytes)
+    }
+
+    fn with_file(
+        dir: &Path,
+        base_offset: i64,
+        log_path: PathBuf,
+        log_file: File,
+        index_bytes: Option<u32>,
+    ) -> Result<Segment, StorageError> {
+        let size_bytes = log_file.metadata()?.len();
+        Ok(Segment {
+            base_offset,
+            log_path,
+            log_file: Arc::new(log_file),
+            size_bytes,
+            offset_index: OffsetIndex::open(
+                &path_for(dir, base_offset, INDEX_SUFFIX),
+                base_offset,
+                index_bytes,
+            )?,
+            time_index: TimeIndex::open(
+                &path_for(dir, base_offset, TIME_INDEX_SUFFIX),
+                base_offset,
+                index_bytes,
+            )?,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            offset_of_max_timestamp: -1,
+            bytes_since_last_index_entry: 0,
+            roll_base_ms: None,
+        })
+    }
+
+    pub(crate) fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+    pub(crate) fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+    pub(crate) fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+    pub(crate) fn is_empty(&self) -> bool {
+        self.size_bytes == 0
+    }
+    pub(crate) fn max_timestamp(&self) -> i64 {
+        self.max_timestamp
+    }
+    pub(crate) fn offset_of_max_timestamp(&self) -> i64 {
+        self.offset_of_max_timestamp
+    }
+    pub(crate) fn log_file(&self) -> Arc<File> {
+        Arc::clone(&self.log_file)
+    }
+    pub(crate) fn roll_base_ms(&self) -> Option<i64> {
+        self.roll_base_ms
+    }
+
+    /// Opens the segment trusting its data, checking its indexes: sane indexes are kept and only
+    /// the batches after the last offset-index entry are scanned; anything odd triggers a rebuild
+    /// (a header scan that also truncates a torn tail).
+    /// Returns true if the indexes had to be rebuilt (the caller seals inactive segments again).
+    pub(crate) fn load(
+        &mut self,
+        index_interval_bytes: u32,
+        index_bytes: u32,
+        now_ms: i64,
+    ) -> Result<bool, StorageError> {
+        let missing = self.size_bytes > 0
+            && (self.offset_index.file().was_created() || self.time_index.file().was_created());
+        if !missing
+            && self.offset_index.is_sane(self.size_bytes)
+            && self.scan_tail().is_ok()
+            && self.time_index.is_sane(self.next_offset)
+        {
+            if let Some((ts, offset)) = self.time_index.last_entry() {
+                if ts > self.max_timestamp {
+                    self.max_timestamp = ts;
+                    self.offset_of_max_timestamp = offset;
+                }
+            }
+            self.set_roll_base_from_first_batch(now_ms)?;
+            return Ok(false);
+        }
+        tracing::warn!(segment = %self.log_path.display(), "rebuilding damaged indexes");
+        self.rebuild(index_interval_bytes, index_bytes, true, now_ms)?;
+        Ok(true)
+    }
+
+    fn set_roll_base_from_first_batch(&mut self, now_ms: i64) -> Result<(), StorageError> {
+        self.roll_base_ms = match self.read_header(0)? {
+            Some(header) => {
+                let ts = BatchHeader::parse(&header)?.max_timestamp();
+                Some(if ts >= 0 { ts.min(now_ms) } else { now_ms })
+            }
+            None => None,
+        };
+        Ok(())
+    }
+
+    /// Scans from the last offset-index entry to the end: fixes `next_offset` and the max
+    /// timestamp of the tail; errors if the tail does not parse.
+    fn scan_tail(&mut self) -> Result<(), StorageError> {
+        let (offset, position) = self
+            .offset_index
+            .last_entry()
+            .unwrap_or((self.base_offset, 0));
+        // Offsets are contiguous inside a segment (appends and follower appends both start at
+        // the log end), which also catches base offsets damaged outside the CRC's coverage.
+        let mut next = offset;
+        let mut max_ts = -1;
+        let mut offset_of_max = -1;
+        for info in self.scan(position) {
+            let info = info?;
+            if info.base_offset != next {
+                return Err(StorageError::corrupt(format!(
+                    "batch base offset {} where {next} was expected",
+                    info.base_offset
+                )));
+            }
+            next = info.last_offset.saturating_add(1);
+            if info.max_timestamp > max_ts {
+                max_ts = info.max_timestamp;
+                offset_of_max = info.base_offset;
+            }
+        }
+        self.next_offset = next;
+        self.max_timestamp = max_ts;
+        self.offset_of_max_timestamp = offset_of_max;
+        self.bytes_since_last_index_entry = self.size_bytes - position;
+        Ok(())
+    }
+
+    /// Rescans the whole segment (checking CRCs if `verify_crc`), truncates the file at the first
+    /// invalid batch, and rebuilds both indexes. Returns the number of bytes cut off.
+    pub(crate) fn rebuild(
+        &mut self,
+        index_interval_bytes: u32,
+        index_bytes: u32,
+        verify_crc: bool,
+        now_ms: i64,
+    ) -> Result<u64, StorageError> {
+        self.offset_index.file().make_writable(index_bytes)?;
+        self.time_index.file().make_writable(index_bytes)?;
+        self.offset_index.file().reset();
+        self.time_index.file().reset();
+        self.next_offset = self.base_offset;
+        self.max_timestamp = -1;
+        self.offset_of_max_timestamp = -1;
+        self.bytes_since_last_index_entry = 0;
+        let mut position = 0u64;
+        while position < self.size_bytes {
+            match self.check_batch_at(position, verify_crc) {
+                Ok(info) => {
+                    position += info.total_size;
+                    self.next_offset = info.last_offset.saturating_add(1);
+                    self.index_batch(&info, index_interval_bytes);
+                }
+                Err(e) => {
+                    tracing::warn!(segment = %self.log_path.display(), position, error = %e, "truncating invalid tail");
+                    break;
+                }
+            }
+        }
+        let cut = self.size_bytes - position;
+        if cut > 0 || self.log_file.metadata()?.len() != position {
+            self.log_file.set_len(position)?;
+            self.size_bytes = position;
+        }
+        self.set_roll_base_from_first_batch(now_ms)?;
+        Ok(cut)
+    }
+
+    fn check_batch_at(&self, position: u64, verify_crc: bool) -> Result<BatchInfo, StorageError> {
+        let header = self
+            .read_header(position)?
+            .ok_or_else(|| StorageError::corrupt("no batch"))?;
+        let info = BatchInfo::from_header(position, header)?;
+        if info.base_offset != self.next_offset {
+            return Err(StorageError::corrupt(format!(
+                "batch base offset {} where {} was expected",
+                info.base_offset, self.next_offset
+            )));
+        }
+        let end = position
+            .checked_add(info.total_size)
+            .filter(|end| *end <= self.size_bytes)
+            .ok_or_else(|| StorageError::corrupt("batch extends past the end of the file"))?;
+        let view = info.view()?;
+        view.compression()?;
+        if verify_crc {
+            let mut crc = 0u32;
+            let mut at = position + ATTRIBUTES_AT as u64;
+            let mut buf = vec![0u8; CRC_CHUNK_BYTES];
+            while at < end {
+                let n = usize::try_from((end - at).min(CRC_CHUNK_BYTES as u64))
+                    .unwrap_or(CRC_CHUNK_BYTES);
+                let chunk = buf.get_mut(..n).unwrap_or_default();
+                self.log_file.read_exact_at(chunk, at)?;
+                crc = crc32c::crc32c_append(crc, chunk);
+                at += n as u64;
+            }
+            if crc != view.crc() {
+                return Err(StorageError::corrupt("crc mismatch"));
+            }
+        }
+        Ok(info)
+    }
+
+    fn index_batch(&mut self, info: &BatchInfo, index_interval_bytes: u32) {
+        if info.max_timestamp > self.max_timestamp {
+            self.max_timestamp = info.max_timestamp;
+            self.offset_of_max_timestamp = info.base_offset;
+        }
+        if self.bytes_since_last_index_entry > u64::from(index_interval_bytes) {
+            self.offset_index.append(info.base_offset, info.position);
+            self.time_index
+                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp);
+            self.bytes_since_last_index_entry = 0;
+        }
+        self.bytes_since_last_index_entry += info.total_size;
+    }
+
+    /// True if appending `batch_bytes` ending at `last_offset` must go to a new segment.
+    pub(crate) fn should_roll(
+        &self,
+        batch_bytes: u64,
+        last_offset: i64,
+        segment_bytes: u64,
+        segment_ms: i64,
+        now_ms: i64,
+    ) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        self.size_bytes.saturating_add(batch_bytes) > segment_bytes
+            || self
+                .roll_base_ms
+                .is_some_and(|base| now_ms.saturating_sub(base) > segment_ms)
+            || last_offset.saturating_sub(self.base_offset) > i64::from(i32::MAX)
+            || self.offset_index.is_full()
+            || self.time_index.is_full()
+    }
+
+    /// Appends one whole batch whose header has been parsed into `info`-like fields.
+    pub(crate) fn append(
+        &mut self,
+        batch: &[u8],
+        index_interval_bytes: u32,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        let header: [u8; HEADER_BYTES] = batch
+            .get(..HEADER_BYTES)
+            .and_then(|h| h.try_into().ok())
+            .ok_or_else(|| StorageError::corrupt("batch shorter than its header"))?;
+        let info = BatchInfo::from_header(self.size_bytes, header)?;
+        if let Err(e) = self.log_file.write_all_at(batch, self.size_bytes) {
+            // Best effort: drop the partial write so the file stays a valid prefix.
+            let _ = self.log_file.set_len(self.size_bytes);
+            return Err(e.into());
+        }
+        self.size_bytes += batch.len() as u64;
+        self.next_offset = info.last_offset.saturating_add(1);
+        if self.roll_base_ms.is_none() {
+            self.roll_base_ms = Some(now_ms);
+        }
+        self.index_batch(&info, index_interval_bytes);
+        Ok(())
+    }
+
+    /// The 61-byte header at `position`; `None` at the end of the segment.
+    pub(crate) fn read_header(
+        &self,
+        position: u64,
+    ) -> Result<Option<[u8; HEADER_BYTES]>, StorageError> {
+        if position >= self.size_bytes {
+            return Ok(None);
+        }
+        if position + HEADER_BYTES as u64 > self.size_bytes {
+            return Err(StorageError::corrupt(
+                "batch header extends past the end of the segment",
+            ));
+        }
+        let mut header = [0u8; HEADER_BYTES];
+        self.log_file.read_exact_at(&mut header, position)?;
+        Ok(Some(header))
+    }
+
+    /// `len` bytes at `position`, which must lie inside the valid prefix.
+    pub(crate) fn read_bytes(&self, position: u64, len: u64) -> Result<Vec<u8>, StorageError> {
+        if position.saturating_add(len) > self.size_bytes {
+            return Err(StorageError::corrupt("read past the end of the segment"));
+        }
+        let mut buf =
+            vec![0u8; usize::try_from(len).map_err(|_| StorageError::corrupt("batch too large"))?];
+        self.log_file.read_exact_at(&mut buf, position)?;
+        Ok(buf)
+    }
+
+    /// Batches from `position` (which must be a batch boundary) to the end.
+    pub(crate) fn scan(&self, position: u64) -> BatchScan<'_> {
+        BatchScan {
+            segment: self,
+            position,
+            failed: false,
+        }
+    }
+
+    /// The first batch whose last offset is >= `offset`, using the index to skip ahead.
+    pub(crate) fn find_batch(&self, offset: i64) -> Result<Option<BatchInfo>, StorageError> {
+        let (_, position) = self.offset_index.lookup(offset);
+        for info in self.scan(position) {
+            let info = info?;
+            if info.last_offset >= offset {
+                return Ok(Some(info));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Position to start a timestamp search: the batch the time index points at, else 0.
+    pub(crate) fn timestamp_search_start(&self, timestamp: i64) -> u64 {
+        match self.time_index.lookup_below(timestamp) {
+            Some((_, offset)) => self.offset_index.lookup(offset).1,
+            None => 0,
+        }
+    }
+
+    /// Drops every batch whose last offset is >= `offset` (so a batch containing `offset` goes
+    /// entirely) and rebuilds the indexes from the remaining headers.
+    pub(crate) fn truncate_to(
+        &mut self,
+        offset: i64,
+        index_interval_bytes: u32,
+        index_bytes: u32,
+    ) -> Result<(), StorageError> {
+        let Some(info) = self.find_batch(offset)? else {
+            return Ok(());
+        };
+        let roll_base_ms = self.roll_base_ms;
+        self.log_file.set_len(info.position)?;
+        self.size_bytes = info.position;
+        self.rebuild(index_interval_bytes, index_bytes, false, i64::MAX)?;
+        if !self.is_empty() {
+            self.roll_base_ms = roll_base_ms;
+        }
+        Ok(())
+    }
+
+    /// Seals the segment when it stops being the active one: final time-index entry, trimmed
+    /// indexes, data fsynced.
+    pub(crate) fn seal(&mut self) -> Result<(), StorageError> {
+        if self.offset_of_max_timestamp >= 0 {
+            self.time_index
+                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp);
+        }
+        self.offset_index.file().trim()?;
+        self.time_index.file().trim()?;
+        self.log_file.sync_all()?;
+        Ok(())
+    }
+
+    /// Makes a sealed segment writable again (after truncation made it the last one).
+    pub(crate) fn unseal(&mut self, index_bytes: u32) -> Result<(), StorageError> {
+        self.offset_index.file().make_writable(index_bytes)?;
+        self.time_index.file().make_writable(index_bytes)?;
+        Ok(())
+    }
+
+    pub(crate) fn flush(&mut self) -> Result<(), StorageError> {
+        self.log_file.sync_data()?;
+        self.offset_index.file().flush()?;
+        self.time_index.file().flush()?;
+        Ok(())
+    }
+
+    /// Removes the segment's files.
+    pub(crate) fn delete(self) -> Result<(), StorageError> {
+        let paths = [
+            self.log_path.clone(),
+            self.offset_index.path().to_path_buf(),
+            self.time_index.path().to_path_buf(),
+        ];
+        drop(self);
+        for path in paths {
+            remove_if_exists(&path)?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn remove_if_exists(path: &Path) -> Result<(), StorageError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Iterator over the batch headers of a segment; stops after the first error.
+pub(crate) struct BatchScan<'a> {
+    segment: &'a Segment,
+    position: u64,
+    failed: bool,
+}
+
+impl Iterator for BatchScan<'_> {
+    type Item = Result<BatchInfo, StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let result = (|| {
+            let Some(header) = self.segment.read_header(self.position)? else {
+                return Ok(None);
+            };
+            let info = BatchInfo::from_header(self.position, header)?;
+            let end = self.position.saturating_add(info.total_size);
+            if end > self.segment.size_bytes {
+                return Err(StorageError::corrupt(
+                    "batch extends past the end of the segment",
+                ));
+            }
+            self.position = end;
+            Ok(Some(info))
+        })();
+        match result {
+            Ok(Some(info)) => Some(Ok(info)),
+            Ok(None) => None,
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
