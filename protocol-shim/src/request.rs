@@ -6,7 +6,7 @@
 //! The frame size was already bounded by `frame::FrameDecoder`, which bounds every array the
 //! codec can allocate for (each element takes at least one byte of the frame).
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind};
 use kafka_protocol::protocol::Decodable;
 
@@ -59,16 +59,8 @@ pub fn decode_request(frame: Bytes) -> Result<Request, DecodeError> {
         .map_err(|e| malformed(e.to_string()))?;
     let body =
         RequestKind::decode(api_key, &mut buf, version).map_err(|e| malformed(e.to_string()))?;
-    if buf.has_remaining() {
-        // Kafka tolerates trailing bytes only for ApiVersions (newer clients); elsewhere it
-        // signals a client/broker disagreement about the format.
-        if api_key != ApiKey::ApiVersions {
-            return Err(DecodeError::Malformed {
-                preamble,
-                reason: format!("{} trailing bytes", buf.remaining()),
-            });
-        }
-    }
+    // Trailing bytes are ignored, as Kafka ignores them: librdkafka 2.x pads the topic count
+    // of an all-topics Metadata v9+ request with three zero bytes it never finalizes.
     Ok(Request {
         header,
         api_key,
@@ -136,5 +128,27 @@ mod tests {
             decode_request(cut),
             Err(DecodeError::Malformed { .. })
         ));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod captured {
+    use super::*;
+
+    /// Metadata v13 as librdkafka 2.12 sends it (all topics, with 3 padding bytes after the
+    /// null topic count), captured on the wire.
+    #[test]
+    fn librdkafka_metadata_v13() {
+        let hex = "0003000d00000003000772646b61666b610000000000010000";
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let r = decode_request(Bytes::from(bytes)).unwrap();
+        match r.body {
+            RequestKind::Metadata(m) => assert!(m.topics.is_none(), "all topics"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -125,6 +125,13 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
     def("fetch.max.bytes", Some("57671680"), T::Int, "Largest fetch response."),
     def("group.initial.rebalance.delay.ms", Some("3000"), T::Int, "Delay before the first rebalance of a new group."),
     def("offsets.topic.num.partitions", Some("50"), T::Int, "Partitions of __consumer_offsets."),
+    def("group.min.session.timeout.ms", Some("6000"), T::Int, "Smallest session timeout a group member may ask for."),
+    def("group.max.session.timeout.ms", Some("1800000"), T::Int, "Largest session timeout a group member may ask for."),
+    def("group.max.size", Some("2147483647"), T::Int, "Most members a consumer group may have."),
+    def("offsets.retention.minutes", Some("10080"), T::Int, "Committed offsets of a group that stays empty expire after this long."),
+    def("offsets.retention.check.interval.ms", Some("600000"), T::Long, "How often expired offsets are looked for."),
+    def("offset.metadata.max.bytes", Some("4096"), T::Int, "Largest metadata string accepted with a committed offset."),
+    def("offsets.commit.timeout.ms", Some("5000"), T::Int, "Longest an offset commit waits for its record to be durable."),
     def("producer.id.expiration.ms", Some("86400000"), T::Int, "Idle producer ids are forgotten after this long."),
 ];
 

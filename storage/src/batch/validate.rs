@@ -5,7 +5,7 @@
 //! bytes can be written as they are once offsets (and maybe LogAppendTime) are stamped.
 
 use crate::batch::compression::Compression;
-use crate::batch::header::{BatchHeader, HEADER_BYTES, MAGIC_AT};
+use crate::batch::header::{BatchHeader, MAGIC_AT};
 use crate::batch::records::walk_record_lengths;
 use crate::error::StorageError;
 
@@ -83,15 +83,14 @@ pub fn check_stored_batch(bytes: &[u8]) -> Result<BatchHeader<'_>, StorageError>
     Ok(header)
 }
 
-/// Size of the smallest possible batch, for sanity checks.
-pub const MIN_BATCH_BYTES: usize = HEADER_BYTES;
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::batch::builder::BatchBuilder;
-    use crate::batch::header::{reset_crc, ATTRIBUTES_AT, LAST_OFFSET_DELTA_AT, RECORDS_COUNT_AT};
+    use crate::batch::header::{
+        reset_crc, ATTRIBUTES_AT, HEADER_BYTES, LAST_OFFSET_DELTA_AT, RECORDS_COUNT_AT,
+    };
 
     fn batch() -> Vec<u8> {
         BatchBuilder::new()

@@ -306,8 +306,10 @@ impl Log {
         let (from, state) = snapshot::load_latest(&self.dir, log_end)?
             .unwrap_or((i64::MIN, ProducerStateManager::new()));
         self.producers = state;
-        self.replay_producers(from)?;
+        // Batches below the log start are no longer part of the log (Kafka replays from
+        // max(snapshot, log start) too), and producers they alone described were forgotten.
         self.producers.remove_below(self.log_start_offset);
+        self.replay_producers(from.max(self.log_start_offset))?;
         Ok(())
     }
 

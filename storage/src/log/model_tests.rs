@@ -247,3 +247,22 @@ proptest! {
         run(ops)?;
     }
 }
+
+/// A producer forgotten at a log-start move, then re-registered, must not be resurrected from an
+/// older snapshot on crash recovery (found by the property test).
+#[test]
+fn forgotten_producer_is_not_resurrected_by_replay() {
+    let ops = vec![
+        Op::AppendIdempotent { records: 1 },
+        Op::Append { records: 1 },
+        Op::Append { records: 2 },
+        Op::Append { records: 2 },
+        Op::Append { records: 2 },
+        Op::RetryLast,
+        Op::AdvanceStart { pct: 13 },
+        Op::AppendIdempotent { records: 1 },
+        Op::Reopen { clean: false },
+        Op::RetryLast,
+    ];
+    run(ops).unwrap();
+}

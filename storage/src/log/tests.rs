@@ -720,3 +720,46 @@ fn log_can_move_between_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Log>();
 }
+
+#[test]
+fn full_index_rolls_the_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 1 << 20,
+        index_interval_bytes: 0,
+        segment_index_bytes: 24, // two offset-index entries
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), config, 0).unwrap();
+    for i in 0..10 {
+        log.append(&batch(1, i), 0, 0).unwrap();
+    }
+    assert!(log.segment_count() >= 3, "{} segments", log.segment_count());
+    let r = log.read(0, i64::MAX, usize::MAX, false).unwrap();
+    assert_eq!(batch_offsets(&r.records).len(), 10);
+}
+
+#[test]
+fn decompression_bomb_is_refused_not_allocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        max_message_bytes: 100_000,
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), config, 0).unwrap();
+    let zeros = vec![0u8; 20 << 20];
+    let bomb = BatchBuilder::new()
+        .compression(Compression::Zstd)
+        .record(None, Some(&zeros), 5)
+        .build()
+        .unwrap();
+    assert!(bomb.len() < 100_000);
+    log.append(&bomb, 0, 0).unwrap();
+    assert!(matches!(
+        log.offset_for_timestamp(0),
+        Err(StorageError::DecompressionLimit { .. })
+    ));
+    // An empty follower payload is a no-op.
+    log.append_as_follower(&[]).unwrap();
+    assert_eq!(log.log_end_offset(), 1);
+}

@@ -117,6 +117,7 @@ impl ProducerStateManager {
         if let Some(dup) = entry
             .batches
             .iter()
+            .rev()
             .find(|b| b.first_seq == first_seq && b.last_seq == last_seq)
         {
             return Ok(SequenceCheck::Duplicate(*dup));

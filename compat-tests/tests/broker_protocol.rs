@@ -1,0 +1,423 @@
+//! Protocol-level behaviour of a real broker process, driven over raw sockets: idempotent
+//! producer sequences (and their survival across kill -9), fetch sessions (KIP-227), fetch
+//! long polling, acks=0, LogAppendTime, retention, and ListOffsets max timestamp.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use compat_tests::process::{SluiceOptions, SluiceProcess};
+use compat_tests::wire::{self, topic_name, RawConnection};
+use compat_tests::{now_ms, unique_topic};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiVersionsRequest, BrokerId, CreateTopicsRequest, FetchRequest, FetchResponse,
+    InitProducerIdRequest, ListOffsetsRequest, ProduceRequest,
+};
+use kafka_protocol::protocol::StrBytes;
+use storage::batch::builder::BatchBuilder;
+use storage::batch::BatchHeader;
+
+fn connect(broker: &SluiceProcess) -> RawConnection {
+    let mut c = RawConnection::connect(broker.bootstrap()).unwrap();
+    c.set_read_timeout(Duration::from_secs(20)).unwrap();
+    c
+}
+
+fn create_topic(conn: &mut RawConnection, topic: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let request = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(topic_name(topic))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(k.to_string()))
+                            .with_value(Some(StrBytes::from_string(v.to_string())))
+                    })
+                    .collect(),
+            )])
+        .with_timeout_ms(10_000);
+    let response = conn.call(&request, 5).unwrap();
+    assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0]);
+}
+
+fn idempotent_batch(pid: i64, epoch: i16, seq: i32, values: &[&str]) -> Bytes {
+    let mut b = BatchBuilder::new().producer(pid, epoch, seq);
+    for v in values {
+        b = b.record(Some(b"k"), Some(v.as_bytes()), now_ms());
+    }
+    Bytes::from(b.build().unwrap())
+}
+
+fn all_batches(conn: &mut RawConnection, topic: &str, partition: i32) -> Vec<(i64, i32)> {
+    let data = wire::fetch(conn, topic, partition, 0).unwrap();
+    compat_tests::batch::parse_batch_headers(data.records.as_deref().unwrap_or(&[]))
+        .iter()
+        .map(|h| {
+            (
+                h.base_offset,
+                i32::try_from(h.last_offset - h.base_offset + 1).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn idempotent_sequences_are_checked_and_survive_kill9() {
+    let mut broker = SluiceProcess::start(SluiceOptions::new());
+    let topic = unique_topic("idem");
+    let mut conn = connect(&broker);
+    create_topic(&mut conn, &topic, 1, &[]);
+    let init = conn
+        .call(
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000),
+            4,
+        )
+        .unwrap();
+    assert_eq!(init.error_code, 0);
+    let pid = init.producer_id.0;
+    assert!(pid >= 0);
+    assert_eq!(init.producer_epoch, 0);
+
+    let first = idempotent_batch(pid, 0, 0, &["a", "b", "c"]);
+    let r = wire::produce(&mut conn, &topic, 0, first.clone()).unwrap();
+    assert_eq!((r.error_code, r.base_offset), (0, 0));
+    // A retry of the same batch is acknowledged with the original offset and stored once.
+    let r = wire::produce(&mut conn, &topic, 0, first.clone()).unwrap();
+    assert_eq!((r.error_code, r.base_offset), (0, 0));
+    assert_eq!(all_batches(&mut conn, &topic, 0), vec![(0, 3)]);
+    // A gap in the sequence is refused: OUT_OF_ORDER_SEQUENCE_NUMBER.
+    let gap = idempotent_batch(pid, 0, 7, &["x"]);
+    assert_eq!(
+        wire::produce(&mut conn, &topic, 0, gap).unwrap().error_code,
+        45
+    );
+    // An older epoch is fenced: INVALID_PRODUCER_EPOCH... first move to epoch 1.
+    let next_epoch = idempotent_batch(pid, 1, 0, &["e1"]);
+    let r = wire::produce(&mut conn, &topic, 0, next_epoch).unwrap();
+    assert_eq!((r.error_code, r.base_offset), (0, 3));
+    let stale = idempotent_batch(pid, 0, 3, &["old"]);
+    assert_eq!(
+        wire::produce(&mut conn, &topic, 0, stale)
+            .unwrap()
+            .error_code,
+        47
+    );
+
+    // Producer state survives a crash: the duplicate is still recognised afterwards.
+    drop(conn);
+    broker.kill9();
+    broker.restart();
+    let mut conn = connect(&broker);
+    let dup = idempotent_batch(pid, 1, 0, &["e1"]);
+    let r = wire::produce(&mut conn, &topic, 0, dup).unwrap();
+    assert_eq!(
+        (r.error_code, r.base_offset),
+        (0, 3),
+        "duplicate after restart"
+    );
+    let next = idempotent_batch(pid, 1, 1, &["e1-2"]);
+    let r = wire::produce(&mut conn, &topic, 0, next).unwrap();
+    assert_eq!((r.error_code, r.base_offset), (0, 4));
+    assert_eq!(
+        all_batches(&mut conn, &topic, 0),
+        vec![(0, 3), (3, 1), (4, 1)]
+    );
+    // A new producer id never repeats an old one, even after the crash.
+    let init2 = conn
+        .call(
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000),
+            4,
+        )
+        .unwrap();
+    assert_ne!(init2.producer_id.0, pid);
+    // Transactional ids are refused until transactions land.
+    let txn = InitProducerIdRequest::default()
+        .with_transactional_id(Some(kafka_protocol::messages::TransactionalId(
+            StrBytes::from_static_str("t"),
+        )))
+        .with_transaction_timeout_ms(60_000);
+    assert_eq!(conn.call(&txn, 4).unwrap().error_code, 53);
+}
+
+fn session_fetch(
+    conn: &mut RawConnection,
+    session_id: i32,
+    epoch: i32,
+    topic: &str,
+    partitions: &[(i32, i64)],
+    max_wait_ms: i32,
+) -> FetchResponse {
+    let topics = if partitions.is_empty() {
+        vec![]
+    } else {
+        vec![FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|&(p, offset)| {
+                        FetchPartition::default()
+                            .with_partition(p)
+                            .with_current_leader_epoch(-1)
+                            .with_fetch_offset(offset)
+                            .with_log_start_offset(-1)
+                            .with_partition_max_bytes(1 << 20)
+                    })
+                    .collect(),
+            )]
+    };
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 24)
+        .with_session_id(session_id)
+        .with_session_epoch(epoch)
+        .with_topics(topics);
+    conn.call(&request, 12).unwrap()
+}
+
+fn partitions_in(r: &FetchResponse) -> Vec<i32> {
+    r.responses
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| p.partition_index))
+        .collect()
+}
+
+#[test]
+fn fetch_sessions_send_only_what_changed() {
+    let broker = SluiceProcess::start(SluiceOptions::new());
+    let topic = unique_topic("sessions");
+    let mut conn = connect(&broker);
+    create_topic(&mut conn, &topic, 2, &[]);
+    let batch = compat_tests::batch::build_batch(&[(b"k", b"v")], now_ms());
+    wire::produce(&mut conn, &topic, 0, batch.clone()).unwrap();
+
+    // Full fetch creating a session: both partitions, a session id.
+    let full = session_fetch(&mut conn, 0, 0, &topic, &[(0, 0), (1, 0)], 0);
+    assert_eq!(full.error_code, 0);
+    assert!(full.session_id > 0);
+    assert_eq!(partitions_in(&full), vec![0, 1]);
+    let sid = full.session_id;
+
+    // Incremental, nothing new: an empty response (after the long poll times out).
+    let start = Instant::now();
+    let inc = session_fetch(&mut conn, sid, 1, &topic, &[(0, 1)], 300);
+    assert_eq!((inc.error_code, inc.session_id), (0, sid));
+    assert!(partitions_in(&inc).is_empty(), "{inc:?}");
+    assert!(start.elapsed() >= Duration::from_millis(250));
+
+    // New data on partition 1 only: only partition 1 comes back, with its record.
+    wire::produce(&mut conn, &topic, 1, batch).unwrap();
+    let inc = session_fetch(&mut conn, sid, 2, &topic, &[], 1000);
+    assert_eq!(partitions_in(&inc), vec![1]);
+    let p1 = &inc.responses[0].partitions[0];
+    assert_eq!(p1.high_watermark, 1);
+    assert!(!p1.records.as_ref().unwrap().is_empty());
+
+    // Wrong epoch and unknown session are refused with Kafka's codes.
+    assert_eq!(
+        session_fetch(&mut conn, sid, 9, &topic, &[], 0).error_code,
+        71
+    );
+    assert_eq!(
+        session_fetch(&mut conn, sid + 1000, 1, &topic, &[], 0).error_code,
+        70
+    );
+    // Closing the session (epoch -1) serves a sessionless full fetch.
+    let closed = session_fetch(&mut conn, sid, -1, &topic, &[(0, 0)], 0);
+    assert_eq!((closed.error_code, closed.session_id), (0, 0));
+    assert_eq!(
+        session_fetch(&mut conn, sid, 3, &topic, &[], 0).error_code,
+        70
+    );
+}
+
+#[test]
+fn fetch_long_poll_waits_for_data_or_max_wait() {
+    let broker = SluiceProcess::start(SluiceOptions::new());
+    let topic = unique_topic("longpoll");
+    let mut conn = connect(&broker);
+    create_topic(&mut conn, &topic, 1, &[]);
+
+    let start = Instant::now();
+    let r = session_fetch(&mut conn, 0, -1, &topic, &[(0, 0)], 800);
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(700),
+        "returned after {waited:?}"
+    );
+    assert!(r.responses[0].partitions[0]
+        .records
+        .as_ref()
+        .unwrap()
+        .is_empty());
+
+    // Data produced during the wait answers the fetch early.
+    let addr = broker.bootstrap();
+    let t = topic.clone();
+    let producer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        let mut c = RawConnection::connect(addr).unwrap();
+        let batch = compat_tests::batch::build_batch(&[(b"k", b"v")], now_ms());
+        wire::produce(&mut c, &t, 0, batch).unwrap()
+    });
+    let start = Instant::now();
+    let r = session_fetch(&mut conn, 0, -1, &topic, &[(0, 0)], 10_000);
+    let waited = start.elapsed();
+    assert_eq!(producer.join().unwrap().error_code, 0);
+    assert!(waited < Duration::from_secs(5), "returned after {waited:?}");
+    assert!(!r.responses[0].partitions[0]
+        .records
+        .as_ref()
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn acks_zero_gets_no_response_but_is_stored() {
+    let broker = SluiceProcess::start(SluiceOptions::new());
+    let topic = unique_topic("acks0");
+    let mut conn = connect(&broker);
+    create_topic(&mut conn, &topic, 1, &[]);
+    let batch = compat_tests::batch::build_batch(&[(b"k", b"v0")], now_ms());
+    let request = ProduceRequest::default()
+        .with_acks(0)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(&topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch))])]);
+    conn.send_request(0, 8, &wire::encode_body(&request, 8))
+        .unwrap();
+    // The next response on the connection is the ApiVersions one: nothing came for the produce.
+    let versions = conn.call(&ApiVersionsRequest::default(), 0).unwrap();
+    assert_eq!(versions.error_code, 0);
+    let stored = wire::poll_until(Duration::from_secs(5), || {
+        let d = wire::fetch(&mut conn, &topic, 0, 0).ok()?;
+        (d.high_watermark == 1).then_some(())
+    });
+    assert!(stored.is_some(), "acks=0 record never became visible");
+}
+
+#[test]
+fn log_append_time_topics_restamp_batches() {
+    let broker = SluiceProcess::start(SluiceOptions::new());
+    let topic = unique_topic("lat");
+    let mut conn = connect(&broker);
+    create_topic(
+        &mut conn,
+        &topic,
+        1,
+        &[("message.timestamp.type", "LogAppendTime")],
+    );
+    let before = now_ms();
+    let batch = compat_tests::batch::build_batch(&[(b"k", b"v")], 1_000);
+    let r = wire::produce(&mut conn, &topic, 0, batch).unwrap();
+    assert_eq!(r.error_code, 0);
+    assert!(r.log_append_time_ms >= before, "{r:?}");
+    let data = wire::fetch(&mut conn, &topic, 0, 0).unwrap();
+    let records = data.records.unwrap();
+    let h = BatchHeader::parse(&records).unwrap();
+    assert_eq!(h.timestamp_type(), storage::TimestampType::LogAppendTime);
+    assert_eq!(h.max_timestamp(), r.log_append_time_ms);
+    h.verify_crc().unwrap();
+}
+
+#[test]
+fn retention_deletes_old_segments_and_moves_log_start() {
+    let broker =
+        SluiceProcess::start(SluiceOptions::new().set("log.retention.check.interval.ms", "200"));
+    let topic = unique_topic("retention");
+    let mut conn = connect(&broker);
+    create_topic(
+        &mut conn,
+        &topic,
+        1,
+        &[("segment.bytes", "2048"), ("retention.bytes", "4096")],
+    );
+    let value = vec![b'x'; 600];
+    for _ in 0..30 {
+        let batch = compat_tests::batch::build_batch(&[(b"k", &value)], now_ms());
+        assert_eq!(
+            wire::produce(&mut conn, &topic, 0, batch)
+                .unwrap()
+                .error_code,
+            0
+        );
+    }
+    let earliest = wire::poll_until(Duration::from_secs(10), || {
+        let r = conn
+            .call(
+                &ListOffsetsRequest::default()
+                    .with_replica_id(BrokerId(-1))
+                    .with_topics(vec![ListOffsetsTopic::default()
+                        .with_name(topic_name(&topic))
+                        .with_partitions(vec![ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(-2)])]),
+                5,
+            )
+            .ok()?;
+        let offset = r.topics[0].partitions[0].offset;
+        (offset > 0).then_some(offset)
+    })
+    .expect("log start offset never moved");
+    // Fetching below the new log start is out of range; from it, it works.
+    let below = wire::fetch(&mut conn, &topic, 0, 0).unwrap();
+    assert_eq!(below.error_code, 1);
+    let from = wire::fetch(&mut conn, &topic, 0, earliest).unwrap();
+    assert_eq!(from.error_code, 0);
+    assert_eq!(from.log_start_offset, earliest);
+    assert_eq!(from.high_watermark, 30);
+}
+
+#[test]
+fn list_offsets_max_timestamp() {
+    let broker = SluiceProcess::start(SluiceOptions::new());
+    let topic = unique_topic("maxts");
+    let mut conn = connect(&broker);
+    create_topic(&mut conn, &topic, 1, &[]);
+    for ts in [5_000i64, 9_000, 7_000] {
+        let batch = compat_tests::batch::build_batch(&[(b"k", b"v")], ts);
+        assert_eq!(
+            wire::produce(&mut conn, &topic, 0, batch)
+                .unwrap()
+                .error_code,
+            0
+        );
+    }
+    let r = conn
+        .call(
+            &ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(topic_name(&topic))
+                    .with_partitions(vec![
+                        ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(-3),
+                        ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(6_000),
+                    ])]),
+            7,
+        )
+        .unwrap();
+    let p = &r.topics[0].partitions;
+    assert_eq!((p[0].offset, p[0].timestamp), (1, 9_000));
+    assert_eq!((p[1].offset, p[1].timestamp), (1, 9_000));
+}
