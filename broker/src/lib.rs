@@ -6,6 +6,7 @@ pub mod config;
 mod durable_file;
 pub mod handlers;
 pub mod metadata;
+pub mod metrics;
 pub mod node;
 pub mod partition;
 pub mod producer_ids;

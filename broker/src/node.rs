@@ -17,6 +17,7 @@ use crate::clock::SharedClock;
 use crate::config::{log_config_for, BrokerConfig, TopicConfigs};
 use crate::handlers::fetch::FetchSessionCache;
 use crate::metadata::{validate_topic_name, MetaProperties, TopicMeta, TopicStore};
+use crate::metrics::Metrics;
 use crate::partition::{DurabilityPolicy, PartitionManager, TopicPartition};
 use crate::producer_ids::ProducerIdAllocator;
 
@@ -62,6 +63,7 @@ pub struct Node {
     pub partitions: PartitionManager,
     pub producer_ids: ProducerIdAllocator,
     pub fetch_sessions: FetchSessionCache,
+    pub metrics: Metrics,
     pub clock: SharedClock,
     /// Cancelled when the broker starts shutting down.
     pub shutdown: CancellationToken,
@@ -97,7 +99,8 @@ impl Node {
             },
             _ => DurabilityPolicy::SyncOnAck,
         };
-        let partitions = PartitionManager::new(&data_dir, policy);
+        let metrics = Metrics::new();
+        let partitions = PartitionManager::new(&data_dir, policy, metrics.fsync_seconds.clone());
         let node = Arc::new(Self {
             config,
             meta,
@@ -105,6 +108,7 @@ impl Node {
             partitions,
             producer_ids,
             fetch_sessions: FetchSessionCache::new(1000),
+            metrics,
             clock,
             shutdown: CancellationToken::new(),
         });

@@ -46,6 +46,16 @@ pub async fn run(config: BrokerConfig) -> Result<(), RunError> {
         "sluice is ready"
     );
     tokio::spawn(Arc::clone(&node).run_retention());
+    if let Some(addr) = node.config.metrics_listen {
+        let metrics_listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Bind { addr, source })?;
+        tracing::info!(%addr, "serving metrics at /metrics");
+        tokio::spawn(crate::metrics::http::serve_metrics(
+            Arc::clone(&node),
+            metrics_listener,
+        ));
+    }
     let shutdown = node.shutdown.clone();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(RunError::Signal)?;

@@ -26,6 +26,9 @@ pub struct Cli {
     /// Log filter (error, warn, info, debug, trace, or a tracing directive) [default: info].
     #[arg(long, env = "SLUICE_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics [default: off].
+    #[arg(long, env = "SLUICE_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// A broker setting with its Kafka name, e.g. `--set num.partitions=3`; repeatable.
     /// From the environment: SLUICE_SET="k1=v1,k2=v2".
     #[arg(

@@ -35,6 +35,8 @@ pub struct BrokerConfig {
     pub log_level: String,
     /// Kafka-named settings (`num.partitions`, `log.segment.bytes`, ...).
     pub settings: BrokerSettings,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A configuration problem found at start-up; the broker refuses to start.
@@ -67,6 +69,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     node_id: Option<i32>,
     log_level: Option<String>,
+    metrics_listen: Option<String>,
     #[serde(default)]
     settings: std::collections::BTreeMap<String, toml::Value>,
 }
@@ -116,8 +119,13 @@ impl BrokerConfig {
                 .set(key.trim(), value.trim())
                 .map_err(ConfigError::Setting)?;
         }
+        let metrics_listen = match cli.metrics_listen.clone().or(file.metrics_listen) {
+            Some(a) => Some(parse_addr("--metrics-listen", &a)?),
+            None => None,
+        };
         Ok(Self {
             listen,
+            metrics_listen,
             advertised_host,
             advertised_port,
             data_dir: cli

@@ -41,6 +41,7 @@ pub enum Reply {
 
 /// Runs the in-order part of a request and returns what the writer must await.
 pub async fn dispatch(node: &Arc<Node>, request: Request) -> Option<PendingResponse> {
+    let started = std::time::Instant::now();
     let Request {
         header,
         api_key,
@@ -86,18 +87,59 @@ pub async fn dispatch(node: &Arc<Node>, request: Request) -> Option<PendingRespo
     };
     let correlation_id = header.correlation_id;
     match reply {
-        Reply::Nothing => None,
+        Reply::Nothing => {
+            node.metrics
+                .observe_request(api_name(api_key), started.elapsed());
+            None
+        }
         Reply::Now(kind) => {
             let frame = encode(api_key, version, correlation_id, kind.as_ref());
+            node.metrics
+                .observe_request(api_name(api_key), started.elapsed());
             Some(Box::pin(async move { frame }))
         }
-        Reply::Later(fut) => Some(Box::pin(
-            async move {
-                let kind = fut.await;
-                encode(api_key, version, correlation_id, &kind)
-            }
-            .in_current_span(),
-        )),
+        Reply::Later(fut) => {
+            let node = Arc::clone(node);
+            Some(Box::pin(
+                async move {
+                    let kind = fut.await;
+                    let frame = encode(api_key, version, correlation_id, &kind);
+                    node.metrics
+                        .observe_request(api_name(api_key), started.elapsed());
+                    frame
+                }
+                .in_current_span(),
+            ))
+        }
+    }
+}
+
+/// The API's name as metrics label, e.g. `Produce`.
+fn api_name(api_key: ApiKey) -> &'static str {
+    match api_key {
+        ApiKey::Produce => "Produce",
+        ApiKey::Fetch => "Fetch",
+        ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::Metadata => "Metadata",
+        ApiKey::ApiVersions => "ApiVersions",
+        ApiKey::CreateTopics => "CreateTopics",
+        ApiKey::DeleteTopics => "DeleteTopics",
+        ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::CreatePartitions => "CreatePartitions",
+        ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::OffsetDelete => "OffsetDelete",
+        _ => "Other",
     }
 }
 

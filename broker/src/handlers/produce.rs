@@ -97,8 +97,17 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
                             base_offset,
                             last_offset,
                             log_append_time_ms,
+                            record_count,
                             ..
-                        } => (base_offset, last_offset, log_append_time_ms),
+                        } => {
+                            let bytes = pd.records.as_ref().map_or(0, |r| r.len());
+                            node.metrics.add_bytes_in(
+                                &partition.tp.topic,
+                                bytes,
+                                u64::from(record_count),
+                            );
+                            (base_offset, last_offset, log_append_time_ms)
+                        }
                         AppendOutcome::Duplicate {
                             base_offset,
                             last_offset,

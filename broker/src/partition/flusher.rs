@@ -4,12 +4,14 @@
 //! produce requests share one fsync. With the interval policy the task flushes on a timer.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::histogram::Histogram;
 
 use super::{DurabilityPolicy, Partition};
 
 /// Runs until the partition is closed.
-pub async fn run_flusher(partition: Arc<Partition>) {
+pub async fn run_flusher(partition: Arc<Partition>, fsync_seconds: Histogram) {
     let mut backoff_ms = 10u64;
     loop {
         match partition.policy {
@@ -26,7 +28,9 @@ pub async fn run_flusher(partition: Arc<Partition>) {
         }
         while let Some(target) = partition.pending_flush() {
             let file = Arc::clone(&target.file);
+            let started = Instant::now();
             let result = tokio::task::spawn_blocking(move || file.sync_data()).await;
+            fsync_seconds.observe(started.elapsed().as_secs_f64());
             match result {
                 Ok(Ok(())) => {
                     backoff_ms = 10;

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use prometheus_client::metrics::histogram::Histogram;
 use storage::LogConfig;
 use uuid::Uuid;
 
@@ -16,14 +17,17 @@ pub struct PartitionManager {
     data_dir: PathBuf,
     partitions: DashMap<TopicPartition, Arc<Partition>>,
     policy: DurabilityPolicy,
+    /// Where flushers record fsync durations.
+    fsync_seconds: Histogram,
 }
 
 impl PartitionManager {
-    pub fn new(data_dir: &Path, policy: DurabilityPolicy) -> Self {
+    pub fn new(data_dir: &Path, policy: DurabilityPolicy, fsync_seconds: Histogram) -> Self {
         Self {
             data_dir: data_dir.to_path_buf(),
             partitions: DashMap::new(),
             policy,
+            fsync_seconds,
         }
     }
 
@@ -45,7 +49,10 @@ impl PartitionManager {
         }
         let dir = self.partition_dir(&tp);
         let partition = Partition::open(&dir, tp.clone(), topic_id, config, self.policy, now_ms)?;
-        tokio::spawn(run_flusher(Arc::clone(&partition)));
+        tokio::spawn(run_flusher(
+            Arc::clone(&partition),
+            self.fsync_seconds.clone(),
+        ));
         self.partitions.insert(tp, Arc::clone(&partition));
         Ok(partition)
     }

@@ -28,6 +28,8 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
     let span = tracing::info_span!("conn", %peer);
     async move {
         tracing::debug!("connection opened");
+        node.metrics.connections.inc();
+        node.metrics.connections_accepted.inc();
         let _ = stream.set_nodelay(true);
         let (mut reader, mut writer) = stream.into_split();
         let settings = &node.config.settings;
@@ -135,6 +137,7 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
         }
         drop(tx);
         let _ = writer_task.await;
+        node.metrics.connections.dec();
         tracing::debug!("connection closed");
     }
     .instrument(span)

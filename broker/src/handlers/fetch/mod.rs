@@ -230,6 +230,9 @@ impl FetchContext {
                         .with_topic_id(key.topic_id),
                 );
             }
+            if let (Some(name), Some(records)) = (key.topic.as_deref(), data.records.as_ref()) {
+                self.node.metrics.add_bytes_out(name, records.len());
+            }
             if let Some(t) = topics.last_mut() {
                 t.partitions.push(data);
             }

@@ -1,0 +1,247 @@
+//! Prometheus metrics: what is counted, and the text exposition served by `metrics::http`.
+//!
+//! Hot-path updates are lock-free atomics inside `prometheus-client` families; per-partition
+//! gauges (log end offset, high watermark, size) are read from the partitions at scrape time,
+//! so they cost nothing between scrapes.
+
+pub mod http;
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::partition::PartitionManager;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    pub api: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    pub topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub topic: String,
+    pub partition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupPartitionLabels {
+    pub group: String,
+    pub topic: String,
+    pub partition: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~26 s
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
+}
+
+/// Every metric the broker exports.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<ApiLabels, Counter>,
+    pub request_seconds: Family<ApiLabels, Histogram, fn() -> Histogram>,
+    pub bytes_in: Family<TopicLabels, Counter>,
+    pub bytes_out: Family<TopicLabels, Counter>,
+    pub records_in: Family<TopicLabels, Counter>,
+    pub fsync_seconds: Histogram,
+    pub connections: Gauge,
+    pub connections_accepted: Counter,
+    log_end_offset: Family<PartitionLabels, Gauge>,
+    high_watermark: Family<PartitionLabels, Gauge>,
+    log_start_offset: Family<PartitionLabels, Gauge>,
+    partition_bytes: Family<PartitionLabels, Gauge>,
+    pub under_replicated: Gauge,
+    /// Consumer lag per group and partition, set by the group coordinator at scrape time.
+    pub group_lag: Family<GroupPartitionLabels, Gauge>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sluice");
+        let requests = Family::<ApiLabels, Counter>::default();
+        registry.register("requests", "Requests handled, by API", requests.clone());
+        let request_seconds =
+            Family::<ApiLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram as fn() -> Histogram,
+            );
+        registry.register(
+            "request_duration_seconds",
+            "Time from a request's arrival to its response being ready, by API",
+            request_seconds.clone(),
+        );
+        let bytes_in = Family::<TopicLabels, Counter>::default();
+        registry.register(
+            "bytes_in",
+            "Record batch bytes appended, by topic",
+            bytes_in.clone(),
+        );
+        let bytes_out = Family::<TopicLabels, Counter>::default();
+        registry.register(
+            "bytes_out",
+            "Record batch bytes served to fetches, by topic",
+            bytes_out.clone(),
+        );
+        let records_in = Family::<TopicLabels, Counter>::default();
+        registry.register(
+            "records_in",
+            "Records appended, by topic",
+            records_in.clone(),
+        );
+        let fsync_seconds = latency_histogram();
+        registry.register(
+            "fsync_duration_seconds",
+            "Duration of log fsyncs",
+            fsync_seconds.clone(),
+        );
+        let connections = Gauge::default();
+        registry.register(
+            "connections",
+            "Open client connections",
+            connections.clone(),
+        );
+        let connections_accepted = Counter::default();
+        registry.register(
+            "connections_accepted",
+            "Client connections accepted",
+            connections_accepted.clone(),
+        );
+        let log_end_offset = Family::<PartitionLabels, Gauge>::default();
+        registry.register(
+            "log_end_offset",
+            "Next offset to be written, by partition",
+            log_end_offset.clone(),
+        );
+        let high_watermark = Family::<PartitionLabels, Gauge>::default();
+        registry.register(
+            "high_watermark",
+            "Offset below which records are visible to consumers, by partition",
+            high_watermark.clone(),
+        );
+        let log_start_offset = Family::<PartitionLabels, Gauge>::default();
+        registry.register(
+            "log_start_offset",
+            "First offset still stored, by partition",
+            log_start_offset.clone(),
+        );
+        let partition_bytes = Family::<PartitionLabels, Gauge>::default();
+        registry.register(
+            "partition_size_bytes",
+            "Bytes stored, by partition",
+            partition_bytes.clone(),
+        );
+        let under_replicated = Gauge::default();
+        registry.register(
+            "under_replicated_partitions",
+            "Partitions whose ISR is smaller than their replica set",
+            under_replicated.clone(),
+        );
+        let group_lag = Family::<GroupPartitionLabels, Gauge>::default();
+        registry.register(
+            "consumer_group_lag",
+            "High watermark minus committed offset, by group and partition",
+            group_lag.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_seconds,
+            bytes_in,
+            bytes_out,
+            records_in,
+            fsync_seconds,
+            connections,
+            connections_accepted,
+            log_end_offset,
+            high_watermark,
+            log_start_offset,
+            partition_bytes,
+            under_replicated,
+            group_lag,
+        }
+    }
+
+    /// Records one handled request.
+    pub fn observe_request(&self, api: &str, elapsed: Duration) {
+        let labels = ApiLabels {
+            api: api.to_string(),
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.request_seconds
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn add_bytes_in(&self, topic: &str, bytes: usize, records: u64) {
+        let labels = TopicLabels {
+            topic: topic.to_string(),
+        };
+        self.bytes_in
+            .get_or_create(&labels)
+            .inc_by(u64::try_from(bytes).unwrap_or(u64::MAX));
+        self.records_in.get_or_create(&labels).inc_by(records);
+    }
+
+    pub fn add_bytes_out(&self, topic: &str, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        self.bytes_out
+            .get_or_create(&TopicLabels {
+                topic: topic.to_string(),
+            })
+            .inc_by(u64::try_from(bytes).unwrap_or(u64::MAX));
+    }
+
+    /// Refreshes the per-partition gauges and renders everything in the Prometheus text format.
+    pub fn render(&self, partitions: &PartitionManager) -> String {
+        self.log_end_offset.clear();
+        self.high_watermark.clear();
+        self.log_start_offset.clear();
+        self.partition_bytes.clear();
+        for p in partitions.all() {
+            let labels = PartitionLabels {
+                topic: p.tp.topic.clone(),
+                partition: p.tp.partition.to_string(),
+            };
+            if let (Ok(leo), Ok(start), Ok(size)) =
+                (p.log_end_offset(), p.log_start_offset(), p.size_bytes())
+            {
+                self.log_end_offset.get_or_create(&labels).set(leo);
+                self.log_start_offset.get_or_create(&labels).set(start);
+                self.partition_bytes
+                    .get_or_create(&labels)
+                    .set(i64::try_from(size).unwrap_or(i64::MAX));
+                self.high_watermark
+                    .get_or_create(&labels)
+                    .set(p.high_watermark());
+            }
+        }
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}
