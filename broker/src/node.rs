@@ -45,6 +45,8 @@ pub enum StartError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("data directory {0} is in use by another sluice process")]
+    DataDirLocked(PathBuf),
     #[error(transparent)]
     Meta(#[from] crate::metadata::MetaError),
     #[error(transparent)]
@@ -67,6 +69,9 @@ pub struct Node {
     pub clock: SharedClock,
     /// Cancelled when the broker starts shutting down.
     pub shutdown: CancellationToken,
+    /// Exclusive lock on `<data-dir>/.lock`, held for the node's life so that two processes
+    /// never open the same logs.
+    _dir_lock: std::fs::File,
 }
 
 impl std::fmt::Debug for Node {
@@ -85,6 +90,7 @@ impl Node {
             path: data_dir.clone(),
             source,
         })?;
+        let dir_lock = lock_data_dir(&data_dir)?;
         let meta_dir = data_dir.join("meta");
         let meta = MetaProperties::load_or_create(&meta_dir, config.node_id)?;
         let topics = TopicStore::open(&meta_dir)?;
@@ -111,6 +117,7 @@ impl Node {
             metrics,
             clock,
             shutdown: CancellationToken::new(),
+            _dir_lock: dir_lock,
         });
         node.remove_orphan_partition_dirs();
         let now = node.clock.now_ms();
@@ -130,6 +137,7 @@ impl Node {
     }
 
     fn remove_orphan_partition_dirs(&self) {
+        // Only directories are considered; the lock file and `meta/` are kept.
         let Ok(entries) = std::fs::read_dir(&self.config.data_dir) else {
             return;
         };
@@ -393,5 +401,44 @@ impl Node {
                 tracing::error!(partition = %p.tp, error = %e, "error closing partition");
             }
         }
+    }
+}
+
+/// Takes the exclusive lock on the data directory, failing if another process holds it.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+    let path = data_dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StartError::DataDir {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(StartError::DataDirLocked(data_dir.to_path_buf()))
+        }
+        Err(std::fs::TryLockError::Error(source)) => Err(StartError::DataDir { path, source }),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_dir_lock_is_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock_data_dir(dir.path()).unwrap();
+        assert!(matches!(
+            lock_data_dir(dir.path()),
+            Err(StartError::DataDirLocked(_))
+        ));
+        drop(first);
+        assert!(lock_data_dir(dir.path()).is_ok());
     }
 }
