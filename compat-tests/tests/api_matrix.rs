@@ -1,0 +1,293 @@
+//! Every API Sluice advertises, at every version it advertises: a real request gets a response
+//! that decodes at that version with the expected error code, on one live connection. An
+//! advertised API without a case here fails the test, so the table and this matrix move
+//! together.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use compat_tests::process::{SluiceOptions, SluiceProcess};
+use compat_tests::wire::{topic_name, RawConnection};
+use compat_tests::{now_ms, unique_topic};
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+struct Ctx {
+    conn: RawConnection,
+    topic: String,
+    topic_id: Uuid,
+    batch: Bytes,
+}
+
+fn check(api: ApiKey, version: i16, ctx: &mut Ctx) -> Result<(), String> {
+    let t = ctx.topic.clone();
+    let by_id = |v: i16, min: i16| v >= min;
+    let err = |what: &str, code: i16| {
+        if code == 0 {
+            Ok(())
+        } else {
+            Err(format!("{what}: error code {code}"))
+        }
+    };
+    let c = &mut ctx.conn;
+    let e = |x: std::io::Error| x.to_string();
+    match api {
+        ApiKey::ApiVersions => {
+            let r = c.call(&ApiVersionsRequest::default(), version).map_err(e)?;
+            err("ApiVersions", r.error_code)
+        }
+        ApiKey::Metadata => {
+            let topics = vec![MetadataRequestTopic::default().with_name(Some(topic_name(&t)))];
+            let r = c
+                .call(
+                    &MetadataRequest::default().with_topics(Some(topics)),
+                    version,
+                )
+                .map_err(e)?;
+            let topic = r.topics.first().ok_or("no topic")?;
+            if by_id(version, 10) && topic.topic_id != ctx.topic_id {
+                return Err("wrong topic id".into());
+            }
+            err("Metadata", topic.error_code)
+        }
+        ApiKey::Produce => {
+            let mut td = TopicProduceData::default().with_partition_data(vec![
+                PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(ctx.batch.clone())),
+            ]);
+            if by_id(version, 13) {
+                td.topic_id = ctx.topic_id;
+            } else {
+                td.name = topic_name(&t);
+            }
+            let req = ProduceRequest::default()
+                .with_transactional_id(None)
+                .with_acks(-1)
+                .with_timeout_ms(10_000)
+                .with_topic_data(vec![td]);
+            let r = c.call(&req, version).map_err(e)?;
+            let p = r
+                .responses
+                .first()
+                .and_then(|t| t.partition_responses.first())
+                .ok_or("no partition")?;
+            err("Produce", p.error_code)
+        }
+        ApiKey::Fetch => {
+            let mut ft = FetchTopic::default().with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)]);
+            if by_id(version, 13) {
+                ft.topic_id = ctx.topic_id;
+            } else {
+                ft.topic = topic_name(&t);
+            }
+            let mut req = FetchRequest::default()
+                .with_max_wait_ms(0)
+                .with_min_bytes(0)
+                .with_max_bytes(1 << 20)
+                .with_topics(vec![ft]);
+            if version >= 15 {
+                req.replica_state.replica_id = BrokerId(-1);
+            } else {
+                req.replica_id = BrokerId(-1);
+            }
+            if version >= 7 {
+                req.session_epoch = -1;
+            }
+            let r = c.call(&req, version).map_err(e)?;
+            err("Fetch", r.error_code)?;
+            let p = r
+                .responses
+                .first()
+                .and_then(|t| t.partitions.first())
+                .ok_or("no partition")?;
+            err("Fetch partition", p.error_code)?;
+            if p.records.as_ref().is_none_or(|r| r.is_empty()) {
+                return Err("Fetch returned no records".into());
+            }
+            Ok(())
+        }
+        ApiKey::ListOffsets => {
+            let req = ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(topic_name(&t))
+                    .with_partitions(vec![ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(-1)])]);
+            let r = c.call(&req, version).map_err(e)?;
+            let p = &r
+                .topics
+                .first()
+                .ok_or("no topic")?
+                .partitions
+                .first()
+                .ok_or("no partition")?;
+            err("ListOffsets", p.error_code)?;
+            if p.offset < 1 {
+                return Err(format!("latest offset {}", p.offset));
+            }
+            Ok(())
+        }
+        ApiKey::CreateTopics => {
+            let name = format!("{t}-ct{version}");
+            let req = CreateTopicsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![CreatableTopic::default()
+                    .with_name(topic_name(&name))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1)]);
+            let r = c.call(&req, version).map_err(e)?;
+            err(
+                "CreateTopics",
+                r.topics.first().ok_or("no topic")?.error_code,
+            )
+        }
+        ApiKey::DeleteTopics => {
+            let name = format!("{t}-dt{version}");
+            let create = CreateTopicsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![CreatableTopic::default()
+                    .with_name(topic_name(&name))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1)]);
+            let created = c.call(&create, 4).map_err(e)?;
+            err("CreateTopics for delete", created.topics[0].error_code)?;
+            let req = if version >= 6 {
+                DeleteTopicsRequest::default().with_topics(vec![
+                    DeleteTopicState::default().with_name(Some(topic_name(&name)))
+                ])
+            } else {
+                DeleteTopicsRequest::default().with_topic_names(vec![topic_name(&name)])
+            }
+            .with_timeout_ms(5000);
+            let r = c.call(&req, version).map_err(e)?;
+            err(
+                "DeleteTopics",
+                r.responses.first().ok_or("no topic")?.error_code,
+            )
+        }
+        ApiKey::CreatePartitions => {
+            let current = 1 + i32::from(version) + 1;
+            let req = CreatePartitionsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![CreatePartitionsTopic::default()
+                    .with_name(topic_name(&format!("{t}-cp")))
+                    .with_count(current)
+                    .with_assignments(None)]);
+            let r = c.call(&req, version).map_err(e)?;
+            err(
+                "CreatePartitions",
+                r.results.first().ok_or("no result")?.error_code,
+            )
+        }
+        ApiKey::DescribeConfigs => {
+            let req = DescribeConfigsRequest::default().with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_string(t.clone()))
+                    .with_configuration_keys(None),
+            ]);
+            let r = c.call(&req, version).map_err(e)?;
+            let res = r.results.first().ok_or("no result")?;
+            err("DescribeConfigs", res.error_code)?;
+            if !res
+                .configs
+                .iter()
+                .any(|c| c.name.as_str() == "retention.ms")
+            {
+                return Err("no retention.ms".into());
+            }
+            Ok(())
+        }
+        ApiKey::DescribeCluster => {
+            let r = c
+                .call(&DescribeClusterRequest::default(), version)
+                .map_err(e)?;
+            err("DescribeCluster", r.error_code)?;
+            if r.brokers.len() != 1 {
+                return Err(format!("{} brokers", r.brokers.len()));
+            }
+            Ok(())
+        }
+        ApiKey::InitProducerId => {
+            let req = InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(1000);
+            let r = c.call(&req, version).map_err(e)?;
+            err("InitProducerId", r.error_code)
+        }
+        other => Err(format!(
+            "{other:?} is advertised but has no case in the API matrix"
+        )),
+    }
+}
+
+#[test]
+fn every_advertised_api_at_every_advertised_version() {
+    let broker = SluiceProcess::start(SluiceOptions::new());
+    let mut conn = RawConnection::connect(broker.bootstrap()).unwrap();
+    conn.set_read_timeout(Duration::from_secs(20)).unwrap();
+    let topic = unique_topic("matrix");
+    assert_eq!(
+        compat_tests::wire::create_topic(&mut conn, &topic, 1).unwrap(),
+        0
+    );
+    assert_eq!(
+        compat_tests::wire::create_topic(&mut conn, &format!("{topic}-cp"), 1).unwrap(),
+        0
+    );
+    let md = conn
+        .call(
+            &MetadataRequest::default().with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(topic_name(&topic)))
+            ])),
+            12,
+        )
+        .unwrap();
+    let batch = compat_tests::batch::build_batch(&[(b"k", b"v")], now_ms());
+    let mut ctx = Ctx {
+        conn,
+        topic: topic.clone(),
+        topic_id: md.topics[0].topic_id,
+        batch: batch.clone(),
+    };
+    // A first record so fetches at every version have something to return.
+    compat_tests::wire::produce(&mut ctx.conn, &topic, 0, batch).unwrap();
+    let versions = ctx.conn.call(&ApiVersionsRequest::default(), 3).unwrap();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for api in &versions.api_keys {
+        let key = ApiKey::try_from(api.api_key).unwrap();
+        for version in api.min_version..=api.max_version {
+            checked += 1;
+            if let Err(why) = check(key, version, &mut ctx) {
+                failures.push(format!("{key:?} v{version}: {why}"));
+                // A closed connection would fail everything after it: reconnect.
+                ctx.conn = RawConnection::connect(broker.bootstrap()).unwrap();
+                ctx.conn.set_read_timeout(Duration::from_secs(20)).unwrap();
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} failed:\n{}\n{}",
+        failures.len(),
+        failures.join("\n"),
+        broker.log_tail()
+    );
+    assert!(checked > 80, "only {checked} api versions checked");
+}
