@@ -132,4 +132,9 @@ case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
 step "cargo test --workspace"
 SLUICE_BIN="$TARGET_DIR/debug/sluice" cargo test --workspace
 
+# The benchmark keeps working (tiny counts, debug builds from above; asserts
+# nothing about speed). See the README, "Performance".
+step "compat-tests/bench/run.sh --smoke"
+compat-tests/bench/run.sh --smoke
+
 step "all checks passed"

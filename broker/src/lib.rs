@@ -4,6 +4,7 @@
 pub mod clock;
 pub mod config;
 mod durable_file;
+pub mod group;
 pub mod handlers;
 pub mod metadata;
 pub mod metrics;

@@ -56,6 +56,8 @@ pub enum StartError {
         tp: TopicPartition,
         source: crate::partition::PartitionError,
     },
+    #[error(transparent)]
+    Groups(#[from] crate::group::runtime::GroupLoadError),
 }
 
 pub struct Node {
@@ -65,6 +67,8 @@ pub struct Node {
     pub partitions: PartitionManager,
     pub producer_ids: ProducerIdAllocator,
     pub fetch_sessions: FetchSessionCache,
+    /// Consumer groups and committed offsets (`__consumer_offsets`).
+    pub groups: crate::group::GroupRuntime,
     pub metrics: Metrics,
     pub clock: SharedClock,
     /// Cancelled when the broker starts shutting down.
@@ -107,6 +111,7 @@ impl Node {
         };
         let metrics = Metrics::new();
         let partitions = PartitionManager::new(&data_dir, policy, metrics.fsync_seconds.clone());
+        let groups = crate::group::GroupRuntime::new(&config.settings);
         let node = Arc::new(Self {
             config,
             meta,
@@ -114,6 +119,7 @@ impl Node {
             partitions,
             producer_ids,
             fetch_sessions: FetchSessionCache::new(1000),
+            groups,
             metrics,
             clock,
             shutdown: CancellationToken::new(),
@@ -133,6 +139,7 @@ impl Node {
                     .map_err(|source| StartError::Partition { tp, source })?;
             }
         }
+        crate::group::GroupRuntime::start(&node)?;
         Ok(node)
     }
 

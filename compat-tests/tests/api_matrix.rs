@@ -29,6 +29,14 @@ struct Ctx {
     batch: Bytes,
 }
 
+fn expect_code(what: &str, code: i16, want: i16) -> Result<(), String> {
+    if code == want {
+        Ok(())
+    } else {
+        Err(format!("{what}: error code {code}, want {want}"))
+    }
+}
+
 fn check(api: ApiKey, version: i16, ctx: &mut Ctx) -> Result<(), String> {
     let t = ctx.topic.clone();
     let by_id = |v: i16, min: i16| v >= min;
@@ -229,6 +237,104 @@ fn check(api: ApiKey, version: i16, ctx: &mut Ctx) -> Result<(), String> {
                 .with_transaction_timeout_ms(1000);
             let r = c.call(&req, version).map_err(e)?;
             err("InitProducerId", r.error_code)
+        }
+        // Consumer groups: the membership APIs on an unknown group (fast error paths; the
+        // full flows at every version are in consumer_groups.rs).
+        ApiKey::FindCoordinator => {
+            let req = if version >= 4 {
+                FindCoordinatorRequest::default()
+                    .with_coordinator_keys(vec![StrBytes::from_static_str("matrix-group")])
+            } else {
+                FindCoordinatorRequest::default()
+                    .with_key(StrBytes::from_static_str("matrix-group"))
+            };
+            let r = c.call(&req, version).map_err(e)?;
+            let code = r
+                .coordinators
+                .first()
+                .map_or(r.error_code, |c| c.error_code);
+            err("FindCoordinator", code)
+        }
+        ApiKey::JoinGroup => {
+            let req = JoinGroupRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("matrix-group")))
+                .with_session_timeout_ms(1)
+                .with_protocol_type(StrBytes::from_static_str("consumer"));
+            let r = c.call(&req, version).map_err(e)?;
+            expect_code("JoinGroup", r.error_code, 26)
+        }
+        ApiKey::SyncGroup => {
+            let req = SyncGroupRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("matrix-group")));
+            let r = c.call(&req, version).map_err(e)?;
+            expect_code("SyncGroup", r.error_code, 25)
+        }
+        ApiKey::Heartbeat => {
+            let req = HeartbeatRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("matrix-group")));
+            let r = c.call(&req, version).map_err(e)?;
+            expect_code("Heartbeat", r.error_code, 25)
+        }
+        ApiKey::LeaveGroup => {
+            let req = LeaveGroupRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("matrix-group")));
+            let r = c.call(&req, version).map_err(e)?;
+            expect_code("LeaveGroup", r.error_code, 25)
+        }
+        ApiKey::OffsetCommit => {
+            let req = OffsetCommitRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("matrix-simple")))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(topic_name(&t))
+                        .with_partitions(vec![
+                            offset_commit_request::OffsetCommitRequestPartition::default(),
+                        ]),
+                ]);
+            let r = c.call(&req, version).map_err(e)?;
+            err("OffsetCommit", r.topics[0].partitions[0].error_code)
+        }
+        ApiKey::OffsetFetch => {
+            let req = if version >= 8 {
+                OffsetFetchRequest::default().with_groups(vec![
+                    offset_fetch_request::OffsetFetchRequestGroup::default()
+                        .with_group_id(GroupId(StrBytes::from_static_str("matrix-simple"))),
+                ])
+            } else {
+                OffsetFetchRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_static_str("matrix-simple")))
+                    .with_topics(Some(vec![]))
+            };
+            let r = c.call(&req, version).map_err(e)?;
+            let code = r.groups.first().map_or(r.error_code, |g| g.error_code);
+            err("OffsetFetch", code)
+        }
+        ApiKey::ListGroups => {
+            let r = c.call(&ListGroupsRequest::default(), version).map_err(e)?;
+            err("ListGroups", r.error_code)
+        }
+        ApiKey::DescribeGroups => {
+            let req = DescribeGroupsRequest::default()
+                .with_groups(vec![GroupId(StrBytes::from_static_str("matrix-none"))]);
+            let r = c.call(&req, version).map_err(e)?;
+            expect_code(
+                "DescribeGroups",
+                r.groups[0].error_code,
+                if version >= 6 { 69 } else { 0 },
+            )
+        }
+        ApiKey::DeleteGroups => {
+            let req = DeleteGroupsRequest::default()
+                .with_groups_names(vec![GroupId(StrBytes::from_static_str("matrix-none"))]);
+            let r = c.call(&req, version).map_err(e)?;
+            expect_code("DeleteGroups", r.results[0].error_code, 69)
+        }
+        ApiKey::OffsetDelete => {
+            let req = OffsetDeleteRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("matrix-none")));
+            let r = c.call(&req, version).map_err(e)?;
+            expect_code("OffsetDelete", r.error_code, 69)
         }
         other => Err(format!(
             "{other:?} is advertised but has no case in the API matrix"

@@ -11,6 +11,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
+pub mod group;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
@@ -78,6 +79,31 @@ pub async fn dispatch(node: &Arc<Node>, request: Request) -> Option<PendingRespo
         RequestKind::InitProducerId(r) => now(ResponseKind::InitProducerId(
             init_producer_id::handle(node, r, version),
         )),
+        // Consumer groups.
+        RequestKind::FindCoordinator(r) => now(ResponseKind::FindCoordinator(
+            group::find_coordinator::handle(node, r, version),
+        )),
+        RequestKind::JoinGroup(r) => {
+            let client_id = header.client_id.as_ref().map_or("", |c| c.as_str());
+            group::join_group::handle(node, r, version, client_id)
+        }
+        RequestKind::SyncGroup(r) => group::sync_group::handle(node, r, version),
+        RequestKind::Heartbeat(r) => now(ResponseKind::Heartbeat(group::heartbeat::handle(
+            node, r, version,
+        ))),
+        RequestKind::LeaveGroup(r) => group::leave_group::handle(node, r, version),
+        RequestKind::OffsetCommit(r) => group::offset_commit::handle(node, r, version),
+        RequestKind::OffsetFetch(r) => now(ResponseKind::OffsetFetch(group::offset_fetch::handle(
+            node, r, version,
+        ))),
+        RequestKind::ListGroups(r) => now(ResponseKind::ListGroups(group::list_groups::handle(
+            node, r, version,
+        ))),
+        RequestKind::DescribeGroups(r) => now(ResponseKind::DescribeGroups(
+            group::describe_groups::handle(node, r, version),
+        )),
+        RequestKind::DeleteGroups(r) => group::delete_groups::handle(node, r, version),
+        RequestKind::OffsetDelete(r) => group::offset_delete::handle(node, r, version),
         other => {
             // The version table only admits the APIs above; reaching here is a bug in it.
             tracing::error!(api = ?api_key, "no handler for an advertised API");

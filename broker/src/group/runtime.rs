@@ -1,0 +1,356 @@
+//! `GroupRuntime`: the thin async layer around the pure `GroupCoordinator`.
+//!
+//! It owns the coordinator behind one mutex (calls are short and never await), hands each
+//! request a token so JoinGroup/SyncGroup can be parked and answered later through a oneshot
+//! channel, appends the records a call emits to `__consumer_offsets` (one batch per partition
+//! per call, in call order, under the same mutex so the log order is the state order), and
+//! releases replies only once those records are durable. A task (`run_timers`) fires the
+//! coordinator's deadlines and the periodic offset expiry.
+//!
+//! Append failures become COORDINATOR_NOT_AVAILABLE (retriable, as Kafka answers when its
+//! coordinator log write fails) or INVALID_COMMIT_OFFSET_SIZE for an oversized batch.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use protocol_shim::ErrorKind;
+use storage::{AppendOutcome, BatchBuilder, StorageError};
+use tokio::sync::{oneshot, Notify};
+
+use super::api::ParkedReply;
+use super::coordinator::{Answer, CoordinatorConfig, Effects, GroupCoordinator, MemberIds};
+use super::loader::load_partition;
+use super::partitioner::partition_for;
+use super::records::GroupRecord;
+use crate::config::BrokerSettings;
+use crate::metadata::CONSUMER_OFFSETS_TOPIC;
+use crate::node::Node;
+use crate::partition::{Partition, PartitionError};
+
+/// Resolves once a call's records are durable, or with the error that prevented it.
+pub type DurableWait = Pin<Box<dyn Future<Output = Result<(), ErrorKind>> + Send>>;
+
+/// What one coordinator call produced.
+pub struct Called<T> {
+    pub answer: Answer<T>,
+    /// Present when the answer is `Parked`: the reply arrives here.
+    pub parked: Option<oneshot::Receiver<ParkedReply>>,
+    /// Await before sending an answer given now.
+    pub durable: DurableWait,
+}
+
+struct Inner {
+    coord: GroupCoordinator,
+    /// Parked requests by token.
+    waiters: HashMap<u64, oneshot::Sender<ParkedReply>>,
+}
+
+pub struct GroupRuntime {
+    inner: Mutex<Inner>,
+    /// Wakes the timer task when deadlines may have moved.
+    wake: Notify,
+    next_token: AtomicU64,
+    /// Partitions of `__consumer_offsets` (the topic's actual count, set at load).
+    num_partitions: AtomicI32,
+    commit_timeout_ms: u64,
+    retention_check_interval_ms: u64,
+    /// Set at shutdown: nothing is parked any more, so shutdown never waits for a rebalance.
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for GroupRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupRuntime").finish_non_exhaustive()
+    }
+}
+
+/// The coordinator settings from the broker's Kafka-named settings.
+pub fn coordinator_config(settings: &BrokerSettings) -> CoordinatorConfig {
+    CoordinatorConfig {
+        initial_rebalance_delay_ms: settings.i64("group.initial.rebalance.delay.ms").max(0),
+        min_session_timeout_ms: settings.i32("group.min.session.timeout.ms"),
+        max_session_timeout_ms: settings.i32("group.max.session.timeout.ms"),
+        max_group_size: usize::try_from(settings.i32("group.max.size")).unwrap_or(0),
+        offsets_retention_ms: settings
+            .i64("offsets.retention.minutes")
+            .saturating_mul(60_000),
+        // Capped: the record format stores the metadata with an i16 length.
+        offset_metadata_max_bytes: usize::try_from(settings.i32("offset.metadata.max.bytes"))
+            .unwrap_or(0)
+            .min(super::coordinator::MAX_NAME_BYTES),
+        ..CoordinatorConfig::default()
+    }
+}
+
+/// Why groups could not be loaded at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupLoadError {
+    #[error("cannot create {CONSUMER_OFFSETS_TOPIC}: {0}")]
+    CreateTopic(String),
+    #[error("cannot read {CONSUMER_OFFSETS_TOPIC}-{partition}: {source}")]
+    Read {
+        partition: i32,
+        source: PartitionError,
+    },
+}
+
+impl GroupRuntime {
+    pub fn new(settings: &BrokerSettings) -> Self {
+        GroupRuntime {
+            inner: Mutex::new(Inner {
+                coord: GroupCoordinator::new(coordinator_config(settings), MemberIds::Random),
+                waiters: HashMap::new(),
+            }),
+            wake: Notify::new(),
+            next_token: AtomicU64::new(1),
+            num_partitions: AtomicI32::new(settings.i32("offsets.topic.num.partitions").max(1)),
+            commit_timeout_ms: u64::try_from(settings.i32("offsets.commit.timeout.ms"))
+                .unwrap_or(5000),
+            retention_check_interval_ms: u64::try_from(
+                settings.i64("offsets.retention.check.interval.ms"),
+            )
+            .unwrap_or(600_000)
+            .max(1000),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// The `__consumer_offsets` partition that holds `group_id`.
+    pub fn partition_for(&self, group_id: &str) -> i32 {
+        partition_for(group_id, self.num_partitions.load(Ordering::Relaxed))
+    }
+
+    /// Creates `__consumer_offsets` if needed, replays it, and starts the timer task. Runs
+    /// once, inside the tokio runtime, before the listener starts.
+    pub fn start(node: &Arc<Node>) -> Result<(), GroupLoadError> {
+        let rt = &node.groups;
+        let topic = match node.topics.get(CONSUMER_OFFSETS_TOPIC) {
+            Some(t) => t,
+            None => {
+                let mut configs = crate::config::TopicConfigs::new();
+                configs.insert("cleanup.policy".into(), "compact".into());
+                let n = rt.num_partitions.load(Ordering::Relaxed);
+                node.create_topic(CONSUMER_OFFSETS_TOPIC, n, 1, configs, true)
+                    .map_err(|e| GroupLoadError::CreateTopic(e.message))?
+            }
+        };
+        rt.num_partitions
+            .store(topic.partitions.max(1), Ordering::Relaxed);
+        let now = node.now_ms();
+        let mut loaded = 0usize;
+        {
+            let mut inner = rt.inner.lock();
+            for p in 0..topic.partitions {
+                let Some(partition) = node.partitions.get(CONSUMER_OFFSETS_TOPIC, p) else {
+                    continue;
+                };
+                loaded += load_partition(&partition, |r| inner.coord.replay(r, now)).map_err(
+                    |source| GroupLoadError::Read {
+                        partition: p,
+                        source,
+                    },
+                )?;
+            }
+            inner.coord.finish_loading(now);
+        }
+        tracing::info!(
+            records = loaded,
+            partitions = topic.partitions,
+            "loaded consumer groups"
+        );
+        tokio::spawn(run_timers(Arc::clone(node)));
+        Ok(())
+    }
+
+    /// Runs one coordinator operation with a fresh token, then persists its effects.
+    pub fn call<T>(
+        &self,
+        node: &Node,
+        op: impl FnOnce(&mut GroupCoordinator, i64, u64) -> Answer<T>,
+    ) -> Called<T> {
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let mut inner = self.inner.lock();
+        // Read under the lock so calls see time move forward in the order they run.
+        let now = node.now_ms();
+        inner.waiters.insert(token, tx);
+        let answer = op(&mut inner.coord, now, token);
+        if self.closed.load(Ordering::Relaxed) {
+            // Shutting down: a parked request is answered COORDINATOR_NOT_AVAILABLE at once
+            // (its sender is dropped) so the client looks for the coordinator again.
+            inner.waiters.remove(&token);
+        }
+        let parked = match answer {
+            Answer::Parked => Some(rx),
+            Answer::Now(_) => {
+                inner.waiters.remove(&token);
+                None
+            }
+        };
+        let effects = inner.coord.take_effects();
+        let durable = self.persist(&mut inner, node, effects, now);
+        drop(inner);
+        self.wake.notify_one();
+        Called {
+            answer,
+            parked,
+            durable,
+        }
+    }
+
+    /// Runs a read-only operation.
+    pub fn read<T>(&self, op: impl FnOnce(&GroupCoordinator) -> T) -> T {
+        op(&self.inner.lock().coord)
+    }
+
+    /// Appends the records (applying them once written) and arranges for the replies to be
+    /// sent once they are durable.
+    fn persist(&self, inner: &mut Inner, node: &Node, effects: Effects, now: i64) -> DurableWait {
+        let replies: Vec<(oneshot::Sender<ParkedReply>, ParkedReply)> = effects
+            .replies
+            .into_iter()
+            .filter_map(|(token, reply)| inner.waiters.remove(&token).map(|tx| (tx, reply)))
+            .collect();
+        if effects.records.is_empty() {
+            for (tx, reply) in replies {
+                let _ = tx.send(reply);
+            }
+            return Box::pin(std::future::ready(Ok(())));
+        }
+        let mut by_partition: BTreeMap<i32, Vec<GroupRecord>> = BTreeMap::new();
+        for r in effects.records {
+            by_partition
+                .entry(self.partition_for(r.group_id()))
+                .or_default()
+                .push(r);
+        }
+        let mut waits: Vec<(Arc<Partition>, i64)> = Vec::new();
+        let mut failure: Option<ErrorKind> = None;
+        for (p, records) in by_partition {
+            match append(node, p, &records, now) {
+                Ok(wait) => {
+                    inner.coord.apply_persisted(&records, now);
+                    waits.push(wait);
+                }
+                Err(kind) => {
+                    tracing::error!(partition = p, error = ?kind, records = records.len(), "cannot append group records");
+                    failure = Some(kind);
+                }
+            }
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.commit_timeout_ms);
+        let (done_tx, done_rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let mut result = failure.map_or(Ok(()), Err);
+            for (partition, end_offset) in waits {
+                if !partition.wait_durable(end_offset, deadline).await {
+                    tracing::warn!(partition = %partition.tp, "group records not durable in time");
+                    result = Err(ErrorKind::CoordinatorNotAvailable);
+                }
+            }
+            for (tx, reply) in replies {
+                let reply = match result {
+                    Ok(()) => reply,
+                    Err(kind) => reply.into_error(kind),
+                };
+                let _ = tx.send(reply);
+            }
+            let _ = done_tx.send(result);
+        });
+        Box::pin(async move {
+            done_rx
+                .await
+                .unwrap_or(Err(ErrorKind::CoordinatorNotAvailable))
+        })
+    }
+}
+
+/// Appends `records` as one batch; returns the partition and the offset that must become
+/// durable.
+fn append(
+    node: &Node,
+    partition: i32,
+    records: &[GroupRecord],
+    now: i64,
+) -> Result<(Arc<Partition>, i64), ErrorKind> {
+    let p = node
+        .partitions
+        .get(CONSUMER_OFFSETS_TOPIC, partition)
+        .ok_or(ErrorKind::CoordinatorNotAvailable)?;
+    let mut builder = BatchBuilder::new();
+    for r in records {
+        let (key, value) = r.encode();
+        builder = builder.record(Some(&key), value.as_deref(), now);
+    }
+    let batch = builder.build().map_err(|e| storage_error_kind(&e))?;
+    match p.append(&batch, now) {
+        Ok(AppendOutcome::Appended { last_offset, .. })
+        | Ok(AppendOutcome::Duplicate { last_offset, .. }) => {
+            Ok((p, last_offset.saturating_add(1)))
+        }
+        Err(PartitionError::Storage(e)) => Err(storage_error_kind(&e)),
+        Err(PartitionError::Closed(_)) => Err(ErrorKind::NotCoordinator),
+    }
+}
+
+/// Kafka's normalisation of coordinator write failures.
+fn storage_error_kind(e: &StorageError) -> ErrorKind {
+    match e {
+        StorageError::MessageTooLarge { .. } => ErrorKind::InvalidCommitOffsetSize,
+        _ => ErrorKind::CoordinatorNotAvailable,
+    }
+}
+
+/// Fires coordinator deadlines and the periodic offset expiry until shutdown.
+async fn run_timers(node: Arc<Node>) {
+    let rt = &node.groups;
+    let mut next_expiry_ms = node
+        .now_ms()
+        .saturating_add(i64::try_from(rt.retention_check_interval_ms).unwrap_or(i64::MAX));
+    loop {
+        let now = node.now_ms();
+        let next = rt
+            .read(|c| c.next_deadline())
+            .map_or(next_expiry_ms, |d| d.min(next_expiry_ms));
+        // Re-check at least every second: the wall clock may jump.
+        let sleep_ms = u64::try_from(next.saturating_sub(now))
+            .unwrap_or(0)
+            .min(1000);
+        tokio::select! {
+            () = node.shutdown.cancelled() => {
+                rt.closed.store(true, Ordering::Relaxed);
+                // Dropping the senders answers every parked JoinGroup/SyncGroup with
+                // COORDINATOR_NOT_AVAILABLE, so connections can drain.
+                rt.inner.lock().waiters.clear();
+                return;
+            }
+            () = rt.wake.notified() => {}
+            () = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {}
+        }
+        let now = node.now_ms();
+        let run_expiry = now >= next_expiry_ms;
+        if run_expiry {
+            next_expiry_ms = now
+                .saturating_add(i64::try_from(rt.retention_check_interval_ms).unwrap_or(i64::MAX));
+        }
+        let due = rt.read(|c| c.next_deadline()).is_some_and(|d| d <= now);
+        if !due && !run_expiry {
+            continue;
+        }
+        let mut inner = rt.inner.lock();
+        inner.coord.expire(now);
+        if run_expiry {
+            inner.coord.expire_offsets(now);
+        }
+        let effects = inner.coord.take_effects();
+        if !effects.is_empty() {
+            // Replies go out from the spawned durability task; nobody awaits the result.
+            drop(rt.persist(&mut inner, &node, effects, now));
+        }
+    }
+}

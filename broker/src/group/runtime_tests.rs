@@ -1,0 +1,154 @@
+//! Tests of `GroupRuntime` on a real node in a temporary directory: commits are durable
+//! before they are acknowledged, parked JoinGroups are answered, and a restarted node loads
+//! groups and offsets back from `__consumer_offsets`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use protocol_shim::ErrorKind;
+
+use super::api::{
+    CommitPartition, CommitRequest, CommitTopic, JoinRequest, ParkedReply, SyncRequest,
+};
+use super::coordinator::Answer;
+use crate::clock::SystemClock;
+use crate::config::{BrokerConfig, BrokerSettings};
+use crate::node::Node;
+
+fn config(dir: &std::path::Path) -> BrokerConfig {
+    let mut settings = BrokerSettings::default();
+    settings.set("offsets.topic.num.partitions", "3").unwrap();
+    settings
+        .set("group.initial.rebalance.delay.ms", "0")
+        .unwrap();
+    BrokerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        advertised_host: "127.0.0.1".into(),
+        advertised_port: 9092,
+        data_dir: dir.to_path_buf(),
+        node_id: 1,
+        log_level: "info".into(),
+        settings,
+        metrics_listen: None,
+    }
+}
+
+async fn stop(node: Arc<Node>) {
+    node.shutdown.cancel();
+    // Let the timer task see the cancellation and release its handle on the node.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    node.close_partitions();
+}
+
+#[tokio::test]
+async fn commits_and_groups_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(dir.path()), Arc::new(SystemClock)).unwrap();
+    assert_eq!(
+        node.topics
+            .get("__consumer_offsets")
+            .map(|t| (t.partitions, t.internal)),
+        Some((3, true))
+    );
+    node.create_topic("t", 2, 1, Default::default(), false)
+        .unwrap();
+
+    // A one-member group: join (parked, answered by the timer task), sync, commit.
+    let join = JoinRequest {
+        group_id: "g".into(),
+        member_id: String::new(),
+        group_instance_id: None,
+        client_id: "c".into(),
+        client_host: "h".into(),
+        session_timeout_ms: 30_000,
+        rebalance_timeout_ms: 30_000,
+        protocol_type: "consumer".into(),
+        protocols: vec![("range".into(), Bytes::from_static(b"m"))],
+        require_known_member_id: false,
+    };
+    let called = node
+        .groups
+        .call(&node, |c, now, token| c.join(now, token, join));
+    assert_eq!(called.answer, Answer::Parked);
+    let reply = tokio::time::timeout(Duration::from_secs(5), called.parked.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let ParkedReply::Join(joined) = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!((joined.error, joined.generation_id), (ErrorKind::None, 1));
+    let member = joined.member_id.clone();
+    let sync = SyncRequest {
+        group_id: "g".into(),
+        generation_id: 1,
+        member_id: member.clone(),
+        group_instance_id: None,
+        protocol_type: None,
+        protocol_name: None,
+        assignments: vec![(member.clone(), Bytes::from_static(b"all"))],
+    };
+    let called = node
+        .groups
+        .call(&node, |c, now, token| c.sync(now, token, sync));
+    let Ok(ParkedReply::Sync(synced)) = called.parked.unwrap().await else {
+        panic!()
+    };
+    assert_eq!(synced.assignment, Bytes::from_static(b"all"));
+    let commit = CommitRequest {
+        group_id: "g".into(),
+        generation_id: 1,
+        member_id: member.clone(),
+        group_instance_id: None,
+        retention_ms: None,
+        topics: vec![CommitTopic {
+            name: "t".into(),
+            partitions: vec![CommitPartition {
+                partition: 1,
+                offset: 77,
+                leader_epoch: 0,
+                metadata: None,
+                error: None,
+            }],
+        }],
+        version: 8,
+    };
+    let called = node.groups.call(&node, |c, now, _| {
+        Answer::Now(c.commit_offsets(now, commit))
+    });
+    assert_eq!(called.durable.await, Ok(()));
+    let p = node.groups.partition_for("g");
+    let log = node.partitions.get("__consumer_offsets", p).unwrap();
+    assert!(
+        log.high_watermark() >= 2,
+        "group and offset records are in the log"
+    );
+    stop(node).await;
+
+    let node = Node::start(config(dir.path()), Arc::new(SystemClock)).unwrap();
+    let fetched = node.groups.read(|c| c.fetch_offsets("g", None));
+    assert_eq!(
+        fetched.topics,
+        vec![(
+            "t".to_string(),
+            vec![super::api::FetchedOffset {
+                partition: 1,
+                offset: 77,
+                leader_epoch: 0,
+                metadata: String::new(),
+            }]
+        )]
+    );
+    let (state, assignment) = node.groups.read(|c| {
+        let g = c.group("g").unwrap();
+        (g.state, g.members[&member].assignment.clone())
+    });
+    assert_eq!(
+        (state, assignment),
+        (super::GroupState::Stable, Bytes::from_static(b"all"))
+    );
+    stop(node).await;
+}

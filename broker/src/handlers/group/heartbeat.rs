@@ -1,0 +1,32 @@
+//! Heartbeat (key 12), v0-4: keeps a member's session alive; REBALANCE_IN_PROGRESS tells it
+//! to rejoin.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
+
+use super::{opt_string, string};
+use crate::group::api;
+use crate::group::Answer;
+use crate::node::Node;
+
+pub fn handle(node: &Arc<Node>, request: HeartbeatRequest, version: i16) -> HeartbeatResponse {
+    let req = api::HeartbeatRequest {
+        group_id: request.group_id.0.to_string(),
+        generation_id: request.generation_id,
+        member_id: string(&request.member_id),
+        group_instance_id: if version >= 3 {
+            opt_string(&request.group_instance_id)
+        } else {
+            None
+        },
+    };
+    let called = node
+        .groups
+        .call(node, |c, now, _| Answer::Now(c.heartbeat(now, req)));
+    let error = match called.answer {
+        Answer::Now(e) => e,
+        Answer::Parked => protocol_shim::ErrorKind::UnknownServerError,
+    };
+    HeartbeatResponse::default().with_error_code(error.code())
+}

@@ -1,0 +1,102 @@
+//! OffsetCommit (key 8), v2-9: acknowledged only once the commit records are durable in
+//! `__consumer_offsets`. Partitions of unknown topics get UNKNOWN_TOPIC_OR_PARTITION.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, ResponseKind};
+use protocol_shim::ErrorKind;
+
+use super::{opt_string, partition_error, string};
+use crate::group::api::{CommitPartition, CommitRequest, CommitResponse, CommitTopic};
+use crate::group::Answer;
+use crate::handlers::util::topic_name;
+use crate::handlers::Reply;
+use crate::node::Node;
+
+pub fn handle(node: &Arc<Node>, request: OffsetCommitRequest, version: i16) -> Reply {
+    let topics = request
+        .topics
+        .iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            CommitTopic {
+                partitions: t
+                    .partitions
+                    .iter()
+                    .map(|p| CommitPartition {
+                        partition: p.partition_index,
+                        offset: p.committed_offset,
+                        leader_epoch: if version >= 6 {
+                            p.committed_leader_epoch
+                        } else {
+                            -1
+                        },
+                        metadata: opt_string(&p.committed_metadata),
+                        error: partition_error(node, &name, p.partition_index),
+                    })
+                    .collect(),
+                name,
+            }
+        })
+        .collect();
+    let req = CommitRequest {
+        group_id: request.group_id.0.to_string(),
+        generation_id: request.generation_id_or_member_epoch,
+        member_id: string(&request.member_id),
+        group_instance_id: if version >= 7 {
+            opt_string(&request.group_instance_id)
+        } else {
+            None
+        },
+        retention_ms: if (2..=4).contains(&version) && request.retention_time_ms >= 0 {
+            Some(request.retention_time_ms)
+        } else {
+            None
+        },
+        topics,
+        version,
+    };
+    let called = node
+        .groups
+        .call(node, |c, now, _| Answer::Now(c.commit_offsets(now, req)));
+    Reply::Later(Box::pin(async move {
+        let mut response = match called.answer {
+            Answer::Now(r) => r,
+            Answer::Parked => Vec::new(),
+        };
+        if let Err(e) = called.durable.await {
+            for (_, parts) in &mut response {
+                for (_, error) in parts.iter_mut() {
+                    if *error == ErrorKind::None {
+                        *error = e;
+                    }
+                }
+            }
+        }
+        ResponseKind::OffsetCommit(encode(response))
+    }))
+}
+
+fn encode(r: CommitResponse) -> OffsetCommitResponse {
+    OffsetCommitResponse::default().with_topics(
+        r.into_iter()
+            .map(|(name, parts)| {
+                OffsetCommitResponseTopic::default()
+                    .with_name(topic_name(&name))
+                    .with_partitions(
+                        parts
+                            .into_iter()
+                            .map(|(p, e)| {
+                                OffsetCommitResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_error_code(e.code())
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}

@@ -1,0 +1,838 @@
+#!/usr/bin/env python3
+"""Sluice benchmark: fixed scenarios, printed next to this machine's limits.
+
+Run through compat-tests/bench/run.sh, which builds everything and passes
+the paths. Per run (default 3, interleaved: every run measures the limits and
+every scenario again, so drift on a shared machine hits both sides):
+
+  limits      disk (append 1 MiB + fdatasync; 4 KiB + fdatasync latency),
+              loopback TCP (iperf3 and our own blaster), and min_server (the
+              least work per byte of a durable acknowledging log server,
+              driven with scenario 2's request size and a pipeline of 5).
+  scenarios   see SCENARIOS below.
+
+For each scenario the broker's CPU time (utime+stime from /proc/<pid>/stat),
+peak RSS (VmHWM from /proc/<pid>/status, reset before each scenario through
+/proc/<pid>/clear_refs) and wire bytes (from its Prometheus metrics) are
+taken around the client run. Results: a table per scenario (medians), the
+same as JSON in compat-tests/bench/results/<timestamp>.json and as markdown
+in <timestamp>.md. Nothing here asserts speed: a failed *run* (a client
+error, a timeout) fails the script, a slow one does not.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Scenario names, in the order they run. `--scenario` takes these.
+SCENARIOS = [
+    "produce-100b",  # 1: 1,000,000 x 100 B, acks=all, 3 partitions, linger 5 ms
+    "produce-1k",  # 2: 200,000 x 1 KiB, acks=all, 3 partitions
+    "compression",  # 3: 200,000 x 1 KiB JSON-like, none / lz4 / zstd
+    "consume",  # 4: catch-up read of the topics of 1 and 2 from the earliest offset
+    "latency",  # 5: fixed 10,000 msg/s x 100 B, acks=all, 20 s
+    "many-partitions",  # 6: 1,000 partitions, produce then consume
+    "fanout",  # 7: 4 consumers (groups with --groups) reading topic 2 at once
+]
+
+FULL = {
+    "s1_count": 1_000_000,
+    "s2_count": 200_000,
+    "s3_count": 200_000,
+    "lat_rate": 10_000,
+    "lat_seconds": 20,
+    "many_partitions": 1000,
+    "many_count": 200_000,
+    "fanout_consumers": 4,
+    "disk_seq_mib": 256,
+    "disk_small_count": 2000,
+    "loopback_s": 3,
+    "timeout_s": 300,
+}
+SMOKE = {
+    "s1_count": 20_000,
+    "s2_count": 5_000,
+    "s3_count": 5_000,
+    "lat_rate": 1000,
+    "lat_seconds": 3,
+    "many_partitions": 50,
+    "many_count": 5_000,
+    "fanout_consumers": 4,
+    "disk_seq_mib": 8,
+    "disk_small_count": 100,
+    "loopback_s": 0.5,
+    "timeout_s": 60,
+}
+
+# librdkafka's batch.size: what a produce request approaches under load when
+# scenario 2 did not run in this run to tell us the real average.
+DEFAULT_REQUEST_BYTES = 1_000_000
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+class ChildProcesses:
+    """Every long-lived process we start, so each is stopped (by pid) on exit."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, cmd, **kw):
+        proc = subprocess.Popen(cmd, **kw)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc, sig=signal.SIGTERM, wait_s=20):
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(wait_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def stop_all(self):
+        for proc in list(self.procs):
+            self.stop(proc, wait_s=5)
+
+
+CHILDREN = ChildProcesses()
+
+
+def run_json(cmd, timeout_s, what):
+    """Runs a benchmark binary that prints one JSON object; fails loudly."""
+    log(f"{what}: {' '.join(cmd[:2])} ...")
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{what}: timed out after {timeout_s} s")
+    if out.returncode != 0:
+        raise RuntimeError(f"{what} failed ({out.returncode}): {out.stderr.strip()[-2000:]}\n{out.stdout[-1000:]}")
+    lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"{what}: no JSON in output: {out.stdout[-1000:]} {out.stderr[-1000:]}")
+    return json.loads(lines[-1])
+
+
+class ProcStats:
+    """CPU time and peak RSS of one process, from /proc."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+    def cpu_s(self):
+        with open(f"/proc/{self.pid}/stat") as f:
+            # Fields after the command (which may hold spaces) start at ')'.
+            rest = f.read().rsplit(")", 1)[1].split()
+        return (int(rest[11]) + int(rest[12])) / CLK_TCK  # utime, stime
+
+    def status_kib(self, key):
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+        return None
+
+    def reset_peak_rss(self):
+        # "5" resets VmHWM to the current RSS (Linux >= 4.0).
+        try:
+            with open(f"/proc/{self.pid}/clear_refs", "w") as f:
+                f.write("5")
+            return True
+        except OSError:
+            return False
+
+
+class Broker:
+    """A release `sluice` on free ports with a fresh data dir."""
+
+    def __init__(self, binary, data_dir, extra_sets):
+        self.port = free_port()
+        self.metrics_port = free_port()
+        self.data_dir = data_dir
+        shutil.rmtree(data_dir, ignore_errors=True)
+        os.makedirs(data_dir)
+        self.log_path = data_dir.rstrip("/") + ".log"
+        cmd = [
+            binary,
+            "--listen", f"127.0.0.1:{self.port}",
+            "--data-dir", data_dir,
+            "--log-level", "warn",
+            "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
+            "--set", "num.partitions=3",
+        ]
+        for s in extra_sets:
+            cmd += ["--set", s]
+        self.log_file = open(self.log_path, "w")
+        self.proc = CHILDREN.start(cmd, stdout=self.log_file, stderr=subprocess.STDOUT)
+        self.stats = ProcStats(self.proc.pid)
+        deadline = time.time() + 30
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sluice exited at start-up: {open(self.log_path).read()[-2000:]}")
+            try:
+                self.metrics()
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    break
+            except OSError:
+                if time.time() > deadline:
+                    raise RuntimeError("sluice did not start within 30 s")
+                time.sleep(0.1)
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.port}"
+
+    def metrics(self):
+        """Sums of the counters we use: bytes in/out, produce requests."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        sums = {"bytes_in": 0.0, "bytes_out": 0.0, "produce_requests": 0.0, "fetch_requests": 0.0,
+                "fsyncs": 0.0}
+        for line in text.splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            name, _, value = line.rpartition(" ")
+            try:
+                v = float(value)
+            except ValueError:
+                continue
+            if name.startswith("sluice_bytes_in_total"):
+                sums["bytes_in"] += v
+            elif name.startswith("sluice_bytes_out_total"):
+                sums["bytes_out"] += v
+            elif name == 'sluice_requests_total{api="Produce"}':
+                sums["produce_requests"] += v
+            elif name == 'sluice_requests_total{api="Fetch"}':
+                sums["fetch_requests"] += v
+            elif name.startswith("sluice_fsync_duration_seconds_count"):
+                sums["fsyncs"] += v
+        return sums
+
+    def stop(self):
+        CHILDREN.stop(self.proc)
+        self.log_file.close()
+
+
+class Measured:
+    """Broker CPU, peak RSS and metric deltas around a block."""
+
+    def __init__(self, broker):
+        self.broker = broker
+
+    def __enter__(self):
+        self.broker.stats.reset_peak_rss()
+        self.m0 = self.broker.metrics()
+        self.cpu0 = self.broker.stats.cpu_s()
+        self.t0 = time.time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall_s = time.time() - self.t0
+        self.cpu_s = self.broker.stats.cpu_s() - self.cpu0
+        self.peak_rss_mib = (self.broker.stats.status_kib("VmHWM") or 0) / 1024
+        m1 = self.broker.metrics()
+        self.delta = {k: m1[k] - self.m0[k] for k in m1}
+        return False
+
+    def figures(self, direction):
+        """Broker-side figures; `direction` is 'in' (produce) or 'out' (consume)."""
+        wire = self.delta["bytes_in" if direction == "in" else "bytes_out"]
+        f = {
+            "broker_cpu_s": round(self.cpu_s, 3),
+            "wire_bytes": int(wire),
+            "cpu_s_per_gb": round(self.cpu_s / (wire / 1e9), 3) if wire > 0 else None,
+            "peak_rss_mib": round(self.peak_rss_mib, 1),
+            "broker_window_s": round(self.wall_s, 3),
+        }
+        if direction == "in" and self.delta["produce_requests"] > 0:
+            f["produce_requests"] = int(self.delta["produce_requests"])
+            f["avg_request_bytes"] = int(wire / self.delta["produce_requests"])
+            f["fsyncs"] = int(self.delta["fsyncs"])
+        return f
+
+
+class Bench:
+    def __init__(self, args, params):
+        self.args = args
+        self.p = params
+        self.bins = args.bin_dir
+        self.rdperf = args.rdkafka_performance if args.client == "rdkafka_performance" else None
+        self.timeout = params["timeout_s"]
+
+    def bin(self, name):
+        return os.path.join(self.bins, name)
+
+    # ---- clients ----
+
+    def produce(self, broker, topic, count, size, *, payload="random", compression="none", linger_ms=5,
+                use_rdperf=True, extra=()):
+        """Produces and returns client figures (msgs/s, MB/s of payload)."""
+        if self.rdperf and use_rdperf and compression == "none":
+            cmd = [self.rdperf, "-P", "-t", topic, "-b", broker.bootstrap, "-s", str(size), "-c", str(count),
+                   "-a", "-1", "-X", f"linger.ms={linger_ms}", "-X", "broker.address.family=v4"]
+            for kv in extra:
+                cmd += ["-X", kv]
+            log(f"rdkafka_performance -P {topic} {count} x {size} B")
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout)
+            m = None
+            for line in out.stdout.splitlines():
+                mm = re.match(r"% (\d+) messages produced \((\d+) bytes\), (\d+) delivered .*?(\d+) failed\) in (\d+)ms", line)
+                if mm:
+                    m = mm
+            if out.returncode != 0 or not m:
+                raise RuntimeError(f"rdkafka_performance produce failed: {out.stdout[-1500:]} {out.stderr[-1500:]}")
+            delivered, failed, ms = int(m.group(3)), int(m.group(4)), max(int(m.group(5)), 1)
+            if delivered != count or failed:
+                raise RuntimeError(f"rdkafka_performance: {delivered} of {count} delivered, {failed} failed")
+            return {"client": "rdkafka_performance", "msgs": delivered, "seconds": ms / 1000,
+                    "msgs_per_s": delivered / (ms / 1000), "mb_per_s": delivered * size / (ms * 1000)}
+        r = run_json([self.bin("load_gen"), "produce", "--bootstrap", broker.bootstrap, "--topic", topic,
+                      "--count", str(count), "--size", str(size), "--payload", payload,
+                      "--compression", compression, "--linger-ms", str(linger_ms),
+                      "--max-s", str(self.timeout)] + [a for kv in extra for a in ("--set", kv)],
+                     self.timeout + 30, f"load_gen produce {topic}")
+        return {"client": "load_gen", "msgs": r["delivered"], "seconds": r["seconds"],
+                "msgs_per_s": r["msgs_per_s"], "mb_per_s": r["mb_per_s"]}
+
+    def consume(self, broker, topic, partitions, count, *, use_rdperf=True):
+        if self.rdperf and use_rdperf:
+            cmd = [self.rdperf, "-C", "-t", topic, "-b", broker.bootstrap, "-o", "beginning", "-c", str(count),
+                   "-X", "broker.address.family=v4"]
+            for p in range(partitions):
+                cmd += ["-p", str(p)]
+            log(f"rdkafka_performance -C {topic} {count}")
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout)
+            m = None
+            for line in out.stdout.splitlines():
+                mm = re.match(r"% (\d+) messages \((\d+) bytes\) consumed in (\d+)ms", line)
+                if mm:
+                    m = mm
+            if out.returncode != 0 or not m:
+                raise RuntimeError(f"rdkafka_performance consume failed: {out.stdout[-1500:]} {out.stderr[-1500:]}")
+            msgs, nbytes, ms = int(m.group(1)), int(m.group(2)), max(int(m.group(3)), 1)
+            if msgs < count:
+                raise RuntimeError(f"rdkafka_performance: consumed {msgs} of {count}")
+            return {"client": "rdkafka_performance", "msgs": msgs, "seconds": ms / 1000,
+                    "msgs_per_s": msgs / (ms / 1000), "mb_per_s": nbytes / (ms * 1000)}
+        r = run_json([self.bin("load_gen"), "consume", "--bootstrap", broker.bootstrap, "--topic", topic,
+                      "--partitions", str(partitions), "--count", str(count), "--max-s", str(self.timeout)],
+                     self.timeout + 30, f"load_gen consume {topic}")
+        return {"client": "load_gen", "msgs": r["msgs"], "seconds": r["seconds"],
+                "msgs_per_s": r["msgs_per_s"], "mb_per_s": r["mb_per_s"]}
+
+    def create_topic(self, broker, topic, partitions):
+        run_json([self.bin("load_gen"), "create-topic", "--bootstrap", broker.bootstrap, "--topic", topic,
+                  "--partitions", str(partitions)], 120, f"create {topic} ({partitions} partitions)")
+
+    # ---- limits ----
+
+    def disk_limit(self, directory):
+        return run_json([self.bin("disk_limit"), "--dir", directory, "--seq-mib", str(self.p["disk_seq_mib"]),
+                         "--small-count", str(self.p["disk_small_count"]), "--max-s", "20"], 90, "disk_limit")
+
+    def loopback_limit(self):
+        own = run_json([self.bin("loopback_limit"), "--seconds", str(self.p["loopback_s"])], 60, "loopback_limit")
+        result = {"own_mb_per_s": own["mb_per_s"], "iperf3_mb_per_s": None}
+        iperf = shutil.which("iperf3")
+        if iperf:
+            port = free_port()
+            # No probe connection: iperf3's server treats any connection as a
+            # test client. Retry the client while the server starts.
+            server = CHILDREN.start([iperf, "-s", "-B", "127.0.0.1", "-p", str(port)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                seconds = str(max(1, round(self.p["loopback_s"])))
+                for attempt in range(20):
+                    time.sleep(0.25)
+                    out = subprocess.run([iperf, "-c", "127.0.0.1", "-p", str(port), "-t", seconds, "-J"],
+                                         capture_output=True, text=True, timeout=60)
+                    try:
+                        data = json.loads(out.stdout)
+                        result["iperf3_mb_per_s"] = data["end"]["sum_received"]["bits_per_second"] / 8 / 1e6
+                        break
+                    except (ValueError, KeyError) as e:
+                        if attempt == 19:
+                            log(f"iperf3 failed ({e}: {out.stdout[-300:]}); using our own loopback figure")
+            except subprocess.TimeoutExpired as e:
+                log(f"iperf3 timed out ({e}); using our own loopback figure")
+            finally:
+                CHILDREN.stop(server, wait_s=5)
+        result["mb_per_s"] = result["iperf3_mb_per_s"] or result["own_mb_per_s"]
+        result["source"] = "iperf3" if result["iperf3_mb_per_s"] else "loopback_limit"
+        return result
+
+    def min_server_limit(self, directory, total_bytes, request_bytes):
+        os.makedirs(directory, exist_ok=True)
+        server = CHILDREN.start([self.bin("min_server"), "--dir", directory, "--lifetime-s", "600"],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            line = server.stdout.readline()
+            if not line.startswith("listening "):
+                raise RuntimeError(f"min_server did not start: {line!r}")
+            addr = line.split()[1]
+            stats = ProcStats(server.pid)
+            cpu0 = stats.cpu_s()
+            r = run_json([self.bin("min_client"), "--connect", addr, "--total-mib", str(total_bytes / 1048576),
+                          "--request-bytes", str(request_bytes), "--depth", "5", "--max-s", "120"],
+                         180, f"min_client ({request_bytes} B requests)")
+            time.sleep(0.2)  # let the server's connection threads finish
+            cpu = stats.cpu_s() - cpu0
+            r["server_cpu_s"] = round(cpu, 3)
+            r["cpu_s_per_gb"] = round(cpu / (r["bytes"] / 1e9), 3)
+            r["peak_rss_mib"] = round((stats.status_kib("VmHWM") or 0) / 1024, 1)
+            return r
+        finally:
+            CHILDREN.stop(server, wait_s=5)
+
+    # ---- one run ----
+
+    def run_once(self, run_index, selected):
+        data_root = os.path.join(self.args.work_dir, f"run-{run_index}")
+        shutil.rmtree(data_root, ignore_errors=True)
+        os.makedirs(data_root)
+        res = {"run": run_index, "loadavg_start": os.getloadavg()[0], "limits": {}, "scenarios": {}}
+        broker = Broker(self.args.sluice, os.path.join(data_root, "sluice-data"), self.args.broker_set)
+        produced = {}  # topic name -> (count, partitions), for scenarios that read them
+        try:
+            res["limits"]["disk"] = self.disk_limit(data_root)
+            res["limits"]["loopback"] = self.loopback_limit()
+
+            def want(name):
+                return name in selected
+
+            # Scenario 1 and 2 topics are also the input of 4 and 7; when only
+            # those are selected, produce the input unmeasured.
+            t1, t2 = "s1-100b", "s2-1k"
+            n1, n2 = self.p["s1_count"], self.p["s2_count"]
+            if want("produce-100b") or want("consume"):
+                with Measured(broker) as m:
+                    c = self.produce(broker, t1, n1, 100)
+                if want("produce-100b"):
+                    res["scenarios"]["produce-100b"] = {**c, **m.figures("in"), "kind": "produce"}
+            if want("produce-1k") or want("consume") or want("fanout"):
+                with Measured(broker) as m:
+                    c = self.produce(broker, t2, n2, 1024)
+                res["s2_avg_request_bytes"] = m.figures("in").get("avg_request_bytes")
+                if want("produce-1k"):
+                    res["scenarios"]["produce-1k"] = {**c, **m.figures("in"), "kind": "produce"}
+
+            request_bytes = res.get("s2_avg_request_bytes") or DEFAULT_REQUEST_BYTES
+            res["limits"]["min_server"] = self.min_server_limit(
+                os.path.join(data_root, "min-server"), n2 * 1024, request_bytes)
+
+            if want("compression"):
+                for codec in ("none", "lz4", "zstd"):
+                    topic = f"s3-json-{codec}"
+                    with Measured(broker) as m:
+                        c = self.produce(broker, topic, self.p["s3_count"], 1024, payload="json",
+                                         compression=codec, use_rdperf=False)
+                    f = m.figures("in")
+                    f["compression_ratio"] = round(c["msgs"] * 1024 / f["wire_bytes"], 2) if f["wire_bytes"] else None
+                    res["scenarios"][f"produce-json-{codec}"] = {**c, **f, "kind": "produce"}
+
+            if want("consume"):
+                for name, topic, count in (("consume-100b", t1, n1), ("consume-1k", t2, n2)):
+                    with Measured(broker) as m:
+                        c = self.consume(broker, topic, 3, count)
+                    res["scenarios"][name] = {**c, **m.figures("out"), "kind": "consume"}
+
+            if want("latency"):
+                topic = "s5-latency"
+                self.create_topic(broker, topic, 3)
+                with Measured(broker) as m:
+                    r = run_json([self.bin("latency_gen"), "--bootstrap", broker.bootstrap, "--topic", topic,
+                                  "--partitions", "3", "--rate", str(self.p["lat_rate"]),
+                                  "--duration-s", str(self.p["lat_seconds"]), "--size", "100"],
+                                 self.p["lat_seconds"] + 90, "latency_gen")
+                f = m.figures("in")
+                res["scenarios"]["latency"] = {
+                    "kind": "latency", "client": "latency_gen", "msgs": r["acked"],
+                    "seconds": self.p["lat_seconds"],
+                    "msgs_per_s": r["achieved_rate"], "mb_per_s": r["achieved_rate"] * 100 / 1e6,
+                    "produce_ack_us": r["produce_ack_us"], "e2e_us": r["e2e_us"], **f}
+
+            if want("many-partitions"):
+                topic, parts, count = "s6-many", self.p["many_partitions"], self.p["many_count"]
+                self.create_topic(broker, topic, parts)
+                # Without a key librdkafka's sticky partitioner fills one
+                # partition at a time; sticky linger 0 picks a random partition
+                # per message, so every request carries many partitions.
+                with Measured(broker) as m:
+                    c = self.produce(broker, topic, count, 1024, extra=("sticky.partitioning.linger.ms=0",))
+                res["scenarios"]["many-partitions-produce"] = {**c, **m.figures("in"), "kind": "produce",
+                                                               "partitions": parts}
+                with Measured(broker) as m:
+                    c = self.consume(broker, topic, parts, count, use_rdperf=False)
+                res["scenarios"]["many-partitions-consume"] = {**c, **m.figures("out"), "kind": "consume",
+                                                               "partitions": parts}
+
+            if want("fanout"):
+                res["scenarios"]["fanout"] = self.fanout(broker, t2, n2, run_index)
+        finally:
+            res["broker_log_tail"] = broker_log_tail(broker)
+            broker.stop()
+            res["loadavg_end"] = os.getloadavg()[0]
+            if not self.args.keep_data:
+                shutil.rmtree(data_root, ignore_errors=True)
+        return res
+
+    def fanout(self, broker, topic, count, run_index):
+        n = self.p["fanout_consumers"]
+        groups = self.args.groups
+        procs = []
+        with Measured(broker) as m:
+            start = time.time()
+            for i in range(n):
+                cmd = [self.bin("load_gen"), "consume", "--bootstrap", broker.bootstrap, "--topic", topic,
+                       "--partitions", "3", "--count", str(count), "--max-s", str(self.timeout)]
+                if groups:
+                    cmd += ["--group", f"bench-fanout-{run_index}-{i}"]
+                procs.append(CHILDREN.start(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            results = []
+            for proc in procs:
+                try:
+                    out, err = proc.communicate(timeout=self.timeout + 30)
+                finally:
+                    CHILDREN.stop(proc, wait_s=5)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"fan-out consumer failed: {err[-1500:]}")
+                results.append(json.loads(out.strip().splitlines()[-1]))
+            wall = time.time() - start
+        total_msgs = sum(r["msgs"] for r in results)
+        total_bytes = sum(r["bytes"] for r in results)
+        # Aggregate over the slowest consumer's reading time.
+        span = max(r["seconds"] for r in results)
+        return {"kind": "consume", "client": "load_gen x%d" % n,
+                "mode": "consumer groups" if groups else "manual assignment (no groups)",
+                "msgs": total_msgs, "seconds": span, "msgs_per_s": total_msgs / span,
+                "mb_per_s": total_bytes / span / 1e6, "wall_s": round(wall, 3), **m.figures("out")}
+
+
+def broker_log_tail(broker):
+    try:
+        with open(broker.log_path) as f:
+            return f.read()[-2000:]
+    except OSError:
+        return ""
+
+
+# ---- summarising ----
+
+def fmt(v, digits=None):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if digits is not None:
+            return f"{v:.{digits}f}"
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+        if abs(v) >= 10:
+            return f"{v:.1f}"
+        return f"{v:.2f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def summarise(runs):
+    """Medians over runs of every figure, plus per-run ratios to the limits."""
+    limits = {}
+    keys = {
+        "disk_seq_mb_per_s": lambda l: l["disk"]["seq_mb_per_s"],
+        "fdatasync_4k_p50_us": lambda l: l["disk"]["small_fdatasync_us"]["p50"],
+        "fdatasync_4k_p99_us": lambda l: l["disk"]["small_fdatasync_us"]["p99"],
+        "fdatasync_4k_p999_us": lambda l: l["disk"]["small_fdatasync_us"]["p999"],
+        "loopback_mb_per_s": lambda l: l["loopback"]["mb_per_s"],
+        "loopback_own_mb_per_s": lambda l: l["loopback"]["own_mb_per_s"],
+        "min_server_mb_per_s": lambda l: l["min_server"]["mb_per_s"],
+        "min_server_cpu_s_per_gb": lambda l: l["min_server"]["cpu_s_per_gb"],
+        "min_server_request_bytes": lambda l: l["min_server"]["request_bytes"],
+        "min_server_peak_rss_mib": lambda l: l["min_server"]["peak_rss_mib"],
+    }
+    for k, get in keys.items():
+        vals = []
+        for r in runs:
+            try:
+                vals.append(get(r["limits"]))
+            except (KeyError, TypeError):
+                pass
+        limits[k] = median(vals)
+    limits["loopback_source"] = runs[0]["limits"].get("loopback", {}).get("source") if runs else None
+
+    scenarios = {}
+    names = []
+    for r in runs:
+        for n in r["scenarios"]:
+            if n not in names:
+                names.append(n)
+    for name in names:
+        rows = [r["scenarios"][name] for r in runs if name in r["scenarios"]]
+        kind = rows[0]["kind"]
+        s = {"kind": kind, "client": rows[0].get("client"), "runs": len(rows)}
+        for k in ("msgs", "msgs_per_s", "mb_per_s", "cpu_s_per_gb", "peak_rss_mib", "broker_cpu_s",
+                  "wire_bytes", "avg_request_bytes", "compression_ratio", "partitions"):
+            vals = [row.get(k) for row in rows]
+            if any(v is not None for v in vals):
+                s[k] = median(vals)
+        s["wire_mb_per_s"] = median([row["wire_bytes"] / 1e6 / row["seconds"] for row in rows
+                                     if row.get("seconds") and row.get("wire_bytes")])
+        if "mode" in rows[0]:
+            s["mode"] = rows[0]["mode"]
+        for lat in ("produce_ack_us", "e2e_us"):
+            if lat in rows[0]:
+                s[lat] = {q: median([row[lat][q] for row in rows]) for q in ("p50", "p99", "p999", "max")}
+        # Ratios per run (a run's figure over the same run's limit), then the median.
+        ratio_vals = {}
+        for row, run in zip(rows, [r for r in runs if name in r["scenarios"]]):
+            lim = run["limits"]
+            wire_mb_s = row["wire_bytes"] / 1e6 / row["seconds"] if row.get("seconds") else None
+            if kind == "produce" and "min_server" in lim:
+                ms = lim["min_server"]
+                ratio_vals.setdefault("mb_per_s_vs_min_server", []).append(
+                    wire_mb_s / ms["mb_per_s"] if wire_mb_s and ms.get("mb_per_s") else None)
+                ratio_vals.setdefault("cpu_vs_min_server", []).append(
+                    row["cpu_s_per_gb"] / ms["cpu_s_per_gb"] if row.get("cpu_s_per_gb") and ms.get("cpu_s_per_gb") else None)
+            if kind == "consume" and "loopback" in lim:
+                ratio_vals.setdefault("mb_per_s_vs_loopback", []).append(
+                    wire_mb_s / lim["loopback"]["mb_per_s"] if wire_mb_s else None)
+            if kind == "latency" and "disk" in lim:
+                f99 = lim["disk"]["small_fdatasync_us"]["p99"]
+                f50 = lim["disk"]["small_fdatasync_us"]["p50"]
+                for lat in ("produce_ack_us", "e2e_us"):
+                    ratio_vals.setdefault(f"{lat[:-3]}_p99_vs_fdatasync_p99", []).append(
+                        row[lat]["p99"] / f99 if f99 and row[lat]["p99"] is not None else None)
+                    ratio_vals.setdefault(f"{lat[:-3]}_p50_vs_fdatasync_p50", []).append(
+                        row[lat]["p50"] / f50 if f50 and row[lat]["p50"] is not None else None)
+        s["ratios"] = {k: (round(median(v), 3) if median(v) is not None else None) for k, v in ratio_vals.items()}
+        scenarios[name] = s
+    return {"limits": limits, "scenarios": scenarios}
+
+
+def targets(summary):
+    """Issue 5's targets, checked against the medians (reported, never asserted)."""
+    sc, out = summary["scenarios"], []
+
+    def add(name, value, ok, want):
+        out.append({"target": name, "value": value, "met": ok, "want": want})
+
+    p = sc.get("produce-1k")
+    if p:
+        r = p["ratios"]
+        add("produce 1 KiB acks=all: CPU-s/GB vs min_server", r.get("cpu_vs_min_server"),
+            r.get("cpu_vs_min_server") is not None and r["cpu_vs_min_server"] <= 1.5, "<= 1.5x")
+        add("produce 1 KiB acks=all: throughput vs min_server", r.get("mb_per_s_vs_min_server"),
+            r.get("mb_per_s_vs_min_server") is not None and r["mb_per_s_vs_min_server"] >= 0.5, ">= 0.5x")
+    c = sc.get("consume-1k")
+    if c:
+        v = c["ratios"].get("mb_per_s_vs_loopback")
+        add("consume (1 KiB topic): throughput vs loopback", v, v is not None and v >= 0.6, ">= 0.6x")
+        v = c.get("cpu_s_per_gb")
+        add("consume (1 KiB topic): broker CPU-s/GB", v, v is not None and v <= 0.5, "<= 0.5")
+    l = sc.get("latency")
+    if l:
+        v = l["produce_ack_us"]["p99"]
+        add("latency 10k msg/s: produce-ack p99 (us)", v, v is not None and v < 2000, "< 2000 us")
+        v = l["e2e_us"]["p99"]
+        add("latency 10k msg/s: end-to-end p99 (us)", v, v is not None and v < 5000, "< 5000 us")
+    base = sc.get("produce-json-none")
+    for codec in ("lz4", "zstd"):
+        z = sc.get(f"produce-json-{codec}")
+        if base and z and base.get("cpu_s_per_gb") and z.get("cpu_s_per_gb"):
+            v = z["cpu_s_per_gb"] / base["cpu_s_per_gb"]
+            add(f"{codec} produce: CPU per wire byte vs uncompressed", round(v, 3), v <= 1.0, "<= 1.0x")
+    rss = [s.get("peak_rss_mib") for s in sc.values() if s.get("peak_rss_mib")]
+    if rss:
+        v = max(rss)
+        add("broker peak RSS, any scenario (MiB)", v, v < 512, "< 512 MiB")
+    return out
+
+
+def markdown(summary, meta, target_list):
+    L = summary["limits"]
+    lines = []
+    lines.append(f"Sluice {meta['git']} on {meta['cpus']} CPUs, {meta['kernel']}; {meta['mode']}, "
+                 f"median of {meta['runs']} interleaved run(s); load average at start {meta['loadavg']}"
+                 f" ({meta['conditions']}). Client: {meta['client']}.")
+    lines.append("")
+    lines.append("Machine limits (same runs):")
+    lines.append("")
+    lines.append("| limit | value |")
+    lines.append("|---|---|")
+    lines.append(f"| loopback TCP ({L.get('loopback_source')}) | {fmt(L.get('loopback_mb_per_s'))} MB/s "
+                 f"(own blaster {fmt(L.get('loopback_own_mb_per_s'))} MB/s) |")
+    lines.append(f"| append 1 MiB + fdatasync | {fmt(L.get('disk_seq_mb_per_s'))} MB/s |")
+    lines.append(f"| 4 KiB write + fdatasync latency p50 / p99 / p99.9 | {fmt(L.get('fdatasync_4k_p50_us'))} / "
+                 f"{fmt(L.get('fdatasync_4k_p99_us'))} / {fmt(L.get('fdatasync_4k_p999_us'))} µs |")
+    lines.append(f"| min_server ({fmt(L.get('min_server_request_bytes'))} B requests, depth 5) | "
+                 f"{fmt(L.get('min_server_mb_per_s'))} MB/s at {fmt(L.get('min_server_cpu_s_per_gb'))} CPU-s/GB |")
+    lines.append("")
+    lines.append("| scenario | client | msgs/s | MB/s (payload) | MB/s (wire) | broker CPU-s/GB (wire) | peak RSS MiB "
+                 "| latency p50 / p99 / p99.9 (µs) | vs limit |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    for name, s in summary["scenarios"].items():
+        r = s.get("ratios", {})
+        lat = ""
+        if "produce_ack_us" in s:
+            a, e = s["produce_ack_us"], s["e2e_us"]
+            lat = (f"ack {fmt(a['p50'])} / {fmt(a['p99'])} / {fmt(a['p999'])}; "
+                   f"e2e {fmt(e['p50'])} / {fmt(e['p99'])} / {fmt(e['p999'])}")
+        if s["kind"] == "produce":
+            vs = (f"{fmt(r.get('mb_per_s_vs_min_server'))}x min_server MB/s, "
+                  f"{fmt(r.get('cpu_vs_min_server'))}x its CPU/GB")
+        elif s["kind"] == "consume":
+            vs = f"{fmt(r.get('mb_per_s_vs_loopback'))}x loopback"
+        else:
+            vs = (f"ack p99 {fmt(r.get('produce_ack_p99_vs_fdatasync_p99'))}x, e2e p99 "
+                  f"{fmt(r.get('e2e_p99_vs_fdatasync_p99'))}x fdatasync p99")
+        label = name
+        if s.get("compression_ratio"):
+            label += f" ({fmt(s['compression_ratio'])}:1)"
+        if s.get("mode"):
+            label += f" ({s['mode']})"
+        lines.append(f"| {label} | {s.get('client')} | {fmt(s.get('msgs_per_s'))} | {fmt(s.get('mb_per_s'))} | "
+                     f"{fmt(s.get('wire_mb_per_s'))} | {fmt(s.get('cpu_s_per_gb'))} | {fmt(s.get('peak_rss_mib'))} | "
+                     f"{lat} | {vs} |")
+    if target_list:
+        lines.append("")
+        lines.append("| issue 5 target | want | median | met |")
+        lines.append("|---|---|---|---|")
+        for t in target_list:
+            lines.append(f"| {t['target']} | {t['want']} | {fmt(t['value'])} | {'yes' if t['met'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def print_tables(summary):
+    L = summary["limits"]
+    print("\n== machine limits (medians) ==")
+    for k, v in L.items():
+        print(f"  {k:32} {fmt(v)}")
+    for name, s in summary["scenarios"].items():
+        print(f"\n== {name} ({s['kind']}, client {s.get('client')}, {s['runs']} run(s)) ==")
+        for k in ("msgs", "msgs_per_s", "mb_per_s", "wire_mb_per_s", "cpu_s_per_gb", "broker_cpu_s", "peak_rss_mib",
+                  "avg_request_bytes", "compression_ratio", "partitions", "mode"):
+            if s.get(k) is not None:
+                print(f"  {k:32} {fmt(s[k])}")
+        for lat in ("produce_ack_us", "e2e_us"):
+            if lat in s:
+                v = s[lat]
+                print(f"  {lat:32} p50 {fmt(v['p50'])}  p99 {fmt(v['p99'])}  p99.9 {fmt(v['p999'])}  max {fmt(v['max'])}")
+        for k, v in s.get("ratios", {}).items():
+            print(f"  ratio {k:26} {fmt(v)}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="tiny counts, one run (CI)")
+    ap.add_argument("--runs", type=int, default=None, help="interleaved runs (default 3; smoke 1)")
+    ap.add_argument("--scenario", action="append", default=[], help="run only these (repeatable): " + ", ".join(SCENARIOS))
+    ap.add_argument("--groups", action="store_true", help="fan-out with real consumer groups")
+    ap.add_argument("--client", choices=["rdkafka_performance", "rust"], default="rdkafka_performance")
+    ap.add_argument("--rdkafka-performance", default=None)
+    ap.add_argument("--sluice", required=True)
+    ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("--work-dir", required=True)
+    ap.add_argument("--results-dir", required=True)
+    ap.add_argument("--broker-set", action="append", default=[], help="extra broker --set k=v")
+    ap.add_argument("--keep-data", action="store_true")
+    ap.add_argument("--git", default="?")
+    args = ap.parse_args()
+    if args.client == "rdkafka_performance" and not args.rdkafka_performance:
+        args.client = "rust"
+    for s in args.scenario:
+        if s not in SCENARIOS:
+            ap.error(f"unknown scenario {s}; known: {', '.join(SCENARIOS)}")
+    selected = args.scenario or SCENARIOS
+    params = SMOKE if args.smoke else FULL
+    runs_n = args.runs or (1 if args.smoke else 3)
+    os.makedirs(args.work_dir, exist_ok=True)
+    bench = Bench(args, params)
+
+    started = datetime.datetime.now()
+    load0 = os.getloadavg()
+    runs = []
+    t0 = time.time()
+    try:
+        for i in range(1, runs_n + 1):
+            log(f"run {i}/{runs_n} (load average {os.getloadavg()[0]:.2f})")
+            runs.append(bench.run_once(i, selected))
+    finally:
+        CHILDREN.stop_all()
+    elapsed = time.time() - t0
+
+    summary = summarise(runs)
+    # Smoke figures come from tiny counts on debug builds: no verdicts.
+    target_list = [] if args.smoke else targets(summary)
+    conditions = "quiet" if max(load0[0], max(r["loadavg_start"] for r in runs)) < 0.5 else \
+        "NOISY: other work was running, figures vary"
+    meta = {
+        "started": started.isoformat(timespec="seconds"),
+        "git": args.git,
+        "mode": "smoke (tiny counts, figures meaningless)" if args.smoke else "full",
+        "runs": runs_n,
+        "scenarios": selected,
+        "client": "rdkafka_performance (librdkafka 2.12.1) + load_gen/latency_gen (rdkafka crate)"
+                  if args.client == "rdkafka_performance" else "load_gen/latency_gen only (rdkafka crate)",
+        "fanout_mode": "consumer groups" if args.groups else "manual assignment",
+        "cpus": os.cpu_count(),
+        "kernel": os.uname().release,
+        "loadavg": f"{load0[0]:.2f}",
+        "conditions": conditions,
+        "elapsed_s": round(elapsed, 1),
+        "params": params,
+    }
+    print_tables(summary)
+    md = markdown(summary, meta, target_list)
+    print("\n== issue 5 targets (reported, not asserted) ==")
+    for t in target_list:
+        print(f"  {'MET ' if t['met'] else 'MISS'} {t['target']}: {fmt(t['value'])} (want {t['want']})")
+    os.makedirs(args.results_dir, exist_ok=True)
+    stamp = started.strftime("%Y%m%dT%H%M%S") + ("-smoke" if args.smoke else "")
+    json_path = os.path.join(args.results_dir, f"{stamp}.json")
+    md_path = os.path.join(args.results_dir, f"{stamp}.md")
+    with open(json_path, "w") as f:
+        json.dump({"meta": meta, "summary": summary, "targets": target_list, "runs": runs}, f, indent=1)
+    with open(md_path, "w") as f:
+        f.write(md)
+    print("\n" + md)
+    print(f"results: {json_path}\nmarkdown: {md_path}\nbench took {elapsed:.0f} s")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except RuntimeError as e:
+        CHILDREN.stop_all()
+        print(f"bench failed: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        CHILDREN.stop_all()
+        sys.exit(130)
