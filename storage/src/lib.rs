@@ -7,6 +7,7 @@
 pub mod batch;
 pub mod config;
 pub mod error;
+pub(crate) mod leader_epoch;
 pub mod log;
 pub mod producer_state;
 pub(crate) mod recovery;

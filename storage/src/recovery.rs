@@ -3,7 +3,9 @@
 //! Invariants after `open_log`: temp files and orphan index files are gone; every segment's
 //! indexes are sane (rebuilt otherwise); without a clean-shutdown marker the active segment has
 //! been rescanned with CRC checks and cut to its longest valid prefix of whole batches; snapshots
-//! above the log end are gone; producer state = newest valid snapshot <= log end + replay; the
+//! above the log end are gone; producer state = newest valid snapshot <= log end + replay; leader
+//! epochs = the checkpoint (or, if it is missing or corrupt, a scan of the batch headers' leader
+//! epochs) cut to `[log start, log end)` and persisted if that changed anything; the
 //! clean-shutdown marker is removed (so a crash from now on triggers recovery next time).
 
 use std::collections::BTreeMap;
@@ -11,6 +13,8 @@ use std::path::Path;
 
 use crate::config::LogConfig;
 use crate::error::StorageError;
+use crate::leader_epoch::checkpoint::{self, Checkpoint};
+use crate::leader_epoch::LeaderEpochCache;
 use crate::log::Log;
 use crate::producer_state::snapshot::sync_dir;
 use crate::producer_state::ProducerStateManager;
@@ -115,11 +119,66 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log
         log_start_offset: log_start,
         flushed_offset: log_end,
         producers: ProducerStateManager::new(),
+        leader_epochs: LeaderEpochCache::default(),
     };
     log.reload_producer_state()?;
+    log.load_leader_epochs(clean)?;
     remove_if_exists(&clean_marker)?;
     sync_dir(dir)?;
     Ok(log)
+}
+
+impl Log {
+    /// Loads the leader epoch checkpoint, rebuilding it from the batch headers when it is missing
+    /// or corrupt, and cuts it to the recovered log.
+    fn load_leader_epochs(&mut self, clean: bool) -> Result<(), StorageError> {
+        let (mut cache, mut dirty) = match checkpoint::read(&self.dir)? {
+            Checkpoint::Loaded(cache) => (cache, false),
+            Checkpoint::Missing => (self.leader_epochs_from_batches()?, true),
+            Checkpoint::Corrupt(reason) => {
+                tracing::warn!(dir = %self.dir.display(), reason, "rebuilding corrupt leader epoch checkpoint");
+                (self.leader_epochs_from_batches()?, true)
+            }
+        };
+        if !clean {
+            // The checkpoint is written before the first batch of a new epoch, so it should
+            // already know every epoch; the active segment was just rescanned, so checking it
+            // again costs a header walk and catches a checkpoint from a lost rename.
+            for info in self.active.scan(0) {
+                let info = info?;
+                if info.last_offset < self.log_start_offset {
+                    continue;
+                }
+                dirty |=
+                    cache.assign_if_newer(info.view()?.partition_leader_epoch(), info.base_offset);
+            }
+        }
+        // A crash can leave entries for batches that recovery cut off, or from before a log
+        // start move whose checkpoint rewrite was lost.
+        dirty |= cache.truncate_from_end(self.log_end_offset());
+        dirty |= cache.truncate_from_start(self.log_start_offset);
+        self.leader_epochs = cache;
+        if dirty {
+            self.persist_leader_epochs()?;
+        }
+        Ok(())
+    }
+
+    /// The leader epochs recorded in the batches from the log start on.
+    fn leader_epochs_from_batches(&self) -> Result<LeaderEpochCache, StorageError> {
+        let from = self.log_start_offset;
+        let mut cache = LeaderEpochCache::default();
+        for segment in self.segments().filter(|s| s.next_offset() > from) {
+            let Some(first) = segment.find_batch(from)? else {
+                continue;
+            };
+            for info in segment.scan(first.position) {
+                let info = info?;
+                cache.assign_if_newer(info.view()?.partition_leader_epoch(), info.base_offset);
+            }
+        }
+        Ok(cache)
+    }
 }
 
 #[cfg(test)]

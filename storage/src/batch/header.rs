@@ -221,6 +221,25 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) -> Result<(), StorageE
     reset_crc(batch)
 }
 
+/// Marks a batch LogAppendTime with `now_ms` as max timestamp when its header and the rest of
+/// its bytes are held apart: only `header` (the first `HEADER_BYTES`) is modified, and the CRC is
+/// computed over the patched header bytes after the CRC field continued over `rest`, so the
+/// producer's record bytes are neither copied nor changed.
+pub fn stamp_log_append_time(
+    header: &mut [u8; HEADER_BYTES],
+    rest: &[u8],
+    now_ms: i64,
+) -> Result<(), StorageError> {
+    let attributes = BatchHeader::parse(header)?.attributes() | TIMESTAMP_TYPE_BIT;
+    write_field(header, ATTRIBUTES_AT, &attributes.to_be_bytes())?;
+    write_field(header, MAX_TIMESTAMP_AT, &now_ms.to_be_bytes())?;
+    let covered = header
+        .get(ATTRIBUTES_AT..)
+        .ok_or_else(|| StorageError::corrupt("batch shorter than its header"))?;
+    let crc = crc32c::crc32c_append(crc32c::crc32c(covered), rest);
+    write_field(header, CRC_AT, &crc.to_be_bytes())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -310,5 +329,26 @@ mod tests {
         assert_eq!(h.max_timestamp(), 99_999);
         assert_eq!(h.timestamp_type(), TimestampType::LogAppendTime);
         h.verify_crc().unwrap();
+    }
+
+    #[test]
+    fn split_log_append_time_stamp_equals_whole_batch_stamp() {
+        for codec in Compression::ALL {
+            for records in [1usize, 2, 40] {
+                let mut builder = BatchBuilder::new().compression(codec);
+                for i in 0..records {
+                    builder = builder.record(Some(b"k"), Some(&[i as u8; 300]), 5 + i as i64);
+                }
+                let mut whole = builder.build().unwrap();
+                let (head, rest) = whole.split_at(HEADER_BYTES);
+                let mut header: [u8; HEADER_BYTES] = head.try_into().unwrap();
+                let rest = rest.to_vec();
+                stamp_log_append_time(&mut header, &rest, 77_777).unwrap();
+                set_log_append_time(&mut whole, 77_777).unwrap();
+                assert_eq!(&header[..], &whole[..HEADER_BYTES], "{codec:?} x{records}");
+                assert_eq!(&rest[..], &whole[HEADER_BYTES..], "records untouched");
+                BatchHeader::parse(&whole).unwrap().verify_crc().unwrap();
+            }
+        }
     }
 }

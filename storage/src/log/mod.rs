@@ -5,7 +5,9 @@
 //! segment written to and holds `log_end_offset`; `log_start_offset` lies in
 //! `[first segment base, log_end_offset]`; `producers` equals a replay of the log; nothing of a
 //! batch that fails validation is written; sealed segments are fsynced (so `flushed_offset` is at
-//! least the active segment's base offset).
+//! least the active segment's base offset); every leader epoch entry starts at or above the log
+//! start and below the log end (or at the log start of an emptied log), and the checkpoint file
+//! is written before the first batch of a new epoch, so it never lags the data.
 
 mod outcome;
 mod read;
@@ -16,11 +18,12 @@ use std::path::{Path, PathBuf};
 pub use outcome::{AppendOutcome, FlushTarget, ReadResult, TimestampOffset};
 
 use crate::batch::header::{
-    set_base_offset, set_log_append_time, set_partition_leader_epoch, BatchHeader,
+    set_base_offset, set_partition_leader_epoch, stamp_log_append_time, BatchHeader, HEADER_BYTES,
 };
 use crate::batch::validate::{check_stored_batch, validate_produce};
 use crate::config::{LogConfig, TimestampType};
 use crate::error::StorageError;
+use crate::leader_epoch::{checkpoint, LeaderEpochCache};
 use crate::producer_state::snapshot;
 use crate::producer_state::{
     BatchMetadata, ProducerStateManager, ProducerStateView, SequenceCheck,
@@ -42,6 +45,8 @@ pub struct Log {
     pub(crate) log_start_offset: i64,
     pub(crate) flushed_offset: i64,
     pub(crate) producers: ProducerStateManager,
+    /// Leader epochs and where they start; mirrored in `leader-epoch-checkpoint`.
+    pub(crate) leader_epochs: LeaderEpochCache,
 }
 
 impl Log {
@@ -95,6 +100,27 @@ impl Log {
         self.producers.view(producer_id)
     }
 
+    /// The newest leader epoch that wrote to this log (or held its log start), if any.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.leader_epochs.latest_epoch()
+    }
+
+    /// OffsetsForLeaderEpoch (Kafka's `LeaderEpochFileCache.endOffsetFor`): the largest known
+    /// epoch <= `epoch` and the offset where `epoch` ended, i.e. the start offset of the first
+    /// epoch above it, or the log end offset if `epoch` is the latest. For an epoch below every
+    /// known one: `epoch` itself and the first entry's start offset. `None` (Kafka's
+    /// `UNDEFINED_EPOCH`, `UNDEFINED_EPOCH_OFFSET` = -1, -1) for epoch -1, an unknown newer
+    /// epoch, or a log without epochs.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.leader_epochs
+            .end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// The (epoch, start offset) entries, oldest first, as in `leader-epoch-checkpoint`.
+    pub fn epoch_entries(&self) -> Vec<(i32, i64)> {
+        self.leader_epochs.entries().to_vec()
+    }
+
     /// Validates and appends one produce payload (exactly one v2 batch). Does not fsync.
     pub fn append(
         &mut self,
@@ -129,13 +155,15 @@ impl Log {
         };
         let base_offset = self.log_end_offset();
         let last_offset = base_offset.saturating_add(i64::from(last_offset_delta));
-        let mut batch = records.to_vec();
-        set_base_offset(&mut batch, base_offset)?;
-        set_partition_leader_epoch(&mut batch, leader_epoch)?;
+        // Only the 61-byte header is copied and stamped; the producer's record bytes are written
+        // as they are, behind it, in the same vectored write.
+        let (mut header, rest) = split_header(records)?;
+        set_base_offset(&mut header, base_offset)?;
+        set_partition_leader_epoch(&mut header, leader_epoch)?;
         if log_append_time {
-            set_log_append_time(&mut batch, now_ms)?;
+            stamp_log_append_time(&mut header, rest, now_ms)?;
         }
-        self.write_batch(&batch, last_offset, now_ms)?;
+        self.write_batch_of_epoch(leader_epoch, &header, rest, last_offset, now_ms)?;
         if producer_id >= 0 {
             self.producers.update(
                 producer_id,
@@ -182,7 +210,9 @@ impl Log {
             let header = BatchHeader::parse(batch)?;
             let (last_offset, max_timestamp) = (header.last_offset(), header.max_timestamp());
             let meta = idempotent_metadata(&header);
-            self.write_batch(batch, last_offset, max_timestamp)?;
+            let epoch = header.partition_leader_epoch();
+            let (header, rest) = split_header(batch)?;
+            self.write_batch_of_epoch(epoch, &header, rest, last_offset, max_timestamp)?;
             if let Some((producer_id, epoch, meta)) = meta {
                 self.producers.update(producer_id, epoch, meta);
             }
@@ -190,14 +220,47 @@ impl Log {
         Ok(())
     }
 
+    /// `write_batch`, first recording (and persisting) `epoch` at the log end if it is a new
+    /// leader epoch; if the write then fails, the entry is dropped again.
+    fn write_batch_of_epoch(
+        &mut self,
+        epoch: i32,
+        header: &[u8; HEADER_BYTES],
+        rest: &[u8],
+        last_offset: i64,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        let log_end = self.log_end_offset();
+        if self.leader_epochs.assign_if_newer(epoch, log_end) {
+            if let Err(e) = self.persist_leader_epochs() {
+                self.leader_epochs.truncate_from_end(log_end);
+                return Err(e);
+            }
+            tracing::info!(dir = %self.dir.display(), epoch, start_offset = log_end, "new leader epoch");
+        }
+        let written = self.write_batch(header, rest, last_offset, now_ms);
+        if written.is_err() && self.leader_epochs.truncate_from_end(log_end) {
+            // Best effort: a stale entry at the log end is also dropped by recovery.
+            if let Err(e) = self.persist_leader_epochs() {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "could not rewrite leader epochs");
+            }
+        }
+        written
+    }
+
+    pub(crate) fn persist_leader_epochs(&self) -> Result<(), StorageError> {
+        checkpoint::write(&self.dir, self.leader_epochs.entries())
+    }
+
     fn write_batch(
         &mut self,
-        batch: &[u8],
+        header: &[u8; HEADER_BYTES],
+        rest: &[u8],
         last_offset: i64,
         now_ms: i64,
     ) -> Result<(), StorageError> {
         if self.active.should_roll(
-            batch.len() as u64,
+            (HEADER_BYTES + rest.len()) as u64,
             last_offset,
             self.config.segment_bytes,
             self.config.segment_ms,
@@ -206,7 +269,7 @@ impl Log {
             self.roll()?;
         }
         self.active
-            .append(batch, self.config.index_interval_bytes, now_ms)
+            .append(header, rest, self.config.index_interval_bytes, now_ms)
     }
 
     /// Seals the active segment and starts a new one at the log end offset; writes a producer
@@ -275,6 +338,9 @@ impl Log {
             .truncate_to(offset, self.config.index_interval_bytes, index_bytes)?;
         let log_end = self.log_end_offset();
         self.flushed_offset = self.flushed_offset.min(log_end);
+        if self.leader_epochs.truncate_from_end(log_end) {
+            self.persist_leader_epochs()?;
+        }
         if self.log_start_offset > log_end {
             self.set_log_start_offset(log_end)?;
         }
@@ -293,6 +359,9 @@ impl Log {
             }
         }
         self.flushed_offset = offset;
+        if self.leader_epochs.clear() {
+            self.persist_leader_epochs()?;
+        }
         self.set_log_start_offset(offset)?;
         snapshot::delete_above(&self.dir, -1)?;
         self.producers = ProducerStateManager::new();
@@ -332,12 +401,16 @@ impl Log {
         Ok(())
     }
 
-    /// Persists a new log start offset (atomically, tmp + rename).
+    /// Persists a new log start offset (atomically, tmp + rename) and cuts the leader epochs
+    /// before it (the epoch holding the new start keeps an entry starting there).
     pub(crate) fn set_log_start_offset(&mut self, offset: i64) -> Result<(), StorageError> {
         if offset == self.log_start_offset {
             return Ok(());
         }
         self.log_start_offset = offset;
+        if self.leader_epochs.truncate_from_start(offset) {
+            self.persist_leader_epochs()?;
+        }
         let tmp = self.dir.join(format!("{LOG_START_OFFSET_FILE}.tmp"));
         {
             let mut file = std::fs::File::create(&tmp)?;
@@ -367,6 +440,17 @@ impl Log {
     }
 }
 
+/// A copy of a whole batch's header (to stamp) and the rest of its bytes (written untouched).
+fn split_header(batch: &[u8]) -> Result<([u8; HEADER_BYTES], &[u8]), StorageError> {
+    let (head, rest) = batch
+        .split_at_checked(HEADER_BYTES)
+        .ok_or_else(|| StorageError::corrupt("batch shorter than its header"))?;
+    let header = head
+        .try_into()
+        .map_err(|_| StorageError::corrupt("batch shorter than its header"))?;
+    Ok((header, rest))
+}
+
 /// Producer id, epoch and metadata of an idempotent data batch; `None` otherwise.
 fn idempotent_metadata(header: &BatchHeader<'_>) -> Option<(i64, i16, BatchMetadata)> {
     if header.producer_id() < 0 || header.is_control() {
@@ -386,6 +470,10 @@ fn idempotent_metadata(header: &BatchHeader<'_>) -> Option<(i64, i16, BatchMetad
 }
 
 #[cfg(test)]
+mod epoch_tests;
+#[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod read_tests;
 #[cfg(test)]
 pub(crate) mod tests;

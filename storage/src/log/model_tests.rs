@@ -1,5 +1,7 @@
 //! Property test: `Log` against a simple in-memory model under random append / idempotent append /
-//! retry / read / truncate / advance-start / retention by bytes / close+reopen / crash+reopen.
+//! retry / follower append / read / truncate / advance-start / retention by bytes / close+reopen /
+//! crash+reopen, with leader epochs that go up and down: the stored bytes, offsets and the
+//! leader epoch entries must match the model after every step.
 
 #![allow(clippy::unwrap_used)]
 
@@ -8,16 +10,25 @@ use proptest::prelude::*;
 use super::tests::{batch, idempotent, small_config};
 use super::*;
 use crate::batch::header::{set_base_offset, set_partition_leader_epoch};
+use crate::leader_epoch::LeaderEpochCache;
 
 #[derive(Clone, Debug)]
 enum Op {
     Append {
         records: usize,
+        epoch: i32,
     },
     AppendIdempotent {
         records: usize,
+        epoch: i32,
     },
-    RetryLast,
+    RetryLast {
+        epoch: i32,
+    },
+    /// Replicated batches: (records, partitionLeaderEpoch as stamped by the leader).
+    Follower {
+        batches: Vec<(usize, i32)>,
+    },
     Read {
         start_pct: u8,
         span: Option<u8>,
@@ -40,9 +51,11 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (1usize..5).prop_map(|records| Op::Append { records }),
-        3 => (1usize..4).prop_map(|records| Op::AppendIdempotent { records }),
-        1 => Just(Op::RetryLast),
+        4 => (1usize..5, 0i32..6).prop_map(|(records, epoch)| Op::Append { records, epoch }),
+        3 => (1usize..4, 0i32..6).prop_map(|(records, epoch)| Op::AppendIdempotent { records, epoch }),
+        1 => (0i32..8).prop_map(|epoch| Op::RetryLast { epoch }),
+        2 => proptest::collection::vec((1usize..4, -1i32..8), 1..4)
+            .prop_map(|batches| Op::Follower { batches }),
         3 => (0u8..=100, proptest::option::of(0u8..20), 0u16..600, any::<bool>())
             .prop_map(|(start_pct, span, max_bytes, min_one)| Op::Read { start_pct, span, max_bytes, min_one }),
         1 => (0u8..=100).prop_map(|pct| Op::Truncate { pct }),
@@ -65,6 +78,8 @@ struct Model {
     batches: Vec<StoredBatch>,
     start: i64,
     end: i64,
+    /// The leader epoch entries the log must report.
+    epochs: LeaderEpochCache,
 }
 
 impl Model {
@@ -75,10 +90,11 @@ impl Model {
             .find(|b| b.sequences.is_some())
             .filter(|b| b.last >= self.start)
     }
-    fn push(&mut self, payload: &[u8], sequences: Option<(i32, i32)>) {
+    fn push(&mut self, payload: &[u8], sequences: Option<(i32, i32)>, epoch: i32) {
         let mut bytes = payload.to_vec();
         set_base_offset(&mut bytes, self.end).unwrap();
-        set_partition_leader_epoch(&mut bytes, 3).unwrap();
+        set_partition_leader_epoch(&mut bytes, epoch).unwrap();
+        self.epochs.assign_if_newer(epoch, self.end);
         let count = crate::batch::BatchHeader::parse(&bytes)
             .unwrap()
             .records_count();
@@ -114,26 +130,42 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut model = Model::default();
     for op in ops {
         match op {
-            Op::Append { records } => {
+            Op::Append { records, epoch } => {
                 let payload = batch(records, 1000 + model.end);
-                let outcome = log.append(&payload, 3, 0).unwrap();
+                let outcome = log.append(&payload, epoch, 0).unwrap();
                 prop_assert_eq!(appended_base(outcome), Some(model.end));
-                model.push(&payload, None);
+                model.push(&payload, None, epoch);
             }
-            Op::AppendIdempotent { records } => {
+            Op::Follower { batches } => {
+                let mut payload = Vec::new();
+                let mut base = model.end;
+                for (records, epoch) in &batches {
+                    let mut b = batch(*records, 1000 + base);
+                    set_base_offset(&mut b, base).unwrap();
+                    set_partition_leader_epoch(&mut b, *epoch).unwrap();
+                    base += *records as i64;
+                    payload.extend_from_slice(&b);
+                }
+                log.append_as_follower(&payload).unwrap();
+                for (records, epoch) in batches {
+                    model.push(&batch(records, 1000 + model.end), None, epoch);
+                }
+            }
+            Op::AppendIdempotent { records, epoch } => {
                 let seq = model
                     .last_idempotent()
                     .map_or(0, |b| b.sequences.map_or(0, |s| s.1 + 1));
                 let payload = idempotent(1, 0, seq, records);
-                let outcome = log.append(&payload, 3, 0).unwrap();
+                let outcome = log.append(&payload, epoch, 0).unwrap();
                 prop_assert_eq!(appended_base(outcome), Some(model.end));
-                model.push(&payload, Some((seq, seq + records as i32 - 1)));
+                model.push(&payload, Some((seq, seq + records as i32 - 1)), epoch);
             }
-            Op::RetryLast => {
+            Op::RetryLast { epoch } => {
+                // A duplicate writes nothing, so even a newer epoch is not recorded.
                 if let Some(last) = model.last_idempotent() {
                     let (first, last_seq) = last.sequences.unwrap();
                     let payload = idempotent(1, 0, first, (last_seq - first + 1) as usize);
-                    let outcome = log.append(&payload, 3, 0).unwrap();
+                    let outcome = log.append(&payload, epoch, 0).unwrap();
                     prop_assert_eq!(
                         outcome,
                         AppendOutcome::Duplicate {
@@ -188,6 +220,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         model.batches.clear();
                         model.start = offset;
                         model.end = offset;
+                        model.epochs.clear();
                     } else {
                         model.batches.retain(|b| b.last < offset);
                         let remaining_end = model.batches.last().map_or(0, |b| b.last + 1);
@@ -202,12 +235,15 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                             model.start = end;
                         }
                     }
+                    model.epochs.truncate_from_end(model.end);
+                    model.epochs.truncate_from_start(model.start);
                 }
             }
             Op::AdvanceStart { pct } => {
                 let offset = model.pick(model.start, pct);
                 log.advance_log_start_offset(offset).unwrap();
                 model.start = offset;
+                model.epochs.truncate_from_start(model.start);
             }
             Op::RetainBytes { retention_bytes } => {
                 log.set_config(LogConfig {
@@ -224,6 +260,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     prop_assert!(log.size_bytes() >= u64::from(retention_bytes));
                 }
                 model.start = start;
+                model.epochs.truncate_from_start(model.start);
             }
             Op::Reopen { clean } => {
                 if clean {
@@ -232,10 +269,14 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     drop(log);
                 }
                 log = Log::open(dir.path(), config.clone(), 0).unwrap();
+                // Like Kafka's log loading: no entry survives at or past the log end.
+                model.epochs.truncate_from_end(model.end);
+                model.epochs.truncate_from_start(model.start);
             }
         }
         prop_assert_eq!(log.log_end_offset(), model.end);
         prop_assert_eq!(log.log_start_offset(), model.start);
+        prop_assert_eq!(log.epoch_entries(), model.epochs.entries());
     }
     Ok(())
 }
@@ -253,16 +294,34 @@ proptest! {
 #[test]
 fn forgotten_producer_is_not_resurrected_by_replay() {
     let ops = vec![
-        Op::AppendIdempotent { records: 1 },
-        Op::Append { records: 1 },
-        Op::Append { records: 2 },
-        Op::Append { records: 2 },
-        Op::Append { records: 2 },
-        Op::RetryLast,
+        Op::AppendIdempotent {
+            records: 1,
+            epoch: 3,
+        },
+        Op::Append {
+            records: 1,
+            epoch: 3,
+        },
+        Op::Append {
+            records: 2,
+            epoch: 3,
+        },
+        Op::Append {
+            records: 2,
+            epoch: 3,
+        },
+        Op::Append {
+            records: 2,
+            epoch: 3,
+        },
+        Op::RetryLast { epoch: 3 },
         Op::AdvanceStart { pct: 13 },
-        Op::AppendIdempotent { records: 1 },
+        Op::AppendIdempotent {
+            records: 1,
+            epoch: 3,
+        },
         Op::Reopen { clean: false },
-        Op::RetryLast,
+        Op::RetryLast { epoch: 3 },
     ];
     run(ops).unwrap();
 }

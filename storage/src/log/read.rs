@@ -1,12 +1,19 @@
 //! Reads of a `Log`: fetch by offset, ListOffsets by timestamp and MAX_TIMESTAMP.
 //!
-//! Invariant: reads return whole batches exactly as stored and never allocate more than
-//! `max_bytes` (or one batch when `min_one_batch`), a batch, or the bounded decompression limit.
+//! A fetch costs one positional read per segment it touches (plus one more only when the first
+//! batch is larger than what was read ahead, or the batch holding the start offset lies further
+//! from its offset-index entry than expected) and one copy (page cache → the buffer that becomes
+//! the returned `Bytes`, without zero-filling it first). Batch boundaries are found by walking
+//! the headers inside that buffer.
+//!
+//! Invariant: reads return whole batches exactly as stored and allocate at most `max_bytes` plus
+//! one offset-index interval and a header (or the first batch when `min_one_batch`), a batch, or
+//! the bounded decompression limit.
 
-use bytes::BytesMut;
+use bytes::Bytes;
 
 use crate::batch::compression::{decompress, Compression};
-use crate::batch::header::BatchHeader;
+use crate::batch::header::{BatchHeader, HEADER_BYTES};
 use crate::batch::records::RecordIter;
 use crate::config::TimestampType;
 use crate::error::StorageError;
@@ -16,7 +23,7 @@ use crate::segment::{BatchInfo, Segment};
 impl Log {
     /// Whole batches from the one containing `start_offset`, stopping before a batch whose base
     /// offset is >= `max_offset` or that would take the total past `max_bytes` (except the first
-    /// one if `min_one_batch`, KIP-74).
+    /// one if `min_one_batch`, KIP-74). Continues into the next segment when one is exhausted.
     pub fn read(
         &self,
         start_offset: i64,
@@ -32,46 +39,54 @@ impl Log {
                 log_end,
             });
         }
-        let mut result = ReadResult::default();
         if start_offset == log_end {
-            return Ok(result);
+            return Ok(ReadResult::default());
         }
-        let mut out = BytesMut::new();
-        'segments: for segment in self.segments_from(start_offset) {
-            let Some(first) = segment.find_batch(start_offset)? else {
-                continue;
-            };
-            // Batches are contiguous: find the byte range by headers, then read it in one go.
-            let (start, mut end) = (first.position, first.position);
-            let mut stop = false;
-            for info in segment.scan(first.position) {
-                let info = info?;
-                if info.base_offset >= max_offset {
-                    stop = true;
-                    break;
-                }
-                let size = usize::try_from(info.total_size).unwrap_or(usize::MAX);
-                let taken = out
-                    .len()
-                    .saturating_add(usize::try_from(end - start).unwrap_or(usize::MAX));
-                let fits = taken.saturating_add(size) <= max_bytes;
-                let first_allowed = min_one_batch && taken == 0;
-                if !(fits || first_allowed) {
-                    stop = true;
-                    break;
-                }
-                end = info.position + info.total_size;
-                result.first_offset.get_or_insert(info.base_offset);
-                result.last_offset = Some(info.last_offset);
-            }
-            if end > start {
-                out.extend_from_slice(&segment.read_bytes(start, end - start)?);
-            }
-            if stop {
-                break 'segments;
+        let mut fetch = Fetch {
+            start_offset,
+            max_offset,
+            max_bytes,
+            min_one_batch,
+            // The batch holding the start offset begins at most about one index interval (plus
+            // a batch) after the index entry the read starts from.
+            skip_allowance: usize::try_from(self.config.index_interval_bytes)
+                .unwrap_or(0)
+                .saturating_add(HEADER_BYTES),
+            buf: Vec::new(),
+            out_start: 0,
+            out_end: 0,
+            result: ReadResult::default(),
+        };
+        let mut segments = self.segments_from(start_offset).peekable();
+        if let Some(first) = segments.peek() {
+            // One allocation for the whole read: what the budget allows, at most what is there.
+            let position = first.index_position(start_offset);
+            let on_disk: u64 = self
+                .segments_from(start_offset)
+                .map(Segment::size_bytes)
+                .sum::<u64>()
+                .saturating_sub(position);
+            let capacity = usize::try_from(on_disk)
+                .unwrap_or(usize::MAX)
+                .min(max_bytes.saturating_add(fetch.skip_allowance));
+            fetch.buf.reserve_exact(capacity);
+        }
+        for segment in segments {
+            if fetch.read_segment(segment)? == Next::Stop {
+                break;
             }
         }
-        result.records = out.freeze();
+        let Fetch {
+            buf,
+            out_start,
+            out_end,
+            mut result,
+            ..
+        } = fetch;
+        if out_end > out_start {
+            // No copy: the read buffer becomes the `Bytes`, of which the batches are a slice.
+            result.records = Bytes::from(buf).slice(out_start..out_end);
+        }
         Ok(result)
     }
 
@@ -168,5 +183,122 @@ impl Log {
             }
         }
         Ok(None)
+    }
+}
+
+/// Whether a fetch goes on into the next segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    Continue,
+    Stop,
+}
+
+/// State of one `Log::read`.
+///
+/// Invariant: `buf[out_start..out_end]` are the whole batches taken so far, contiguous across
+/// segments; `buf[out_end..]` are bytes read ahead from the current segment, starting at the batch
+/// boundary being looked at.
+struct Fetch {
+    start_offset: i64,
+    max_offset: i64,
+    max_bytes: usize,
+    min_one_batch: bool,
+    /// Extra read-ahead while looking for the batch holding `start_offset`.
+    skip_allowance: usize,
+    buf: Vec<u8>,
+    out_start: usize,
+    out_end: usize,
+    result: ReadResult,
+}
+
+impl Fetch {
+    fn taken(&self) -> usize {
+        self.out_end - self.out_start
+    }
+
+    fn buffered(&self) -> usize {
+        self.buf.len() - self.out_end
+    }
+
+    /// Takes batches from `segment`; `Stop` once a limit is reached.
+    fn read_segment(&mut self, segment: &Segment) -> Result<Next, StorageError> {
+        let size = segment.size_bytes();
+        // Only the first segment is entered mid-way; later ones start at 0.
+        let mut position = if self.taken() == 0 {
+            segment.index_position(self.start_offset)
+        } else {
+            0
+        };
+        debug_assert_eq!(self.buffered(), 0, "read-ahead never crosses a segment end");
+        while position < size {
+            if self.buffered() < HEADER_BYTES {
+                self.fill(segment, position, HEADER_BYTES)?;
+            }
+            let header: [u8; HEADER_BYTES] = self
+                .buf
+                .get(self.out_end..self.out_end + HEADER_BYTES)
+                .and_then(|h| h.try_into().ok())
+                .ok_or_else(|| StorageError::corrupt("short batch header"))?;
+            let info = BatchInfo::from_header(position, header)?;
+            let batch_end = position
+                .checked_add(info.total_size)
+                .filter(|end| *end <= size)
+                .ok_or_else(|| {
+                    StorageError::corrupt("batch extends past the end of the segment")
+                })?;
+            let batch_bytes = usize::try_from(info.total_size)
+                .map_err(|_| StorageError::corrupt("batch too large"))?;
+            if info.last_offset < self.start_offset {
+                // Before the start: nothing is taken yet, so the buffer can be dropped or reused.
+                if self.buffered() >= batch_bytes {
+                    self.out_end += batch_bytes;
+                    self.out_start = self.out_end;
+                } else {
+                    self.buf.clear();
+                    (self.out_start, self.out_end) = (0, 0);
+                }
+                position = batch_end;
+                continue;
+            }
+            if info.base_offset >= self.max_offset {
+                return Ok(Next::Stop);
+            }
+            let taken = self.taken();
+            let fits = taken.saturating_add(batch_bytes) <= self.max_bytes;
+            let first_allowed = self.min_one_batch && taken == 0;
+            if !(fits || first_allowed) {
+                return Ok(Next::Stop);
+            }
+            if self.buffered() < batch_bytes {
+                self.fill(segment, position, batch_bytes)?;
+            }
+            self.out_end += batch_bytes;
+            position = batch_end;
+            self.result.first_offset.get_or_insert(info.base_offset);
+            self.result.last_offset = Some(info.last_offset);
+        }
+        Ok(Next::Continue)
+    }
+
+    /// Makes at least `need` bytes from `position` (the batch at `out_end`) available, reading
+    /// ahead as far as the byte budget (plus the skip allowance before the start) may use.
+    fn fill(&mut self, segment: &Segment, position: u64, need: usize) -> Result<(), StorageError> {
+        let buffered = self.buffered();
+        let taken = self.taken();
+        let budget = self.max_bytes.saturating_sub(taken);
+        let read_ahead = if taken == 0 {
+            budget.saturating_add(self.skip_allowance)
+        } else {
+            budget
+        };
+        let left_in_segment =
+            usize::try_from(segment.size_bytes().saturating_sub(position)).unwrap_or(usize::MAX);
+        let want = need.max(read_ahead).min(left_in_segment);
+        if want <= buffered {
+            return Err(StorageError::corrupt(
+                "batch extends past the end of the segment",
+            ));
+        }
+        segment.read_into(&mut self.buf, position + buffered as u64, want - buffered)
     }
 }

@@ -13,6 +13,8 @@ pub const SNAPSHOT_SUFFIX: &str = "snapshot";
 pub const CLEAN_SHUTDOWN_FILE: &str = "clean_shutdown";
 /// Holds the log start offset when it is above the first segment's base offset.
 pub const LOG_START_OFFSET_FILE: &str = "log_start_offset";
+/// Leader epochs and their start offsets, in Kafka's checkpoint text format.
+pub const LEADER_EPOCH_CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
 /// Suffixes of files that are only ever transient and are deleted on open.
 pub const TEMP_SUFFIXES: [&str; 4] = ["tmp", "deleted", "cleaned", "swap"];
 

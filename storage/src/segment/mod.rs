@@ -17,6 +17,16 @@
 //! - `<offset>.snapshot`: producer state covering every batch below `offset` (see
 //!   `producer_state::snapshot`). The newest two are kept.
 //! - `log_start_offset`: ASCII decimal log start offset, when moved past the first segment base.
+//! - `leader-epoch-checkpoint`: leader epochs and the offset each started at, in Kafka's
+//!   `LeaderEpochCheckpointFile` text format: a version line `0`, a line with the number of
+//!   entries, then one `<epoch> <start offset>` line per entry, oldest first, epochs and offsets
+//!   strictly increasing (`0\n2\n0 0\n3 150\n`). Replaced whole (tmp, fsync, rename, fsync dir)
+//!   whenever it changes: before the first batch of a newer epoch is written (leader appends use
+//!   the caller's epoch, follower appends each batch's partitionLeaderEpoch), on truncation
+//!   (entries at or past the new log end go) and when the log start moves (entries before it go;
+//!   the epoch holding the new start keeps an entry starting there). On open, entries at or past
+//!   the log end are dropped, the first is cut to the log start, and a missing or unparsable file
+//!   is rebuilt from the batch headers' partitionLeaderEpoch (see `leader_epoch`).
 //! - `clean_shutdown`: empty marker written by `Log::close`, removed by `Log::open`.
 //! - `*.tmp`, `*.deleted`, `*.cleaned`, `*.swap`: transient, deleted on open.
 //!
@@ -25,6 +35,7 @@
 //! clean-shutdown marker the active segment is always rescanned with CRC checks, truncated to its
 //! longest valid prefix of whole batches, and its indexes rebuilt.
 
+pub(crate) mod file_io;
 pub mod file_name;
 pub(crate) mod index_file;
 pub(crate) mod offset_index;

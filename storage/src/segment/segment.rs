@@ -14,12 +14,16 @@ use std::sync::Arc;
 
 use crate::batch::header::{BatchHeader, ATTRIBUTES_AT, HEADER_BYTES};
 use crate::error::StorageError;
+use crate::segment::file_io::{read_exact_at_into, write_all_vectored_at, WindowReader};
 use crate::segment::file_name::{path_for, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 use crate::segment::offset_index::OffsetIndex;
 use crate::segment::time_index::TimeIndex;
 
-/// Chunk size for streaming CRC checks during recovery.
-const CRC_CHUNK_BYTES: usize = 64 * 1024;
+/// Read size of header scans and CRC checks: one read serves many small batches.
+pub(crate) const SCAN_CHUNK_BYTES: usize = 64 * 1024;
+/// A scan that just stepped over a batch larger than this reads only the next header (a 64 KiB
+/// read would mostly copy record bytes nobody looks at).
+const SCAN_SMALL_BATCH_BYTES: u64 = 8 * 1024;
 
 /// Location and summary of one stored batch.
 #[derive(Clone, Debug)]
@@ -33,7 +37,10 @@ pub(crate) struct BatchInfo {
 }
 
 impl BatchInfo {
-    fn from_header(position: u64, header: [u8; HEADER_BYTES]) -> Result<BatchInfo, StorageError> {
+    pub(crate) fn from_header(
+        position: u64,
+        header: [u8; HEADER_BYTES],
+    ) -> Result<BatchInfo, StorageError> {
         let view = BatchHeader::parse(&header)?;
         if view.last_offset_delta() < 0 {
             return Err(StorageError::corrupt("negative lastOffsetDelta"));
@@ -249,8 +256,10 @@ impl Segment {
         self.offset_of_max_timestamp = -1;
         self.bytes_since_last_index_entry = 0;
         let mut position = 0u64;
+        let file = Arc::clone(&self.log_file);
+        let mut reader = WindowReader::new(&file, self.size_bytes);
         while position < self.size_bytes {
-            match self.check_batch_at(position, verify_crc) {
+            match self.check_batch_at(&mut reader, position, verify_crc) {
                 Ok(info) => {
                     position += info.total_size;
                     self.next_offset = info.last_offset.saturating_add(1);
@@ -271,10 +280,19 @@ impl Segment {
         Ok(cut)
     }
 
-    fn check_batch_at(&self, position: u64, verify_crc: bool) -> Result<BatchInfo, StorageError> {
-        let header = self
-            .read_header(position)?
-            .ok_or_else(|| StorageError::corrupt("no batch"))?;
+    fn check_batch_at(
+        &self,
+        reader: &mut WindowReader<'_>,
+        position: u64,
+        verify_crc: bool,
+    ) -> Result<BatchInfo, StorageError> {
+        if position.saturating_add(HEADER_BYTES as u64) > self.size_bytes {
+            return Err(StorageError::corrupt("no whole batch header"));
+        }
+        let header: [u8; HEADER_BYTES] = reader
+            .get(position, HEADER_BYTES, SCAN_CHUNK_BYTES)?
+            .try_into()
+            .map_err(|_| StorageError::corrupt("no batch"))?;
         let info = BatchInfo::from_header(position, header)?;
         if info.base_offset != self.next_offset {
             return Err(StorageError::corrupt(format!(
@@ -289,15 +307,13 @@ impl Segment {
         let view = info.view()?;
         view.compression()?;
         if verify_crc {
+            // Streamed through the window: small batches were read with their header.
             let mut crc = 0u32;
             let mut at = position + ATTRIBUTES_AT as u64;
-            let mut buf = vec![0u8; CRC_CHUNK_BYTES];
             while at < end {
-                let n = usize::try_from((end - at).min(CRC_CHUNK_BYTES as u64))
-                    .unwrap_or(CRC_CHUNK_BYTES);
-                let chunk = buf.get_mut(..n).unwrap_or_default();
-                self.log_file.read_exact_at(chunk, at)?;
-                crc = crc32c::crc32c_append(crc, chunk);
+                let n = usize::try_from((end - at).min(SCAN_CHUNK_BYTES as u64))
+                    .unwrap_or(SCAN_CHUNK_BYTES);
+                crc = crc32c::crc32c_append(crc, reader.get(at, n, SCAN_CHUNK_BYTES)?);
                 at += n as u64;
             }
             if crc != view.crc() {
@@ -342,24 +358,29 @@ impl Segment {
             || self.time_index.is_full()
     }
 
-    /// Appends one whole batch whose header has been parsed into `info`-like fields.
+    /// Appends one whole batch given as its (possibly restamped) header and the rest of its bytes,
+    /// written with one vectored positional write.
     pub(crate) fn append(
         &mut self,
-        batch: &[u8],
+        header: &[u8; HEADER_BYTES],
+        rest: &[u8],
         index_interval_bytes: u32,
         now_ms: i64,
     ) -> Result<(), StorageError> {
-        let header: [u8; HEADER_BYTES] = batch
-            .get(..HEADER_BYTES)
-            .and_then(|h| h.try_into().ok())
-            .ok_or_else(|| StorageError::corrupt("batch shorter than its header"))?;
-        let info = BatchInfo::from_header(self.size_bytes, header)?;
-        if let Err(e) = self.log_file.write_all_at(batch, self.size_bytes) {
+        let info = BatchInfo::from_header(self.size_bytes, *header)?;
+        let len = (HEADER_BYTES + rest.len()) as u64;
+        if info.total_size != len {
+            return Err(StorageError::corrupt(format!(
+                "batchLength says {} bytes, {len} given",
+                info.total_size
+            )));
+        }
+        if let Err(e) = write_all_vectored_at(&self.log_file, header, rest, self.size_bytes) {
             // Best effort: drop the partial write so the file stays a valid prefix.
             let _ = self.log_file.set_len(self.size_bytes);
             return Err(e.into());
         }
-        self.size_bytes += batch.len() as u64;
+        self.size_bytes += len;
         self.next_offset = info.last_offset.saturating_add(1);
         if self.roll_base_ms.is_none() {
             self.roll_base_ms = Some(now_ms);
@@ -397,11 +418,33 @@ impl Segment {
         Ok(buf)
     }
 
+    /// Appends the `len` bytes at `position` (inside the valid prefix) to `buf`, with one read
+    /// into its spare capacity.
+    pub(crate) fn read_into(
+        &self,
+        buf: &mut Vec<u8>,
+        position: u64,
+        len: usize,
+    ) -> Result<(), StorageError> {
+        if position.saturating_add(len as u64) > self.size_bytes {
+            return Err(StorageError::corrupt("read past the end of the segment"));
+        }
+        read_exact_at_into(&self.log_file, buf, len, position)?;
+        Ok(())
+    }
+
+    /// A batch boundary at or before the batch holding `offset` (from the sparse offset index).
+    pub(crate) fn index_position(&self, offset: i64) -> u64 {
+        self.offset_index.lookup(offset).1
+    }
+
     /// Batches from `position` (which must be a batch boundary) to the end.
     pub(crate) fn scan(&self, position: u64) -> BatchScan<'_> {
         BatchScan {
             segment: self,
+            reader: WindowReader::new(&self.log_file, self.size_bytes),
             position,
+            last_size: 0,
             failed: false,
         }
     }
@@ -500,7 +543,11 @@ pub(crate) fn remove_if_exists(path: &Path) -> Result<(), StorageError> {
 /// Iterator over the batch headers of a segment; stops after the first error.
 pub(crate) struct BatchScan<'a> {
     segment: &'a Segment,
+    /// Headers come from 64 KiB reads while batches are small, not one pread each.
+    reader: WindowReader<'a>,
     position: u64,
+    /// Size of the batch stepped over last (chooses the read-ahead).
+    last_size: u64,
     failed: bool,
 }
 
@@ -512,10 +559,26 @@ impl Iterator for BatchScan<'_> {
             return None;
         }
         let result = (|| {
-            let Some(header) = self.segment.read_header(self.position)? else {
+            if self.position >= self.segment.size_bytes {
                 return Ok(None);
+            }
+            if self.position + HEADER_BYTES as u64 > self.segment.size_bytes {
+                return Err(StorageError::corrupt(
+                    "batch header extends past the end of the segment",
+                ));
+            }
+            let read_ahead = if self.last_size > SCAN_SMALL_BATCH_BYTES {
+                HEADER_BYTES
+            } else {
+                SCAN_CHUNK_BYTES
             };
+            let header: [u8; HEADER_BYTES] = self
+                .reader
+                .get(self.position, HEADER_BYTES, read_ahead)?
+                .try_into()
+                .map_err(|_| StorageError::corrupt("short batch header"))?;
             let info = BatchInfo::from_header(self.position, header)?;
+            self.last_size = info.total_size;
             let end = self.position.saturating_add(info.total_size);
             if end > self.segment.size_bytes {
                 return Err(StorageError::corrupt(

@@ -1,0 +1,150 @@
+//! Hot-path micro-benchmark of `Log::append` and `Log::read` (plain timing, no harness).
+//!
+//! Run: `cargo bench -p sluice-storage --bench log_bench` (release build). The data stays in the
+//! page cache, so this measures CPU, copies and syscalls, not the disk. Each case runs a few
+//! rounds and reports the best one, which is the least disturbed by other work on the machine.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use storage::{BatchBuilder, Log, LogConfig, TimestampType};
+
+/// Batches appended per append round (~100 MiB of 1 KiB batches).
+const APPENDS: usize = 100_000;
+const ROUNDS: usize = 5;
+const FETCH_BYTES: usize = 1 << 20;
+
+fn one_kib_batch() -> Vec<u8> {
+    // 61-byte header + one record with a 940-byte value: 1 KiB on disk.
+    let value = vec![0x5au8; 940];
+    let batch = BatchBuilder::new()
+        .record(Some(b"key"), Some(&value), 1_000)
+        .build()
+        .unwrap();
+    assert!((1000..=1050).contains(&batch.len()), "{}", batch.len());
+    batch
+}
+
+fn config(timestamp_type: TimestampType) -> LogConfig {
+    LogConfig {
+        segment_bytes: 1 << 30,
+        timestamp_type,
+        ..LogConfig::default()
+    }
+}
+
+fn report(name: &str, ops: usize, bytes: usize, best: Duration) {
+    let ns_per_op = best.as_nanos() as f64 / ops as f64;
+    let mb_per_s = bytes as f64 / best.as_secs_f64() / 1e6;
+    println!(
+        "{name:<34} {ns_per_op:>10.0} ns/op {mb_per_s:>9.0} MB/s  ({ops} ops, best of {ROUNDS})"
+    );
+}
+
+fn bench_append(name: &str, timestamp_type: TimestampType, batch: &[u8]) {
+    let mut best = Duration::MAX;
+    for _ in 0..ROUNDS {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), config(timestamp_type), 0).unwrap();
+        let start = Instant::now();
+        for i in 0..APPENDS {
+            log.append(batch, 1, i as i64).unwrap();
+        }
+        best = best.min(start.elapsed());
+    }
+    report(name, APPENDS, APPENDS * batch.len(), best);
+}
+
+fn bench_reads(batch: &[u8]) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(TimestampType::CreateTime), 0).unwrap();
+    for i in 0..APPENDS {
+        log.append(batch, 1, i as i64).unwrap();
+    }
+    let end = log.log_end_offset();
+
+    // Sequential 1 MiB fetches, as a consumer catching up does.
+    let mut best = Duration::MAX;
+    let (mut fetches, mut bytes) = (0, 0);
+    for _ in 0..ROUNDS {
+        let (mut f, mut b) = (0, 0);
+        let start = Instant::now();
+        let mut offset = 0;
+        while offset < end {
+            let r = log.read(offset, i64::MAX, FETCH_BYTES, true).unwrap();
+            offset = r.last_offset.unwrap() + 1;
+            f += 1;
+            b += r.records.len();
+        }
+        best = best.min(start.elapsed());
+        (fetches, bytes) = (f, b);
+    }
+    report("read 1 MiB fetches, sequential", fetches, bytes, best);
+
+    // 1 MiB fetches at pseudo-random offsets (index lookup + skip to the batch).
+    let mut best = Duration::MAX;
+    let (mut fetches, mut bytes) = (0, 0);
+    for _ in 0..ROUNDS {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let (mut f, mut b) = (0, 0);
+        let start = Instant::now();
+        for _ in 0..2_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let offset = (x % end as u64) as i64;
+            let r = log.read(offset, i64::MAX, FETCH_BYTES, true).unwrap();
+            f += 1;
+            b += r.records.len();
+        }
+        best = best.min(start.elapsed());
+        (fetches, bytes) = (f, b);
+    }
+    report("read 1 MiB fetches, random start", fetches, bytes, best);
+
+    // One batch per read (a follower or consumer at the log end).
+    let mut best = Duration::MAX;
+    let n = 50_000;
+    for _ in 0..ROUNDS {
+        let start = Instant::now();
+        for offset in 0..n {
+            let r = log.read(offset, i64::MAX, 0, true).unwrap();
+            assert_eq!(r.records.len(), batch.len());
+        }
+        best = best.min(start.elapsed());
+    }
+    report(
+        "read one 1 KiB batch",
+        n as usize,
+        n as usize * batch.len(),
+        best,
+    );
+}
+
+fn main() {
+    // `cargo test --benches` lists benchmarks; there is nothing to list.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        return;
+    }
+    // Optional filter: `cargo bench --bench log_bench -- append` runs only the append cases.
+    let filter = args.iter().find(|a| !a.starts_with('-')).cloned();
+    let wanted = |group: &str| filter.as_deref().is_none_or(|f| group.contains(f));
+    let batch = one_kib_batch();
+    if wanted("append") {
+        bench_append(
+            "append 1 KiB, CreateTime",
+            TimestampType::CreateTime,
+            &batch,
+        );
+        bench_append(
+            "append 1 KiB, LogAppendTime",
+            TimestampType::LogAppendTime,
+            &batch,
+        );
+    }
+    if wanted("read") {
+        bench_reads(&batch);
+    }
+}
