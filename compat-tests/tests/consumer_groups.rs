@@ -467,6 +467,7 @@ async fn admin_lists_describes_reports_lag_and_deletes_groups() {
         ("Stable", "consumer", "range")
     );
     assert_eq!(info.members().len(), 1);
+    assert_eq!(info.members()[0].client_host(), "/127.0.0.1");
     assert!(info.members()[0]
         .assignment()
         .is_some_and(|a| !a.is_empty()));

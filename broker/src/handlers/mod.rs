@@ -41,7 +41,12 @@ pub enum Reply {
 }
 
 /// Runs the in-order part of a request and returns what the writer must await.
-pub async fn dispatch(node: &Arc<Node>, request: Request) -> Option<PendingResponse> {
+/// `peer` is the client's address (reported as the member host of consumer groups).
+pub async fn dispatch(
+    node: &Arc<Node>,
+    request: Request,
+    peer: std::net::SocketAddr,
+) -> Option<PendingResponse> {
     let started = std::time::Instant::now();
     let Request {
         header,
@@ -85,7 +90,7 @@ pub async fn dispatch(node: &Arc<Node>, request: Request) -> Option<PendingRespo
         )),
         RequestKind::JoinGroup(r) => {
             let client_id = header.client_id.as_ref().map_or("", |c| c.as_str());
-            group::join_group::handle(node, r, version, client_id)
+            group::join_group::handle(node, r, version, client_id, peer)
         }
         RequestKind::SyncGroup(r) => group::sync_group::handle(node, r, version),
         RequestKind::Heartbeat(r) => now(ResponseKind::Heartbeat(group::heartbeat::handle(

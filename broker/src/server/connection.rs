@@ -82,7 +82,7 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
                             correlation_id = request.header.correlation_id,
                             client_id = request.header.client_id.as_deref().unwrap_or(""),
                         );
-                        let pending = dispatch(&node, request).instrument(span).await;
+                        let pending = dispatch(&node, request, peer).instrument(span).await;
                         if let Some(pending) = pending {
                             if tx.send(pending).await.is_err() {
                                 break 'read;

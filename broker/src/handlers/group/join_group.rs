@@ -7,14 +7,20 @@ use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, ResponseKind};
 use protocol_shim::ErrorKind;
 
-use super::{opt_string, string, UNKNOWN_CLIENT_HOST};
+use super::{opt_string, string};
 use crate::group::api::{JoinRequest, JoinResponse, ParkedReply};
 use crate::group::Answer;
 use crate::handlers::util::str_bytes;
 use crate::handlers::Reply;
 use crate::node::Node;
 
-pub fn handle(node: &Arc<Node>, request: JoinGroupRequest, version: i16, client_id: &str) -> Reply {
+pub fn handle(
+    node: &Arc<Node>,
+    request: JoinGroupRequest,
+    version: i16,
+    client_id: &str,
+    peer: std::net::SocketAddr,
+) -> Reply {
     let group_instance_id = if version >= 5 {
         opt_string(&request.group_instance_id)
     } else {
@@ -27,7 +33,8 @@ pub fn handle(node: &Arc<Node>, request: JoinGroupRequest, version: i16, client_
         require_known_member_id: version >= 4 && group_instance_id.is_none(),
         group_instance_id,
         client_id: client_id.to_string(),
-        client_host: UNKNOWN_CLIENT_HOST.to_string(),
+        // Kafka reports the member's host as InetAddress.toString(): "/1.2.3.4".
+        client_host: format!("/{}", peer.ip()),
         session_timeout_ms: request.session_timeout_ms,
         rebalance_timeout_ms: if version >= 1 {
             request.rebalance_timeout_ms

@@ -19,10 +19,6 @@ use kafka_protocol::protocol::StrBytes;
 use crate::node::Node;
 use protocol_shim::ErrorKind;
 
-/// What we report as a member's host: the connection's peer address is not passed to
-/// handlers yet.
-pub const UNKNOWN_CLIENT_HOST: &str = "unknown";
-
 pub(crate) fn string(s: &StrBytes) -> String {
     s.as_str().to_string()
 }
