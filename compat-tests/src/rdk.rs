@@ -1,9 +1,9 @@
 //! librdkafka (the `rdkafka` crate) clients configured for tests.
 //!
 //! Shared by the rdkafka and durability tests: short timeouts so a broker bug
-//! fails fast, no consumer groups (the broker has no group APIs yet: every
-//! consumer uses manual assignment), and helpers that read a partition into
-//! plain `Vec`s for comparison.
+//! fails fast, manual assignment (group consumers live in the
+//! consumer_groups tests), and helpers that read a partition into plain `Vec`s
+//! for comparison.
 
 use std::time::{Duration, Instant};
 
