@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod controller;
 mod durable_file;
 pub mod group;
 pub mod handlers;
