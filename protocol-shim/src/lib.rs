@@ -3,11 +3,13 @@
 //! This crate owns framing (`frame`), the request preamble and header (`header`), the one
 //! table of API versions Sluice advertises (`versions`), decoding a whole request frame into
 //! `kafka-protocol`'s message types (`request`), encoding responses (`response`), the
-//! ApiVersions API (`apis::api_versions`), and the single mapping from broker error kinds to
+//! ApiVersions API (`apis::api_versions`), zero-copy Fetch response frames (`fetch_frame`), and
+//! the single mapping from broker error kinds to
 //! Kafka error codes (`error`). It never touches files or sockets.
 
 pub mod apis;
 pub mod error;
+pub mod fetch_frame;
 pub mod frame;
 pub mod header;
 pub mod request;

@@ -24,13 +24,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use protocol_shim::fetch_frame::encode_fetch_response;
 use protocol_shim::{encode_response, Request};
 use tracing::Instrument;
 
 use crate::node::Node;
 
-/// The encoded response frame, or `None` if the connection must close (an encoding bug).
-pub type PendingResponse = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
+/// The encoded response frame as chunks to write in order (a Fetch response keeps its record
+/// data as separate chunks, uncopied), or `None` if the connection must close (an encoding bug).
+pub type PendingResponse = Pin<Box<dyn Future<Output = Option<Vec<Bytes>>> + Send>>;
 
 /// What a handler produced.
 pub enum Reply {
@@ -124,7 +126,7 @@ pub async fn dispatch(
             None
         }
         Reply::Now(kind) => {
-            let frame = encode(api_key, version, correlation_id, kind.as_ref());
+            let frame = encode(api_key, version, correlation_id, *kind);
             node.metrics
                 .observe_request(api_name(api_key), started.elapsed());
             Some(Box::pin(async move { frame }))
@@ -134,7 +136,7 @@ pub async fn dispatch(
             Some(Box::pin(
                 async move {
                     let kind = fut.await;
-                    let frame = encode(api_key, version, correlation_id, &kind);
+                    let frame = encode(api_key, version, correlation_id, kind);
                     node.metrics
                         .observe_request(api_name(api_key), started.elapsed());
                     frame
@@ -178,10 +180,14 @@ fn encode(
     api_key: ApiKey,
     version: i16,
     correlation_id: i32,
-    kind: &ResponseKind,
-) -> Option<Bytes> {
-    match encode_response(api_key, version, correlation_id, kind) {
-        Ok(b) => Some(b),
+    kind: ResponseKind,
+) -> Option<Vec<Bytes>> {
+    let encoded = match kind {
+        ResponseKind::Fetch(body) => encode_fetch_response(version, correlation_id, body),
+        other => encode_response(api_key, version, correlation_id, &other).map(|b| vec![b]),
+    };
+    match encoded {
+        Ok(chunks) => Some(chunks),
         Err(e) => {
             tracing::error!(error = %e, "cannot encode response; closing connection");
             None

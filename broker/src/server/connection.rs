@@ -48,10 +48,10 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
         let writer_task = tokio::spawn(
             async move {
                 while let Some(pending) = rx.recv().await {
-                    let Some(bytes) = pending.await else {
+                    let Some(chunks) = pending.await else {
                         return;
                     };
-                    if let Err(e) = writer.write_all(&bytes).await {
+                    if let Err(e) = write_chunks(&mut writer, &chunks).await {
                         tracing::debug!(error = %e, "write failed");
                         return;
                     }
@@ -100,7 +100,7 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
                         let Ok(frame) = frame else {
                             break 'read;
                         };
-                        let ready: PendingResponse = Box::pin(async move { Some(frame) });
+                        let ready: PendingResponse = Box::pin(async move { Some(vec![frame]) });
                         if tx.send(ready).await.is_err() {
                             break 'read;
                         }
@@ -142,4 +142,57 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
     }
     .instrument(span)
     .await;
+}
+
+/// Writes a frame given as chunks with vectored writes, so large record chunks go to the socket
+/// straight from where storage read them.
+async fn write_chunks(
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    chunks: &[bytes::Bytes],
+) -> std::io::Result<()> {
+    use std::io::IoSlice;
+    /// Chunks per writev call (well below IOV_MAX).
+    const MAX_SLICES: usize = 64;
+    let mut index = 0usize;
+    let mut offset = 0usize;
+    while index < chunks.len() {
+        let slices: Vec<IoSlice<'_>> = chunks
+            .get(index..)
+            .unwrap_or_default()
+            .iter()
+            .take(MAX_SLICES)
+            .enumerate()
+            .map(|(i, c)| {
+                IoSlice::new(if i == 0 {
+                    c.get(offset..).unwrap_or_default()
+                } else {
+                    c
+                })
+            })
+            .collect();
+        let mut written = writer.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let Some(chunk) = chunks.get(index) else {
+                break;
+            };
+            let left = chunk.len() - offset;
+            if written >= left {
+                written -= left;
+                index += 1;
+                offset = 0;
+            } else {
+                offset += written;
+                written = 0;
+            }
+        }
+        // Skip empty chunks so the loop always makes progress.
+        while chunks.get(index).is_some_and(|c| c.len() == offset) {
+            index += 1;
+            offset = 0;
+        }
+    }
+    Ok(())
 }
