@@ -132,6 +132,12 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
     def("offsets.retention.check.interval.ms", Some("600000"), T::Long, "How often expired offsets are looked for."),
     def("offset.metadata.max.bytes", Some("4096"), T::Int, "Largest metadata string accepted with a committed offset."),
     def("offsets.commit.timeout.ms", Some("5000"), T::Int, "Longest an offset commit waits for its record to be durable."),
+    def("log.cleaner.delete.retention.ms", Some("86400000"), T::Long, "Default delete.retention.ms (compaction, not yet active)."),
+    def("log.cleaner.min.cleanable.ratio", Some("0.5"), T::Double, "Default min.cleanable.dirty.ratio (compaction, not yet active)."),
+    def("log.cleaner.min.compaction.lag.ms", Some("0"), T::Long, "Default min.compaction.lag.ms (compaction, not yet active)."),
+    def("log.cleaner.max.compaction.lag.ms", Some("9223372036854775807"), T::Long, "Default max.compaction.lag.ms (compaction, not yet active)."),
+    def("log.flush.interval.messages", Some("9223372036854775807"), T::Long, "Kafka's forced-flush interval in messages; Sluice fsyncs before acknowledging."),
+    def("log.segment.delete.delay.ms", Some("60000"), T::Long, "Kafka's delay before deleting retired segments; Sluice deletes at once."),
     def("producer.id.expiration.ms", Some("86400000"), T::Int, "Idle producer ids are forgotten after this long."),
 ];
 

@@ -103,6 +103,16 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         ConfigType::Boolean,
         "Allow out-of-sync leaders.",
     ),
+    // Compaction settings: accepted and stored so that clients creating compacted topics work;
+    // they take effect when log compaction lands (until then compacted topics keep everything).
+    t("delete.retention.ms", "log.cleaner.delete.retention.ms", ConfigType::Long, "How long tombstones are kept after compaction (effective once compaction lands)."),
+    t("min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio", ConfigType::Double, "Dirty ratio that triggers compaction (effective once compaction lands)."),
+    t("min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms", ConfigType::Long, "Minimum age before a record may be compacted (effective once compaction lands)."),
+    t("max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms", ConfigType::Long, "Maximum age before a record must be compacted (effective once compaction lands)."),
+    // Flush and deletion timing: Sluice fsyncs on every acknowledged produce by default and
+    // deletes retired segments at once, which already meets these bounds.
+    t("flush.messages", "log.flush.interval.messages", ConfigType::Long, "Kafka's forced-flush interval in messages; Sluice fsyncs before acknowledging, so every value is met."),
+    t("file.delete.delay.ms", "log.segment.delete.delay.ms", ConfigType::Long, "Delay before deleting a retired segment; Sluice deletes at once."),
 ];
 
 /// The configs explicitly set on one topic.
@@ -224,6 +234,10 @@ mod tests {
         assert!(validate_topic_config("cleanup.policy", "compact,delete").is_ok());
         assert!(validate_topic_config("cleanup.policy", "shred").is_err());
         assert!(validate_topic_config("compression.type", "gzip").is_err());
+        // Kafka's compaction settings are accepted (clients set them on compacted topics).
+        assert!(validate_topic_config("delete.retention.ms", "1000").is_ok());
+        assert!(validate_topic_config("min.cleanable.dirty.ratio", "0.1").is_ok());
+        assert!(validate_topic_config("min.cleanable.dirty.ratio", "lots").is_err());
     }
 
     #[test]

@@ -113,9 +113,11 @@ pub async fn dispatch(
         RequestKind::OffsetDelete(r) => group::offset_delete::handle(node, r, version),
         other => {
             // The version table only admits the APIs above; reaching here is a bug in it.
-            tracing::error!(api = ?api_key, "no handler for an advertised API");
+            // Close the connection (the writer stops at a `None` frame) rather than leave the
+            // client waiting out its request timeout.
+            tracing::error!(api = ?api_key, "no handler for an advertised API; closing connection");
             drop(other);
-            return None;
+            return Some(Box::pin(async { None }));
         }
     };
     let correlation_id = header.correlation_id;
