@@ -137,4 +137,7 @@ SLUICE_BIN="$TARGET_DIR/debug/sluice" cargo test --workspace
 step "compat-tests/bench/run.sh --smoke"
 compat-tests/bench/run.sh --smoke
 
+step "librdkafka's test suite (compat-tests/librdkafka/tests.allow)"
+SLUICE_BIN="$TARGET_DIR/debug/sluice" compat-tests/librdkafka/run.sh --allowlist
+
 step "all checks passed"

@@ -1,0 +1,381 @@
+#!/usr/bin/env bash
+# librdkafka's own regression tests (the tests/ folder of the librdkafka that
+# ships inside the rdkafka-sys crate) against a Sluice broker.
+#
+#   compat-tests/librdkafka/run.sh --allowlist     # the tests in tests.allow (CI)
+#   compat-tests/librdkafka/run.sh --all           # every broker test (finds gaps)
+#   compat-tests/librdkafka/run.sh --tests 0001,0045/noautocreate
+#
+# Options: --timeout SECS (per test, default 300), --quick (test-runner's -Q:
+# skips every sub-test not marked quick, so some tests pass having run
+# nothing; for a fast look only), --keep (keep the brokers' data dirs).
+#
+# 1. Builds librdkafka and its test-runner from the rdkafka-sys source in
+#    Cargo.lock, copied to <target>/librdkafka-tests/<version>/ (never inside
+#    ~/.cargo). Cached: skipped when the stamp (source digest + configure
+#    flags) matches. Installs missing build packages with apt-get.
+# 2. Runs each selected test on its own (TESTS=<number> ./test-runner -L -K),
+#    against a fresh Sluice process (a new data dir and port per test), so a
+#    failure, a hang or a broker crash cannot leak into the next test. The
+#    broker is $SLUICE_BIN, default <target>/debug/sluice.
+# 3. Prints one row per test (id, result, seconds, note) and a closing line
+#    `N passed, N failed, N skipped`; exits 1 if a selected test failed.
+#    Logs: <target>/librdkafka-tests/last-run/<id>.{test,broker}.log.
+#
+# A test id is a test number ("0045"), which covers every broker test of that
+# number in the default scenario, or "<number>/<scenario>" for tests of a
+# non-default scenario ("0045/noautocreate": the broker runs with
+# auto.create.topics.enable=false). Local tests (TEST_F_LOCAL: mock cluster or
+# no broker) are filtered out with -L: they do not talk to Sluice.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+
+# The Kafka version whose behaviour Sluice matches: tests gate features on it
+# (>= 0.10.2 Admin API topic creation, >= 4.0 no message format v0/v1 and no
+# api.version.request=false). Sluice advertises Kafka 4.x's API ranges.
+TEST_KAFKA_VERSION="${TEST_KAFKA_VERSION:-4.0.0}"
+# What to disable: only the Kerberos SASL plugin (needs a KDC; none of the
+# tests here can use it). SSL, zstd, lz4, zlib and curl stay as librdkafka's
+# defaults so the library is the one applications get. rapidjson-dev (headers
+# only) lets 0053_stats check the statistics JSON against its schema.
+CONFIGURE_FLAGS="--disable-gssapi --no-download"
+
+mode=""
+tests_arg=""
+timeout_s=300
+quick=0
+keep=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --allowlist) mode=allowlist ;;
+    --all) mode=all ;;
+    --tests)
+        mode=tests
+        tests_arg="${2:?--tests needs a list, e.g. 0001,0002}"
+        shift
+        ;;
+    --tests=*) mode=tests tests_arg="${1#--tests=}" ;;
+    --timeout)
+        timeout_s="${2:?--timeout needs seconds}"
+        shift
+        ;;
+    --quick) quick=1 ;;
+    --keep) keep=1 ;;
+    -h | --help)
+        sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+        exit 0
+        ;;
+    *)
+        echo "unknown argument: $1 (see --help)" >&2
+        exit 2
+        ;;
+    esac
+    shift
+done
+if [ -z "$mode" ]; then
+    echo "choose --allowlist, --all or --tests LIST (see --help)" >&2
+    exit 2
+fi
+
+log() { printf '[librdkafka-tests] %s\n' "$*" >&2; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+fi
+
+install_build_packages() {
+    local missing=() pkg
+    for pkg in build-essential pkg-config python3 zlib1g-dev libssl-dev libsasl2-dev \
+        libzstd-dev liblz4-dev libcurl4-openssl-dev rapidjson-dev; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+            missing+=("$pkg")
+        fi
+    done
+    [ "${#missing[@]}" -eq 0 ] && return
+    log "installing ${missing[*]}"
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "apt-get not found: install ${missing[*]} by hand" >&2
+        exit 1
+    fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+}
+
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
+SLUICE_BIN="${SLUICE_BIN:-$TARGET_DIR/debug/sluice}"
+if [ ! -x "$SLUICE_BIN" ]; then
+    echo "no broker at $SLUICE_BIN: cargo build -p sluice-broker --bin sluice, or set SLUICE_BIN" >&2
+    exit 1
+fi
+
+# --- 1. librdkafka and test-runner -----------------------------------------
+
+RDK_VERSION="$(awk '/^name = "rdkafka-sys"$/ {getline; gsub(/"/, "", $3); print $3; exit}' "$ROOT/Cargo.lock")"
+if [ -z "$RDK_VERSION" ]; then
+    echo "rdkafka-sys not found in Cargo.lock" >&2
+    exit 1
+fi
+
+find_source() {
+    local d
+    for d in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"rdkafka-sys-$RDK_VERSION"/librdkafka; do
+        if [ -f "$d/tests/test.c" ]; then
+            echo "$d"
+            return
+        fi
+    done
+}
+SRC="${LIBRDKAFKA_SRC:-$(find_source)}"
+if [ -z "$SRC" ]; then
+    log "rdkafka-sys $RDK_VERSION not in the cargo registry yet: cargo fetch"
+    (cd "$ROOT" && cargo fetch --quiet)
+    SRC="$(find_source)"
+fi
+if [ -z "$SRC" ] || [ ! -f "$SRC/tests/test.c" ]; then
+    echo "librdkafka source of rdkafka-sys $RDK_VERSION not found" >&2
+    exit 1
+fi
+
+BASE="$TARGET_DIR/librdkafka-tests"
+BUILD="$BASE/$RDK_VERSION"
+TESTS_DIR="$BUILD/tests"
+mkdir -p "$BASE"
+
+build_test_runner() {
+    local stamp want
+    install_build_packages
+    stamp="$BUILD/.sluice-build-stamp"
+    # The registry copy is immutable per version, but a digest of the files
+    # also catches a LIBRDKAFKA_SRC checkout that changed.
+    want="$( (cd "$SRC" && find . -type f ! -name '*.o' -print0 | sort -z | xargs -0 sha256sum) \
+        | sha256sum | cut -d' ' -f1) $CONFIGURE_FLAGS with-rapidjson"
+    if [ -x "$TESTS_DIR/test-runner" ] && [ "$(cat "$stamp" 2>/dev/null || true)" = "$want" ]; then
+        log "librdkafka $RDK_VERSION and test-runner: up to date ($BUILD)"
+        return
+    fi
+    log "building librdkafka $RDK_VERSION and test-runner in $BUILD"
+    local t0=$SECONDS jobs="${BUILD_JOBS:-$(nproc)}"
+    rm -rf "$BUILD"
+    cp -a "$SRC" "$BUILD"
+    chmod -R u+w "$BUILD"
+    (
+        cd "$BUILD"
+        # shellcheck disable=SC2086
+        ./configure $CONFIGURE_FLAGS >"$BASE/build.log" 2>&1
+        make -j"$jobs" libs >>"$BASE/build.log" 2>&1
+        make -j"$jobs" -C tests build >>"$BASE/build.log" 2>&1
+    ) || {
+        echo "librdkafka build failed; last lines of $BASE/build.log:" >&2
+        tail -n 40 "$BASE/build.log" >&2
+        exit 1
+    }
+    echo "$want" >"$stamp"
+    log "built in $((SECONDS - t0))s"
+}
+
+# One build at a time when several runs start together.
+exec 9>"$BASE/.lock"
+flock 9
+build_test_runner
+flock -u 9
+
+# --- 2. select the tests ---------------------------------------------------
+
+UNITS="$(python3 "$HERE/suite.py" list "$TESTS_DIR/test.c")"
+declare -A UNIT_NUMBER UNIT_SCENARIO UNIT_NAMES
+ALL_IDS=()
+while read -r id number scenario names; do
+    UNIT_NUMBER[$id]=$number
+    UNIT_SCENARIO[$id]=$scenario
+    UNIT_NAMES[$id]=$names
+    ALL_IDS+=("$id")
+done <<<"$UNITS"
+
+SELECTED=()
+case "$mode" in
+all) SELECTED=("${ALL_IDS[@]}") ;;
+allowlist)
+    while read -r line; do
+        line="${line%%#*}"
+        line="$(echo "$line" | tr -d '[:space:]')"
+        [ -n "$line" ] && SELECTED+=("$line")
+    done <"$HERE/tests.allow"
+    ;;
+tests) IFS=',' read -r -a SELECTED <<<"$tests_arg" ;;
+esac
+for id in "${SELECTED[@]}"; do
+    if [ -z "${UNIT_NUMBER[$id]:-}" ]; then
+        echo "unknown broker test id: $id (ids: a test number, or <number>/<scenario>; see suite.py list)" >&2
+        exit 2
+    fi
+done
+
+# --- 3. run them -----------------------------------------------------------
+
+# Tests that shell out to $KAFKA_PATH/bin/kafka-topics.sh get kafka-path/, a
+# stand-in that does the same through the Admin API with confluent-kafka
+# (scripts/test.sh puts it in .venv). Without it they fail with "KAFKA_PATH
+# must be set".
+KAFKA_TOPICS_PYTHON="${KAFKA_TOPICS_PYTHON:-$ROOT/.venv/bin/python}"
+KAFKA_PATH_SHIM=""
+if "$KAFKA_TOPICS_PYTHON" -c 'import confluent_kafka' >/dev/null 2>&1; then
+    KAFKA_PATH_SHIM="$HERE/kafka-path"
+else
+    log "no confluent-kafka at $KAFKA_TOPICS_PYTHON: tests using kafka-topics.sh will fail"
+fi
+
+RUN_DIR="$BASE/last-run"
+rm -rf "$RUN_DIR"
+mkdir -p "$RUN_DIR"
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+BROKER_PID=""
+stop_broker() {
+    if [ -n "$BROKER_PID" ]; then
+        kill -TERM "$BROKER_PID" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            kill -0 "$BROKER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$BROKER_PID" 2>/dev/null || true
+        wait "$BROKER_PID" 2>/dev/null || true
+        BROKER_PID=""
+    fi
+}
+trap stop_broker EXIT
+
+# start_broker SCENARIO DATA_DIR LOG -> sets BROKER_PID and BROKER_ADDR
+start_broker() {
+    local scenario="$1" data_dir="$2" log_file="$3" port autocreate=true
+    # tests/scenarios/*.json: auto_create_topics, num_partitions 4 (their
+    # replication_factor 3 needs three brokers; Sluice is one node).
+    [ "$scenario" = noautocreate ] && autocreate=false
+    for _attempt in 1 2 3; do
+        port="$(free_port)"
+        "$SLUICE_BIN" --listen "127.0.0.1:$port" --data-dir "$data_dir" \
+            --set "auto.create.topics.enable=$autocreate" \
+            --set group.initial.rebalance.delay.ms=0 \
+            --set num.partitions=4 \
+            >"$log_file" 2>&1 &
+        BROKER_PID=$!
+        BROKER_ADDR="127.0.0.1:$port"
+        for _ in $(seq 1 100); do
+            if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+                break
+            fi
+            if "$SLUICE_BIN" healthcheck --bootstrap "$BROKER_ADDR" >/dev/null 2>&1; then
+                return 0
+            fi
+            sleep 0.1
+        done
+        stop_broker
+    done
+    echo "sluice did not start; see $log_file" >&2
+    tail -n 20 "$log_file" >&2
+    return 1
+}
+
+passed=0
+failed=0
+skipped=0
+FAILED_IDS=()
+ROWS=()
+t_start=$SECONDS
+
+log "broker: $SLUICE_BIN; librdkafka $RDK_VERSION; TEST_KAFKA_VERSION=$TEST_KAFKA_VERSION; ${#SELECTED[@]} test(s)"
+for id in "${SELECTED[@]}"; do
+    number="${UNIT_NUMBER[$id]}"
+    scenario="${UNIT_SCENARIO[$id]}"
+    safe="${id//\//-}"
+    data_dir="$RUN_DIR/$safe.data"
+    test_log="$RUN_DIR/$safe.test.log"
+    broker_log="$RUN_DIR/$safe.broker.log"
+    conf="$RUN_DIR/$safe.test.conf"
+
+    start_broker "$scenario" "$data_dir" "$broker_log"
+    cat >"$conf" <<EOF
+bootstrap.servers=$BROKER_ADDR
+# Two shared cores: give the tests' own timeouts room.
+test.timeout.multiplier=2
+EOF
+
+    # -L: no local tests; -K: no tests upstream marks as known issues;
+    # -p1: one at a time (more parallelism would also raise the timeouts).
+    args=(-L -K -p1)
+    [ "$quick" = 1 ] && args+=(-Q)
+    t0=$(date +%s.%N)
+    set +e
+    (
+        cd "$TESTS_DIR"
+        # test-runner links librdkafka dynamically: make sure it loads the one
+        # built here, not a system copy (kcat's librdkafka1).
+        export LD_LIBRARY_PATH="$BUILD/src:$BUILD/src-cpp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+        export TESTS="$number" TEST_SCENARIO="$scenario" TEST_KAFKA_VERSION \
+            RDKAFKA_TEST_CONF="$conf" BROKERS="$BROKER_ADDR" \
+            TEST_REPORT="$RUN_DIR/$safe.report.json" RDKAFKA_GITVER="$RDK_VERSION"
+        unset KAFKA_PATH ZK_ADDRESS CI
+        if [ -n "$KAFKA_PATH_SHIM" ]; then
+            export KAFKA_PATH="$KAFKA_PATH_SHIM" KAFKA_TOPICS_PYTHON
+        fi
+        # Not exec: a failing test ends test-runner with abort(), and bash
+        # would print a job notice for a child killed by a signal.
+        timeout -k 10 "$timeout_s" ./test-runner "${args[@]}"
+        exit $?
+    ) >"$test_log" 2>&1
+    rc=$?
+    set -e
+    secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+
+    broker_alive=1
+    kill -0 "$BROKER_PID" 2>/dev/null || broker_alive=0
+    stop_broker
+    [ "$keep" = 1 ] || rm -rf "$data_dir"
+
+    IFS=$'\t' read -r result note < <(python3 "$HERE/suite.py" result "$test_log" "${UNIT_NAMES[$id]}")
+    if { [ "$rc" = 124 ] || [ "$rc" = 137 ]; } && [ "${secs%.*}" -ge "$timeout_s" ]; then
+        result=fail note="killed by run.sh after ${timeout_s}s (--timeout)"
+    elif [ "$rc" != 0 ] && [ "$result" != fail ]; then
+        result=fail note="test-runner exited $rc; $note"
+    fi
+    if [ "$broker_alive" = 0 ]; then
+        result=fail note="the broker exited during the test (see $broker_log); $note"
+    fi
+    case "$result" in
+    pass) passed=$((passed + 1)) ;;
+    skip) skipped=$((skipped + 1)) ;;
+    *)
+        failed=$((failed + 1))
+        FAILED_IDS+=("$id")
+        ;;
+    esac
+    row="$(printf '%-20s %-5s %7s  %s' "$id" "$result" "$secs" "${note:0:200}")"
+    ROWS+=("$row")
+    printf '%s\n' "$row" >&2
+done
+
+echo
+printf '%-20s %-5s %7s  %s\n' "test" "result" "seconds" "note"
+for row in "${ROWS[@]}"; do
+    echo "$row"
+done
+echo
+if [ "${#FAILED_IDS[@]}" -gt 0 ]; then
+    echo "failed: ${FAILED_IDS[*]} (logs in $RUN_DIR)"
+    if [ "$mode" = allowlist ]; then
+        for id in "${FAILED_IDS[@]}"; do
+            echo "--- last lines of ${id//\//-}.test.log"
+            tail -n 25 "$RUN_DIR/${id//\//-}.test.log"
+        done
+    fi
+fi
+echo "total time: $((SECONDS - t_start))s"
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]
