@@ -421,3 +421,72 @@ fn list_offsets_max_timestamp() {
     assert_eq!((p[0].offset, p[0].timestamp), (1, 9_000));
     assert_eq!((p[1].offset, p[1].timestamp), (1, 9_000));
 }
+
+fn fsync_count(broker: &SluiceProcess) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(broker.metrics_addr()).ok()?;
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.lines()
+        .find(|l| l.starts_with("sluice_fsync_duration_seconds_count"))?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn interval_flush_policy_acknowledges_after_the_write_and_flushes_on_its_timer() {
+    let broker = SluiceProcess::start(
+        SluiceOptions::new()
+            .set("log.flush.interval.ms", "3000")
+            .with_metrics(),
+    );
+    let topic = unique_topic("interval");
+    let mut conn = connect(&broker);
+    create_topic(&mut conn, &topic, 1, &[]);
+    // Let the flusher's first timer tick pass so the next fsync is the one we look for.
+    std::thread::sleep(Duration::from_millis(200));
+    let before = fsync_count(&broker).unwrap();
+    let start = Instant::now();
+    for i in 0..5 {
+        let batch = compat_tests::batch::build_batch(&[(b"k", b"v")], now_ms());
+        let r = wire::produce(&mut conn, &topic, 0, batch).unwrap();
+        assert_eq!((r.error_code, r.base_offset), (0, i));
+    }
+    // Acknowledged and visible without any fsync having run.
+    assert!(start.elapsed() < Duration::from_millis(2000));
+    assert_eq!(
+        fsync_count(&broker).unwrap(),
+        before,
+        "acks waited for an fsync"
+    );
+    let data = wire::fetch(&mut conn, &topic, 0, 0).unwrap();
+    assert_eq!(data.high_watermark, 5);
+    // The timer then makes the data durable.
+    let flushed = wire::poll_until(Duration::from_secs(8), || {
+        (fsync_count(&broker)? > before).then_some(())
+    });
+    assert!(flushed.is_some(), "no fsync within 8 s");
+}
+
+#[test]
+fn sync_policy_fsyncs_before_acknowledging() {
+    let broker = SluiceProcess::start(SluiceOptions::new().with_metrics());
+    let topic = unique_topic("syncack");
+    let mut conn = connect(&broker);
+    create_topic(&mut conn, &topic, 1, &[]);
+    let before = fsync_count(&broker).unwrap();
+    let batch = compat_tests::batch::build_batch(&[(b"k", b"v")], now_ms());
+    assert_eq!(
+        wire::produce(&mut conn, &topic, 0, batch)
+            .unwrap()
+            .error_code,
+        0
+    );
+    assert!(
+        fsync_count(&broker).unwrap() > before,
+        "acknowledged before any fsync"
+    );
+}
