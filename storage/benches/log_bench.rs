@@ -56,6 +56,47 @@ fn bench_append(name: &str, timestamp_type: TimestampType, batch: &[u8]) {
     report(name, APPENDS, APPENDS * batch.len(), best);
 }
 
+/// Logs in the many-partitions case (a broker hosting 1,000 partitions).
+const PARTITIONS: usize = 1_000;
+/// Appends to each of them, round-robin.
+const PARTITION_ROUNDS: usize = 20;
+
+/// One 1 KiB batch to each of 1,000 logs in turn: the first index entries of every partition's
+/// segment are written while the others are written too, so per-segment setup costs (index file
+/// growth, page-cache allocation) show up here and are invisible in the single-log cases.
+fn bench_many_partitions(batch: &[u8]) {
+    let mut best = Duration::MAX;
+    for _ in 0..ROUNDS {
+        let dir = tempfile::tempdir().unwrap();
+        let mut logs: Vec<Log> = (0..PARTITIONS)
+            .map(|p| {
+                let path = dir.path().join(format!("topic-{p}"));
+                Log::open(&path, config(TimestampType::CreateTime), 0).unwrap()
+            })
+            .collect();
+        // Untimed: a log's first batch of a leader epoch writes the epoch checkpoint (two
+        // fsyncs), once per leadership change, not per append. Index entries start only after
+        // `index_interval_bytes` (4 KiB), so every index file's first entry is still timed.
+        for log in &mut logs {
+            log.append(batch, 1, 0).unwrap();
+        }
+        let start = Instant::now();
+        for round in 0..PARTITION_ROUNDS {
+            for log in &mut logs {
+                log.append(batch, 1, round as i64).unwrap();
+            }
+        }
+        best = best.min(start.elapsed());
+    }
+    let ops = PARTITIONS * PARTITION_ROUNDS;
+    report(
+        "append 1 KiB, 1,000 logs round-robin",
+        ops,
+        ops * batch.len(),
+        best,
+    );
+}
+
 fn bench_reads(batch: &[u8]) {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), config(TimestampType::CreateTime), 0).unwrap();
@@ -128,7 +169,8 @@ fn main() {
     if args.iter().any(|a| a == "--list") {
         return;
     }
-    // Optional filter: `cargo bench --bench log_bench -- append` runs only the append cases.
+    // Optional filter: `cargo bench --bench log_bench -- append` runs only the append cases,
+    // `-- partitions` only the 1,000-log case.
     let filter = args.iter().find(|a| !a.starts_with('-')).cloned();
     let wanted = |group: &str| filter.as_deref().is_none_or(|f| group.contains(f));
     let batch = one_kib_batch();
@@ -143,6 +185,9 @@ fn main() {
             TimestampType::LogAppendTime,
             &batch,
         );
+    }
+    if wanted("append partitions") {
+        bench_many_partitions(&batch);
     }
     if wanted("read") {
         bench_reads(&batch);

@@ -81,7 +81,7 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log
         None => (None, &[][..]),
     };
     for base in older {
-        let mut segment = Segment::open(dir, *base, None)?;
+        let mut segment = Segment::open(dir, *base)?;
         if segment.load(interval, index_bytes, now_ms)? {
             segment.seal()?;
         }
@@ -89,9 +89,10 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log
     }
     let active = match active_base {
         Some(base) => {
-            let mut segment = Segment::open(dir, base, Some(index_bytes))?;
+            let mut segment = Segment::open(dir, base)?;
             if clean {
                 segment.load(interval, index_bytes, now_ms)?;
+                segment.unseal(index_bytes)?;
             } else {
                 let cut = segment.rebuild(interval, index_bytes, true, now_ms)?;
                 if cut > 0 {

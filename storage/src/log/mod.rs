@@ -472,6 +472,8 @@ fn idempotent_metadata(header: &BatchHeader<'_>) -> Option<(i64, i16, BatchMetad
 #[cfg(test)]
 mod epoch_tests;
 #[cfg(test)]
+mod index_tests;
+#[cfg(test)]
 mod model_tests;
 #[cfg(test)]
 mod read_tests;

@@ -28,13 +28,22 @@ fn decode(entry: &[u8]) -> (u32, u32) {
 }
 
 impl OffsetIndex {
-    pub(crate) fn open(
+    /// Opens an existing index read-only (sealed); see `IndexFile::open`.
+    pub(crate) fn open(path: &Path, base_offset: i64) -> Result<OffsetIndex, StorageError> {
+        Ok(OffsetIndex {
+            file: IndexFile::open(path, ENTRY_BYTES)?,
+            base_offset,
+        })
+    }
+
+    /// Creates an empty writable index, full at `max_bytes`.
+    pub(crate) fn create(
         path: &Path,
         base_offset: i64,
-        preallocate_bytes: Option<u32>,
+        max_bytes: u32,
     ) -> Result<OffsetIndex, StorageError> {
         Ok(OffsetIndex {
-            file: IndexFile::open(path, ENTRY_BYTES, preallocate_bytes)?,
+            file: IndexFile::create(path, ENTRY_BYTES, max_bytes)?,
             base_offset,
         })
     }
@@ -131,7 +140,7 @@ mod tests {
     fn append_lookup_truncate_trim() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.index");
-        let mut index = OffsetIndex::open(&path, 100, Some(80)).unwrap();
+        let mut index = OffsetIndex::create(&path, 100, 80).unwrap();
         assert_eq!(index.lookup(150), (100, 0));
         for i in 1..=5u64 {
             assert!(index.append(100 + 10 * i as i64, 1000 * i));
@@ -141,24 +150,24 @@ mod tests {
         assert_eq!(index.lookup(110), (110, 1000));
         assert_eq!(index.lookup(129), (120, 2000));
         assert_eq!(index.lookup(10_000), (150, 5000));
-        index.file().truncate_entries(2);
+        index.file().truncate_entries(2).unwrap();
         assert_eq!(index.entries(), 2);
         assert!(index.is_sane(2001));
         assert!(!index.is_sane(2000));
-        index.file().trim().unwrap();
+        index.file().seal().unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 16);
         drop(index);
-        let index = OffsetIndex::open(&path, 100, None).unwrap();
+        let index = OffsetIndex::open(&path, 100).unwrap();
         assert_eq!(index.lookup(125), (120, 2000));
         std::fs::write(&path, [0u8; 13]).unwrap();
-        let index = OffsetIndex::open(&path, 100, None).unwrap();
+        let index = OffsetIndex::open(&path, 100).unwrap();
         assert!(!index.is_sane(1 << 20));
     }
 
     #[test]
     fn full_index_refuses() {
         let dir = tempfile::tempdir().unwrap();
-        let mut index = OffsetIndex::open(&dir.path().join("y.index"), 0, Some(16)).unwrap();
+        let mut index = OffsetIndex::create(&dir.path().join("y.index"), 0, 16).unwrap();
         assert!(index.append(1, 1));
         assert!(index.append(2, 2));
         assert!(!index.append(3, 3));

@@ -77,12 +77,14 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
-    /// Creates an empty writable segment (replacing any stale files of the same name).
+    /// Creates an empty writable segment (replacing any stale files of the same name); its
+    /// indexes are full at `index_bytes` each.
     pub(crate) fn create(
         dir: &Path,
         base_offset: i64,
         index_bytes: u32,
     ) -> Result<Segment, StorageError> {
+        // Unlinked, not truncated in place: a segment being replaced may still map them.
         for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
             remove_if_exists(&path_for(dir, base_offset, suffix))?;
         }
@@ -93,26 +95,37 @@ impl Segment {
             .create(true)
             .truncate(true)
             .open(&log_path)?;
-        Self::with_file(dir, base_offset, log_path, log_file, Some(index_bytes))
+        let offset_index = OffsetIndex::create(
+            &path_for(dir, base_offset, INDEX_SUFFIX),
+            base_offset,
+            index_bytes,
+        )?;
+        let time_index = TimeIndex::create(
+            &path_for(dir, base_offset, TIME_INDEX_SUFFIX),
+            base_offset,
+            index_bytes,
+        )?;
+        Self::with_files(base_offset, log_path, log_file, offset_index, time_index)
     }
 
-    /// Opens an existing segment without checking it; call `load` or `recover` next.
-    pub(crate) fn open(
-        dir: &Path,
-        base_offset: i64,
-        index_bytes: Option<u32>,
-    ) -> Result<Segment, StorageError> {
+    /// Opens an existing segment with read-only indexes, without checking it; call `load` or
+    /// `rebuild` next (and `unseal` to append to it).
+    pub(crate) fn open(dir: &Path, base_offset: i64) -> Result<Segment, StorageError> {
         let log_path = path_for(dir, base_offset, LOG_SUFFIX);
         let log_file = OpenOptions::new().read(true).write(true).open(&log_path)?;
-        Self::with_file(dir, base_offset, log_path, log_file, index_bytes)
+        let offset_index =
+            OffsetIndex::open(&path_for(dir, base_offset, INDEX_SUFFIX), base_offset)?;
+        let time_index =
+            TimeIndex::open(&path_for(dir, base_offset, TIME_INDEX_SUFFIX), base_offset)?;
+        Self::with_files(base_offset, log_path, log_file, offset_index, time_index)
     }
 
-    fn with_file(
-        dir: &Path,
+    fn with_files(
         base_offset: i64,
         log_path: PathBuf,
         log_file: File,
-        index_bytes: Option<u32>,
+        offset_index: OffsetIndex,
+        time_index: TimeIndex,
     ) -> Result<Segment, StorageError> {
         let size_bytes = log_file.metadata()?.len();
         Ok(Segment {
@@ -120,16 +133,8 @@ impl Segment {
             log_path,
             log_file: Arc::new(log_file),
             size_bytes,
-            offset_index: OffsetIndex::open(
-                &path_for(dir, base_offset, INDEX_SUFFIX),
-                base_offset,
-                index_bytes,
-            )?,
-            time_index: TimeIndex::open(
-                &path_for(dir, base_offset, TIME_INDEX_SUFFIX),
-                base_offset,
-                index_bytes,
-            )?,
+            offset_index,
+            time_index,
             next_offset: base_offset,
             max_timestamp: -1,
             offset_of_max_timestamp: -1,
@@ -247,10 +252,8 @@ impl Segment {
         verify_crc: bool,
         now_ms: i64,
     ) -> Result<u64, StorageError> {
-        self.offset_index.file().make_writable(index_bytes)?;
-        self.time_index.file().make_writable(index_bytes)?;
-        self.offset_index.file().reset();
-        self.time_index.file().reset();
+        self.offset_index.file().reset_writable(index_bytes)?;
+        self.time_index.file().reset_writable(index_bytes)?;
         self.next_offset = self.base_offset;
         self.max_timestamp = -1;
         self.offset_of_max_timestamp = -1;
@@ -490,20 +493,21 @@ impl Segment {
         Ok(())
     }
 
-    /// Seals the segment when it stops being the active one: final time-index entry, trimmed
-    /// indexes, data fsynced.
+    /// Seals the segment when it stops being the active one: final time-index entry, indexes
+    /// trimmed, synced and mapped read-only, data fsynced.
     pub(crate) fn seal(&mut self) -> Result<(), StorageError> {
         if self.offset_of_max_timestamp >= 0 {
             self.time_index
                 .maybe_append(self.max_timestamp, self.offset_of_max_timestamp);
         }
-        self.offset_index.file().trim()?;
-        self.time_index.file().trim()?;
+        self.offset_index.file().seal()?;
+        self.time_index.file().seal()?;
         self.log_file.sync_all()?;
         Ok(())
     }
 
-    /// Makes a sealed segment writable again (after truncation made it the last one).
+    /// Makes the indexes appendable (a sealed segment that truncation made the last one, or the
+    /// active segment after a clean open), full at `index_bytes` each.
     pub(crate) fn unseal(&mut self, index_bytes: u32) -> Result<(), StorageError> {
         self.offset_index.file().make_writable(index_bytes)?;
         self.time_index.file().make_writable(index_bytes)?;

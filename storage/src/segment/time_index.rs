@@ -28,13 +28,22 @@ fn decode(entry: &[u8]) -> (i64, u32) {
 }
 
 impl TimeIndex {
-    pub(crate) fn open(
+    /// Opens an existing index read-only (sealed); see `IndexFile::open`.
+    pub(crate) fn open(path: &Path, base_offset: i64) -> Result<TimeIndex, StorageError> {
+        Ok(TimeIndex {
+            file: IndexFile::open(path, ENTRY_BYTES)?,
+            base_offset,
+        })
+    }
+
+    /// Creates an empty writable index, full at `max_bytes`.
+    pub(crate) fn create(
         path: &Path,
         base_offset: i64,
-        preallocate_bytes: Option<u32>,
+        max_bytes: u32,
     ) -> Result<TimeIndex, StorageError> {
         Ok(TimeIndex {
-            file: IndexFile::open(path, ENTRY_BYTES, preallocate_bytes)?,
+            file: IndexFile::create(path, ENTRY_BYTES, max_bytes)?,
             base_offset,
         })
     }
@@ -121,7 +130,7 @@ mod tests {
     #[test]
     fn append_lookup_truncate() {
         let dir = tempfile::tempdir().unwrap();
-        let mut index = TimeIndex::open(&dir.path().join("x.timeindex"), 50, Some(120)).unwrap();
+        let mut index = TimeIndex::create(&dir.path().join("x.timeindex"), 50, 120).unwrap();
         assert!(index.maybe_append(1000, 50));
         assert!(!index.maybe_append(1000, 60), "timestamps must grow");
         assert!(index.maybe_append(2000, 60));
@@ -132,7 +141,7 @@ mod tests {
         assert_eq!(index.lookup_below(i64::MAX), Some((3000, 70)));
         assert!(index.is_sane(71));
         assert!(!index.is_sane(70));
-        index.file().truncate_entries(1);
+        index.file().truncate_entries(1).unwrap();
         assert_eq!(index.entries(), 1);
         assert_eq!(index.last_entry(), Some((1000, 50)));
     }
