@@ -2,6 +2,7 @@
 //! metadata. The `sluice` binary (`main.rs`) wires them together.
 
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod controller;
 mod durable_file;

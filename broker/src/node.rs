@@ -73,6 +73,9 @@ pub struct Node {
     pub clock: SharedClock,
     /// Cancelled when the broker starts shutting down.
     pub shutdown: CancellationToken,
+    /// The cluster side (controller, replication), set at start-up on a cluster node; unset
+    /// on a single node.
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::ClusterRuntime>>,
     /// Exclusive lock on `<data-dir>/.lock`, held for the node's life so that two processes
     /// never open the same logs.
     _dir_lock: std::fs::File,
@@ -123,8 +126,15 @@ impl Node {
             metrics,
             clock,
             shutdown: CancellationToken::new(),
+            cluster: std::sync::OnceLock::new(),
             _dir_lock: dir_lock,
         });
+        if node.config.cluster.is_some() {
+            // Partitions are opened by the cluster reconciler once the controller unfenced
+            // this broker (crate::cluster); groups follow `__consumer_offsets` leadership.
+            node.producer_ids.set_namespace(node.meta.node_id);
+            return Ok(node);
+        }
         node.remove_orphan_partition_dirs();
         let now = node.clock.now_ms();
         for topic in node.topics.all() {
@@ -171,6 +181,50 @@ impl Node {
 
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// The partition for a client's produce, fetch or offset lookup: it must be hosted here
+    /// and led here. A partition of a known topic led elsewhere is NOT_LEADER_OR_FOLLOWER (so
+    /// the client refreshes its metadata), an unknown one UNKNOWN_TOPIC_OR_PARTITION.
+    pub fn leader_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Arc<crate::partition::Partition>, ErrorKind> {
+        match self.partitions.get(topic, partition) {
+            Some(p) if p.role().serves_reads() => Ok(p),
+            Some(_) => Err(ErrorKind::NotLeaderOrFollower),
+            None => {
+                let known = self
+                    .topics
+                    .get(topic)
+                    .is_some_and(|t| partition >= 0 && partition < t.partitions);
+                if known && self.cluster().is_some() {
+                    Err(ErrorKind::NotLeaderOrFollower)
+                } else {
+                    Err(ErrorKind::UnknownTopicOrPartition)
+                }
+            }
+        }
+    }
+
+    /// The cluster id clients see: the cluster's (from the controller) on a cluster node.
+    pub fn cluster_id(&self) -> String {
+        self.cluster()
+            .and_then(|rt| rt.state().cluster_id)
+            .map(crate::metadata::cluster_id_of)
+            .unwrap_or_else(|| self.meta.cluster_id.clone())
+    }
+
+    /// The cluster runtime, on a cluster node.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::ClusterRuntime>> {
+        self.cluster.get()
+    }
+
+    /// This broker gained (`leader`) or lost the leadership of a `__consumer_offsets`
+    /// partition: its groups are loaded here or handed over.
+    pub fn on_offsets_leadership(&self, partition: i32, leader: bool) {
+        tracing::info!(partition, leader, "__consumer_offsets leadership changed");
     }
 
     /// Validates a create-topic request without changing anything.
@@ -279,11 +333,22 @@ impl Node {
     }
 
     /// Creates a topic on a client's behalf (Metadata auto-create), if allowed.
-    pub fn auto_create_topic(&self, name: &str) -> Option<Result<TopicMeta, TopicOpError>> {
+    pub async fn auto_create_topic(&self, name: &str) -> Option<Result<TopicMeta, TopicOpError>> {
         if !self.config.settings.bool("auto.create.topics.enable") {
             return None;
         }
-        match self.create_topic(name, -1, -1, TopicConfigs::new(), false) {
+        let created = match self.cluster() {
+            Some(rt) => rt
+                .create_topic(self, name, -1, -1, TopicConfigs::new(), None, false)
+                .await
+                .and_then(|_| {
+                    self.topics.get(name).ok_or_else(|| {
+                        TopicOpError::new(ErrorKind::LeaderNotAvailable, "topic is being created")
+                    })
+                }),
+            None => self.create_topic(name, -1, -1, TopicConfigs::new(), false),
+        };
+        match created {
             Err(e) if e.kind == ErrorKind::TopicAlreadyExists => self.topics.get(name).map(Ok),
             other => Some(other),
         }

@@ -16,6 +16,9 @@ pub struct ProducerIdAllocator {
     path: PathBuf,
     /// (next id to hand out, end of the persisted block, exclusive).
     state: Mutex<(i64, i64)>,
+    /// Added to every id: in a cluster each broker hands out ids in its own range
+    /// (`node_id << 40`), so ids are unique cluster-wide without asking the controller.
+    namespace: std::sync::atomic::AtomicI64,
 }
 
 impl ProducerIdAllocator {
@@ -34,7 +37,15 @@ impl ProducerIdAllocator {
         Ok(Self {
             path,
             state: Mutex::new((next, next)),
+            namespace: std::sync::atomic::AtomicI64::new(0),
         })
+    }
+
+    /// Hand out ids in `node_id`'s own range from now on (cluster nodes).
+    pub fn set_namespace(&self, node_id: i32) {
+        let ns = i64::from(node_id.max(0)) << 40;
+        self.namespace
+            .store(ns, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A fresh producer id.
@@ -47,7 +58,7 @@ impl ProducerIdAllocator {
         }
         let id = st.0;
         st.0 += 1;
-        Ok(id)
+        Ok(id + self.namespace.load(std::sync::atomic::Ordering::Relaxed))
     }
 }
 

@@ -24,12 +24,18 @@ pub enum RunError {
     },
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterStartError),
 }
 
 /// Runs the broker until a shutdown signal.
 pub async fn run(config: BrokerConfig) -> Result<(), RunError> {
     let listen = config.listen;
     let node = Node::start(config, Arc::new(SystemClock))?;
+    if node.config.cluster.is_some() {
+        let rt = crate::cluster::ClusterRuntime::start(&node).await?;
+        let _ = node.cluster.set(rt);
+    }
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|source| RunError::Bind {
@@ -67,6 +73,9 @@ pub async fn run(config: BrokerConfig) -> Result<(), RunError> {
         shutdown.cancel();
     });
     run_listener(Arc::clone(&node), listener).await;
+    if let Some(rt) = node.cluster() {
+        rt.shutdown().await;
+    }
     let closing = Arc::clone(&node);
     if let Err(e) = tokio::task::spawn_blocking(move || closing.close_partitions()).await {
         tracing::error!(error = %e, "closing partitions failed");

@@ -6,6 +6,7 @@
 //! those tests share:
 //!
 //! - [`process`]: starting, stopping, killing and restarting a broker process.
+//! - [`cluster`]: several brokers forming one cluster, with kill/pause/restart.
 //! - [`ports`]: picking free loopback ports.
 //! - [`wire`]: raw-socket requests encoded with `kafka-protocol`.
 //! - [`batch`]: building v2 record batches and parsing batch headers in
@@ -19,6 +20,7 @@
 //! unwrap.
 
 pub mod batch;
+pub mod cluster;
 pub mod kcat;
 pub mod ports;
 pub mod process;

@@ -216,6 +216,20 @@ impl SluiceProcess {
         }
     }
 
+    /// Freezes the process (SIGSTOP): it keeps its sockets but answers nothing.
+    pub fn pause(&mut self) {
+        if let Some(child) = self.child.as_ref() {
+            signal(child, libc::SIGSTOP);
+        }
+    }
+
+    /// Thaws a process frozen by [`SluiceProcess::pause`] (SIGCONT).
+    pub fn resume(&mut self) {
+        if let Some(child) = self.child.as_ref() {
+            signal(child, libc::SIGCONT);
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit; returns the exit status. Panics
     /// (after SIGKILL) if the broker does not exit within 20 s.
     pub fn terminate(&mut self) -> ExitStatus {

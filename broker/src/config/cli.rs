@@ -29,6 +29,16 @@ pub struct Cli {
     /// Serve Prometheus metrics at http://HOST:PORT/metrics [default: off].
     #[arg(long, env = "SLUICE_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// Cluster: this node's controller listener, HOST:PORT (required with --controller-voters).
+    #[arg(long, env = "SLUICE_CONTROLLER_LISTEN")]
+    pub controller_listen: Option<String>,
+    /// Cluster: the controller quorum, `id@host:port,id@host:port,...` (each node's
+    /// --controller-listen). Unset: a single node, its own one-voter quorum.
+    #[arg(long, env = "SLUICE_CONTROLLER_VOTERS")]
+    pub controller_voters: Option<String>,
+    /// Cluster: this broker's rack (`broker.rack`), for rack-aware replica placement.
+    #[arg(long, env = "SLUICE_BROKER_RACK")]
+    pub broker_rack: Option<String>,
     /// A broker setting with its Kafka name, e.g. `--set num.partitions=3`; repeatable.
     /// From the environment: SLUICE_SET="k1=v1,k2=v2".
     #[arg(

@@ -37,6 +37,46 @@ pub struct BrokerConfig {
     pub settings: BrokerSettings,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Set when this node is part of a multi-node cluster (`--controller-voters`).
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// A node of a cluster: its controller listener, the voters, its rack.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Where this node's controller listener binds.
+    pub controller_listen: SocketAddr,
+    /// Every voter: node id and controller address (`host:port`, resolved when used, so
+    /// container names work before the other containers exist).
+    pub voters: Vec<(i32, String)>,
+    /// `broker.rack`.
+    pub rack: Option<String>,
+}
+
+/// Parses `1@host:port,2@host:port`.
+pub fn parse_voters(value: &str) -> Result<Vec<(i32, String)>, String> {
+    let mut voters = Vec::new();
+    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('@')
+            .ok_or_else(|| format!("{part:?}: expected ID@HOST:PORT"))?;
+        let id: i32 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("{part:?}: node id is not a number"))?;
+        if id < 0 {
+            return Err(format!("{part:?}: node id must not be negative"));
+        }
+        split_host_port("--controller-voters", addr.trim()).map_err(|e| e.to_string())?;
+        if voters.iter().any(|(v, _)| *v == id) {
+            return Err(format!("node id {id} is listed twice"));
+        }
+        voters.push((id, addr.trim().to_string()));
+    }
+    if voters.is_empty() {
+        return Err("no voters given".to_string());
+    }
+    Ok(voters)
 }
 
 /// A configuration problem found at start-up; the broker refuses to start.
@@ -70,6 +110,9 @@ struct FileConfig {
     node_id: Option<i32>,
     log_level: Option<String>,
     metrics_listen: Option<String>,
+    controller_listen: Option<String>,
+    controller_voters: Option<String>,
+    broker_rack: Option<String>,
     #[serde(default)]
     settings: std::collections::BTreeMap<String, toml::Value>,
 }
@@ -123,9 +166,46 @@ impl BrokerConfig {
             Some(a) => Some(parse_addr("--metrics-listen", &a)?),
             None => None,
         };
+        let node_id = cli.node_id.or(file.node_id).unwrap_or(1);
+        let cluster = match cli.controller_voters.clone().or(file.controller_voters) {
+            None => None,
+            Some(v) => {
+                let voters = parse_voters(&v).map_err(|reason| ConfigError::Address {
+                    what: "--controller-voters",
+                    value: v.clone(),
+                    reason,
+                })?;
+                let own = voters
+                    .iter()
+                    .find(|(id, _)| *id == node_id)
+                    .map(|(_, a)| a.clone());
+                let listen_str = cli
+                    .controller_listen
+                    .clone()
+                    .or(file.controller_listen)
+                    .or(own)
+                    .ok_or_else(|| ConfigError::Address {
+                        what: "--controller-listen",
+                        value: String::new(),
+                        reason: "required with --controller-voters".to_string(),
+                    })?;
+                let controller_listen = parse_addr("--controller-listen", &listen_str)?;
+                if !voters.iter().any(|(id, _)| *id == node_id) {
+                    return Err(ConfigError::Setting(format!(
+                        "node {node_id} is not among --controller-voters (broker-only nodes are not supported yet)"
+                    )));
+                }
+                Some(ClusterConfig {
+                    controller_listen,
+                    voters,
+                    rack: cli.broker_rack.clone().or(file.broker_rack),
+                })
+            }
+        };
         Ok(Self {
             listen,
             metrics_listen,
+            cluster,
             advertised_host,
             advertised_port,
             data_dir: cli
@@ -133,7 +213,7 @@ impl BrokerConfig {
                 .clone()
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("sluice-data")),
-            node_id: cli.node_id.or(file.node_id).unwrap_or(1),
+            node_id,
             log_level: cli
                 .log_level
                 .clone()
@@ -224,6 +304,33 @@ mod tests {
         assert_eq!(c.advertised_port, 19092);
         assert_eq!(c.settings.i32("num.partitions"), 3);
         assert!(!c.settings.bool("auto.create.topics.enable"));
+    }
+
+    #[test]
+    fn cluster_flags() {
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "--node-id",
+            "2",
+            "--controller-voters",
+            "1@127.0.0.1:9101, 2@127.0.0.1:9102,3@localhost:9103",
+            "--broker-rack",
+            "r1",
+        ])
+        .unwrap();
+        let c = BrokerConfig::resolve(&cli).unwrap();
+        let cluster = c.cluster.unwrap();
+        assert_eq!(cluster.controller_listen.port(), 9102);
+        assert_eq!(cluster.voters.len(), 3);
+        assert_eq!(cluster.voters[2], (3, "localhost:9103".to_string()));
+        assert_eq!(cluster.rack.as_deref(), Some("r1"));
+        assert!(parse_voters("1@a:1,1@b:2").is_err());
+        assert!(parse_voters("x@a:1").is_err());
+        assert!(parse_voters("1@a").is_err());
+        let not_voter =
+            Cli::try_parse_from(["sluice", "--node-id", "9", "--controller-voters", "1@h:1"])
+                .unwrap();
+        assert!(BrokerConfig::resolve(&not_voter).is_err());
     }
 
     #[test]

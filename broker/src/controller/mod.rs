@@ -53,8 +53,9 @@ use self::types::{broker_id, node_id, Raft, RaftStoreError};
 pub struct ControllerConfig {
     /// This node's id (= its broker id).
     pub node_id: i32,
-    /// The voters and their controller listeners; empty = this node alone.
-    pub voters: Vec<(i32, SocketAddr)>,
+    /// The voters and their controller listeners (`host:port`, resolved at connect time);
+    /// empty = this node alone.
+    pub voters: Vec<(i32, String)>,
     /// Where the Raft log, vote and snapshots live (`<data-dir>/controller`).
     pub dir: PathBuf,
     /// Leader → follower heartbeat period.
@@ -76,6 +77,19 @@ pub struct ControllerConfig {
 
 impl ControllerConfig {
     pub fn new(node_id: i32, voters: Vec<(i32, SocketAddr)>, dir: PathBuf) -> ControllerConfig {
+        let voters = voters
+            .into_iter()
+            .map(|(id, addr)| (id, addr.to_string()))
+            .collect();
+        ControllerConfig::with_named_voters(node_id, voters, dir)
+    }
+
+    /// As `new`, with voter addresses as `host:port` names.
+    pub fn with_named_voters(
+        node_id: i32,
+        voters: Vec<(i32, String)>,
+        dir: PathBuf,
+    ) -> ControllerConfig {
         ControllerConfig {
             node_id,
             voters,
@@ -189,7 +203,7 @@ impl Controller {
             )));
         }
         if config.voters.is_empty() {
-            config.voters = vec![(config.node_id, local_addr)];
+            config.voters = vec![(config.node_id, local_addr.to_string())];
         }
         let ids: BTreeSet<i32> = config.voters.iter().map(|(id, _)| *id).collect();
         if ids.len() != config.voters.len() || ids.iter().any(|&id| id < 0) {
@@ -236,14 +250,7 @@ impl Controller {
             let members: BTreeMap<u64, BasicNode> = config
                 .voters
                 .iter()
-                .map(|(id, addr)| {
-                    (
-                        node_id(*id),
-                        BasicNode {
-                            addr: addr.to_string(),
-                        },
-                    )
-                })
+                .map(|(id, addr)| (node_id(*id), BasicNode { addr: addr.clone() }))
                 .collect();
             match raft.initialize(members).await {
                 Ok(()) => tracing::info!(node_id = config.node_id, "initialized controller quorum"),

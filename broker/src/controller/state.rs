@@ -97,6 +97,10 @@ pub struct ClusterState {
     pub topic_names: BTreeMap<Uuid, String>,
     /// The epoch the next registration gets (monotonic, never reused).
     pub next_broker_epoch: i64,
+    /// The cluster's id (Kafka's `cluster.id`): the first registered broker's incarnation id,
+    /// so every node reports the same one without configuration.
+    #[serde(default)]
+    pub cluster_id: Option<Uuid>,
     /// Index of the last Raft log entry applied to this state (0 = none). Set by the Raft state
     /// machine, not by `apply`; brokers report it in heartbeats to show they caught up.
     pub metadata_offset: u64,
@@ -236,6 +240,9 @@ impl ClusterState {
         }
         let broker_epoch = self.next_broker_epoch;
         self.next_broker_epoch += 1;
+        if self.cluster_id.is_none() {
+            self.cluster_id = Some(incarnation_id);
+        }
         // A new incarnation starts fenced: it must catch up with the metadata log before it
         // leads anything. Its old leaderships are moved by the control loop (`ShrinkIsr`).
         self.brokers.insert(

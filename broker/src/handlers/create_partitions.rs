@@ -11,22 +11,29 @@ use protocol_shim::ErrorKind;
 use super::util::str_bytes;
 use crate::node::{Node, TopicOpError};
 
-pub fn handle(
+pub async fn handle(
     node: &Arc<Node>,
     request: CreatePartitionsRequest,
     _version: i16,
 ) -> CreatePartitionsResponse {
     let mut seen = HashSet::new();
-    let results = request
-        .topics
-        .into_iter()
-        .map(|t| {
+    let mut results = Vec::with_capacity(request.topics.len());
+    for t in request.topics {
+        results.push({
             let name = t.name.0.as_str().to_string();
             let result = if !seen.insert(name.clone()) {
                 Err(TopicOpError::new(
                     ErrorKind::InvalidRequest,
                     "Duplicate topic in request.",
                 ))
+            } else if let Some(rt) = node.cluster() {
+                let assignments = t.assignments.as_ref().map(|list| {
+                    list.iter()
+                        .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                        .collect()
+                });
+                rt.create_partitions(node, &name, t.count, assignments, request.validate_only)
+                    .await
             } else {
                 check_assignments(node, &t)
                     .and_then(|()| node.create_partitions(&name, t.count, request.validate_only))
@@ -37,8 +44,8 @@ pub fn handle(
                 out.error_message = Some(str_bytes(e.message));
             }
             out
-        })
-        .collect();
+        });
+    }
     CreatePartitionsResponse::default().with_results(results)
 }
 

@@ -17,7 +17,7 @@ use super::util::str_bytes;
 use crate::config::{effective_topic_config, TopicConfigs, TOPIC_CONFIGS};
 use crate::node::{Node, TopicOpError};
 
-pub fn handle(
+pub async fn handle(
     node: &Arc<Node>,
     request: CreateTopicsRequest,
     version: i16,
@@ -29,16 +29,17 @@ pub fn handle(
         .filter(|t| !seen.insert(t.name.0.as_str().to_string()))
         .map(|t| t.name.0.as_str().to_string())
         .collect();
-    let topics = request
-        .topics
-        .into_iter()
-        .map(|topic| {
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        topics.push({
             let name = topic.name.0.as_str().to_string();
             let result = if duplicates.contains(&name) {
                 Err(TopicOpError::new(
                     ErrorKind::InvalidRequest,
                     format!("Create topics request from client contains a duplicate topic: {name}"),
                 ))
+            } else if let Some(rt) = node.cluster() {
+                create_in_cluster(node, rt, &topic, request.validate_only).await
             } else {
                 create_one(node, &topic, request.validate_only)
             };
@@ -61,9 +62,62 @@ pub fn handle(
                 }
             }
             out
-        })
-        .collect();
+        });
+    }
     CreateTopicsResponse::default().with_topics(topics)
+}
+
+/// CreateTopics on a cluster node: through the controller.
+async fn create_in_cluster(
+    node: &Arc<Node>,
+    rt: &crate::cluster::ClusterRuntime,
+    topic: &CreatableTopic,
+    validate_only: bool,
+) -> Result<(Uuid, i32, i16, TopicConfigs), TopicOpError> {
+    let mut configs = TopicConfigs::new();
+    for c in &topic.configs {
+        if let Some(v) = &c.value {
+            configs.insert(c.name.as_str().to_string(), v.as_str().to_string());
+        }
+    }
+    let assignments = if topic.assignments.is_empty() {
+        None
+    } else {
+        if topic.num_partitions != -1 || topic.replication_factor != -1 {
+            return Err(TopicOpError::new(
+                ErrorKind::InvalidRequest,
+                "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.",
+            ));
+        }
+        let mut sorted: Vec<_> = topic.assignments.iter().collect();
+        sorted.sort_by_key(|a| a.partition_index);
+        if sorted
+            .iter()
+            .enumerate()
+            .any(|(i, a)| i32::try_from(i).ok() != Some(a.partition_index))
+        {
+            return Err(TopicOpError::new(
+                ErrorKind::InvalidReplicaAssignment,
+                "Partitions should be a consecutive 0-based integer sequence",
+            ));
+        }
+        Some(
+            sorted
+                .iter()
+                .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                .collect(),
+        )
+    };
+    rt.create_topic(
+        node,
+        topic.name.0.as_str(),
+        topic.num_partitions,
+        topic.replication_factor,
+        configs,
+        assignments,
+        validate_only,
+    )
+    .await
 }
 
 fn create_one(

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::util::{str_bytes, topic_name};
 use crate::node::Node;
 
-pub fn handle(
+pub async fn handle(
     node: &Arc<Node>,
     request: DeleteTopicsRequest,
     version: i16,
@@ -28,9 +28,9 @@ pub fn handle(
             .map(|n| (Some(n.0.as_str().to_string()), Uuid::nil()))
             .collect()
     };
-    let responses = targets
-        .into_iter()
-        .map(|(name, id)| {
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        responses.push({
             let resolved = match (&name, id.is_nil()) {
                 (Some(n), _) => Ok(n.clone()),
                 (None, false) => node
@@ -43,7 +43,11 @@ pub fn handle(
             let mut out = DeletableTopicResult::default()
                 .with_name(name.as_deref().map(topic_name))
                 .with_topic_id(id);
-            match resolved.map(|n| (node.delete_topic(&n), n)) {
+            let deleted = match resolved {
+                Ok(n) => Ok((delete(node, &n).await, n)),
+                Err(kind) => Err(kind),
+            };
+            match deleted {
                 Ok((Ok(meta), n)) => {
                     out.name = Some(topic_name(&n));
                     out.topic_id = meta.id;
@@ -55,7 +59,25 @@ pub fn handle(
                 Err(kind) => out.error_code = kind.code(),
             }
             out
-        })
-        .collect();
+        });
+    }
     DeleteTopicsResponse::default().with_responses(responses)
+}
+
+async fn delete(
+    node: &Node,
+    name: &str,
+) -> Result<crate::metadata::TopicMeta, crate::node::TopicOpError> {
+    match node.cluster() {
+        Some(rt) => {
+            if !node.config.settings.bool("delete.topic.enable") {
+                return Err(crate::node::TopicOpError::new(
+                    ErrorKind::TopicDeletionDisabled,
+                    "Topic deletion is disabled.",
+                ));
+            }
+            rt.delete_topic(node, name).await
+        }
+        None => node.delete_topic(name),
+    }
 }

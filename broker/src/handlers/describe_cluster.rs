@@ -1,4 +1,5 @@
-//! DescribeCluster (key 60): this node as the only broker and the controller.
+//! DescribeCluster (key 60): the brokers (v2+: fenced ones too, flagged) and the active
+//! controller; on a single node, this node is both.
 
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ pub fn handle(
 ) -> DescribeClusterResponse {
     let mut response = DescribeClusterResponse::default()
         .with_endpoint_type(request.endpoint_type)
-        .with_cluster_id(str_bytes(node.meta.cluster_id.clone()))
+        .with_cluster_id(str_bytes(node.cluster_id()))
         .with_controller_id(BrokerId(node.meta.node_id))
         .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
             CLUSTER_AUTHORIZED_OPERATIONS
@@ -34,6 +35,24 @@ pub fn handle(
                 "The request was sent to an endpoint of the wrong type.",
             )))
             .with_controller_id(BrokerId(-1));
+    }
+    if let Some(rt) = node.cluster() {
+        let state = rt.state();
+        response.controller_id = BrokerId(rt.controller_id().unwrap_or(-1));
+        response.brokers = state
+            .brokers
+            .values()
+            .filter(|b| version >= 2 || !b.fenced)
+            .map(|b| {
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(b.broker_id))
+                    .with_host(str_bytes(b.host.clone()))
+                    .with_port(i32::from(b.port))
+                    .with_rack(b.rack.clone().map(str_bytes))
+                    .with_is_fenced(b.fenced)
+            })
+            .collect();
+        return response;
     }
     response.brokers = vec![DescribeClusterBroker::default()
         .with_broker_id(BrokerId(node.meta.node_id))

@@ -37,14 +37,15 @@ pub fn handle(node: &Arc<Node>, request: ListOffsetsRequest, version: i16) -> Li
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1);
-                    let Some(partition) = node.partitions.get(&name, p.partition_index) else {
-                        return resp.with_error_code(ErrorKind::UnknownTopicOrPartition.code());
+                    let partition = match node.leader_partition(&name, p.partition_index) {
+                        Ok(partition) => partition,
+                        Err(kind) => return resp.with_error_code(kind.code()),
                     };
                     if version >= 4
                         && p.current_leader_epoch >= 0
-                        && p.current_leader_epoch != partition.leader_epoch
+                        && p.current_leader_epoch != partition.leader_epoch()
                     {
-                        let kind = if p.current_leader_epoch > partition.leader_epoch {
+                        let kind = if p.current_leader_epoch > partition.leader_epoch() {
                             ErrorKind::UnknownLeaderEpoch
                         } else {
                             ErrorKind::FencedLeaderEpoch
@@ -56,7 +57,7 @@ pub fn handle(node: &Arc<Node>, request: ListOffsetsRequest, version: i16) -> Li
                             resp.offset = offset;
                             resp.timestamp = timestamp;
                             if version >= 4 {
-                                resp.leader_epoch = partition.leader_epoch;
+                                resp.leader_epoch = partition.leader_epoch();
                             }
                             resp
                         }

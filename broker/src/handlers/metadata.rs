@@ -1,5 +1,7 @@
 //! Metadata (key 3): brokers, cluster id, controller, and topics with their partitions;
 //! creates requested topics when auto-creation is allowed by both the client and the broker.
+//! In a cluster, brokers, leaders, epochs, replicas, ISR and offline replicas come from the
+//! controller's metadata as this broker last applied it.
 
 use std::sync::Arc;
 
@@ -17,7 +19,7 @@ use super::util::{
 use crate::metadata::{validate_topic_name, TopicMeta};
 use crate::node::Node;
 
-pub fn handle(node: &Arc<Node>, request: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn handle(node: &Arc<Node>, request: MetadataRequest, version: i16) -> MetadataResponse {
     let include_ops = request.include_topic_authorized_operations;
     let describe = |t: &TopicMeta| describe_topic(node, t, include_ops);
     let topics: Vec<MetadataResponseTopic> = match request.topics {
@@ -28,27 +30,27 @@ pub fn handle(node: &Arc<Node>, request: MetadataRequest, version: i16) -> Metad
         }
         Some(list) => {
             let auto_create = version < 4 || request.allow_auto_topic_creation;
-            list.into_iter()
-                .map(|t| match t.name {
+            let mut out = Vec::with_capacity(list.len());
+            for t in list {
+                out.push(match t.name {
                     Some(name) => {
                         let name = name.0.as_str().to_string();
-                        lookup_or_create(node, &name, auto_create, include_ops)
+                        lookup_or_create(node, &name, auto_create, include_ops).await
                     }
                     None => match node.topics.get_by_id(t.topic_id) {
                         Some(meta) => describe(&meta),
                         None => error_topic(None, t.topic_id, ErrorKind::UnknownTopicId),
                     },
-                })
-                .collect()
+                });
+            }
+            out
         }
     };
+    let (brokers, controller_id) = brokers(node);
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(node.meta.node_id))
-            .with_host(str_bytes(node.config.advertised_host.clone()))
-            .with_port(node.config.advertised_port)])
-        .with_cluster_id(Some(str_bytes(node.meta.cluster_id.clone())))
-        .with_controller_id(BrokerId(node.meta.node_id))
+        .with_brokers(brokers)
+        .with_cluster_id(Some(str_bytes(node.cluster_id())))
+        .with_controller_id(BrokerId(controller_id))
         .with_topics(topics)
         .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
             CLUSTER_AUTHORIZED_OPERATIONS
@@ -57,7 +59,46 @@ pub fn handle(node: &Arc<Node>, request: MetadataRequest, version: i16) -> Metad
         })
 }
 
-fn lookup_or_create(
+/// The live brokers and the controller id.
+fn brokers(node: &Node) -> (Vec<MetadataResponseBroker>, i32) {
+    let this = || {
+        MetadataResponseBroker::default()
+            .with_node_id(BrokerId(node.meta.node_id))
+            .with_host(str_bytes(node.config.advertised_host.clone()))
+            .with_port(node.config.advertised_port)
+            .with_rack(
+                node.config
+                    .cluster
+                    .as_ref()
+                    .and_then(|c| c.rack.clone())
+                    .map(str_bytes),
+            )
+    };
+    let Some(rt) = node.cluster() else {
+        return (vec![this()], node.meta.node_id);
+    };
+    let state = rt.state();
+    let mut list: Vec<MetadataResponseBroker> = state
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.broker_id))
+                .with_host(str_bytes(b.host.clone()))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.clone().map(str_bytes))
+        })
+        .collect();
+    if !list.iter().any(|b| b.node_id.0 == node.meta.node_id) {
+        // Not yet registered or unfenced: still tell the client where we are, so it can
+        // come back.
+        list.push(this());
+    }
+    (list, rt.controller_id().unwrap_or(-1))
+}
+
+async fn lookup_or_create(
     node: &Arc<Node>,
     name: &str,
     auto_create: bool,
@@ -70,7 +111,7 @@ fn lookup_or_create(
         return error_topic(Some(name), Uuid::nil(), ErrorKind::InvalidTopic);
     }
     if auto_create {
-        match node.auto_create_topic(name) {
+        match node.auto_create_topic(name).await {
             Some(Ok(meta)) => return describe_topic(node, &meta, include_ops),
             Some(Err(e)) => {
                 tracing::warn!(topic = name, error = %e.message, "auto-create failed");
@@ -92,16 +133,49 @@ fn error_topic(name: Option<&str>, id: Uuid, kind: ErrorKind) -> MetadataRespons
 
 pub fn describe_topic(node: &Node, meta: &TopicMeta, include_ops: bool) -> MetadataResponseTopic {
     let me = BrokerId(node.meta.node_id);
-    let partitions = (0..meta.partitions)
-        .map(|p| {
-            MetadataResponsePartition::default()
-                .with_partition_index(p)
-                .with_leader_id(me)
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![me])
-                .with_isr_nodes(vec![me])
-        })
-        .collect();
+    let cluster_partitions = node.cluster().map(|rt| {
+        let state = rt.state();
+        let live = |b: &i32| state.is_unfenced(*b);
+        state
+            .topics
+            .get(&meta.name)
+            .map(|t| {
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| {
+                        let ids = |v: &[i32]| v.iter().map(|&b| BrokerId(b)).collect::<Vec<_>>();
+                        let offline: Vec<i32> =
+                            p.replicas.iter().copied().filter(|b| !live(b)).collect();
+                        MetadataResponsePartition::default()
+                            .with_error_code(if p.leader < 0 {
+                                ErrorKind::LeaderNotAvailable.code()
+                            } else {
+                                0
+                            })
+                            .with_partition_index(i32::try_from(i).unwrap_or(i32::MAX))
+                            .with_leader_id(BrokerId(p.leader))
+                            .with_leader_epoch(p.leader_epoch)
+                            .with_replica_nodes(ids(&p.replicas))
+                            .with_isr_nodes(ids(&p.isr))
+                            .with_offline_replicas(ids(&offline))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    });
+    let partitions = cluster_partitions.unwrap_or_else(|| {
+        (0..meta.partitions)
+            .map(|p| {
+                MetadataResponsePartition::default()
+                    .with_partition_index(p)
+                    .with_leader_id(me)
+                    .with_leader_epoch(0)
+                    .with_replica_nodes(vec![me])
+                    .with_isr_nodes(vec![me])
+            })
+            .collect()
+    });
     MetadataResponseTopic::default()
         .with_name(Some(topic_name(&meta.name)))
         .with_topic_id(meta.id)

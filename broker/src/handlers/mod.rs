@@ -16,7 +16,7 @@ pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
-mod util;
+pub(crate) mod util;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -62,20 +62,22 @@ pub async fn dispatch(
         RequestKind::ApiVersions(r) => {
             now(ResponseKind::ApiVersions(api_versions::handle(&r, version)))
         }
-        RequestKind::Metadata(r) => now(ResponseKind::Metadata(metadata::handle(node, r, version))),
+        RequestKind::Metadata(r) => now(ResponseKind::Metadata(
+            metadata::handle(node, r, version).await,
+        )),
         RequestKind::Produce(r) => produce::handle(node, r, version),
         RequestKind::Fetch(r) => fetch::handle(node, r, version),
         RequestKind::ListOffsets(r) => now(ResponseKind::ListOffsets(list_offsets::handle(
             node, r, version,
         ))),
-        RequestKind::CreateTopics(r) => now(ResponseKind::CreateTopics(create_topics::handle(
-            node, r, version,
-        ))),
-        RequestKind::DeleteTopics(r) => now(ResponseKind::DeleteTopics(delete_topics::handle(
-            node, r, version,
-        ))),
+        RequestKind::CreateTopics(r) => now(ResponseKind::CreateTopics(
+            create_topics::handle(node, r, version).await,
+        )),
+        RequestKind::DeleteTopics(r) => now(ResponseKind::DeleteTopics(
+            delete_topics::handle(node, r, version).await,
+        )),
         RequestKind::CreatePartitions(r) => now(ResponseKind::CreatePartitions(
-            create_partitions::handle(node, r, version),
+            create_partitions::handle(node, r, version).await,
         )),
         RequestKind::DescribeConfigs(r) => now(ResponseKind::DescribeConfigs(
             describe_configs::handle(node, r, version),

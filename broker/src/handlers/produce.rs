@@ -30,8 +30,9 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
         tokio::time::Instant::now() + Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0));
     let acks_valid = matches!(acks, -1..=1);
     let transactional = request.transactional_id.is_some();
-    // (topic index, partition index, partition, offset that must become durable)
-    let mut waits: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
+    // (topic index, partition index, partition, offset that must become durable,
+    // min.insync.replicas)
+    let mut waits: Vec<(usize, usize, Arc<Partition>, i64, usize)> = Vec::new();
     let mut responses = Vec::with_capacity(request.topic_data.len());
 
     for (ti, topic) in request.topic_data.into_iter().enumerate() {
@@ -68,10 +69,16 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
                         format!("Cannot append to internal topic {}", meta.name),
                     ));
                 }
-                let partition = node.partitions.get(&meta.name, pd.index).ok_or((
-                    ErrorKind::UnknownTopicOrPartition,
-                    "This server does not host this topic-partition.".to_string(),
-                ))?;
+                let partition = node
+                    .leader_partition(&meta.name, pd.index)
+                    .map_err(|kind| {
+                        let message = if kind == ErrorKind::NotLeaderOrFollower {
+                            "This server is not the leader for that topic-partition."
+                        } else {
+                            "This server does not host this topic-partition."
+                        };
+                        (kind, message.to_string())
+                    })?;
                 let records = pd
                     .records
                     .as_ref()
@@ -84,6 +91,22 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
                         ErrorKind::TransactionalIdAuthorizationFailed,
                         "transactions are not supported by this broker yet".to_string(),
                     ));
+                }
+                if acks == -1 {
+                    let min_isr = min_insync_replicas(node, meta);
+                    let lag_ms = node
+                        .cluster()
+                        .map_or(i64::MAX, |rt| rt.settings.replica_lag_time_max_ms);
+                    let in_sync = partition.live_isr_len(now_ms, lag_ms);
+                    if in_sync < min_isr {
+                        return Err((
+                            ErrorKind::NotEnoughReplicas,
+                            format!(
+                                "The size of the current ISR {in_sync} is insufficient to satisfy the min.isr requirement of {min_isr} for partition {}",
+                                partition.tp
+                            ),
+                        ));
+                    }
                 }
                 let outcome = partition
                     .append(records, now_ms)
@@ -118,7 +141,8 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
                         .with_base_offset(base)
                         .with_log_append_time_ms(append_time)
                         .with_log_start_offset(partition.log_start_offset().unwrap_or(-1));
-                    waits.push((ti, pi, partition, last + 1));
+                    let min_isr = meta.as_ref().map_or(1, |m| min_insync_replicas(node, m));
+                    waits.push((ti, pi, partition, last + 1, min_isr));
                 }
                 Err((kind, message)) => {
                     tracing::debug!(partition = pd.index, error = ?kind, %message, "produce refused");
@@ -147,17 +171,43 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
     }
     Reply::Later(Box::pin(async move {
         let mut response = response;
-        for (ti, pi, partition, offset) in waits {
-            if !partition.wait_durable(offset, deadline).await {
+        for (ti, pi, partition, offset, min_isr) in waits {
+            // acks=all: on every in-sync replica (the high watermark passed it, in a cluster);
+            // acks=1: durable on this replica.
+            let error = if acks == -1 {
+                if !partition.wait_durable(offset, deadline).await {
+                    Some(ErrorKind::RequestTimedOut)
+                } else if partition.isr_len() < min_isr {
+                    Some(ErrorKind::NotEnoughReplicasAfterAppend)
+                } else {
+                    None
+                }
+            } else if !partition.wait_local_durable(offset, deadline).await {
+                Some(ErrorKind::RequestTimedOut)
+            } else {
+                None
+            };
+            if let Some(kind) = error {
                 if let Some(r) = response
                     .responses
                     .get_mut(ti)
                     .and_then(|t| t.partition_responses.get_mut(pi))
                 {
-                    r.error_code = ErrorKind::RequestTimedOut.code();
+                    r.error_code = kind.code();
                 }
             }
         }
         ResponseKind::Produce(response)
     }))
+}
+
+/// The topic's `min.insync.replicas`, or the broker default.
+fn min_insync_replicas(node: &Node, meta: &crate::metadata::TopicMeta) -> usize {
+    meta.configs
+        .get("min.insync.replicas")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or_else(|| {
+            usize::try_from(node.config.settings.i32("min.insync.replicas")).unwrap_or(1)
+        })
+        .max(1)
 }

@@ -18,7 +18,7 @@ pub fn str_bytes(s: impl Into<String>) -> StrBytes {
 /// The one mapping from storage and partition errors to Kafka error kinds.
 pub fn partition_error_kind(e: &PartitionError) -> ErrorKind {
     match e {
-        PartitionError::Closed(_) => ErrorKind::NotLeaderOrFollower,
+        PartitionError::Closed(_) | PartitionError::NotLeader(_) => ErrorKind::NotLeaderOrFollower,
         PartitionError::Storage(s) => storage_error_kind(s),
     }
 }

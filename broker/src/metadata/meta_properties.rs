@@ -81,8 +81,13 @@ impl MetaProperties {
 
 /// A 22-character URL-safe base64 rendering of a random UUID, like Kafka's cluster ids.
 fn new_cluster_id() -> String {
+    cluster_id_of(uuid::Uuid::new_v4())
+}
+
+/// A UUID as a 22-character cluster id.
+pub fn cluster_id_of(id: uuid::Uuid) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bits = uuid::Uuid::new_v4().as_u128();
+    let bits = id.as_u128();
     (0..22)
         .map(|i| {
             let idx = ((bits >> (i * 6)) & 63) as usize;

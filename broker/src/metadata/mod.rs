@@ -4,7 +4,7 @@
 mod meta_properties;
 mod topic_store;
 
-pub use meta_properties::{MetaError, MetaProperties};
+pub use meta_properties::{cluster_id_of, MetaError, MetaProperties};
 pub use topic_store::{validate_topic_name, TopicMeta, TopicStore, TopicStoreError};
 
 /// Name of the internal offsets topic (used from the consumer-group work on).

@@ -8,9 +8,11 @@
 mod flusher;
 mod manager;
 mod replica;
+pub mod role;
 
 pub use manager::PartitionManager;
 pub use replica::{FetchRead, Partition, PartitionError};
+pub use role::Role;
 
 /// A topic name and partition index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,9 +1,13 @@
-//! One topic-partition replica on this broker (always the leader on a single node).
+//! One topic-partition replica on this broker: its log, its role (the only copy on a single
+//! node; leader or follower in a cluster, see `role`), and the offsets published from it.
 //!
 //! Invariants: appends happen under `log`'s mutex, in the order requests arrive; the high
-//! watermark only moves forward and never passes the log end offset; with `SyncOnAck` it never
-//! passes the flushed offset, so a consumer never sees a record a crash could take back.
+//! watermark only moves forward (except when a follower truncates below it) and never passes
+//! the log end offset; with `SyncOnAck` it never passes the flushed offset, so a consumer never
+//! sees a record a crash could take back. As a cluster leader the high watermark is also at most
+//! the log end offset of every in-sync follower (`role::LeaderState::high_watermark`).
 
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -11,6 +15,7 @@ use storage::{AppendOutcome, Log, LogConfig, StorageError};
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
+use super::role::{FollowerFetch, LeaderState, Role};
 use super::{DurabilityPolicy, TopicPartition};
 
 /// Why an operation on a partition failed.
@@ -20,6 +25,9 @@ pub enum PartitionError {
     Storage(#[from] StorageError),
     #[error("partition {0} is closed")]
     Closed(TopicPartition),
+    /// This replica is not the partition's leader (cluster mode).
+    #[error("this broker is not the leader of {0}")]
+    NotLeader(TopicPartition),
 }
 
 /// The result of reading for a fetch.
@@ -34,10 +42,15 @@ pub struct FetchRead {
 pub struct Partition {
     pub tp: TopicPartition,
     pub topic_id: Uuid,
-    /// Leader epoch stamped into appended batches; constant on a single node.
-    pub leader_epoch: i32,
+    /// Leader epoch stamped into appended batches (0 on a single node; the controller's epoch
+    /// in a cluster).
+    leader_epoch: AtomicI32,
+    /// Leader, follower or the only copy; see `role`.
+    role: Mutex<Role>,
     /// `None` once closed (shutdown or topic deletion).
     log: Mutex<Option<Log>>,
+    /// The log end offset, published for follower fetches that long-poll on new data.
+    log_end: watch::Sender<i64>,
     /// Consumers read below this; fetches and acks wait on it.
     high_watermark: watch::Sender<i64>,
     /// Offset below which everything is fsynced; acks=1/-1 wait on it.
@@ -68,8 +81,10 @@ impl Partition {
         Ok(Arc::new(Self {
             tp,
             topic_id,
-            leader_epoch: 0,
+            leader_epoch: AtomicI32::new(0),
+            role: Mutex::new(Role::Single),
             log: Mutex::new(Some(log)),
+            log_end: watch::Sender::new(leo),
             high_watermark: watch::Sender::new(leo),
             durable: watch::Sender::new(leo),
             flush_wanted: Notify::new(),
@@ -88,24 +103,79 @@ impl Partition {
         Ok(f(log)?)
     }
 
-    /// Validates and appends one produce payload. Does not wait for durability.
+    /// The leader epoch stamped into appended batches.
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.load(Ordering::Acquire)
+    }
+
+    /// Validates and appends one produce payload. Does not wait for durability. Refused with
+    /// `NotLeader` unless this replica may take writes (the only copy, or the leader).
     pub fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendOutcome, PartitionError> {
+        if !self.role.lock().accepts_writes() {
+            return Err(PartitionError::NotLeader(self.tp.clone()));
+        }
         let (outcome, leo) = self.with_log(|log| {
-            let o = log.append(records, self.leader_epoch, now_ms)?;
+            let o = log.append(records, self.leader_epoch(), now_ms)?;
             Ok((o, log.log_end_offset()))
         })?;
         if matches!(outcome, AppendOutcome::Appended { .. }) {
+            self.publish_log_end(leo);
             match self.policy {
                 DurabilityPolicy::SyncOnAck => self.flush_wanted.notify_one(),
-                DurabilityPolicy::Interval { .. } => self.advance_high_watermark(leo),
+                DurabilityPolicy::Interval { .. } => self.on_local_progress(leo),
             }
         }
         Ok(outcome)
     }
 
-    /// Waits until every offset below `offset` is durable (SyncOnAck) or written (Interval).
-    /// Returns false if the deadline passes first or the partition closes.
+    /// Appends batches fetched from the leader (offsets and epochs already stamped) and wakes
+    /// the flusher. Returns the new log end offset.
+    pub fn append_as_follower(&self, records: &[u8]) -> Result<i64, PartitionError> {
+        let leo = self.with_log(|log| {
+            log.append_as_follower(records)?;
+            Ok(log.log_end_offset())
+        })?;
+        self.publish_log_end(leo);
+        match self.policy {
+            DurabilityPolicy::SyncOnAck => self.flush_wanted.notify_one(),
+            DurabilityPolicy::Interval { .. } => {}
+        }
+        Ok(leo)
+    }
+
+    fn publish_log_end(&self, leo: i64) {
+        self.log_end.send_if_modified(|v| {
+            if *v != leo {
+                *v = leo;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Waits until every offset below `offset` is committed: durable here (SyncOnAck) or
+    /// written (Interval) on a single node; below the high watermark, so on every in-sync
+    /// replica, as a cluster leader (acks=all). Returns false if the deadline passes first or
+    /// the partition closes.
     pub async fn wait_durable(&self, offset: i64, deadline: tokio::time::Instant) -> bool {
+        let replicated = matches!(*self.role.lock(), Role::Leader(_));
+        let mut rx = if replicated {
+            self.high_watermark.subscribe()
+        } else {
+            match self.policy {
+                DurabilityPolicy::SyncOnAck => self.durable.subscribe(),
+                DurabilityPolicy::Interval { .. } => return true,
+            }
+        };
+        let reached = tokio::time::timeout_at(deadline, rx.wait_for(|&d| d >= offset))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        reached
+    }
+
+    /// Waits until every offset below `offset` is durable on this replica only (acks=1).
+    pub async fn wait_local_durable(&self, offset: i64, deadline: tokio::time::Instant) -> bool {
         let mut rx = match self.policy {
             DurabilityPolicy::SyncOnAck => self.durable.subscribe(),
             DurabilityPolicy::Interval { .. } => return true,
@@ -114,6 +184,198 @@ impl Partition {
             .await
             .is_ok_and(|r| r.is_ok());
         reached
+    }
+
+    /// The offset below which this replica's log is durable (or written, with Interval).
+    fn local_committed(&self) -> i64 {
+        match self.policy {
+            DurabilityPolicy::SyncOnAck => *self.durable.borrow(),
+            DurabilityPolicy::Interval { .. } => *self.log_end.borrow(),
+        }
+    }
+
+    /// This replica's log made progress (durable or written up to `local`): move the high
+    /// watermark as the role allows.
+    fn on_local_progress(&self, local: i64) {
+        let hw = {
+            let mut role = self.role.lock();
+            match &mut *role {
+                Role::Single => Some(local),
+                Role::Leader(state) => Some(state.high_watermark(local)),
+                // A follower's high watermark comes from its leader (`set_follower_hw`).
+                Role::Follower { .. } | Role::Offline => None,
+            }
+        };
+        if let Some(hw) = hw {
+            self.advance_high_watermark(hw);
+        }
+    }
+
+    // ---- cluster roles -------------------------------------------------------------------
+
+    /// The role, for inspection.
+    pub fn role(&self) -> Role {
+        self.role.lock().clone()
+    }
+
+    /// Become the leader at `leader_epoch` with this ISR and replica set. Idempotent for the
+    /// same epoch (only the ISR and partition epoch are refreshed then, keeping follower
+    /// progress).
+    pub fn become_leader(
+        &self,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+        replicas: Vec<i32>,
+        my_id: i32,
+        now_ms: i64,
+    ) {
+        {
+            let mut role = self.role.lock();
+            match &mut *role {
+                Role::Leader(state) if self.leader_epoch() == leader_epoch => {
+                    state.update_from_controller(partition_epoch, isr, replicas);
+                }
+                _ => {
+                    tracing::info!(partition = %self.tp, leader_epoch, ?isr, "becoming leader");
+                    let mut state = LeaderState::new(my_id, partition_epoch, isr, replicas, now_ms);
+                    state.epoch_start_offset = *self.log_end.borrow();
+                    *role = Role::Leader(state);
+                }
+            }
+            self.leader_epoch.store(leader_epoch, Ordering::Release);
+        }
+        let local = self.local_committed();
+        self.on_local_progress(local);
+    }
+
+    /// Follow `leader` at `leader_epoch` (or nobody, with `leader` < 0). Returns true if the
+    /// role changed (the fetcher must then check for a divergent suffix before fetching).
+    pub fn become_follower(&self, leader: i32, leader_epoch: i32) -> bool {
+        let mut role = self.role.lock();
+        let new = if leader < 0 {
+            Role::Offline
+        } else {
+            Role::Follower { leader }
+        };
+        let changed = *role != new || self.leader_epoch() != leader_epoch;
+        if changed {
+            tracing::info!(partition = %self.tp, leader, leader_epoch, "becoming follower");
+        }
+        *role = new;
+        self.leader_epoch.store(leader_epoch, Ordering::Release);
+        changed
+    }
+
+    /// The ISR size as this leader counts it for `min.insync.replicas` (1 when not a cluster
+    /// leader).
+    pub fn isr_len(&self) -> usize {
+        match &*self.role.lock() {
+            Role::Leader(state) => state.isr().len(),
+            _ => 1,
+        }
+    }
+
+    /// In-sync replicas the leader still hears from (see `LeaderState::live_isr_len`); 1 when
+    /// not a cluster leader.
+    pub fn live_isr_len(&self, now_ms: i64, lag_max_ms: i64) -> usize {
+        match &*self.role.lock() {
+            Role::Leader(state) => state.live_isr_len(now_ms, lag_max_ms),
+            _ => 1,
+        }
+    }
+
+    /// A follower fetched from `fetch_offset` (= its durable log end): record its progress,
+    /// move the high watermark. Returns the follower's state for ISR decisions, or `None` if
+    /// this replica is not the leader.
+    pub fn record_follower_fetch(
+        &self,
+        follower: i32,
+        fetch_offset: i64,
+        now_ms: i64,
+    ) -> Option<FollowerFetch> {
+        let leo = *self.log_end.borrow();
+        let local = self.local_committed();
+        let (hw, fetch) = {
+            let mut role = self.role.lock();
+            let Role::Leader(state) = &mut *role else {
+                return None;
+            };
+            let fetch = state.record_fetch(follower, fetch_offset, leo, now_ms)?;
+            (state.high_watermark(local), fetch)
+        };
+        self.advance_high_watermark(hw);
+        Some(fetch)
+    }
+
+    /// As leader: run `f` on the leader state (ISR maintenance), then recompute the high
+    /// watermark. `None` when not the leader.
+    pub fn with_leader_state<T>(&self, f: impl FnOnce(&mut LeaderState) -> T) -> Option<T> {
+        let local = self.local_committed();
+        let (out, hw) = {
+            let mut role = self.role.lock();
+            let Role::Leader(state) = &mut *role else {
+                return None;
+            };
+            let out = f(state);
+            (out, state.high_watermark(local))
+        };
+        self.advance_high_watermark(hw);
+        Some(out)
+    }
+
+    /// As follower: the leader's high watermark arrived; ours is that, capped by our log end.
+    pub fn set_follower_hw(&self, leader_hw: i64) {
+        let leo = *self.log_end.borrow();
+        self.advance_high_watermark(leader_hw.min(leo));
+    }
+
+    /// The latest leader epoch in this replica's log and the end offset the leader reports
+    /// for it (for the follower's divergence check).
+    pub fn latest_epoch(&self) -> Result<Option<i32>, PartitionError> {
+        self.with_log(|log| Ok(log.latest_epoch()))
+    }
+
+    /// The largest epoch <= `epoch` in this replica's epoch cache and its end offset.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Result<Option<(i32, i64)>, PartitionError> {
+        self.with_log(|log| Ok(log.end_offset_for_epoch(epoch)))
+    }
+
+    /// Drops everything from `offset` on (a follower removing a divergent suffix); the high
+    /// watermark and durable offset are cut to the new log end.
+    pub fn truncate_to(&self, offset: i64) -> Result<i64, PartitionError> {
+        let leo = self.with_log(|log| {
+            log.truncate_to(offset)?;
+            Ok(log.log_end_offset())
+        })?;
+        self.log_end.send_replace(leo);
+        self.durable.send_if_modified(|d| {
+            if *d > leo {
+                *d = leo;
+                true
+            } else {
+                false
+            }
+        });
+        self.high_watermark.send_if_modified(|hw| {
+            if *hw > leo {
+                *hw = leo;
+                true
+            } else {
+                false
+            }
+        });
+        Ok(leo)
+    }
+
+    /// Subscribe to log end offset changes (follower fetches long-poll on it).
+    pub fn subscribe_log_end(&self) -> watch::Receiver<i64> {
+        self.log_end.subscribe()
+    }
+
+    /// Durable offset (what a follower reports as its fetch offset once fsynced).
+    pub fn durable_offset(&self) -> i64 {
+        self.local_committed()
     }
 
     pub fn high_watermark(&self) -> i64 {
@@ -151,7 +413,7 @@ impl Partition {
                 }
             });
             if self.policy == DurabilityPolicy::SyncOnAck {
-                self.advance_high_watermark(offset);
+                self.on_local_progress(offset);
             }
         }
     }
@@ -173,9 +435,22 @@ impl Partition {
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<FetchRead, PartitionError> {
+        self.read_below(offset, max_bytes, min_one_batch, false)
+    }
+
+    /// Reads whole batches from `offset`, below the high watermark, or below the log end for
+    /// a follower (`to_log_end`).
+    pub fn read_below(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+        to_log_end: bool,
+    ) -> Result<FetchRead, PartitionError> {
         let hw = self.high_watermark();
         self.with_log(|log| {
-            let r = log.read(offset, hw, max_bytes, min_one_batch)?;
+            let upper = if to_log_end { log.log_end_offset() } else { hw };
+            let r = log.read(offset, upper, max_bytes, min_one_batch)?;
             Ok(FetchRead {
                 records: r.records,
                 high_watermark: hw,
@@ -222,6 +497,7 @@ impl Partition {
     /// Flushes and closes the log; later calls fail with `Closed`.
     pub fn close(&self) -> Result<(), PartitionError> {
         let log = self.log.lock().take();
+        *self.role.lock() = Role::Offline;
         if let Some(log) = log {
             log.close()?;
         }
@@ -232,6 +508,7 @@ impl Partition {
     /// Closes the log and removes its directory.
     pub fn delete(&self) -> Result<(), PartitionError> {
         let log = self.log.lock().take();
+        *self.role.lock() = Role::Offline;
         if let Some(log) = log {
             log.delete()?;
         }

@@ -64,7 +64,7 @@ pub fn handle(node: &Arc<Node>, request: FetchRequest, version: i16) -> Reply {
         version,
         max_bytes: usize::try_from(max_bytes).unwrap_or(0),
         read_committed: request.isolation_level == 1,
-        follower: replica_id >= 0,
+        follower: (replica_id >= 0).then_some(replica_id),
         plan,
     };
     let min_bytes = usize::try_from(request.min_bytes.max(0)).unwrap_or(0);
@@ -75,9 +75,16 @@ pub fn handle(node: &Arc<Node>, request: FetchRequest, version: i16) -> Reply {
     let partitions: Vec<Arc<Partition>> = first.partitions.clone();
     Reply::Later(Box::pin(async move {
         drop(first);
+        // Consumers wait for the high watermark, followers for the log end.
         let mut receivers: Vec<_> = partitions
             .iter()
-            .map(|p| p.subscribe_high_watermark())
+            .map(|p| {
+                if ctx.follower.is_some() {
+                    p.subscribe_log_end()
+                } else {
+                    p.subscribe_high_watermark()
+                }
+            })
             .collect();
         loop {
             if receivers.is_empty() {
@@ -110,7 +117,8 @@ struct FetchContext {
     version: i16,
     max_bytes: usize,
     read_committed: bool,
-    follower: bool,
+    /// The follower's broker id, for a replica fetch.
+    follower: Option<i32>,
     plan: FetchPlan,
 }
 
@@ -161,28 +169,40 @@ impl FetchContext {
         bytes: &mut usize,
         partitions: &mut Vec<Arc<Partition>>,
     ) -> ErrorKind {
-        if self.follower {
-            return ErrorKind::NotLeaderOrFollower;
-        }
         let Some(name) = w.key.topic.as_deref() else {
             return ErrorKind::UnknownTopicId;
         };
-        let Some(partition) = self.node.partitions.get(name, w.key.partition) else {
-            return if self.version >= 13 {
-                ErrorKind::UnknownTopicId
-            } else {
-                ErrorKind::UnknownTopicOrPartition
-            };
+        if self.follower.is_some() && self.node.cluster().is_none() {
+            return ErrorKind::NotLeaderOrFollower;
+        }
+        let partition = match self.node.leader_partition(name, w.key.partition) {
+            Ok(p) => p,
+            Err(ErrorKind::UnknownTopicOrPartition) if self.version >= 13 => {
+                return ErrorKind::UnknownTopicId
+            }
+            Err(kind) => return kind,
         };
         if w.key.topic_id != Uuid::nil() && w.key.topic_id != partition.topic_id {
             return ErrorKind::UnknownTopicId;
         }
-        if w.current_leader_epoch >= 0 && w.current_leader_epoch != partition.leader_epoch {
-            return if w.current_leader_epoch > partition.leader_epoch {
+        if w.current_leader_epoch >= 0 && w.current_leader_epoch != partition.leader_epoch() {
+            return if w.current_leader_epoch > partition.leader_epoch() {
                 ErrorKind::UnknownLeaderEpoch
             } else {
                 ErrorKind::FencedLeaderEpoch
             };
+        }
+        if let Some(follower) = self.follower {
+            let now = self.node.now_ms();
+            match partition.record_follower_fetch(follower, w.fetch_offset, now) {
+                Some(f) if f.should_join_isr => {
+                    if let Some(rt) = self.node.cluster() {
+                        crate::cluster::isr::expand(rt, &partition, follower);
+                    }
+                }
+                Some(_) => {}
+                None => return ErrorKind::NotLeaderOrFollower,
+            }
         }
         partitions.push(Arc::clone(&partition));
         let remaining = self.max_bytes.saturating_sub(*bytes);
@@ -190,7 +210,7 @@ impl FetchContext {
             .unwrap_or(0)
             .min(remaining);
         let min_one = *bytes == 0;
-        match partition.read(w.fetch_offset, limit, min_one) {
+        match partition.read_below(w.fetch_offset, limit, min_one, self.follower.is_some()) {
             Ok(read) => {
                 data.high_watermark = read.high_watermark;
                 data.last_stable_offset = read.high_watermark;

@@ -1,0 +1,455 @@
+//! Follower replication: one task per leader broker fetches every partition this broker
+//! follows on that leader, with Kafka's own Fetch request (`replica_id` = our id), and appends
+//! the returned batches verbatim.
+//!
+//! Before fetching a partition whose leader or epoch changed, the follower removes any suffix
+//! that diverges from the leader (KIP-101/KIP-279): it asks the leader, with
+//! OffsetForLeaderEpoch, where the follower's latest epoch ends on the leader, and truncates
+//! to the smaller of that and its own end of the epoch the leader answered with.
+//!
+//! Durability: a follower fetches from its *durable* log end (it waits for the fsync of what
+//! it appended before the next fetch), so the leader's high watermark (and acks=all) only
+//! counts records that are on disk on every in-sync replica.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse,
+};
+use parking_lot::Mutex;
+use protocol_shim::ErrorKind;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::kafka_client::{ClientError, KafkaConnection};
+use super::{ClusterRuntime, ClusterSettings};
+use crate::controller::state::ClusterState;
+use crate::handlers::util::topic_name;
+use crate::node::Node;
+use crate::partition::{Partition, TopicPartition};
+
+/// The Fetch version followers send (topic names, top-level replica id).
+const FETCH_VERSION: i16 = 12;
+/// The OffsetForLeaderEpoch version followers send (with replica id).
+const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;
+/// Connect timeout to a leader.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a follower waits for its own fsync before giving up on a round.
+const DURABLE_WAIT: Duration = Duration::from_secs(10);
+
+/// One partition followed on a leader.
+#[derive(Clone)]
+struct Target {
+    partition: Arc<Partition>,
+    leader_epoch: i32,
+    /// Check for a divergent suffix before the next fetch.
+    needs_truncation: bool,
+    /// Skip until then (after an error).
+    backoff_until: Option<Instant>,
+}
+
+/// What one fetcher task shares with the manager.
+struct Fetcher {
+    leader: i32,
+    targets: Mutex<BTreeMap<TopicPartition, Target>>,
+    wake: Notify,
+    cancel: CancellationToken,
+}
+
+/// The fetcher tasks of this broker, by leader.
+#[derive(Default)]
+pub struct FetcherManager {
+    fetchers: Mutex<HashMap<i32, Arc<Fetcher>>>,
+}
+
+impl FetcherManager {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Follow `partition` on `leader` at `leader_epoch`. `role_changed`: the replica just
+    /// became a follower (or changed leader or epoch), so check for divergence first.
+    pub fn follow(
+        &self,
+        node: &Arc<Node>,
+        rt: &ClusterRuntime,
+        leader: i32,
+        partition: Arc<Partition>,
+        leader_epoch: i32,
+        role_changed: bool,
+    ) {
+        let tp = partition.tp.clone();
+        let mut fetchers = self.fetchers.lock();
+        for (id, f) in fetchers.iter() {
+            if *id != leader {
+                f.targets.lock().remove(&tp);
+            }
+        }
+        let fetcher = fetchers.entry(leader).or_insert_with(|| {
+            let f = Arc::new(Fetcher {
+                leader,
+                targets: Mutex::new(BTreeMap::new()),
+                wake: Notify::new(),
+                cancel: CancellationToken::new(),
+            });
+            tokio::spawn(run_fetcher(
+                Arc::clone(&f),
+                Arc::clone(node),
+                rt.subscribe_state(),
+                rt.node_id,
+                rt.settings.clone(),
+            ));
+            f
+        });
+        let mut targets = fetcher.targets.lock();
+        let keep = targets.get(&tp).is_some_and(|t| {
+            !role_changed && t.leader_epoch == leader_epoch && Arc::ptr_eq(&t.partition, &partition)
+        });
+        if !keep {
+            targets.insert(
+                tp,
+                Target {
+                    partition,
+                    leader_epoch,
+                    needs_truncation: true,
+                    backoff_until: None,
+                },
+            );
+            fetcher.wake.notify_one();
+        }
+    }
+
+    /// Stop following `tp` (it became leader, or was removed).
+    pub fn remove(&self, tp: &TopicPartition) {
+        let mut fetchers = self.fetchers.lock();
+        fetchers.retain(|_, f| {
+            let mut targets = f.targets.lock();
+            targets.remove(tp);
+            if targets.is_empty() {
+                f.cancel.cancel();
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Stop every fetcher (shutdown).
+    pub fn stop_all(&self) {
+        for (_, f) in self.fetchers.lock().drain() {
+            f.cancel.cancel();
+        }
+    }
+}
+
+/// Fetches from one leader until cancelled.
+async fn run_fetcher(
+    fetcher: Arc<Fetcher>,
+    node: Arc<Node>,
+    state: watch::Receiver<Arc<ClusterState>>,
+    my_id: i32,
+    settings: ClusterSettings,
+) {
+    let backoff = Duration::from_millis(settings.replica_fetch_backoff_ms);
+    let mut conn: Option<KafkaConnection> = None;
+    tracing::info!(leader = fetcher.leader, "replica fetcher started");
+    loop {
+        if fetcher.cancel.is_cancelled() || node.shutdown.is_cancelled() {
+            tracing::info!(leader = fetcher.leader, "replica fetcher stopped");
+            return;
+        }
+        let now = Instant::now();
+        let targets: Vec<(TopicPartition, Target)> = fetcher
+            .targets
+            .lock()
+            .iter()
+            .filter(|(_, t)| t.backoff_until.is_none_or(|b| b <= now))
+            .map(|(k, t)| (k.clone(), t.clone()))
+            .collect();
+        if targets.is_empty() {
+            tokio::select! {
+                () = fetcher.cancel.cancelled() => {}
+                () = node.shutdown.cancelled() => {}
+                () = fetcher.wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+            continue;
+        }
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => {
+                let endpoint = state
+                    .borrow()
+                    .brokers
+                    .get(&fetcher.leader)
+                    .map(|b| format!("{}:{}", b.host, b.port));
+                let Some(endpoint) = endpoint else {
+                    sleep_or_cancel(&fetcher, &node, backoff).await;
+                    continue;
+                };
+                match KafkaConnection::connect(
+                    &endpoint,
+                    format!("sluice-replica-{my_id}"),
+                    CONNECT_TIMEOUT,
+                )
+                .await
+                {
+                    Ok(c) => conn.insert(c),
+                    Err(e) => {
+                        tracing::debug!(leader = fetcher.leader, error = %e, "cannot reach leader");
+                        sleep_or_cancel(&fetcher, &node, backoff).await;
+                        continue;
+                    }
+                }
+            }
+        };
+        let result = tokio::select! {
+            () = fetcher.cancel.cancelled() => continue,
+            () = node.shutdown.cancelled() => continue,
+            r = fetch_round(c, &fetcher, &targets, my_id, &settings) => r,
+        };
+        if let Err(e) = result {
+            tracing::debug!(leader = fetcher.leader, error = %e, "replica fetch failed; reconnecting");
+            conn = None;
+            sleep_or_cancel(&fetcher, &node, backoff).await;
+        }
+    }
+}
+
+async fn sleep_or_cancel(fetcher: &Fetcher, node: &Node, d: Duration) {
+    tokio::select! {
+        () = fetcher.cancel.cancelled() => {}
+        () = node.shutdown.cancelled() => {}
+        () = tokio::time::sleep(d) => {}
+    }
+}
+
+/// Marks `tp` to be skipped for `backoff` (if it is still the same target).
+fn back_off(
+    fetcher: &Fetcher,
+    tp: &TopicPartition,
+    target: &Target,
+    backoff: Duration,
+    truncate: bool,
+) {
+    if let Some(t) = fetcher.targets.lock().get_mut(tp) {
+        if Arc::ptr_eq(&t.partition, &target.partition) && t.leader_epoch == target.leader_epoch {
+            t.backoff_until = Some(Instant::now() + backoff);
+            t.needs_truncation |= truncate;
+        }
+    }
+}
+
+/// One round: divergence checks where needed, then one Fetch for every target.
+async fn fetch_round(
+    conn: &mut KafkaConnection,
+    fetcher: &Fetcher,
+    targets: &[(TopicPartition, Target)],
+    my_id: i32,
+    settings: &ClusterSettings,
+) -> Result<(), ClientError> {
+    let backoff = Duration::from_millis(settings.replica_fetch_backoff_ms);
+    let mut ready: Vec<&(TopicPartition, Target)> = Vec::with_capacity(targets.len());
+    for entry in targets {
+        let (tp, target) = entry;
+        if !target.needs_truncation {
+            ready.push(entry);
+            continue;
+        }
+        match truncate_divergent(conn, tp, target, my_id).await? {
+            Ok(()) => {
+                if let Some(t) = fetcher.targets.lock().get_mut(tp) {
+                    if Arc::ptr_eq(&t.partition, &target.partition)
+                        && t.leader_epoch == target.leader_epoch
+                    {
+                        t.needs_truncation = false;
+                    }
+                }
+                ready.push(entry);
+            }
+            Err(reason) => {
+                tracing::debug!(partition = %tp, %reason, "divergence check failed; retrying");
+                back_off(fetcher, tp, target, backoff, true);
+            }
+        }
+    }
+    if ready.is_empty() {
+        return Ok(());
+    }
+
+    // One FetchTopic per topic, in target order (targets are sorted by topic).
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for (tp, target) in &ready {
+        let fetch_offset = match target.partition.log_end_offset() {
+            Ok(o) => o,
+            Err(_) => continue,
+        };
+        let part = FetchPartition::default()
+            .with_partition(tp.partition)
+            .with_current_leader_epoch(target.leader_epoch)
+            .with_fetch_offset(fetch_offset)
+            .with_last_fetched_epoch(-1)
+            .with_log_start_offset(target.partition.log_start_offset().unwrap_or(-1))
+            .with_partition_max_bytes(settings.replica_fetch_max_bytes);
+        match topics.last_mut() {
+            Some(t) if t.topic.0.as_str() == tp.topic => t.partitions.push(part),
+            _ => topics.push(
+                FetchTopic::default()
+                    .with_topic(topic_name(&tp.topic))
+                    .with_partitions(vec![part]),
+            ),
+        }
+    }
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(my_id))
+        .with_max_wait_ms(settings.replica_fetch_wait_max_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(settings.replica_fetch_response_max_bytes)
+        .with_isolation_level(0)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(topics);
+    let timeout = Duration::from_millis(
+        u64::try_from(settings.replica_fetch_wait_max_ms).unwrap_or(500) + 15_000,
+    );
+    let response: FetchResponse = conn
+        .send(ApiKey::Fetch, FETCH_VERSION, &request, timeout)
+        .await?;
+    if response.error_code != 0 {
+        tracing::debug!(
+            leader = fetcher.leader,
+            code = response.error_code,
+            "fetch refused"
+        );
+        for (tp, target) in &ready {
+            back_off(fetcher, tp, target, backoff, false);
+        }
+        return Ok(());
+    }
+
+    let by_tp: HashMap<(&str, i32), &Target> = ready
+        .iter()
+        .map(|(tp, t)| ((tp.topic.as_str(), tp.partition), t))
+        .collect();
+    let mut appended: Vec<(Arc<Partition>, i64, i64)> = Vec::new();
+    for topic in &response.responses {
+        for data in &topic.partitions {
+            let key = (topic.topic.0.as_str(), data.partition_index);
+            let Some(target) = by_tp.get(&key) else {
+                continue;
+            };
+            let tp = TopicPartition {
+                topic: key.0.to_string(),
+                partition: key.1,
+            };
+            if data.error_code != 0 {
+                tracing::debug!(partition = %tp, code = data.error_code, "follower fetch error");
+                let truncate = data.error_code == ErrorKind::OffsetOutOfRange.code();
+                back_off(fetcher, &tp, target, backoff, truncate);
+                continue;
+            }
+            let records = data.records.as_ref().filter(|r| !r.is_empty());
+            match records {
+                Some(records) => match target.partition.append_as_follower(records) {
+                    Ok(leo) => {
+                        appended.push((Arc::clone(&target.partition), leo, data.high_watermark))
+                    }
+                    Err(e) => {
+                        tracing::warn!(partition = %tp, error = %e, "cannot append replicated batches");
+                        back_off(fetcher, &tp, target, backoff, true);
+                    }
+                },
+                None => target.partition.set_follower_hw(data.high_watermark),
+            }
+        }
+    }
+    // Fetch again only once what we appended is durable: our next fetch offset tells the
+    // leader these records are safe here.
+    let deadline = Instant::now() + DURABLE_WAIT;
+    for (partition, leo, hw) in appended {
+        if partition.wait_local_durable(leo, deadline).await {
+            partition.set_follower_hw(hw);
+        }
+    }
+    Ok(())
+}
+
+/// Asks the leader where our latest epoch ends and truncates a divergent suffix. The outer
+/// error is a connection failure; the inner one a refusal to retry later.
+async fn truncate_divergent(
+    conn: &mut KafkaConnection,
+    tp: &TopicPartition,
+    target: &Target,
+    my_id: i32,
+) -> Result<Result<(), String>, ClientError> {
+    let partition = &target.partition;
+    let latest = match partition.latest_epoch() {
+        Ok(Some(e)) => e,
+        // An empty log (or one without epochs) has nothing to diverge.
+        Ok(None) => return Ok(Ok(())),
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let request = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(my_id))
+        .with_topics(vec![OffsetForLeaderTopic::default()
+            .with_topic(topic_name(&tp.topic))
+            .with_partitions(vec![OffsetForLeaderPartition::default()
+                .with_partition(tp.partition)
+                .with_current_leader_epoch(target.leader_epoch)
+                .with_leader_epoch(latest)])]);
+    let response: OffsetForLeaderEpochResponse = conn
+        .send(
+            ApiKey::OffsetForLeaderEpoch,
+            OFFSET_FOR_LEADER_EPOCH_VERSION,
+            &request,
+            Duration::from_secs(10),
+        )
+        .await?;
+    let Some(answer) = response
+        .topics
+        .iter()
+        .filter(|t| t.topic.0.as_str() == tp.topic)
+        .flat_map(|t| t.partitions.iter())
+        .find(|p| p.partition == tp.partition)
+    else {
+        return Ok(Err("no answer for the partition".into()));
+    };
+    if answer.error_code != 0 {
+        return Ok(Err(format!("leader answered error {}", answer.error_code)));
+    }
+    let leo = match partition.log_end_offset() {
+        Ok(o) => o,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let truncate_to = if answer.leader_epoch < 0 || answer.end_offset < 0 {
+        // The leader has no epoch at or below ours: keep only what is below our high
+        // watermark (KIP-279's fallback).
+        partition.high_watermark().min(leo)
+    } else if answer.leader_epoch == latest {
+        answer.end_offset.min(leo)
+    } else {
+        // The leader's largest epoch <= ours is older: we diverge from where that epoch ends
+        // on either side.
+        let ours = match partition.end_offset_for_epoch(answer.leader_epoch) {
+            Ok(Some((_, end))) => end,
+            Ok(None) => 0,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        answer.end_offset.min(ours).min(leo)
+    };
+    if truncate_to < leo {
+        tracing::info!(partition = %tp, from = leo, to = truncate_to, leader_epoch = answer.leader_epoch, "truncating divergent suffix");
+        if let Err(e) = partition.truncate_to(truncate_to) {
+            return Ok(Err(e.to_string()));
+        }
+    }
+    Ok(Ok(()))
+}

@@ -1,0 +1,123 @@
+//! The leader side of ISR maintenance: followers not caught up for
+//! `replica.lag.time.max.ms` are proposed for removal, followers that caught up to the high
+//! watermark are proposed for addition, each as an AlterPartition command to the active
+//! controller (one in flight per partition). The new ISR takes effect when the controller's
+//! metadata arrives through the reconciler.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::ClusterRuntime;
+use crate::controller::records::{Command, PartitionRef};
+use crate::node::Node;
+use crate::partition::Partition;
+
+/// Runs until shutdown: checks every leader partition for lagging followers.
+pub async fn run(node: Arc<Node>, rt: Arc<ClusterRuntime>) {
+    let lag_ms = rt.settings.replica_lag_time_max_ms;
+    let period = Duration::from_millis(u64::try_from(lag_ms / 4).unwrap_or(250).clamp(50, 2_000));
+    loop {
+        tokio::select! {
+            () = node.shutdown.cancelled() => return,
+            () = tokio::time::sleep(period) => {}
+        }
+        if !rt.is_unfenced() {
+            continue;
+        }
+        let now = node.now_ms();
+        for p in node.partitions.all() {
+            let proposal = p
+                .with_leader_state(|s| {
+                    if s.alter_in_flight {
+                        return None;
+                    }
+                    let lagging = s.lagging_followers(now, lag_ms);
+                    if lagging.is_empty() {
+                        return None;
+                    }
+                    let isr = s.isr_without(&lagging);
+                    if isr.is_empty() {
+                        return None;
+                    }
+                    tracing::info!(partition = %p.tp, ?lagging, new_isr = ?isr, "shrinking ISR");
+                    s.alter_in_flight = true;
+                    Some((isr, s.partition_epoch()))
+                })
+                .flatten();
+            if let Some((isr, partition_epoch)) = proposal {
+                tokio::spawn(propose_isr(
+                    Arc::clone(&rt),
+                    Arc::clone(&p),
+                    isr,
+                    partition_epoch,
+                ));
+            }
+        }
+    }
+}
+
+/// A follower caught up: propose adding it to the ISR (counted for the high watermark at
+/// once, so no acknowledgement can skip it).
+pub fn expand(rt: &Arc<ClusterRuntime>, partition: &Arc<Partition>, follower: i32) {
+    let proposal = partition
+        .with_leader_state(|s| {
+            if s.alter_in_flight {
+                return None;
+            }
+            s.propose_addition(follower);
+            Some((s.isr_with(follower), s.partition_epoch()))
+        })
+        .flatten();
+    if let Some((isr, partition_epoch)) = proposal {
+        tracing::info!(partition = %partition.tp, follower, new_isr = ?isr, "expanding ISR");
+        tokio::spawn(propose_isr(
+            Arc::clone(rt),
+            Arc::clone(partition),
+            isr,
+            partition_epoch,
+        ));
+    }
+}
+
+async fn propose_isr(
+    rt: Arc<ClusterRuntime>,
+    partition: Arc<Partition>,
+    new_isr: Vec<i32>,
+    partition_epoch: i32,
+) {
+    let cmd = Command::AlterPartition {
+        partition: PartitionRef {
+            topic_id: partition.topic_id,
+            partition: partition.tp.partition,
+        },
+        broker_id: rt.node_id,
+        broker_epoch: rt.broker_epoch(),
+        leader_epoch: partition.leader_epoch(),
+        partition_epoch,
+        new_isr,
+    };
+    match rt.propose(cmd).await {
+        Ok(_) => {
+            // The new ISR arrives with the metadata (the reconciler then clears the in-flight
+            // flag by the new partition epoch); if the ISR was already the proposed one, the
+            // epoch does not move, so clear the flag here once our metadata caught up.
+            let topic = partition.tp.topic.clone();
+            let index = partition.tp.partition;
+            rt.wait_for_state(Duration::from_secs(5), |s| {
+                s.topics
+                    .get(&topic)
+                    .and_then(|t| {
+                        t.partitions
+                            .get(usize::try_from(index).unwrap_or(usize::MAX))
+                    })
+                    .is_some_and(|p| p.partition_epoch != partition_epoch)
+            })
+            .await;
+            partition.with_leader_state(|s| s.alter_in_flight = false);
+        }
+        Err(e) => {
+            tracing::info!(partition = %partition.tp, error = %e, "AlterPartition not applied");
+            partition.with_leader_state(|s| s.proposal_failed());
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! A minimal Kafka protocol client over one TCP connection, for broker-to-broker requests
+//! (a follower's Fetch and OffsetForLeaderEpoch to its leader).
+//!
+//! One request at a time per connection; every read and write has a deadline; a response
+//! frame larger than `MAX_RESPONSE_FRAME_BYTES` closes the connection before anything is
+//! allocated for it.
+
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Largest response accepted (a fetch response is bounded by what the follower asks for).
+const MAX_RESPONSE_FRAME_BYTES: usize = 128 * 1024 * 1024;
+
+/// Why a broker-to-broker request failed. Every error closes the connection.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("codec: {0}")]
+    Codec(String),
+    #[error("response frame of {0} bytes is out of bounds")]
+    FrameSize(i64),
+    #[error("response correlation id {got} does not match {want}")]
+    Correlation { got: i32, want: i32 },
+}
+
+/// One connection to a broker's Kafka listener.
+pub struct KafkaConnection {
+    stream: TcpStream,
+    next_correlation_id: i32,
+    client_id: StrBytes,
+}
+
+impl KafkaConnection {
+    /// Connects within `timeout`.
+    pub async fn connect(
+        addr: &str,
+        client_id: String,
+        timeout: Duration,
+    ) -> Result<KafkaConnection, ClientError> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))?
+            .map_err(|source| ClientError::Connect {
+                addr: addr.to_string(),
+                source,
+            })?;
+        stream.set_nodelay(true)?;
+        Ok(KafkaConnection {
+            stream,
+            next_correlation_id: 1,
+            client_id: StrBytes::from_string(client_id),
+        })
+    }
+
+    /// Sends `request` as `api_key` at `version` and decodes the response, all within
+    /// `timeout`.
+    pub async fn send<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, ClientError> {
+        tokio::time::timeout(timeout, self.exchange(api_key, version, request))
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))?
+    }
+
+    async fn exchange<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Result<Resp, ClientError> {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1).max(1);
+        let mut body = BytesMut::with_capacity(256);
+        body.put_i32(0); // length, patched below
+        RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(self.client_id.clone()))
+            .encode(&mut body, api_key.request_header_version(version))
+            .map_err(|e| ClientError::Codec(e.to_string()))?;
+        request
+            .encode(&mut body, version)
+            .map_err(|e| ClientError::Codec(e.to_string()))?;
+        let len = i32::try_from(body.len() - 4)
+            .map_err(|_| ClientError::Codec("request too large".into()))?;
+        body[..4].copy_from_slice(&len.to_be_bytes());
+        self.stream.write_all(&body).await?;
+
+        let size = self.stream.read_i32().await?;
+        let size_usize = usize::try_from(size).unwrap_or(usize::MAX);
+        if size < 4 || size_usize > MAX_RESPONSE_FRAME_BYTES {
+            return Err(ClientError::FrameSize(i64::from(size)));
+        }
+        let mut buf = vec![0u8; size_usize];
+        self.stream.read_exact(&mut buf).await?;
+        let mut buf = Bytes::from(buf);
+        let header = ResponseHeader::decode(&mut buf, api_key.response_header_version(version))
+            .map_err(|e| ClientError::Codec(e.to_string()))?;
+        if header.correlation_id != correlation_id {
+            return Err(ClientError::Correlation {
+                got: header.correlation_id,
+                want: correlation_id,
+            });
+        }
+        let resp =
+            Resp::decode(&mut buf, version).map_err(|e| ClientError::Codec(e.to_string()))?;
+        if buf.has_remaining() {
+            tracing::trace!(api = ?api_key, left = buf.remaining(), "trailing bytes in response");
+        }
+        Ok(resp)
+    }
+}

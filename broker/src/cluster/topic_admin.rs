@@ -1,0 +1,265 @@
+//! Topic administration in a cluster: CreateTopics, DeleteTopics, CreatePartitions and
+//! Metadata auto-creation become commands to the active controller, with the replica
+//! assignment chosen here (Kafka's placement, random start) unless the client gave one.
+//! Each call returns once this broker's own metadata shows the change, so a client's next
+//! Metadata request to this broker sees it.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use protocol_shim::ErrorKind;
+use rand::Rng;
+
+use super::{ClusterRuntime, ProposalError};
+use crate::config::TopicConfigs;
+use crate::controller::placement::{assign_replicas, PlacementError};
+use crate::controller::records::{Command, CommandError};
+use crate::metadata::{validate_topic_name, TopicMeta};
+use crate::node::{Node, TopicOpError};
+
+/// How long an admin call waits for this broker's metadata to show its change.
+const LOCAL_APPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The Kafka error for a refused or failed proposal.
+pub fn proposal_error(e: ProposalError) -> TopicOpError {
+    match e {
+        ProposalError::Unavailable(m) => TopicOpError::new(ErrorKind::RequestTimedOut, m),
+        ProposalError::Refused(c) => {
+            let kind = match &c {
+                CommandError::TopicAlreadyExists(_) | CommandError::TopicIdInUse(_) => {
+                    ErrorKind::TopicAlreadyExists
+                }
+                CommandError::InvalidTopic(_) => ErrorKind::InvalidTopic,
+                CommandError::UnknownTopicId(_) => ErrorKind::UnknownTopicId,
+                CommandError::UnknownPartition { .. } => ErrorKind::UnknownTopicOrPartition,
+                CommandError::InvalidReplicaAssignment(_) => ErrorKind::InvalidReplicaAssignment,
+                CommandError::InvalidPartitions(_) => ErrorKind::InvalidPartitions,
+                CommandError::InvalidConfig(_) => ErrorKind::InvalidConfig,
+                _ => ErrorKind::UnknownServerError,
+            };
+            TopicOpError::new(kind, c.to_string())
+        }
+    }
+}
+
+fn placement_error(e: PlacementError) -> TopicOpError {
+    match e {
+        PlacementError::InvalidReplicationFactor {
+            replication_factor,
+            available_brokers,
+        } => TopicOpError::new(
+            ErrorKind::InvalidReplicationFactor,
+            format!("Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only {available_brokers} broker(s) are registered."),
+        ),
+        PlacementError::InvalidPartitionCount(n) => TopicOpError::new(
+            ErrorKind::InvalidPartitions,
+            format!("Number of partitions must be larger than 0, got {n}."),
+        ),
+        other => TopicOpError::new(ErrorKind::InvalidReplicaAssignment, other.to_string()),
+    }
+}
+
+impl ClusterRuntime {
+    /// Checks client-given assignments: every broker registered, no duplicates, one
+    /// replication factor.
+    fn check_assignments(&self, assignments: &[Vec<i32>]) -> Result<(), TopicOpError> {
+        let state = self.state();
+        let bad = |m: String| TopicOpError::new(ErrorKind::InvalidReplicaAssignment, m);
+        let rf = assignments.first().map_or(0, Vec::len);
+        for a in assignments {
+            if a.is_empty() || a.len() != rf {
+                return Err(bad(
+                    "All partitions must have the same, non-zero number of replicas.".into(),
+                ));
+            }
+            let distinct: BTreeSet<i32> = a.iter().copied().collect();
+            if distinct.len() != a.len() {
+                return Err(bad(format!(
+                    "Duplicate brokers in replica assignment {a:?}."
+                )));
+            }
+            if let Some(unknown) = a.iter().find(|b| !state.brokers.contains_key(b)) {
+                return Err(bad(format!(
+                    "Unknown broker {unknown} in replica assignment {a:?}."
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Replica assignments for `count` partitions from `first` with `rf` replicas each.
+    fn place(&self, count: i32, rf: i16, first: i32) -> Result<Vec<Vec<i32>>, TopicOpError> {
+        let brokers = self.state().placement_brokers();
+        let start = rand::thread_rng().gen_range(0..brokers.len().max(1));
+        assign_replicas(&brokers, count, rf, start, first).map_err(placement_error)
+    }
+
+    async fn wait_local(&self, node: &Node, done: impl Fn(&Node) -> bool) {
+        let deadline = tokio::time::Instant::now() + LOCAL_APPLY_TIMEOUT;
+        while !done(node) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Creates (or with `validate_only`, checks) a topic. Returns its id (nil when only
+    /// validated), partition count, replication factor and configs.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_topic(
+        &self,
+        node: &Node,
+        name: &str,
+        num_partitions: i32,
+        replication_factor: i16,
+        configs: TopicConfigs,
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    ) -> Result<(uuid::Uuid, i32, i16, TopicConfigs), TopicOpError> {
+        validate_topic_name(name).map_err(|m| TopicOpError::new(ErrorKind::InvalidTopic, m))?;
+        if self.state().topics.contains_key(name) {
+            return Err(TopicOpError::new(
+                ErrorKind::TopicAlreadyExists,
+                format!("Topic '{name}' already exists."),
+            ));
+        }
+        for (k, v) in &configs {
+            crate::config::validate_topic_config(k, v)
+                .map_err(|m| TopicOpError::new(ErrorKind::InvalidConfig, m))?;
+        }
+        let assignments = match assignments {
+            Some(a) => {
+                self.check_assignments(&a)?;
+                a
+            }
+            None => {
+                let partitions = if num_partitions == -1 {
+                    node.config.settings.i32("num.partitions")
+                } else {
+                    num_partitions
+                };
+                let rf = if replication_factor == -1 {
+                    i16::try_from(node.config.settings.i32("default.replication.factor"))
+                        .unwrap_or(1)
+                } else {
+                    replication_factor
+                };
+                if partitions <= 0 {
+                    return Err(TopicOpError::new(
+                        ErrorKind::InvalidPartitions,
+                        "Number of partitions must be larger than 0.",
+                    ));
+                }
+                if rf <= 0 {
+                    return Err(TopicOpError::new(
+                        ErrorKind::InvalidReplicationFactor,
+                        "Replication factor must be larger than 0.",
+                    ));
+                }
+                self.place(partitions, rf, 0)?
+            }
+        };
+        let partitions = i32::try_from(assignments.len()).unwrap_or(i32::MAX);
+        let rf = i16::try_from(assignments.first().map_or(0, Vec::len)).unwrap_or(i16::MAX);
+        if validate_only {
+            return Ok((uuid::Uuid::nil(), partitions, rf, configs));
+        }
+        let topic_id = uuid::Uuid::new_v4();
+        self.propose(Command::CreateTopic {
+            name: name.to_string(),
+            topic_id,
+            assignments,
+            configs: configs.clone(),
+        })
+        .await
+        .map_err(proposal_error)?;
+        self.wait_local(node, |n| {
+            n.topics.get(name).is_some_and(|t| t.id == topic_id)
+        })
+        .await;
+        tracing::info!(
+            topic = name,
+            partitions,
+            replication_factor = rf,
+            "created topic"
+        );
+        Ok((topic_id, partitions, rf, configs))
+    }
+
+    /// Deletes a topic through the controller.
+    pub async fn delete_topic(&self, node: &Node, name: &str) -> Result<TopicMeta, TopicOpError> {
+        let Some(meta) = node.topics.get(name) else {
+            return Err(TopicOpError::new(
+                ErrorKind::UnknownTopicOrPartition,
+                "This server does not host this topic-partition.",
+            ));
+        };
+        if meta.internal {
+            return Err(TopicOpError::new(
+                ErrorKind::InvalidTopic,
+                "Internal topics cannot be deleted.",
+            ));
+        }
+        self.propose(Command::DeleteTopic { topic_id: meta.id })
+            .await
+            .map_err(proposal_error)?;
+        self.wait_local(node, |n| n.topics.get(name).is_none_or(|t| t.id != meta.id))
+            .await;
+        tracing::info!(topic = name, "deleted topic");
+        Ok(meta)
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub async fn create_partitions(
+        &self,
+        node: &Node,
+        name: &str,
+        count: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    ) -> Result<(), TopicOpError> {
+        let state = self.state();
+        let Some(topic) = state.topics.get(name) else {
+            return Err(TopicOpError::new(
+                ErrorKind::UnknownTopicOrPartition,
+                "This server does not host this topic-partition.",
+            ));
+        };
+        let current = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+        if count < current {
+            return Err(TopicOpError::new(
+                ErrorKind::InvalidPartitions,
+                format!("Topic currently has {current} partitions, which is higher than the requested {count}."),
+            ));
+        }
+        if count == current {
+            return Err(TopicOpError::new(
+                ErrorKind::InvalidPartitions,
+                format!("Topic already has {count} partitions."),
+            ));
+        }
+        let rf =
+            i16::try_from(topic.partitions.first().map_or(1, |p| p.replicas.len())).unwrap_or(1);
+        let assignments = match assignments {
+            Some(a) => {
+                self.check_assignments(&a)?;
+                a
+            }
+            None => self.place(count - current, rf, current)?,
+        };
+        if validate_only {
+            return Ok(());
+        }
+        let topic_id = topic.topic_id;
+        self.propose(Command::CreatePartitions {
+            topic_id,
+            total_count: count,
+            assignments,
+        })
+        .await
+        .map_err(proposal_error)?;
+        self.wait_local(node, |n| {
+            n.topics.get(name).is_some_and(|t| t.partitions >= count)
+        })
+        .await;
+        Ok(())
+    }
+}

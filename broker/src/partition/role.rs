@@ -1,0 +1,344 @@
+//! The role of a partition replica and, for a cluster leader, the replication bookkeeping:
+//! each follower's log end offset and when it was last caught up, the ISR, and the high
+//! watermark derived from them.
+//!
+//! Pure (no clock, no I/O): callers pass `now_ms` and the leader's own log end, so the rules
+//! can be tested directly and driven by a simulator later.
+//!
+//! Invariants:
+//! - the high watermark is the minimum of the leader's own committed offset and the log end
+//!   offset of every follower in the ISR the leader uses for it (the "maximal ISR": the
+//!   committed ISR plus any follower whose addition was proposed, so an acknowledgement never
+//!   skips a replica the controller might elect);
+//! - a follower proposed for removal keeps counting until the controller's new ISR arrives.
+
+use std::collections::BTreeMap;
+
+/// What a replica of a partition is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// The only copy (single-node broker): takes writes, high watermark = durable offset.
+    Single,
+    /// The cluster leader.
+    Leader(LeaderState),
+    /// A follower replicating from `leader`.
+    Follower { leader: i32 },
+    /// No leader known (or the partition is closing): neither reads nor writes.
+    Offline,
+}
+
+impl Role {
+    /// Whether produce requests may append here.
+    pub fn accepts_writes(&self) -> bool {
+        matches!(self, Role::Single | Role::Leader(_))
+    }
+
+    /// Whether consumers may read here.
+    pub fn serves_reads(&self) -> bool {
+        self.accepts_writes()
+    }
+}
+
+/// A follower as seen by the leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerProgress {
+    /// The follower's log end offset (its last fetch offset); -1 until it fetched.
+    pub log_end_offset: i64,
+    /// When the follower last was fully caught up with the leader's log end.
+    pub last_caught_up_ms: i64,
+    /// Leader log end offset at the follower's previous fetch, and that fetch's time (Kafka's
+    /// rule: fetching from at least the previous fetch's leader log end means the follower was
+    /// caught up at the previous fetch).
+    last_fetch_leader_leo: i64,
+    last_fetch_ms: i64,
+}
+
+/// What a follower fetch told the leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerFetch {
+    /// The follower is not in the ISR but has caught up to the high watermark: propose to add
+    /// it.
+    pub should_join_isr: bool,
+}
+
+/// The leader's replication state of one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderState {
+    my_id: i32,
+    /// The partition epoch the ISR below was committed at (AlterPartition must name it).
+    partition_epoch: i32,
+    /// The committed ISR, as the controller last published it.
+    isr: Vec<i32>,
+    /// Followers proposed for addition and not yet in the committed ISR.
+    pending_additions: Vec<i32>,
+    /// Whether an AlterPartition is in flight (one at a time, as Kafka does).
+    pub alter_in_flight: bool,
+    replicas: Vec<i32>,
+    followers: BTreeMap<i32, FollowerProgress>,
+    /// The offset at which this leadership started; a follower joins the ISR only once it
+    /// reached it (it then holds every batch of the current epoch it is judged on).
+    pub epoch_start_offset: i64,
+    /// The current high watermark (maintained by the caller through `high_watermark`).
+    last_hw: i64,
+}
+
+impl LeaderState {
+    pub fn new(
+        my_id: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+        replicas: Vec<i32>,
+        now_ms: i64,
+    ) -> Self {
+        let followers = replicas
+            .iter()
+            .filter(|&&r| r != my_id)
+            .map(|&r| {
+                (
+                    r,
+                    FollowerProgress {
+                        log_end_offset: -1,
+                        // A new leader gives every follower a full lag period to show up.
+                        last_caught_up_ms: now_ms,
+                        last_fetch_leader_leo: -1,
+                        last_fetch_ms: now_ms,
+                    },
+                )
+            })
+            .collect();
+        LeaderState {
+            my_id,
+            partition_epoch,
+            isr,
+            pending_additions: Vec::new(),
+            alter_in_flight: false,
+            replicas,
+            followers,
+            epoch_start_offset: -1,
+            last_hw: -1,
+        }
+    }
+
+    /// The controller published a new ISR / partition epoch for the same leadership.
+    pub fn update_from_controller(
+        &mut self,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+        replicas: Vec<i32>,
+    ) {
+        if partition_epoch != self.partition_epoch {
+            // A new committed state: any proposal made on the old one is applied or refused.
+            self.alter_in_flight = false;
+            self.pending_additions.clear();
+        }
+        self.partition_epoch = partition_epoch;
+        self.pending_additions.retain(|r| !isr.contains(r));
+        self.isr = isr;
+        // A replica added by reassignment gets a lag period from the latest fetch seen.
+        let latest_fetch_ms = self
+            .followers
+            .values()
+            .map(|f| f.last_fetch_ms)
+            .max()
+            .unwrap_or(0);
+        for &r in &replicas {
+            if r != self.my_id {
+                self.followers.entry(r).or_insert(FollowerProgress {
+                    log_end_offset: -1,
+                    last_caught_up_ms: latest_fetch_ms,
+                    last_fetch_leader_leo: -1,
+                    last_fetch_ms: latest_fetch_ms,
+                });
+            }
+        }
+        self.followers.retain(|r, _| replicas.contains(r));
+        self.replicas = replicas;
+    }
+
+    pub fn partition_epoch(&self) -> i32 {
+        self.partition_epoch
+    }
+
+    /// The committed ISR.
+    pub fn isr(&self) -> &[i32] {
+        &self.isr
+    }
+
+    pub fn replicas(&self) -> &[i32] {
+        &self.replicas
+    }
+
+    pub fn follower(&self, id: i32) -> Option<&FollowerProgress> {
+        self.followers.get(&id)
+    }
+
+    /// The ISR used for the high watermark: committed plus proposed additions.
+    fn maximal_isr(&self) -> impl Iterator<Item = i32> + '_ {
+        self.isr
+            .iter()
+            .copied()
+            .chain(self.pending_additions.iter().copied())
+    }
+
+    /// The high watermark given the leader's own committed offset `local`.
+    pub fn high_watermark(&mut self, local: i64) -> i64 {
+        let mut hw = local;
+        for r in self.maximal_isr() {
+            if r == self.my_id {
+                continue;
+            }
+            let leo = self.followers.get(&r).map_or(-1, |f| f.log_end_offset);
+            hw = hw.min(leo);
+        }
+        if hw > self.last_hw {
+            self.last_hw = hw;
+        }
+        hw
+    }
+
+    /// Record a follower fetch from `fetch_offset` while the leader's log ends at `leader_leo`.
+    /// `None` for a broker that is not a replica.
+    pub fn record_fetch(
+        &mut self,
+        follower: i32,
+        fetch_offset: i64,
+        leader_leo: i64,
+        now_ms: i64,
+    ) -> Option<FollowerFetch> {
+        let f = self.followers.get_mut(&follower)?;
+        if fetch_offset >= leader_leo {
+            f.last_caught_up_ms = now_ms;
+        } else if fetch_offset >= f.last_fetch_leader_leo && f.last_fetch_leader_leo >= 0 {
+            f.last_caught_up_ms = f.last_caught_up_ms.max(f.last_fetch_ms);
+        }
+        f.last_fetch_leader_leo = leader_leo;
+        f.last_fetch_ms = now_ms;
+        f.log_end_offset = fetch_offset;
+        let in_isr = self.isr.contains(&follower) || self.pending_additions.contains(&follower);
+        let hw = self.last_hw.max(0);
+        let should_join_isr = !in_isr
+            && !self.alter_in_flight
+            && fetch_offset >= hw
+            && fetch_offset >= self.epoch_start_offset;
+        Some(FollowerFetch { should_join_isr })
+    }
+
+    /// Followers in the ISR not caught up for longer than `lag_max_ms`.
+    pub fn lagging_followers(&self, now_ms: i64, lag_max_ms: i64) -> Vec<i32> {
+        self.isr
+            .iter()
+            .copied()
+            .filter(|&r| r != self.my_id)
+            .filter(|r| {
+                self.followers
+                    .get(r)
+                    .is_none_or(|f| now_ms.saturating_sub(f.last_caught_up_ms) > lag_max_ms)
+            })
+            .collect()
+    }
+
+    /// ISR members the leader still hears from: itself and every ISR follower caught up within
+    /// `lag_max_ms`. Used for `min.insync.replicas` so that acks=all is refused when the
+    /// followers went silent, even if the controller could not shrink the ISR (no quorum).
+    pub fn live_isr_len(&self, now_ms: i64, lag_max_ms: i64) -> usize {
+        let lagging = self.lagging_followers(now_ms, lag_max_ms);
+        self.isr.iter().filter(|r| !lagging.contains(r)).count()
+    }
+
+    /// Note a proposed addition (counted for the high watermark at once).
+    pub fn propose_addition(&mut self, follower: i32) {
+        if !self.pending_additions.contains(&follower) {
+            self.pending_additions.push(follower);
+        }
+        self.alter_in_flight = true;
+    }
+
+    /// A proposal failed: forget it (a pending addition no longer counts).
+    pub fn proposal_failed(&mut self) {
+        self.alter_in_flight = false;
+        self.pending_additions.clear();
+    }
+
+    /// The ISR to propose with `follower` added, in replica order.
+    pub fn isr_with(&self, follower: i32) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| *r == follower || self.isr.contains(r))
+            .collect()
+    }
+
+    /// The ISR to propose without `removed`.
+    pub fn isr_without(&self, removed: &[i32]) -> Vec<i32> {
+        self.isr
+            .iter()
+            .copied()
+            .filter(|r| !removed.contains(r))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leader() -> LeaderState {
+        let mut s = LeaderState::new(1, 0, vec![1, 2, 3], vec![1, 2, 3], 0);
+        s.epoch_start_offset = 0;
+        s
+    }
+
+    #[test]
+    fn high_watermark_is_the_minimum_over_the_isr() {
+        let mut s = leader();
+        assert_eq!(s.high_watermark(10), -1, "followers have not fetched yet");
+        s.record_fetch(2, 10, 10, 5);
+        assert_eq!(s.high_watermark(10), -1);
+        s.record_fetch(3, 7, 10, 5);
+        assert_eq!(s.high_watermark(10), 7);
+        assert_eq!(
+            s.high_watermark(6),
+            6,
+            "the leader's own durable offset bounds it"
+        );
+    }
+
+    #[test]
+    fn a_follower_outside_the_isr_does_not_hold_back_the_high_watermark() {
+        let mut s = LeaderState::new(1, 0, vec![1, 2], vec![1, 2, 3], 0);
+        s.record_fetch(2, 10, 10, 5);
+        assert_eq!(s.high_watermark(10), 10);
+        let f = s.record_fetch(3, 4, 10, 6).unwrap();
+        assert!(!f.should_join_isr, "behind the high watermark");
+        let f = s.record_fetch(3, 10, 10, 7).unwrap();
+        assert!(f.should_join_isr);
+        s.propose_addition(3);
+        assert_eq!(s.isr_with(3), vec![1, 2, 3]);
+        s.record_fetch(3, 9, 12, 8);
+        assert_eq!(s.high_watermark(12), 9, "a proposed member counts at once");
+        s.update_from_controller(1, vec![1, 2, 3], vec![1, 2, 3]);
+        assert!(!s.alter_in_flight);
+        assert_eq!(s.isr(), &[1, 2, 3]);
+    }
+
+    #[test]
+    fn lag_uses_the_last_caught_up_time() {
+        let mut s = leader();
+        s.record_fetch(2, 10, 10, 1_000);
+        s.record_fetch(3, 5, 10, 1_000);
+        assert_eq!(s.lagging_followers(20_000, 30_000), Vec::<i32>::new());
+        // 3 fetches from the previous fetch's leader end: caught up as of that fetch.
+        s.record_fetch(3, 10, 20, 25_000);
+        assert_eq!(s.follower(3).unwrap().last_caught_up_ms, 1_000);
+        s.record_fetch(2, 20, 20, 40_000);
+        assert_eq!(s.lagging_followers(40_000, 30_000), vec![3]);
+        assert_eq!(s.live_isr_len(40_000, 30_000), 2);
+        assert_eq!(s.isr_without(&[3]), vec![1, 2]);
+    }
+
+    #[test]
+    fn unknown_followers_are_ignored() {
+        let mut s = leader();
+        assert!(s.record_fetch(9, 10, 10, 1).is_none());
+    }
+}

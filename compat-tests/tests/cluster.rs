@@ -1,0 +1,477 @@
+//! A three-node cluster of real `sluice` processes (controller + broker each) driven by
+//! librdkafka: replication, leader failover under an idempotent acks=all load, a paused
+//! follower leaving and rejoining the ISR, the active controller's death, and losing two of
+//! three nodes. The figures (acknowledged-but-lost, failover and ISR times) are printed for
+//! the README's reliability section.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use compat_tests::cluster::TestCluster;
+use compat_tests::rdk;
+use compat_tests::unique_topic;
+use rdkafka::admin::{NewTopic, TopicReplication};
+use rdkafka::consumer::Consumer;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use rdkafka::Offset;
+
+async fn create_topic(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    rf: i32,
+    configs: &[(&str, &str)],
+) {
+    let admin = rdk::admin(bootstrap);
+    let mut t = NewTopic::new(topic, partitions, TopicReplication::Fixed(rf));
+    for (k, v) in configs {
+        t = t.set(k, v);
+    }
+    let results = admin
+        .create_topics([&t], &rdk::admin_options())
+        .await
+        .unwrap();
+    for r in results {
+        if let Err((name, code)) = r {
+            panic!("CreateTopics {name}: {code:?}");
+        }
+    }
+}
+
+/// One acknowledged record.
+#[derive(Debug, Clone, Copy)]
+struct Acked {
+    partition: i32,
+    seq: u64,
+    sent: Instant,
+    acked: Instant,
+}
+
+/// Reads every record of `topic`/`partition` below its high watermark; values as strings.
+fn read_partition(bootstrap: &str, topic: &str, partition: i32) -> Vec<(i64, String)> {
+    let consumer = rdk::consumer(bootstrap);
+    let (_, high) = consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .unwrap();
+    if high == 0 {
+        return Vec::new();
+    }
+    let records = rdk::consume_partition(
+        &consumer,
+        topic,
+        partition,
+        Offset::Beginning,
+        usize::try_from(high).unwrap(),
+        Duration::from_secs(60),
+    );
+    records
+        .into_iter()
+        .map(|r| {
+            (
+                r.offset,
+                String::from_utf8(r.value.unwrap_or_default()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The concatenated `.log` segments of one partition directory.
+fn log_bytes(dir: &Path) -> Vec<u8> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .flat_map(|p| std::fs::read(p).unwrap())
+        .collect()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_under_load_loses_no_acknowledged_record() {
+    const PARTITIONS: i32 = 6;
+    const KILLS: usize = 4;
+    let mut cluster = TestCluster::start(3, &[]);
+    let bootstrap = cluster.bootstrap();
+    let topic = unique_topic("failover");
+    create_topic(
+        &bootstrap,
+        &topic,
+        PARTITIONS,
+        3,
+        &[("min.insync.replicas", "2")],
+    )
+    .await;
+    cluster.wait_for_partitions(&topic, Duration::from_secs(30), "full ISR", |ps| {
+        ps.len() == 6 && ps.iter().all(|p| p.isr.len() == 3)
+    });
+
+    let producer: FutureProducer = rdk::producer(
+        &bootstrap,
+        &[("message.timeout.ms", "60000"), ("linger.ms", "2")],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<Vec<Acked>>> = Arc::new(Mutex::new(Vec::new()));
+    let load = {
+        let (producer, stop, acked, topic) = (
+            producer.clone(),
+            Arc::clone(&stop),
+            Arc::clone(&acked),
+            topic.clone(),
+        );
+        tokio::spawn(async move {
+            let mut seq = 0u64;
+            let mut failed = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let mut inflight = Vec::new();
+                for _ in 0..60 {
+                    let partition = i32::try_from(seq % 6).unwrap();
+                    let value = seq.to_string();
+                    let sent = Instant::now();
+                    let record = FutureRecord::<(), _>::to(&topic)
+                        .partition(partition)
+                        .payload(&value);
+                    let f = producer.send_result(record).map_err(|(e, _)| e).unwrap();
+                    inflight.push((seq, partition, sent, f));
+                    seq += 1;
+                }
+                for (seq, partition, sent, f) in inflight {
+                    match f.await {
+                        Ok(Ok(_)) => acked.lock().unwrap().push(Acked {
+                            partition,
+                            seq,
+                            sent,
+                            acked: Instant::now(),
+                        }),
+                        _ => failed += 1,
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (seq, failed)
+        })
+    };
+
+    let client = cluster.metadata_client();
+    let mut kills: Vec<(Instant, i32)> = Vec::new();
+    for round in 0..KILLS {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let partition = i32::try_from(round).unwrap() % PARTITIONS;
+        let parts = TestCluster::partitions(&client, &topic).unwrap();
+        let leader = parts[usize::try_from(partition).unwrap()].leader;
+        assert!(leader > 0, "partition {partition} has no leader: {parts:?}");
+        eprintln!("round {round}: kill -9 node {leader}, leader of partition {partition}");
+        cluster.node(leader).kill9();
+        kills.push((Instant::now(), partition));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        cluster.node(leader).restart();
+        cluster.wait_for_partitions(&topic, Duration::from_secs(60), "ISR full again", |ps| {
+            ps.iter().all(|p| p.isr.len() == 3)
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (sent, failed) = load.await.unwrap();
+    producer
+        .flush(Timeout::After(Duration::from_secs(30)))
+        .unwrap();
+    let acked = acked.lock().unwrap().clone();
+    eprintln!("sent {sent}, acknowledged {}, failed {failed}", acked.len());
+    assert!(
+        acked.len() > 1000,
+        "too few records acknowledged: {}",
+        acked.len()
+    );
+
+    // Failover time: from a kill until the first acknowledgement of a record sent to that
+    // partition after the kill.
+    let mut failovers: Vec<Duration> = kills
+        .iter()
+        .filter_map(|(t, p)| {
+            acked
+                .iter()
+                .filter(|a| a.partition == *p && a.sent > *t)
+                .map(|a| a.acked.duration_since(*t))
+                .min()
+        })
+        .collect();
+    failovers.sort();
+    assert_eq!(
+        failovers.len(),
+        KILLS,
+        "a partition never accepted writes again after its leader died"
+    );
+
+    cluster.wait_for_partitions(
+        &topic,
+        Duration::from_secs(60),
+        "ISR full at the end",
+        |ps| ps.iter().all(|p| p.isr.len() == 3),
+    );
+    let mut lost = 0usize;
+    let mut total = 0usize;
+    for p in 0..PARTITIONS {
+        let records = read_partition(&bootstrap, &topic, p);
+        total += records.len();
+        let seqs: Vec<u64> = records.iter().map(|(_, v)| v.parse().unwrap()).collect();
+        let unique: HashSet<u64> = seqs.iter().copied().collect();
+        assert_eq!(
+            unique.len(),
+            seqs.len(),
+            "partition {p} holds a record twice"
+        );
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "partition {p} is out of order"
+        );
+        lost += acked
+            .iter()
+            .filter(|a| a.partition == p && !unique.contains(&a.seq))
+            .count();
+    }
+    eprintln!(
+        "FIGURES failover: acknowledged {} lost {lost}; failover time p50 {:?} max {:?} over {KILLS} leader kills; {total} records stored",
+        acked.len(),
+        percentile(&failovers, 0.5),
+        failovers.last().copied().unwrap_or_default()
+    );
+    assert_eq!(lost, 0, "acknowledged records were lost");
+
+    // Every replica holds the same log.
+    let dirs: Vec<_> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.data_dir().to_path_buf())
+        .collect();
+    for node in &mut cluster.nodes {
+        assert!(node.terminate().success());
+    }
+    for p in 0..PARTITIONS {
+        let logs: Vec<Vec<u8>> = dirs
+            .iter()
+            .map(|d| log_bytes(&d.join(format!("{topic}-{p}"))))
+            .collect();
+        assert!(!logs[0].is_empty());
+        assert!(
+            logs.iter().all(|l| *l == logs[0]),
+            "replicas of partition {p} differ"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_follower_leaves_and_rejoins_the_isr() {
+    let mut cluster = TestCluster::start(3, &[]);
+    let bootstrap = cluster.bootstrap();
+    let topic = unique_topic("paused");
+    create_topic(&bootstrap, &topic, 1, 3, &[("min.insync.replicas", "2")]).await;
+    cluster.wait_for_partitions(&topic, Duration::from_secs(30), "full ISR", |ps| {
+        ps.len() == 1 && ps[0].isr.len() == 3
+    });
+    let client = cluster.metadata_client();
+    let part = TestCluster::partitions(&client, &topic).unwrap()[0].clone();
+    let follower = *part.replicas.iter().find(|r| **r != part.leader).unwrap();
+    let producer = rdk::producer(&bootstrap, &[("message.timeout.ms", "30000")]);
+    let send = |i: u64| {
+        let producer = producer.clone();
+        let topic = topic.clone();
+        async move {
+            let v = i.to_string();
+            producer
+                .send(
+                    FutureRecord::<(), _>::to(&topic).partition(0).payload(&v),
+                    Timeout::After(Duration::from_secs(30)),
+                )
+                .await
+                .map(|_| ())
+                .map_err(|(e, _)| e)
+        }
+    };
+    for i in 0..100 {
+        send(i).await.unwrap();
+    }
+    cluster.node(follower).pause();
+    let shrink = cluster.wait_for_partitions(&topic, Duration::from_secs(30), "ISR shrink", |ps| {
+        !ps[0].isr.contains(&follower) && ps[0].isr.len() == 2
+    });
+    // acks=all goes on: the ISR (leader + the other follower) still meets min.insync.replicas.
+    for i in 100..200 {
+        send(i).await.unwrap();
+    }
+    cluster.node(follower).resume();
+    let expand = cluster.wait_for_partitions(&topic, Duration::from_secs(60), "ISR expand", |ps| {
+        ps[0].isr.contains(&follower)
+    });
+    for i in 200..300 {
+        send(i).await.unwrap();
+    }
+    eprintln!(
+        "FIGURES isr: follower {follower} left the ISR {shrink:?} after SIGSTOP (broker.session.timeout.ms=3000, replica.lag.time.max.ms=4000); rejoined {expand:?} after SIGCONT"
+    );
+    let records = read_partition(&bootstrap, &topic, 0);
+    let values: Vec<u64> = records.iter().map(|(_, v)| v.parse().unwrap()).collect();
+    assert_eq!(values, (0..300).collect::<Vec<u64>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_active_controller_elects_another() {
+    let mut cluster = TestCluster::start(3, &[]);
+    let controller = (1..=3)
+        .find_map(|id| cluster.controller_id(id))
+        .expect("no node reports a controller");
+    let bootstrap = cluster.bootstrap();
+    let before = unique_topic("before");
+    create_topic(&bootstrap, &before, 3, 3, &[]).await;
+    cluster.node(controller).kill9();
+    let killed_at = Instant::now();
+    let survivor = (1..=3).find(|id| *id != controller).unwrap();
+    let new_controller = loop {
+        if let Some(c) = cluster.controller_id(survivor).filter(|c| *c != controller) {
+            break c;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(30),
+            "no new controller"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("FIGURES controller: node {new_controller} took over {:?} after node {controller} was killed", killed_at.elapsed());
+    // Metadata changes keep working: a new topic, and leaders moved off the dead node.
+    let live: String = cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i32::try_from(*i + 1).unwrap() != controller)
+        .map(|(_, n)| n.bootstrap())
+        .collect::<Vec<_>>()
+        .join(",");
+    let after = unique_topic("after");
+    create_topic(&live, &after, 3, 2, &[]).await;
+    cluster.wait_for_partitions(&before, Duration::from_secs(30), "leaders moved", |ps| {
+        ps.iter().all(|p| p.leader > 0 && p.leader != controller)
+    });
+    let producer = rdk::producer(&live, &[]);
+    for t in [&before, &after] {
+        for p in 0..3 {
+            producer
+                .send(
+                    FutureRecord::<(), _>::to(t).partition(p).payload("x"),
+                    Timeout::After(Duration::from_secs(30)),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    cluster.node(controller).restart();
+    cluster.wait_for_partitions(
+        &before,
+        Duration::from_secs(60),
+        "old controller back in ISR",
+        |ps| ps.iter().all(|p| p.isr.contains(&controller)),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_two_of_three_refuses_acks_all_and_keeps_acks_one() {
+    let mut cluster = TestCluster::start(3, &[]);
+    let bootstrap = cluster.bootstrap();
+    let topic = unique_topic("minisr");
+    create_topic(&bootstrap, &topic, 1, 3, &[("min.insync.replicas", "2")]).await;
+    cluster.wait_for_partitions(&topic, Duration::from_secs(30), "full ISR", |ps| {
+        ps.len() == 1 && ps[0].isr.len() == 3
+    });
+    let client = cluster.metadata_client();
+    let leader = TestCluster::partitions(&client, &topic).unwrap()[0].leader;
+    let acks_all = rdk::producer(&bootstrap, &[("message.timeout.ms", "10000")]);
+    for i in 0..50 {
+        acks_all
+            .send(
+                FutureRecord::<(), _>::to(&topic)
+                    .partition(0)
+                    .payload(&i.to_string()),
+                Timeout::After(Duration::from_secs(10)),
+            )
+            .await
+            .unwrap();
+    }
+    let followers: Vec<i32> = (1..=3).filter(|id| *id != leader).collect();
+    for f in &followers {
+        cluster.node(*f).kill9();
+    }
+    // The leader stops counting the silent followers as in sync after replica.lag.time.max.ms.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let leader_addr = cluster.node(leader).bootstrap();
+    let strict = rdk::producer(
+        &leader_addr,
+        &[
+            ("message.timeout.ms", "5000"),
+            ("enable.idempotence", "false"),
+            ("retries", "0"),
+        ],
+    );
+    let refused = strict
+        .send(
+            FutureRecord::<(), _>::to(&topic)
+                .partition(0)
+                .payload("refused"),
+            Timeout::After(Duration::from_secs(10)),
+        )
+        .await;
+    match refused {
+        Err((KafkaError::MessageProduction(RDKafkaErrorCode::NotEnoughReplicas), _)) => {}
+        other => {
+            panic!("acks=all with one live replica must get NOT_ENOUGH_REPLICAS, got {other:?}")
+        }
+    }
+    let acks_one = rdk::producer(
+        &leader_addr,
+        &[
+            ("acks", "1"),
+            ("enable.idempotence", "false"),
+            ("message.timeout.ms", "10000"),
+        ],
+    );
+    for i in 50..60 {
+        acks_one
+            .send(
+                FutureRecord::<(), _>::to(&topic)
+                    .partition(0)
+                    .payload(&i.to_string()),
+                Timeout::After(Duration::from_secs(10)),
+            )
+            .await
+            .unwrap();
+    }
+    for f in &followers {
+        cluster.node(*f).restart();
+    }
+    cluster.wait_for_partitions(&topic, Duration::from_secs(60), "ISR full again", |ps| {
+        ps[0].isr.len() == 3
+    });
+    let values: Vec<u64> = read_partition(&bootstrap, &topic, 0)
+        .iter()
+        .map(|(_, v)| v.parse().unwrap())
+        .collect();
+    assert_eq!(
+        values,
+        (0..60).collect::<Vec<u64>>(),
+        "acknowledged records lost or reordered"
+    );
+}
