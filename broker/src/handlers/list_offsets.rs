@@ -42,9 +42,9 @@ pub fn handle(node: &Arc<Node>, request: ListOffsetsRequest, version: i16) -> Li
                     };
                     if version >= 4
                         && p.current_leader_epoch >= 0
-                        && p.current_leader_epoch != partition.leader_epoch
+                        && p.current_leader_epoch != partition.leader_epoch()
                     {
-                        let kind = if p.current_leader_epoch > partition.leader_epoch {
+                        let kind = if p.current_leader_epoch > partition.leader_epoch() {
                             ErrorKind::UnknownLeaderEpoch
                         } else {
                             ErrorKind::FencedLeaderEpoch
@@ -56,7 +56,7 @@ pub fn handle(node: &Arc<Node>, request: ListOffsetsRequest, version: i16) -> Li
                             resp.offset = offset;
                             resp.timestamp = timestamp;
                             if version >= 4 {
-                                resp.leader_epoch = partition.leader_epoch;
+                                resp.leader_epoch = partition.leader_epoch();
                             }
                             resp
                         }

@@ -204,6 +204,27 @@ impl Partition {
         self.with_log(|log| log.max_timestamp())
     }
 
+    /// The leader epoch this replica serves in (constant on a single node).
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch
+    }
+
+    /// OffsetForLeaderEpoch as the leader: the largest epoch <= `epoch` and its end offset
+    /// (`Log::end_offset_for_epoch`, with this replica's own epoch known from the moment it
+    /// leads, as in Kafka). `None` means UNDEFINED (-1, -1).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Result<Option<(i32, i64)>, PartitionError> {
+        let leader_epoch = self.leader_epoch();
+        self.with_log(|log| {
+            Ok(super::leader_epoch::end_offset_as_leader(
+                epoch,
+                log.end_offset_for_epoch(epoch),
+                log.latest_epoch(),
+                leader_epoch,
+                log.log_end_offset(),
+            ))
+        })
+    }
+
     pub fn set_config(&self, config: LogConfig) -> Result<(), PartitionError> {
         self.with_log(|log| {
             log.set_config(config);
