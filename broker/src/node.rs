@@ -173,6 +173,19 @@ impl Node {
         self.clock.now_ms()
     }
 
+    /// The coordinator of the groups in `__consumer_offsets` partition `offsets_partition`:
+    /// (node id, advertised host, advertised port) of its leader, or `None` if it has none
+    /// now (FindCoordinator then answers COORDINATOR_NOT_AVAILABLE). A single node leads every
+    /// partition.
+    pub fn coordinator_endpoint(&self, offsets_partition: i32) -> Option<(i32, String, i32)> {
+        let _ = offsets_partition;
+        Some((
+            self.meta.node_id,
+            self.config.advertised_host.clone(),
+            self.config.advertised_port,
+        ))
+    }
+
     /// Validates a create-topic request without changing anything.
     pub fn validate_new_topic(
         &self,
