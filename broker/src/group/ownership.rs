@@ -131,6 +131,14 @@ impl GroupCoordinator {
         true
     }
 
+    /// Gives up load `load_id` of `partition` (its log could not be read): the partition is
+    /// neither loading nor owned. Changes nothing if another load or an unload overtook it.
+    pub fn cancel_loading(&mut self, partition: i32, load_id: u64) {
+        if self.ownership.loading.get(&partition) == Some(&load_id) {
+            self.ownership.loading.remove(&partition);
+        }
+    }
+
     /// `begin_loading` and `finish_loading_partition` at once.
     pub fn load_partition(
         &mut self,
@@ -452,6 +460,9 @@ mod tests {
         assert!(!c.finish_loading_partition(1, first, log.clone(), NOW));
         assert_eq!(c.group_error(&ids[1]), Some(ErrorKind::NotCoordinator));
         assert_eq!(offset(&c, &ids[1]), None);
+        let failed = c.begin_loading(1);
+        c.cancel_loading(1, failed);
+        assert_eq!(c.group_error(&ids[1]), Some(ErrorKind::NotCoordinator));
         let older = c.begin_loading(1);
         let newer = c.begin_loading(1);
         assert!(!c.finish_loading_partition(1, older, log.clone(), NOW));

@@ -201,11 +201,7 @@ impl GroupRuntime {
         let records = match read {
             Ok(records) => records,
             Err(source) => {
-                let mut inner = self.inner.lock();
-                if inner.coord.is_loading(partition) {
-                    inner.coord.unload_partition(partition);
-                    self.send_replies(&mut inner);
-                }
+                self.inner.lock().coord.cancel_loading(partition, load_id);
                 return Err(GroupLoadError::Read { partition, source });
             }
         };
