@@ -133,6 +133,7 @@ impl Node {
             // Partitions are opened by the cluster reconciler once the controller unfenced
             // this broker (crate::cluster); groups follow `__consumer_offsets` leadership.
             node.producer_ids.set_namespace(node.meta.node_id);
+            crate::group::GroupRuntime::start_timers(&node);
             return Ok(node);
         }
         node.remove_orphan_partition_dirs();
@@ -223,8 +224,37 @@ impl Node {
 
     /// This broker gained (`leader`) or lost the leadership of a `__consumer_offsets`
     /// partition: its groups are loaded here or handed over.
-    pub fn on_offsets_leadership(&self, partition: i32, leader: bool) {
+    /// Loading reads the partition from disk, so it runs on a blocking thread.
+    pub fn on_offsets_leadership(self: &Arc<Self>, partition: i32, leader: bool) {
         tracing::info!(partition, leader, "__consumer_offsets leadership changed");
+        if !leader {
+            self.groups.unload_partition(partition);
+            return;
+        }
+        let node = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            match node.groups.load_partition(&node, partition) {
+                Ok(n) => tracing::info!(partition, records = n, "loaded consumer groups"),
+                Err(e) => tracing::error!(partition, error = %e, "cannot load consumer groups"),
+            }
+        });
+    }
+
+    /// The coordinator of the groups in `__consumer_offsets` partition `offsets_partition`:
+    /// (node id, advertised host, advertised port) of its leader, or `None` if it has none
+    /// now (FindCoordinator then answers COORDINATOR_NOT_AVAILABLE). A single node leads every
+    /// partition; in a cluster it is the partition's leader.
+    pub fn coordinator_endpoint(&self, offsets_partition: i32) -> Option<(i32, String, i32)> {
+        let Some(rt) = self.cluster() else {
+            return Some((
+                self.meta.node_id,
+                self.config.advertised_host.clone(),
+                self.config.advertised_port,
+            ));
+        };
+        let (_, p) = rt.partition(crate::metadata::CONSUMER_OFFSETS_TOPIC, offsets_partition)?;
+        let b = rt.broker(p.leader).filter(|b| !b.fenced)?;
+        Some((b.broker_id, b.host, i32::from(b.port)))
     }
 
     /// Validates a create-topic request without changing anything.

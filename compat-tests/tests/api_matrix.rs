@@ -238,6 +238,56 @@ fn check(api: ApiKey, version: i16, ctx: &mut Ctx) -> Result<(), String> {
             let r = c.call(&req, version).map_err(e)?;
             err("InitProducerId", r.error_code)
         }
+        ApiKey::OffsetForLeaderEpoch => {
+            // Every batch here was written in leader epoch 0, so epoch 0 ends at the log end
+            // offset and any later epoch is UNDEFINED (-1, -1), as Kafka's endOffsetFor. A
+            // topic without records answers as a fresh Kafka leader: epoch 0 ends at 0.
+            let leo = latest_offset(c, &t).map_err(e)?;
+            let part = |p: i32, current: i32, epoch: i32| {
+                offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                    .with_partition(p)
+                    .with_current_leader_epoch(current)
+                    .with_leader_epoch(epoch)
+            };
+            let topics = vec![
+                offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                    .with_topic(topic_name(&t))
+                    .with_partitions(vec![
+                        part(0, 0, 0),
+                        part(0, -1, 5),
+                        part(0, 1, 0),
+                        part(7, -1, 0),
+                    ]),
+                offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                    .with_topic(topic_name(&format!("{t}-cp")))
+                    .with_partitions(vec![part(0, 0, 0)]),
+                offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                    .with_topic(topic_name(&format!("{t}-none")))
+                    .with_partitions(vec![part(0, -1, 0)]),
+            ];
+            let req = OffsetForLeaderEpochRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(topics);
+            let r = c.call(&req, version).map_err(e)?;
+            let got: Vec<(i16, i32, i64)> = r
+                .topics
+                .iter()
+                .flat_map(|t| t.partitions.iter())
+                .map(|p| (p.error_code, p.leader_epoch, p.end_offset))
+                .collect();
+            let want = vec![
+                (0, 0, leo),
+                (0, -1, -1),
+                (75, -1, -1), // UNKNOWN_LEADER_EPOCH
+                (3, -1, -1),  // UNKNOWN_TOPIC_OR_PARTITION
+                (0, 0, 0),
+                (3, -1, -1),
+            ];
+            if got != want {
+                return Err(format!("OffsetForLeaderEpoch: got {got:?}, want {want:?}"));
+            }
+            Ok(())
+        }
         // Consumer groups: the membership APIs on an unknown group (fast error paths; the
         // full flows at every version are in consumer_groups.rs).
         ApiKey::FindCoordinator => {
@@ -340,6 +390,23 @@ fn check(api: ApiKey, version: i16, ctx: &mut Ctx) -> Result<(), String> {
             "{other:?} is advertised but has no case in the API matrix"
         )),
     }
+}
+
+/// The partition-0 log end offset of `topic` (ListOffsets latest; acks=all produces made the
+/// high watermark reach it).
+fn latest_offset(c: &mut RawConnection, topic: &str) -> std::io::Result<i64> {
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-1)])]);
+    let r = c.call(&req, 5)?;
+    Ok(r.topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .map_or(-1, |p| p.offset))
 }
 
 #[test]

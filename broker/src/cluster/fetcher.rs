@@ -438,7 +438,7 @@ async fn truncate_divergent(
     } else {
         // The leader's largest epoch <= ours is older: we diverge from where that epoch ends
         // on either side.
-        let ours = match partition.end_offset_for_epoch(answer.leader_epoch) {
+        let ours = match partition.local_end_offset_for_epoch(answer.leader_epoch) {
             Ok(Some((_, end))) => end,
             Ok(None) => 0,
             Err(e) => return Ok(Err(e.to_string())),

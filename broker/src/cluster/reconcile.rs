@@ -163,7 +163,7 @@ pub fn apply(node: &Arc<Node>, rt: &ClusterRuntime, state: &ClusterState) {
     }
 }
 
-fn remove_partition(node: &Node, rt: &ClusterRuntime, tp: &TopicPartition) {
+fn remove_partition(node: &Arc<Node>, rt: &ClusterRuntime, tp: &TopicPartition) {
     rt.fetchers.remove(tp);
     if let Some(p) = node.partitions.remove(tp) {
         if matches!(p.role(), Role::Leader(_)) && tp.topic == CONSUMER_OFFSETS_TOPIC {

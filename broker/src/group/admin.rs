@@ -11,8 +11,8 @@ use super::state::GroupState;
 pub const CLASSIC_GROUP_TYPE: &str = "classic";
 
 impl GroupCoordinator {
-    /// Groups whose state and type match the (case-insensitive) filters; empty filters match
-    /// everything.
+    /// Groups this coordinator serves whose state and type match the (case-insensitive)
+    /// filters; empty filters match everything.
     pub fn list_groups(&self, states: &[String], types: &[String]) -> Vec<ListedGroup> {
         if !types.is_empty()
             && !types
@@ -25,6 +25,7 @@ impl GroupCoordinator {
             .groups
             .values()
             .filter(|g| !g.is(GroupState::Dead))
+            .filter(|g| self.owns_group(&g.group_id))
             .filter(|g| {
                 states.is_empty()
                     || states

@@ -200,6 +200,20 @@ pub struct DescribedGroup {
     pub members: Vec<DescribedMember>,
 }
 
+impl DescribedGroup {
+    /// Kafka's `getErrorDescribedGroupList` entry: the id and the error, every other field empty.
+    pub fn error(group_id: &str, error: ErrorKind) -> Self {
+        DescribedGroup {
+            group_id: group_id.to_string(),
+            error,
+            state: "",
+            protocol_type: String::new(),
+            protocol_data: String::new(),
+            members: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DescribedMember {
     pub member_id: String,

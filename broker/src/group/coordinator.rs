@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::api::ParkedReply;
 use super::classic_group::ClassicGroup;
+use super::ownership::Ownership;
 use super::rebalance::{self, Ctx};
 use super::records::{GroupRecord, OffsetValue};
 use super::timers::{TimerKey, Timers};
@@ -97,9 +98,13 @@ pub struct GroupCoordinator {
     pub(super) timers: Timers,
     pub(super) effects: Effects,
     pub(super) member_ids: MemberIds,
+    /// The `__consumer_offsets` partitions served (see `ownership.rs`).
+    pub(super) ownership: Ownership,
 }
 
 impl GroupCoordinator {
+    /// A coordinator that serves every group (one `__consumer_offsets` partition, owned);
+    /// `set_offsets_partitions` then `load_partition` make it serve only loaded partitions.
     pub fn new(config: CoordinatorConfig, member_ids: MemberIds) -> Self {
         GroupCoordinator {
             config,
@@ -108,6 +113,7 @@ impl GroupCoordinator {
             timers: Timers::default(),
             effects: Effects::default(),
             member_ids,
+            ownership: Ownership::everything(),
         }
     }
 

@@ -5,9 +5,10 @@
 //! is a pure state machine: it takes `now_ms`, answers or parks requests, and emits replies,
 //! records and deadlines. `GroupRuntime` is the thin tokio layer around it: it owns the
 //! timers' task, appends records to `__consumer_offsets` and makes them durable before any
-//! reply goes out, and delivers parked JoinGroup/SyncGroup responses. `loader` replays the
-//! topic at start-up; `records` is Kafka's on-disk format; `partitioner` maps a group to its
-//! partition as Kafka does.
+//! reply goes out, and delivers parked JoinGroup/SyncGroup responses. `ownership` tracks
+//! which `__consumer_offsets` partitions (and so which groups) this node serves; `loader`
+//! replays a partition when it is loaded; `records` is Kafka's on-disk format; `partitioner`
+//! maps a group to its partition as Kafka does.
 
 pub mod admin;
 pub mod api;
@@ -18,6 +19,7 @@ pub mod loader;
 pub mod member;
 pub mod membership;
 pub mod offsets;
+pub mod ownership;
 pub mod partitioner;
 pub mod rebalance;
 pub mod records;

@@ -9,7 +9,6 @@ use bytes::Bytes;
 use super::classic_group::ClassicGroup;
 use super::coordinator::GroupCoordinator;
 use super::member::Member;
-use super::rebalance::{self, Ctx};
 use super::records::GroupRecord;
 use super::state::GroupState;
 
@@ -71,24 +70,8 @@ impl GroupCoordinator {
     }
 
     /// Called once every record is replayed: starts the session timers of loaded members.
+    /// (`finish_loading_partition` does the same for the groups of one partition.)
     pub fn finish_loading(&mut self, now_ms: i64) {
-        let Self {
-            groups,
-            timers,
-            effects,
-            config,
-            ..
-        } = self;
-        let mut cx = Ctx {
-            timers,
-            effects,
-            config,
-            now_ms,
-        };
-        for g in groups.values() {
-            for id in g.members.keys() {
-                rebalance::reschedule_heartbeat(g, id, &mut cx);
-            }
-        }
+        self.start_session_timers(now_ms, |_| true);
     }
 }

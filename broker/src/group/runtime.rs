@@ -55,7 +55,8 @@ pub struct GroupRuntime {
     /// Wakes the timer task when deadlines may have moved.
     wake: Notify,
     next_token: AtomicU64,
-    /// Partitions of `__consumer_offsets` (the topic's actual count, set at load).
+    /// Partitions of `__consumer_offsets` (the topic's actual count, set at start; the
+    /// coordinator holds the same count).
     num_partitions: AtomicI32,
     commit_timeout_ms: u64,
     retention_check_interval_ms: u64,
@@ -100,15 +101,19 @@ pub enum GroupLoadError {
 }
 
 impl GroupRuntime {
+    /// A runtime that serves no group until partitions are loaded.
     pub fn new(settings: &BrokerSettings) -> Self {
+        let num_partitions = settings.i32("offsets.topic.num.partitions").max(1);
+        let mut coord = GroupCoordinator::new(coordinator_config(settings), MemberIds::Random);
+        coord.set_offsets_partitions(num_partitions);
         GroupRuntime {
             inner: Mutex::new(Inner {
-                coord: GroupCoordinator::new(coordinator_config(settings), MemberIds::Random),
+                coord,
                 waiters: HashMap::new(),
             }),
             wake: Notify::new(),
             next_token: AtomicU64::new(1),
-            num_partitions: AtomicI32::new(settings.i32("offsets.topic.num.partitions").max(1)),
+            num_partitions: AtomicI32::new(num_partitions),
             commit_timeout_ms: u64::try_from(settings.i32("offsets.commit.timeout.ms"))
                 .unwrap_or(5000),
             retention_check_interval_ms: u64::try_from(
@@ -125,8 +130,10 @@ impl GroupRuntime {
         partition_for(group_id, self.num_partitions.load(Ordering::Relaxed))
     }
 
-    /// Creates `__consumer_offsets` if needed, replays it, and starts the timer task. Runs
-    /// once, inside the tokio runtime, before the listener starts.
+    /// Single node: creates `__consumer_offsets` if needed, loads every partition of it, and
+    /// starts the timer task. Runs once, inside the tokio runtime, before the listener starts.
+    /// (In a cluster, `start_timers` runs instead and leadership changes call
+    /// `load_partition` / `unload_partition`.)
     pub fn start(node: &Arc<Node>) -> Result<(), GroupLoadError> {
         let rt = &node.groups;
         let topic = match node.topics.get(CONSUMER_OFFSETS_TOPIC) {
@@ -139,32 +146,122 @@ impl GroupRuntime {
                     .map_err(|e| GroupLoadError::CreateTopic(e.message))?
             }
         };
-        rt.num_partitions
-            .store(topic.partitions.max(1), Ordering::Relaxed);
-        let now = node.now_ms();
+        rt.set_offsets_partitions(topic.partitions);
         let mut loaded = 0usize;
-        {
-            let mut inner = rt.inner.lock();
-            for p in 0..topic.partitions {
-                let Some(partition) = node.partitions.get(CONSUMER_OFFSETS_TOPIC, p) else {
-                    continue;
-                };
-                loaded += load_partition(&partition, |r| inner.coord.replay(r, now)).map_err(
-                    |source| GroupLoadError::Read {
-                        partition: p,
-                        source,
-                    },
-                )?;
+        for p in 0..topic.partitions {
+            if node.partitions.get(CONSUMER_OFFSETS_TOPIC, p).is_none() {
+                continue;
             }
-            inner.coord.finish_loading(now);
+            loaded += rt.load_partition(node, p)?;
         }
         tracing::info!(
             records = loaded,
             partitions = topic.partitions,
             "loaded consumer groups"
         );
-        tokio::spawn(run_timers(Arc::clone(node)));
+        Self::start_timers(node);
         Ok(())
+    }
+
+    /// Sets the partition count of `__consumer_offsets` (its actual count, known once the
+    /// topic exists). Drops every loaded partition: call before loading any.
+    pub fn set_offsets_partitions(&self, num_partitions: i32) {
+        let n = num_partitions.max(1);
+        let mut inner = self.inner.lock();
+        self.num_partitions.store(n, Ordering::Relaxed);
+        inner.coord.set_offsets_partitions(n);
+        self.send_replies(&mut inner);
+    }
+
+    /// Starts the task that fires the coordinator's deadlines and the periodic offset expiry
+    /// (until shutdown). Needs the tokio runtime.
+    pub fn start_timers(node: &Arc<Node>) {
+        tokio::spawn(run_timers(Arc::clone(node)));
+    }
+
+    /// Loads `__consumer_offsets` partition `partition` (this node leads it now): replays its
+    /// records into the coordinator and serves its groups from then on. Meanwhile its groups
+    /// get COORDINATOR_LOAD_IN_PROGRESS. Loading again rebuilds the same state. Returns how
+    /// many records were replayed. The log is read without holding the coordinator's lock.
+    pub fn load_partition(&self, node: &Node, partition: i32) -> Result<usize, GroupLoadError> {
+        let load_id = {
+            let mut inner = self.inner.lock();
+            let id = inner.coord.begin_loading(partition);
+            self.send_replies(&mut inner);
+            id
+        };
+        let read = match node.partitions.get(CONSUMER_OFFSETS_TOPIC, partition) {
+            Some(log) => {
+                let mut records = Vec::new();
+                load_partition(&log, |r| records.push(r)).map(|_| records)
+            }
+            // No replica of it here (yet): nothing to replay.
+            None => Ok(Vec::new()),
+        };
+        let records = match read {
+            Ok(records) => records,
+            Err(source) => {
+                self.inner.lock().coord.cancel_loading(partition, load_id);
+                return Err(GroupLoadError::Read { partition, source });
+            }
+        };
+        let count = records.len();
+        let mut inner = self.inner.lock();
+        let now = node.now_ms();
+        if inner
+            .coord
+            .finish_loading_partition(partition, load_id, records, now)
+        {
+            tracing::debug!(
+                partition,
+                records = count,
+                "loaded consumer group partition"
+            );
+        }
+        drop(inner);
+        self.wake.notify_one();
+        Ok(count)
+    }
+
+    /// Stops coordinating the groups of `__consumer_offsets` partition `partition` (another
+    /// node leads it now): drops them and their timers, and answers their parked
+    /// JoinGroup/SyncGroup requests NOT_COORDINATOR.
+    pub fn unload_partition(&self, partition: i32) {
+        let mut inner = self.inner.lock();
+        inner.coord.unload_partition(partition);
+        self.send_replies(&mut inner);
+        drop(inner);
+        self.wake.notify_one();
+        tracing::debug!(partition, "unloaded consumer group partition");
+    }
+
+    /// Whether this node coordinates `group_id` (its partition is loaded).
+    pub fn owns_group(&self, group_id: &str) -> bool {
+        self.inner.lock().coord.owns_group(group_id)
+    }
+
+    /// NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS if this node does not serve
+    /// `group_id` now (see `GroupCoordinator::group_error`).
+    pub fn group_error(&self, group_id: &str) -> Option<ErrorKind> {
+        self.inner.lock().coord.group_error(group_id)
+    }
+
+    /// Sends the replies the coordinator left in its effects (load and unload emit replies
+    /// only, no records).
+    fn send_replies(&self, inner: &mut Inner) {
+        let effects = inner.coord.take_effects();
+        if !effects.records.is_empty() {
+            // Not reachable: loading and unloading write nothing.
+            tracing::error!(
+                records = effects.records.len(),
+                "group records emitted by a load or unload were not written"
+            );
+        }
+        for (token, reply) in effects.replies {
+            if let Some(tx) = inner.waiters.remove(&token) {
+                let _ = tx.send(reply);
+            }
+        }
     }
 
     /// Runs one coordinator operation with a fresh token, then persists its effects.

@@ -152,3 +152,93 @@ async fn commits_and_groups_survive_a_restart() {
     );
     stop(node).await;
 }
+
+#[tokio::test]
+async fn unload_and_load_a_partition_on_a_live_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.settings
+        .set("group.initial.rebalance.delay.ms", "60000")
+        .unwrap();
+    let node = Node::start(cfg, Arc::new(SystemClock)).unwrap();
+    node.create_topic("t", 1, 1, Default::default(), false)
+        .unwrap();
+    let p = node.groups.partition_for("g");
+    assert!(node.groups.owns_group("g"));
+    let commit = |offset: i64| CommitRequest {
+        group_id: "g".into(),
+        generation_id: -1,
+        member_id: String::new(),
+        group_instance_id: None,
+        retention_ms: None,
+        topics: vec![CommitTopic {
+            name: "t".into(),
+            partitions: vec![CommitPartition {
+                partition: 0,
+                offset,
+                leader_epoch: 0,
+                metadata: None,
+                error: None,
+            }],
+        }],
+        version: 8,
+    };
+    let req = commit(5);
+    let called = node
+        .groups
+        .call(&node, |c, now, _| Answer::Now(c.commit_offsets(now, req)));
+    assert_eq!(called.durable.await, Ok(()));
+
+    // A member parked in the join phase of another group of the same partition.
+    let other = (0..)
+        .map(|i| format!("other-{i}"))
+        .find(|g| node.groups.partition_for(g) == p)
+        .unwrap();
+    let join = JoinRequest {
+        group_id: other.clone(),
+        member_id: String::new(),
+        group_instance_id: None,
+        client_id: "c".into(),
+        client_host: "h".into(),
+        session_timeout_ms: 30_000,
+        rebalance_timeout_ms: 30_000,
+        protocol_type: "consumer".into(),
+        protocols: vec![("range".into(), Bytes::from_static(b"m"))],
+        require_known_member_id: false,
+    };
+    // The initial rebalance delay (a minute here) keeps the join parked until the unload.
+    let called = node
+        .groups
+        .call(&node, |c, now, token| c.join(now, token, join));
+    assert_eq!(called.answer, Answer::Parked);
+    node.groups.unload_partition(p);
+    let reply = tokio::time::timeout(Duration::from_secs(5), called.parked.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let ParkedReply::Join(j) = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(j.error, ErrorKind::NotCoordinator);
+
+    assert!(!node.groups.owns_group("g"));
+    assert_eq!(
+        node.groups.group_error("g"),
+        Some(ErrorKind::NotCoordinator)
+    );
+    assert!(node.groups.read(|c| c.committed("g").is_none()));
+    assert!(node.groups.read(|c| c.group(&other).is_none()));
+
+    // Loading it back replays the commit; loading twice changes nothing.
+    node.groups.load_partition(&node, p).unwrap();
+    node.groups.load_partition(&node, p).unwrap();
+    assert!(node.groups.owns_group("g"));
+    let offset = node.groups.read(|c| {
+        c.fetch_offsets("g", None)
+            .topics
+            .first()
+            .map(|(_, parts)| parts.iter().map(|o| o.offset).collect::<Vec<_>>())
+    });
+    assert_eq!(offset, Some(vec![5]));
+    stop(node).await;
+}

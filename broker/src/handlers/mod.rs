@@ -15,6 +15,7 @@ pub mod group;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub(crate) mod util;
 
@@ -87,6 +88,9 @@ pub async fn dispatch(
         )),
         RequestKind::InitProducerId(r) => now(ResponseKind::InitProducerId(
             init_producer_id::handle(node, r, version),
+        )),
+        RequestKind::OffsetForLeaderEpoch(r) => now(ResponseKind::OffsetForLeaderEpoch(
+            offset_for_leader_epoch::handle(node, r, version),
         )),
         // Consumer groups.
         RequestKind::FindCoordinator(r) => now(ResponseKind::FindCoordinator(
@@ -165,6 +169,7 @@ fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::DescribeConfigs => "DescribeConfigs",
         ApiKey::CreatePartitions => "CreatePartitions",
         ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
         ApiKey::OffsetCommit => "OffsetCommit",
         ApiKey::OffsetFetch => "OffsetFetch",
         ApiKey::FindCoordinator => "FindCoordinator",

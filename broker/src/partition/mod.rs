@@ -6,6 +6,7 @@
 //! and advances the high watermark; `PartitionManager` finds partitions by name.
 
 mod flusher;
+mod leader_epoch;
 mod manager;
 mod replica;
 pub mod role;

@@ -336,8 +336,12 @@ impl Partition {
         self.with_log(|log| Ok(log.latest_epoch()))
     }
 
-    /// The largest epoch <= `epoch` in this replica's epoch cache and its end offset.
-    pub fn end_offset_for_epoch(&self, epoch: i32) -> Result<Option<(i32, i64)>, PartitionError> {
+    /// The largest epoch <= `epoch` in this replica's own epoch cache and its end offset (the
+    /// follower's side of the divergence check).
+    pub fn local_end_offset_for_epoch(
+        &self,
+        epoch: i32,
+    ) -> Result<Option<(i32, i64)>, PartitionError> {
         self.with_log(|log| Ok(log.end_offset_for_epoch(epoch)))
     }
 
@@ -477,6 +481,22 @@ impl Partition {
 
     pub fn max_timestamp(&self) -> Result<Option<storage::TimestampOffset>, PartitionError> {
         self.with_log(|log| log.max_timestamp())
+    }
+
+    /// OffsetForLeaderEpoch as the leader: the largest epoch <= `epoch` and its end offset
+    /// (`Log::end_offset_for_epoch`, with this replica's own epoch known from the moment it
+    /// leads, as in Kafka). `None` means UNDEFINED (-1, -1).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Result<Option<(i32, i64)>, PartitionError> {
+        let leader_epoch = self.leader_epoch();
+        self.with_log(|log| {
+            Ok(super::leader_epoch::end_offset_as_leader(
+                epoch,
+                log.end_offset_for_epoch(epoch),
+                log.latest_epoch(),
+                leader_epoch,
+                log.log_end_offset(),
+            ))
+        })
     }
 
     pub fn set_config(&self, config: LogConfig) -> Result<(), PartitionError> {

@@ -1,4 +1,5 @@
-//! DeleteGroups (key 42), v0-2: deletes empty groups and their committed offsets.
+//! DeleteGroups (key 42), v0-2: deletes empty groups and their committed offsets. Groups this
+//! node does not coordinate get NOT_COORDINATOR (or COORDINATOR_LOAD_IN_PROGRESS).
 
 use std::sync::Arc;
 
@@ -17,7 +18,9 @@ pub fn handle(node: &Arc<Node>, request: DeleteGroupsRequest, _version: i16) -> 
                 .groups_names
                 .into_iter()
                 .map(|id| {
-                    let error = c.delete_group(id.0.as_str());
+                    let error = c
+                        .group_error(id.0.as_str())
+                        .unwrap_or_else(|| c.delete_group(id.0.as_str()));
                     (id, error)
                 })
                 .collect::<Vec<_>>(),

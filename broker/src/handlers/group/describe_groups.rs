@@ -1,5 +1,6 @@
 //! DescribeGroups (key 15), v0-6. An unknown group is reported "Dead" (v0-5) or with
-//! GROUP_ID_NOT_FOUND (v6+), as Kafka does.
+//! GROUP_ID_NOT_FOUND (v6+), as Kafka does. A group this node does not coordinate gets
+//! NOT_COORDINATOR (or COORDINATOR_LOAD_IN_PROGRESS) with every other field empty.
 
 use std::sync::Arc;
 
@@ -27,14 +28,18 @@ pub fn handle(
         request
             .groups
             .iter()
-            .map(|id| c.describe_group(id.0.as_str(), version >= 6))
+            .map(|id| match c.group_error(id.0.as_str()) {
+                Some(kind) => crate::group::api::DescribedGroup::error(id.0.as_str(), kind),
+                None => c.describe_group(id.0.as_str(), version >= 6),
+            })
             .collect::<Vec<_>>()
     });
     DescribeGroupsResponse::default().with_groups(
         described
             .into_iter()
             .map(|g| {
-                let message = (version >= 6 && g.error != protocol_shim::ErrorKind::None)
+                let message = (version >= 6
+                    && g.error == protocol_shim::ErrorKind::GroupIdNotFound)
                     .then(|| StrBytes::from_string(format!("Group {} not found.", g.group_id)));
                 DescribedGroup::default()
                     .with_error_code(g.error.code())

@@ -1,5 +1,6 @@
 //! Heartbeat (key 12), v0-4: keeps a member's session alive; REBALANCE_IN_PROGRESS tells it
-//! to rejoin.
+//! to rejoin. NOT_COORDINATOR (or COORDINATOR_LOAD_IN_PROGRESS) for a group this node does
+//! not coordinate.
 
 use std::sync::Arc;
 
@@ -21,9 +22,12 @@ pub fn handle(node: &Arc<Node>, request: HeartbeatRequest, version: i16) -> Hear
             None
         },
     };
-    let called = node
-        .groups
-        .call(node, |c, now, _| Answer::Now(c.heartbeat(now, req)));
+    let called = node.groups.call(node, |c, now, _| {
+        Answer::Now(match c.group_error(&req.group_id) {
+            Some(kind) => kind,
+            None => c.heartbeat(now, req),
+        })
+    });
     let error = match called.answer {
         Answer::Now(e) => e,
         Answer::Parked => protocol_shim::ErrorKind::UnknownServerError,

@@ -1,5 +1,7 @@
 //! JoinGroup (key 11), v0-9. The response is parked until the group's join phase ends (or
 //! given at once for errors, MEMBER_ID_REQUIRED and members told the current generation).
+//! A group this node does not coordinate gets NOT_COORDINATOR (COORDINATOR_LOAD_IN_PROGRESS
+//! while its `__consumer_offsets` partition loads).
 
 use std::sync::Arc;
 
@@ -50,7 +52,10 @@ pub fn handle(
     };
     let called = node
         .groups
-        .call(node, |c, now, token| c.join(now, token, req));
+        .call(node, |c, now, token| match c.group_error(&req.group_id) {
+            Some(kind) => Answer::Now(JoinResponse::error(kind, req.member_id)),
+            None => c.join(now, token, req),
+        });
     Reply::Later(Box::pin(async move {
         let response = match (called.answer, called.parked) {
             (Answer::Now(r), _) => match called.durable.await {

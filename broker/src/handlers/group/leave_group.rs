@@ -1,5 +1,6 @@
 //! LeaveGroup (key 13), v0-5: one member (v0-2) or a batch of members, static ones possibly
-//! by instance id only (v3+).
+//! by instance id only (v3+). A group this node does not coordinate gets a group-level
+//! NOT_COORDINATOR (or COORDINATOR_LOAD_IN_PROGRESS).
 
 use std::sync::Arc;
 
@@ -32,7 +33,13 @@ pub fn handle(node: &Arc<Node>, request: LeaveGroupRequest, version: i16) -> Rep
         }]
     };
     let called = node.groups.call(node, |c, now, _| {
-        Answer::Now(c.leave(now, &group_id, members))
+        Answer::Now(match c.group_error(&group_id) {
+            Some(error) => LeaveResponse {
+                error,
+                members: Vec::new(),
+            },
+            None => c.leave(now, &group_id, members),
+        })
     });
     Reply::Later(Box::pin(async move {
         let mut response = match called.answer {

@@ -1,9 +1,11 @@
-//! ListGroups (key 16), v0-5, with the states filter (v4+) and types filter (v5+).
+//! ListGroups (key 16), v0-5, with the states filter (v4+) and types filter (v5+): the groups
+//! this node coordinates; COORDINATOR_LOAD_IN_PROGRESS while a partition of them loads.
 
 use std::sync::Arc;
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
+use protocol_shim::ErrorKind;
 
 use super::string;
 use crate::group::admin::CLASSIC_GROUP_TYPE;
@@ -21,7 +23,17 @@ pub fn handle(node: &Arc<Node>, request: ListGroupsRequest, version: i16) -> Lis
     } else {
         Vec::new()
     };
-    let groups = node.groups.read(|c| c.list_groups(&states, &types));
+    let listed = node.groups.read(|c| {
+        if c.any_loading() {
+            Err(ErrorKind::CoordinatorLoadInProgress)
+        } else {
+            Ok(c.list_groups(&states, &types))
+        }
+    });
+    let groups = match listed {
+        Ok(groups) => groups,
+        Err(kind) => return ListGroupsResponse::default().with_error_code(kind.code()),
+    };
     ListGroupsResponse::default().with_groups(
         groups
             .into_iter()

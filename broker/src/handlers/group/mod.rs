@@ -14,6 +14,9 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod sync_group;
 
+#[cfg(test)]
+mod tests;
+
 use kafka_protocol::protocol::StrBytes;
 
 use crate::node::Node;

@@ -1,5 +1,7 @@
 //! OffsetCommit (key 8), v2-9: acknowledged only once the commit records are durable in
-//! `__consumer_offsets`. Partitions of unknown topics get UNKNOWN_TOPIC_OR_PARTITION.
+//! `__consumer_offsets`. Partitions of unknown topics get UNKNOWN_TOPIC_OR_PARTITION; the
+//! others NOT_COORDINATOR (or COORDINATOR_LOAD_IN_PROGRESS) if this node does not coordinate
+//! the group.
 
 use std::sync::Arc;
 
@@ -59,9 +61,12 @@ pub fn handle(node: &Arc<Node>, request: OffsetCommitRequest, version: i16) -> R
         topics,
         version,
     };
-    let called = node
-        .groups
-        .call(node, |c, now, _| Answer::Now(c.commit_offsets(now, req)));
+    let called = node.groups.call(node, |c, now, _| {
+        Answer::Now(match c.group_error(&req.group_id) {
+            Some(kind) => not_coordinated(&req, kind),
+            None => c.commit_offsets(now, req),
+        })
+    });
     Reply::Later(Box::pin(async move {
         let mut response = match called.answer {
             Answer::Now(r) => r,
@@ -78,6 +83,22 @@ pub fn handle(node: &Arc<Node>, request: OffsetCommitRequest, version: i16) -> R
         }
         ResponseKind::OffsetCommit(encode(response))
     }))
+}
+
+/// Kafka's answer for a group this node does not coordinate: every partition gets `kind`,
+/// except those of unknown topics, which Kafka answers before asking the coordinator.
+fn not_coordinated(req: &CommitRequest, kind: ErrorKind) -> CommitResponse {
+    req.topics
+        .iter()
+        .map(|t| {
+            let parts = t
+                .partitions
+                .iter()
+                .map(|p| (p.partition, p.error.unwrap_or(kind)))
+                .collect();
+            (t.name.clone(), parts)
+        })
+        .collect()
 }
 
 fn encode(r: CommitResponse) -> OffsetCommitResponse {

@@ -1,5 +1,6 @@
 //! OffsetDelete (key 47), v0: deletes committed offsets of topics the group does not
-//! subscribe to (any, for an empty group).
+//! subscribe to (any, for an empty group). NOT_COORDINATOR (or COORDINATOR_LOAD_IN_PROGRESS)
+//! for a group this node does not coordinate.
 
 use std::sync::Arc;
 
@@ -37,7 +38,13 @@ pub fn handle(node: &Arc<Node>, request: OffsetDeleteRequest, _version: i16) -> 
         })
         .collect();
     let called = node.groups.call(node, |c, _, _| {
-        Answer::Now(c.delete_offsets(&group_id, topics))
+        Answer::Now(match c.group_error(&group_id) {
+            Some(error) => crate::group::api::OffsetDeleteResponse {
+                error,
+                topics: Vec::new(),
+            },
+            None => c.delete_offsets(&group_id, topics),
+        })
     });
     Reply::Later(Box::pin(async move {
         let Answer::Now(mut r) = called.answer else {

@@ -1,5 +1,6 @@
 //! OffsetFetch (key 9): one group (v1-7, all partitions when `topics` is null, v2+) or
-//! several groups at once (v8+). Nothing committed reads as offset -1.
+//! several groups at once (v8+). Nothing committed reads as offset -1. A group this node does
+//! not coordinate gets NOT_COORDINATOR (or COORDINATOR_LOAD_IN_PROGRESS): per group from v8.
 
 use std::sync::Arc;
 
@@ -9,7 +10,9 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse};
 
-use crate::group::api::FetchedGroup;
+use protocol_shim::ErrorKind;
+
+use crate::group::api::{FetchedGroup, FetchedOffset};
 use crate::handlers::util::{str_bytes, topic_name};
 use crate::node::Node;
 
@@ -25,10 +28,15 @@ pub fn handle(node: &Arc<Node>, request: OffsetFetchRequest, version: i16) -> Of
                             .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
                             .collect()
                     });
-                    (
-                        g.group_id.clone(),
-                        c.fetch_offsets(g.group_id.0.as_str(), topics),
-                    )
+                    let fetched = match c.group_error(g.group_id.0.as_str()) {
+                        // Kafka: the group's error and no topics.
+                        Some(error) => FetchedGroup {
+                            error,
+                            topics: Vec::new(),
+                        },
+                        None => c.fetch_offsets(g.group_id.0.as_str(), topics),
+                    };
+                    (g.group_id.clone(), fetched)
                 })
                 .collect::<Vec<_>>()
         });
@@ -46,7 +54,10 @@ pub fn handle(node: &Arc<Node>, request: OffsetFetchRequest, version: i16) -> Of
     });
     let fetched = node
         .groups
-        .read(|c| c.fetch_offsets(request.group_id.0.as_str(), topics));
+        .read(|c| match c.group_error(request.group_id.0.as_str()) {
+            Some(error) => not_coordinated(topics, error, version),
+            None => c.fetch_offsets(request.group_id.0.as_str(), topics),
+        });
     let error_code = if version >= 2 {
         fetched.error.code()
     } else {
@@ -81,6 +92,36 @@ pub fn handle(node: &Arc<Node>, request: OffsetFetchRequest, version: i16) -> Of
                 })
                 .collect(),
         )
+}
+
+/// Kafka's error answer before v8: the error at the top (v2+) and no topics, or (v1, which has
+/// no top-level error) every requested partition with offset -1 and the error.
+fn not_coordinated(
+    topics: Option<Vec<(String, Vec<i32>)>>,
+    error: ErrorKind,
+    version: i16,
+) -> FetchedGroup {
+    let topics = if version >= 2 {
+        Vec::new()
+    } else {
+        topics
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, parts)| {
+                let parts = parts
+                    .into_iter()
+                    .map(|partition| FetchedOffset {
+                        partition,
+                        offset: -1,
+                        leader_epoch: -1,
+                        metadata: String::new(),
+                    })
+                    .collect();
+                (name, parts)
+            })
+            .collect()
+    };
+    FetchedGroup { error, topics }
 }
 
 fn encode_group(group_id: GroupId, g: FetchedGroup) -> OffsetFetchResponseGroup {

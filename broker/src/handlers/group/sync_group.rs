@@ -1,5 +1,6 @@
 //! SyncGroup (key 14), v0-5. Followers' responses are parked until the leader sends the
-//! assignment; every response waits until the group record is durable.
+//! assignment; every response waits until the group record is durable. NOT_COORDINATOR (or
+//! COORDINATOR_LOAD_IN_PROGRESS) for a group this node does not coordinate.
 
 use std::sync::Arc;
 
@@ -41,7 +42,10 @@ pub fn handle(node: &Arc<Node>, request: SyncGroupRequest, version: i16) -> Repl
     };
     let called = node
         .groups
-        .call(node, |c, now, token| c.sync(now, token, req));
+        .call(node, |c, now, token| match c.group_error(&req.group_id) {
+            Some(kind) => Answer::Now(SyncResponse::error(kind)),
+            None => c.sync(now, token, req),
+        });
     Reply::Later(Box::pin(async move {
         let response = match (called.answer, called.parked) {
             (Answer::Now(r), _) => match called.durable.await {
