@@ -232,11 +232,9 @@ impl Node {
             return;
         }
         let node = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            match node.groups.load_partition(&node, partition) {
-                Ok(n) => tracing::info!(partition, records = n, "loaded consumer groups"),
-                Err(e) => tracing::error!(partition, error = %e, "cannot load consumer groups"),
-            }
+        tokio::task::spawn_blocking(move || match node.groups.load_partition(&node, partition) {
+            Ok(n) => tracing::info!(partition, records = n, "loaded consumer groups"),
+            Err(e) => tracing::error!(partition, error = %e, "cannot load consumer groups"),
         });
     }
 

@@ -35,13 +35,15 @@ pub fn handle(
             let partitions = topic
                 .partitions
                 .iter()
-                .map(|p| match node.leader_partition(topic.topic.0.as_str(), p.partition) {
-                    Ok(partition) => answer(Some(&partition), p),
-                    // Only the leader answers (a follower's epochs may be behind).
-                    Err(kind) => EpochEndOffset::default()
-                        .with_partition(p.partition)
-                        .with_error_code(kind.code()),
-                })
+                .map(
+                    |p| match node.leader_partition(topic.topic.0.as_str(), p.partition) {
+                        Ok(partition) => answer(Some(&partition), p),
+                        // Only the leader answers (a follower's epochs may be behind).
+                        Err(kind) => EpochEndOffset::default()
+                            .with_partition(p.partition)
+                            .with_error_code(kind.code()),
+                    },
+                )
                 .collect();
             OffsetForLeaderTopicResult::default()
                 .with_topic(topic.topic)

@@ -30,6 +30,7 @@ fn config(dir: &std::path::Path) -> BrokerConfig {
         log_level: "info".into(),
         settings,
         metrics_listen: None,
+        cluster: None,
     }
 }
 
