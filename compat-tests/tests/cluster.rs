@@ -487,3 +487,118 @@ async fn losing_two_of_three_refuses_acks_all_and_keeps_acks_one() {
         "acknowledged records lost or reordered"
     );
 }
+
+/// The `__consumer_offsets` partition of a group, as Kafka computes it (Java's
+/// `String.hashCode`, made non-negative, modulo the partition count).
+fn offsets_partition(group: &str, partitions: i32) -> i32 {
+    let mut h: i32 = 0;
+    for unit in group.encode_utf16() {
+        h = h.wrapping_mul(31).wrapping_add(i32::from(unit));
+    }
+    (h & 0x7fff_ffff) % partitions
+}
+
+fn group_consumer(bootstrap: &str, group: &str) -> rdkafka::consumer::BaseConsumer {
+    let mut config = rdkafka::ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .set("topic.metadata.refresh.interval.ms", "1000")
+        .set("broker.address.family", "v4");
+    config.create().unwrap()
+}
+
+fn poll_values(
+    consumer: &rdkafka::consumer::BaseConsumer,
+    want: usize,
+    timeout: Duration,
+) -> Vec<u64> {
+    use rdkafka::Message;
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while out.len() < want && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push(std::str::from_utf8(m.payload().unwrap()).unwrap().parse().unwrap()),
+            Some(Err(e)) => eprintln!("consumer error (retried): {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+fn commit_with_retry(consumer: &rdkafka::consumer::BaseConsumer) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+            Ok(()) => return,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "commit kept failing: {e}");
+                eprintln!("commit failed (retrying): {e}");
+                // Keep the group session alive while the coordinator moves.
+                let _ = consumer.poll(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_group_survives_coordinator_failover() {
+    let mut cluster = TestCluster::start(3, &[]);
+    let bootstrap = cluster.bootstrap();
+    let topic = unique_topic("grouped");
+    create_topic(&bootstrap, &topic, 6, 3, &[("min.insync.replicas", "2")]).await;
+    let offsets = cluster.wait_for_partitions("__consumer_offsets", Duration::from_secs(60), "offsets topic", |ps| {
+        ps.len() == 50 && ps.iter().all(|p| p.leader > 0 && p.isr.len() == 3)
+    });
+    eprintln!("__consumer_offsets ready after {offsets:?}");
+    let producer = rdk::producer(&bootstrap, &[]);
+    let produce = |range: std::ops::Range<u64>| {
+        let producer = producer.clone();
+        let topic = topic.clone();
+        async move {
+            for i in range {
+                let v = i.to_string();
+                let p = i32::try_from(i % 6).unwrap();
+                producer
+                    .send(FutureRecord::<(), _>::to(&topic).partition(p).payload(&v), Timeout::After(Duration::from_secs(30)))
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    produce(0..600).await;
+
+    let group = unique_topic("failover-group");
+    let client = cluster.metadata_client();
+    let parts = TestCluster::partitions(&client, "__consumer_offsets").unwrap();
+    let coordinator = parts[usize::try_from(offsets_partition(&group, 50)).unwrap()].leader;
+
+    let a = group_consumer(&bootstrap, &group);
+    a.subscribe(&[topic.as_str()]).unwrap();
+    let mut seen = poll_values(&a, 300, Duration::from_secs(60));
+    assert!(seen.len() >= 300, "only {} records before the failover", seen.len());
+    commit_with_retry(&a);
+    eprintln!("killing node {coordinator}, the group's coordinator");
+    cluster.node(coordinator).kill9();
+    let killed = Instant::now();
+    seen.extend(poll_values(&a, 600 - seen.len(), Duration::from_secs(60)));
+    commit_with_retry(&a);
+    eprintln!("FIGURES groups: consumed and committed all 600 across the coordinator failover in {:?}", killed.elapsed());
+    let unique: HashSet<u64> = seen.iter().copied().collect();
+    assert_eq!(unique, (0..600).collect::<HashSet<u64>>(), "records missing before/after the failover");
+    drop(a);
+
+    // A new member resumes exactly at the committed offsets.
+    produce(600..700).await;
+    let b = group_consumer(&bootstrap, &group);
+    b.subscribe(&[topic.as_str()]).unwrap();
+    let mut rest = poll_values(&b, 100, Duration::from_secs(60));
+    rest.extend(poll_values(&b, usize::MAX, Duration::from_secs(2)));
+    rest.sort_unstable();
+    assert_eq!(rest, (600..700).collect::<Vec<u64>>(), "the new member did not resume at the committed offsets");
+    cluster.node(coordinator).restart();
+}
