@@ -25,7 +25,10 @@ pub fn load_partition(
     let end = partition.log_end_offset()?;
     let mut applied = 0usize;
     while offset < end {
-        let read = partition.read(offset, READ_CHUNK_BYTES, true)?;
+        // Up to the log end, not the high watermark: a new leader's high watermark can lag its
+        // log (it learns it from the old leader one fetch late), and its whole log is what
+        // stays (Kafka loads to the log end too).
+        let read = partition.read_below(offset, READ_CHUNK_BYTES, true, true)?;
         if read.records.is_empty() {
             break;
         }

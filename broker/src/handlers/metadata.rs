@@ -90,9 +90,9 @@ fn brokers(node: &Node) -> (Vec<MetadataResponseBroker>, i32) {
                 .with_rack(b.rack.clone().map(str_bytes))
         })
         .collect();
-    if !list.iter().any(|b| b.node_id.0 == node.meta.node_id) {
-        // Not yet registered or unfenced: still tell the client where we are, so it can
-        // come back.
+    if list.is_empty() {
+        // No broker registered and unfenced yet (the cluster is forming): still tell the
+        // client where we are, so it can come back.
         list.push(this());
     }
     (list, rt.controller_id().unwrap_or(-1))
