@@ -209,6 +209,20 @@ impl Node {
         }
     }
 
+    /// KIP-951: where a partition's leader is now, for NOT_LEADER_OR_FOLLOWER answers:
+    /// (leader id, leader epoch, its host, port and rack). `None` on a single node or when the
+    /// partition has no live leader.
+    pub fn leader_hint(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Option<(i32, i32, String, i32, Option<String>)> {
+        let rt = self.cluster()?;
+        let (_, p) = rt.partition(topic, partition)?;
+        let b = rt.broker(p.leader).filter(|b| !b.fenced)?;
+        Some((p.leader, p.leader_epoch, b.host, i32::from(b.port), b.rack))
+    }
+
     /// The cluster id clients see: the cluster's (from the controller) on a cluster node.
     pub fn cluster_id(&self) -> String {
         self.cluster()

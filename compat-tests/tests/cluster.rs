@@ -628,3 +628,46 @@ async fn consumer_group_survives_coordinator_failover() {
     );
     cluster.node(coordinator).restart();
 }
+
+/// KIP-951: a produce to a broker that does not lead the partition is refused with
+/// NOT_LEADER_OR_FOLLOWER and names the current leader and its endpoint (Produce v10+).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_leader_names_the_leader() {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::ProduceRequest;
+    let mut cluster = TestCluster::start(3, &[]);
+    let bootstrap = cluster.bootstrap();
+    let topic = unique_topic("kip951");
+    create_topic(&bootstrap, &topic, 1, 1, &[]).await;
+    let client = cluster.metadata_client();
+    cluster.wait_for_partitions(&topic, Duration::from_secs(30), "a leader", |ps| {
+        ps[0].leader > 0
+    });
+    let leader = TestCluster::partitions(&client, &topic).unwrap()[0].leader;
+    let other = (1..=3).find(|id| *id != leader).unwrap();
+    let leader_port = i32::from(cluster.node(leader).port());
+    let addr = cluster.node(other).bootstrap();
+    let mut conn = compat_tests::RawConnection::connect(addr.as_str()).unwrap();
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(compat_tests::wire::topic_name(&topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(compat_tests::batch::build_batch(
+                    &[(b"k", b"v")],
+                    0,
+                )))])]);
+    let response = conn.call(&request, 11).unwrap();
+    let p = &response.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 6, "NOT_LEADER_OR_FOLLOWER expected");
+    assert_eq!(p.current_leader.leader_id.0, leader);
+    assert!(p.current_leader.leader_epoch >= 0);
+    let endpoint = response
+        .node_endpoints
+        .iter()
+        .find(|e| e.node_id.0 == leader)
+        .expect("the leader's endpoint");
+    assert_eq!(endpoint.port, leader_port);
+}

@@ -8,8 +8,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, ResponseKind};
 use protocol_shim::ErrorKind;
 use storage::batch::BatchHeader;
 use storage::AppendOutcome;
@@ -34,6 +36,8 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
     // min.insync.replicas)
     let mut waits: Vec<(usize, usize, Arc<Partition>, i64, usize)> = Vec::new();
     let mut responses = Vec::with_capacity(request.topic_data.len());
+    // KIP-951 endpoints of leaders named in NOT_LEADER_OR_FOLLOWER answers (v10+).
+    let mut endpoints: Vec<NodeEndpoint> = Vec::new();
 
     for (ti, topic) in request.topic_data.into_iter().enumerate() {
         let meta = if version >= 13 {
@@ -147,6 +151,26 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
                 Err((kind, message)) => {
                     tracing::debug!(partition = pd.index, error = ?kind, %message, "produce refused");
                     resp = resp.with_error_code(kind.code());
+                    if kind == ErrorKind::NotLeaderOrFollower && version >= 10 {
+                        // KIP-951: tell the client where the leader went.
+                        let name = meta.as_ref().map_or("", |m| m.name.as_str());
+                        if let Some((id, epoch, host, port, rack)) =
+                            node.leader_hint(name, pd.index)
+                        {
+                            resp.current_leader = LeaderIdAndEpoch::default()
+                                .with_leader_id(BrokerId(id))
+                                .with_leader_epoch(epoch);
+                            if !endpoints.iter().any(|e: &NodeEndpoint| e.node_id.0 == id) {
+                                endpoints.push(
+                                    NodeEndpoint::default()
+                                        .with_node_id(BrokerId(id))
+                                        .with_host(str_bytes(host))
+                                        .with_port(port)
+                                        .with_rack(rack.map(str_bytes)),
+                                );
+                            }
+                        }
+                    }
                     if version >= 8 {
                         resp = resp.with_error_message(Some(str_bytes(message)));
                     }
@@ -165,7 +189,9 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
     if acks == 0 && acks_valid {
         return Reply::Nothing;
     }
-    let response = ProduceResponse::default().with_responses(responses);
+    let response = ProduceResponse::default()
+        .with_responses(responses)
+        .with_node_endpoints(endpoints);
     if waits.is_empty() {
         return Reply::Now(Box::new(ResponseKind::Produce(response)));
     }

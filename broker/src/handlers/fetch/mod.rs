@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::select_all;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ResponseKind};
 use protocol_shim::ErrorKind;
 use uuid::Uuid;
@@ -151,6 +153,19 @@ impl FetchContext {
             if error != ErrorKind::None {
                 has_error = true;
                 data.error_code = error.code();
+                if error == ErrorKind::NotLeaderOrFollower && self.version >= 12 {
+                    // KIP-951: where the leader went (endpoints are added in `finish`).
+                    if let Some((id, epoch, ..)) = w
+                        .key
+                        .topic
+                        .as_deref()
+                        .and_then(|t| self.node.leader_hint(t, w.key.partition))
+                    {
+                        data.current_leader = LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(id))
+                            .with_leader_epoch(epoch);
+                    }
+                }
             }
             entries.push((w.key.clone(), data));
         }
@@ -235,7 +250,25 @@ impl FetchContext {
             .fetch_sessions
             .filter_response(&self.plan, collected.entries);
         let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+        let mut endpoints: Vec<NodeEndpoint> = Vec::new();
         for (key, data) in entries {
+            let leader = data.current_leader.leader_id.0;
+            if self.version >= 16 && leader >= 0 && !endpoints.iter().any(|e| e.node_id.0 == leader)
+            {
+                if let Some((id, _, host, port, rack)) = key
+                    .topic
+                    .as_deref()
+                    .and_then(|t| self.node.leader_hint(t, key.partition))
+                {
+                    endpoints.push(
+                        NodeEndpoint::default()
+                            .with_node_id(BrokerId(id))
+                            .with_host(super::util::str_bytes(host))
+                            .with_port(port)
+                            .with_rack(rack.map(super::util::str_bytes)),
+                    );
+                }
+            }
             let same_topic = topics.last().is_some_and(|t| {
                 if self.version >= 13 {
                     t.topic_id == key.topic_id
@@ -260,5 +293,6 @@ impl FetchContext {
         FetchResponse::default()
             .with_session_id(self.plan.response_session_id)
             .with_responses(topics)
+            .with_node_endpoints(endpoints)
     }
 }
