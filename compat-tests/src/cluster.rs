@@ -41,9 +41,21 @@ impl TestCluster {
     /// Starts `n` nodes with `settings` (plus [`FAST_FAILOVER`]) and waits until all are
     /// registered and unfenced.
     pub fn start(n: usize, settings: &[(&str, &str)]) -> TestCluster {
+        Self::start_mixed(n, 0, settings)
+    }
+
+    /// Starts `voters` controller+broker nodes (ids 1..=voters) and `brokers_only` broker-only
+    /// nodes (the following ids), and waits until all are registered and unfenced.
+    pub fn start_mixed(
+        voters: usize,
+        brokers_only: usize,
+        settings: &[(&str, &str)],
+    ) -> TestCluster {
+        let n = voters + brokers_only;
         let controller_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let voters = controller_ports
             .iter()
+            .take(voters)
             .enumerate()
             .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
             .collect::<Vec<_>>()

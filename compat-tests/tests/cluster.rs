@@ -671,3 +671,33 @@ async fn a_non_leader_names_the_leader() {
         .expect("the leader's endpoint");
     assert_eq!(endpoint.port, leader_port);
 }
+
+/// A broker-only node (not a controller voter) joins as a Raft learner, gets replicas, leads
+/// partitions and serves clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_only_node_joins_and_serves() {
+    let mut cluster = TestCluster::start_mixed(3, 1, &[]);
+    let bootstrap = cluster.bootstrap();
+    let topic = unique_topic("fourth");
+    create_topic(&bootstrap, &topic, 4, 2, &[]).await;
+    cluster.wait_for_partitions(
+        &topic,
+        Duration::from_secs(30),
+        "node 4 leads and follows",
+        |ps| ps.iter().any(|p| p.leader == 4) && ps.iter().all(|p| p.isr.len() == 2),
+    );
+    let only4 = cluster.node(4).bootstrap();
+    let producer = rdk::producer(&only4, &[]);
+    for p in 0..4 {
+        producer
+            .send(
+                FutureRecord::<(), _>::to(&topic).partition(p).payload("x"),
+                Timeout::After(Duration::from_secs(30)),
+            )
+            .await
+            .unwrap();
+    }
+    for p in 0..4 {
+        assert_eq!(read_partition(&bootstrap, &topic, p, 1).len(), 1);
+    }
+}

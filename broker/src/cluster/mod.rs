@@ -159,6 +159,9 @@ impl ClusterRuntime {
             settings,
             config,
         });
+        if !runtime.is_voter() {
+            tokio::spawn(join_as_learner(Arc::clone(node), Arc::clone(&runtime)));
+        }
         tokio::spawn(heartbeat_loop(Arc::clone(node), Arc::clone(&runtime)));
         tokio::spawn(reconcile::run(Arc::clone(node), Arc::clone(&runtime)));
         tokio::spawn(isr::run(Arc::clone(node), Arc::clone(&runtime)));
@@ -248,6 +251,40 @@ impl ClusterRuntime {
     /// The configured voters.
     pub fn voters(&self) -> &[(i32, String)] {
         &self.config.voters
+    }
+
+    /// Whether this node votes in the controller quorum (else it is a broker-only learner).
+    pub fn is_voter(&self) -> bool {
+        self.config.voters.iter().any(|(id, _)| *id == self.node_id)
+    }
+}
+
+/// A broker-only node asks the active controller to replicate the metadata log to it (as a
+/// Raft learner), retrying until that is committed.
+async fn join_as_learner(node: Arc<Node>, rt: Arc<ClusterRuntime>) {
+    let mut client = ControllerClient::new(rt.config.voters.clone());
+    let addr = rt.config.controller_listen.to_string();
+    loop {
+        let rpc = ControllerRpc::AddLearner {
+            node_id: rt.node_id,
+            controller_addr: addr.clone(),
+        };
+        let reply = tokio::select! {
+            () = node.shutdown.cancelled() => return,
+            r = client.call(rpc) => r,
+        };
+        match reply {
+            Ok(ControllerReply::Applied(Ok(_))) => {
+                tracing::info!("joined the controller quorum as a learner (broker-only node)");
+                return;
+            }
+            Ok(other) => tracing::warn!(reply = ?other, "could not join as a learner; retrying"),
+            Err(e) => tracing::warn!(error = %e, "could not join as a learner; retrying"),
+        }
+        tokio::select! {
+            () = node.shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
     }
 }
 

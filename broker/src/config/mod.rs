@@ -190,11 +190,6 @@ impl BrokerConfig {
                         reason: "required with --controller-voters".to_string(),
                     })?;
                 let controller_listen = parse_addr("--controller-listen", &listen_str)?;
-                if !voters.iter().any(|(id, _)| *id == node_id) {
-                    return Err(ConfigError::Setting(format!(
-                        "node {node_id} is not among --controller-voters (broker-only nodes are not supported yet)"
-                    )));
-                }
                 Some(ClusterConfig {
                     controller_listen,
                     voters,
@@ -327,10 +322,30 @@ mod tests {
         assert!(parse_voters("1@a:1,1@b:2").is_err());
         assert!(parse_voters("x@a:1").is_err());
         assert!(parse_voters("1@a").is_err());
-        let not_voter =
+        // A broker-only node (not a voter) needs its own --controller-listen.
+        let no_listener =
             Cli::try_parse_from(["sluice", "--node-id", "9", "--controller-voters", "1@h:1"])
                 .unwrap();
-        assert!(BrokerConfig::resolve(&not_voter).is_err());
+        assert!(BrokerConfig::resolve(&no_listener).is_err());
+        let broker_only = Cli::try_parse_from([
+            "sluice",
+            "--node-id",
+            "9",
+            "--controller-voters",
+            "1@127.0.0.1:1",
+            "--controller-listen",
+            "127.0.0.1:9109",
+        ])
+        .unwrap();
+        assert_eq!(
+            BrokerConfig::resolve(&broker_only)
+                .unwrap()
+                .cluster
+                .unwrap()
+                .controller_listen
+                .port(),
+            9109
+        );
     }
 
     #[test]

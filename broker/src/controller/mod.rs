@@ -119,8 +119,6 @@ pub enum ControllerError {
     Storage(#[from] RaftStoreError),
     #[error("invalid controller config: {0}")]
     Config(String),
-    #[error("node {0} is not among the controller voters (learners are not supported yet)")]
-    NotAVoter(i32),
     #[error("raft: {0}")]
     Raft(String),
 }
@@ -211,9 +209,9 @@ impl Controller {
                 "voter ids must be distinct and non-negative".into(),
             ));
         }
-        if !ids.contains(&config.node_id) {
-            return Err(ControllerError::NotAVoter(config.node_id));
-        }
+        // A node outside the voters is a learner: it starts Raft uninitialized and receives
+        // the log once the active controller adds it (`ControllerRpc::AddLearner`).
+        let voter = ids.contains(&config.node_id);
         let raft_config = openraft::Config {
             cluster_name: "sluice-controller".into(),
             heartbeat_interval: config.raft_heartbeat_interval_ms,
@@ -243,7 +241,7 @@ impl Controller {
             .is_initialized()
             .await
             .map_err(|e| ControllerError::Raft(e.to_string()))?;
-        if !initialized {
+        if !initialized && voter {
             // Every voter initializes with the same membership; openraft writes the same
             // entry at log index 0 on each, and refuses (NotAllowed) where a peer already
             // replicated to us.
@@ -460,6 +458,43 @@ impl Shared {
         }
     }
 
+    /// Adds a broker-only node as a Raft learner (idempotent for the same address).
+    async fn add_learner(&self, id: i32, addr: String) -> ControllerReply {
+        let known = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            let membership = m.membership_config.membership();
+            if membership.voter_ids().any(|v| v == node_id(id)) {
+                return ControllerReply::Applied(Err(CommandError::InvalidConfig(format!(
+                    "node {id} is a voter, not a learner"
+                ))));
+            }
+            membership
+                .get_node(&node_id(id))
+                .is_some_and(|n| n.addr == addr)
+        };
+        if known {
+            return ControllerReply::Applied(Ok(CommandResult::Nothing));
+        }
+        let added = tokio::time::timeout(
+            Duration::from_millis(self.config.propose_timeout_ms),
+            self.raft
+                .add_learner(node_id(id), BasicNode { addr }, false),
+        )
+        .await;
+        match added {
+            Ok(Ok(_)) => {
+                tracing::info!(node_id = id, "added a broker-only node as a Raft learner");
+                ControllerReply::Applied(Ok(CommandResult::Nothing))
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                self.not_controller()
+            }
+            Ok(Err(e)) => ControllerReply::Unavailable(e.to_string()),
+            Err(_) => ControllerReply::Unavailable("timed out adding a learner".into()),
+        }
+    }
+
     /// One pass of the active controller's control loop.
     async fn control_tick(&self, tick: u64) {
         if !self.is_leader() {
@@ -537,6 +572,10 @@ impl RpcHandler for Shared {
                 self.heartbeat(broker_id, broker_epoch, metadata_offset)
                     .await
             }
+            ControllerRpc::AddLearner {
+                node_id: id,
+                controller_addr,
+            } => self.add_learner(id, controller_addr).await,
             ControllerRpc::Propose(cmd) => self.reply(self.propose(cmd).await),
         }
     }

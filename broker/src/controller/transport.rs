@@ -60,6 +60,13 @@ pub enum ControllerRpc {
         broker_epoch: i64,
         metadata_offset: u64,
     },
+    /// A broker-only node asks to receive the metadata log as a Raft learner (it votes in no
+    /// election); answered with `Applied(Ok(Nothing))` once the membership change is
+    /// committed.
+    AddLearner {
+        node_id: i32,
+        controller_addr: String,
+    },
     /// A partition leader's ISR change (must be `Command::AlterPartition`) or a forwarded admin
     /// request (CreateTopic, DeleteTopic, CreatePartitions, AlterConfigs) already turned into a
     /// command by the receiving broker's controller client.
