@@ -295,7 +295,7 @@ async fn paused_follower_leaves_and_rejoins_the_isr() {
     let topic = unique_topic("paused");
     create_topic(&bootstrap, &topic, 1, 3, &[("min.insync.replicas", "2")]).await;
     cluster.wait_for_partitions(&topic, Duration::from_secs(30), "full ISR", |ps| {
-        ps.len() == 1 && ps[0].isr.len() == 3
+        ps.len() == 1 && ps.first().is_some_and(|p| p.isr.len() == 3)
     });
     let client = cluster.metadata_client();
     let part = TestCluster::partitions(&client, &topic).unwrap()[0].clone();
@@ -321,7 +321,8 @@ async fn paused_follower_leaves_and_rejoins_the_isr() {
     }
     cluster.node(follower).pause();
     let shrink = cluster.wait_for_partitions(&topic, Duration::from_secs(30), "ISR shrink", |ps| {
-        !ps[0].isr.contains(&follower) && ps[0].isr.len() == 2
+        ps.first()
+            .is_some_and(|p| !p.isr.contains(&follower) && p.isr.len() == 2)
     });
     // acks=all goes on: the ISR (leader + the other follower) still meets min.insync.replicas.
     for i in 100..200 {
@@ -329,7 +330,7 @@ async fn paused_follower_leaves_and_rejoins_the_isr() {
     }
     cluster.node(follower).resume();
     let expand = cluster.wait_for_partitions(&topic, Duration::from_secs(60), "ISR expand", |ps| {
-        ps[0].isr.contains(&follower)
+        ps.first().is_some_and(|p| p.isr.contains(&follower))
     });
     for i in 200..300 {
         send(i).await.unwrap();
@@ -407,7 +408,7 @@ async fn losing_two_of_three_refuses_acks_all_and_keeps_acks_one() {
     let topic = unique_topic("minisr");
     create_topic(&bootstrap, &topic, 1, 3, &[("min.insync.replicas", "2")]).await;
     cluster.wait_for_partitions(&topic, Duration::from_secs(30), "full ISR", |ps| {
-        ps.len() == 1 && ps[0].isr.len() == 3
+        ps.len() == 1 && ps.first().is_some_and(|p| p.isr.len() == 3)
     });
     let client = cluster.metadata_client();
     let leader = TestCluster::partitions(&client, &topic).unwrap()[0].leader;
@@ -475,7 +476,7 @@ async fn losing_two_of_three_refuses_acks_all_and_keeps_acks_one() {
         cluster.node(*f).restart();
     }
     cluster.wait_for_partitions(&topic, Duration::from_secs(60), "ISR full again", |ps| {
-        ps[0].isr.len() == 3
+        ps.first().is_some_and(|p| p.isr.len() == 3)
     });
     let values: Vec<u64> = read_partition(&bootstrap, &topic, 0, 60)
         .iter()
@@ -641,7 +642,7 @@ async fn a_non_leader_names_the_leader() {
     create_topic(&bootstrap, &topic, 1, 1, &[]).await;
     let client = cluster.metadata_client();
     cluster.wait_for_partitions(&topic, Duration::from_secs(30), "a leader", |ps| {
-        ps[0].leader > 0
+        ps.first().is_some_and(|p| p.leader > 0)
     });
     let leader = TestCluster::partitions(&client, &topic).unwrap()[0].leader;
     let other = (1..=3).find(|id| *id != leader).unwrap();

@@ -139,6 +139,7 @@ pub fn describe_topic(node: &Node, meta: &TopicMeta, include_ops: bool) -> Metad
         state
             .topics
             .get(&meta.name)
+            .filter(|t| t.topic_id == meta.id)
             .map(|t| {
                 t.partitions
                     .iter()
@@ -162,9 +163,13 @@ pub fn describe_topic(node: &Node, meta: &TopicMeta, include_ops: bool) -> Metad
                     })
                     .collect::<Vec<_>>()
             })
-            .unwrap_or_default()
     });
-    let partitions = cluster_partitions.unwrap_or_else(|| {
+    if let Some(None) = cluster_partitions {
+        // This node's copy of the metadata does not have the topic yet (it is catching up
+        // after a restart): a retriable error, so the client asks again.
+        return error_topic(Some(&meta.name), meta.id, ErrorKind::LeaderNotAvailable);
+    }
+    let partitions = cluster_partitions.flatten().unwrap_or_else(|| {
         (0..meta.partitions)
             .map(|p| {
                 MetadataResponsePartition::default()
