@@ -705,4 +705,26 @@ async fn a_broker_only_node_joins_and_serves() {
     for p in 0..4 {
         assert_eq!(read_partition(&bootstrap, &topic, p, 1).len(), 1);
     }
+
+    // CreatePartitions places the new partitions' replicas (same replication factor).
+    let admin = rdk::admin(&bootstrap);
+    let grow = rdkafka::admin::NewPartitions::new(&topic, 6);
+    for r in admin.create_partitions([&grow], &rdk::admin_options()).await.unwrap() {
+        r.unwrap();
+    }
+    cluster.wait_for_partitions(&topic, Duration::from_secs(30), "6 partitions with 2 replicas", |ps| {
+        ps.len() == 6 && ps.iter().all(|p| p.replicas.len() == 2 && p.leader > 0)
+    });
+
+    // CreateTopics with an explicit replica assignment is honoured.
+    let assigned = unique_topic("assigned");
+    let assignment: &[&[i32]] = &[&[4, 1], &[2, 4], &[3, 2]];
+    let new_topic = NewTopic::new(&assigned, 3, TopicReplication::Variable(assignment));
+    for r in admin.create_topics([&new_topic], &rdk::admin_options()).await.unwrap() {
+        r.unwrap();
+    }
+    cluster.wait_for_partitions(&assigned, Duration::from_secs(30), "the requested assignment", |ps| {
+        ps.len() == 3
+            && ps.iter().zip(assignment).all(|(p, want)| p.replicas == *want && p.leader == want[0])
+    });
 }
