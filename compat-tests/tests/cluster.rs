@@ -399,6 +399,14 @@ async fn killing_the_active_controller_elects_another() {
         "old controller back in ISR",
         |ps| ps.iter().all(|p| p.isr.contains(&controller)),
     );
+    // auto.leader.rebalance.enable: leadership goes back to each partition's preferred replica.
+    let back = cluster.wait_for_partitions(
+        &before,
+        Duration::from_secs(60),
+        "preferred leaders restored",
+        |ps| ps.iter().all(|p| p.replicas.first() == Some(&p.leader)),
+    );
+    eprintln!("FIGURES preferred leaders restored {back:?} after the node was back in the ISR");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -709,22 +717,41 @@ async fn a_broker_only_node_joins_and_serves() {
     // CreatePartitions places the new partitions' replicas (same replication factor).
     let admin = rdk::admin(&bootstrap);
     let grow = rdkafka::admin::NewPartitions::new(&topic, 6);
-    for r in admin.create_partitions([&grow], &rdk::admin_options()).await.unwrap() {
+    for r in admin
+        .create_partitions([&grow], &rdk::admin_options())
+        .await
+        .unwrap()
+    {
         r.unwrap();
     }
-    cluster.wait_for_partitions(&topic, Duration::from_secs(30), "6 partitions with 2 replicas", |ps| {
-        ps.len() == 6 && ps.iter().all(|p| p.replicas.len() == 2 && p.leader > 0)
-    });
+    cluster.wait_for_partitions(
+        &topic,
+        Duration::from_secs(30),
+        "6 partitions with 2 replicas",
+        |ps| ps.len() == 6 && ps.iter().all(|p| p.replicas.len() == 2 && p.leader > 0),
+    );
 
     // CreateTopics with an explicit replica assignment is honoured.
     let assigned = unique_topic("assigned");
     let assignment: &[&[i32]] = &[&[4, 1], &[2, 4], &[3, 2]];
     let new_topic = NewTopic::new(&assigned, 3, TopicReplication::Variable(assignment));
-    for r in admin.create_topics([&new_topic], &rdk::admin_options()).await.unwrap() {
+    for r in admin
+        .create_topics([&new_topic], &rdk::admin_options())
+        .await
+        .unwrap()
+    {
         r.unwrap();
     }
-    cluster.wait_for_partitions(&assigned, Duration::from_secs(30), "the requested assignment", |ps| {
-        ps.len() == 3
-            && ps.iter().zip(assignment).all(|(p, want)| p.replicas == *want && p.leader == want[0])
-    });
+    cluster.wait_for_partitions(
+        &assigned,
+        Duration::from_secs(30),
+        "the requested assignment",
+        |ps| {
+            ps.len() == 3
+                && ps
+                    .iter()
+                    .zip(assignment)
+                    .all(|(p, want)| p.replicas == *want && p.leader == want[0])
+        },
+    );
 }
