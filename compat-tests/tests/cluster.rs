@@ -290,7 +290,15 @@ async fn failover_under_load_loses_no_acknowledged_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_follower_leaves_and_rejoins_the_isr() {
-    let mut cluster = TestCluster::start(3, &[]);
+    // The session timeout is longer than the lag limit, so the follower leaves the ISR through
+    // the leader's lag check (AlterPartition), not through fencing.
+    let mut cluster = TestCluster::start(
+        3,
+        &[
+            ("broker.session.timeout.ms", "15000"),
+            ("replica.lag.time.max.ms", "3000"),
+        ],
+    );
     let bootstrap = cluster.bootstrap();
     let topic = unique_topic("paused");
     create_topic(&bootstrap, &topic, 1, 3, &[("min.insync.replicas", "2")]).await;
@@ -336,7 +344,7 @@ async fn paused_follower_leaves_and_rejoins_the_isr() {
         send(i).await.unwrap();
     }
     eprintln!(
-        "FIGURES isr: follower {follower} left the ISR {shrink:?} after SIGSTOP (broker.session.timeout.ms=3000, replica.lag.time.max.ms=4000); rejoined {expand:?} after SIGCONT"
+        "FIGURES isr: follower {follower} left the ISR {shrink:?} after SIGSTOP (replica.lag.time.max.ms=3000, broker.session.timeout.ms=15000); rejoined {expand:?} after SIGCONT"
     );
     let records = read_partition(&bootstrap, &topic, 0, 300);
     let values: Vec<u64> = records.iter().map(|(_, v)| v.parse().unwrap()).collect();
