@@ -368,7 +368,8 @@ print(len(md.brokers))' "$1" 2>/dev/null || echo 0
 
 # start_cluster SCENARIO DATA_DIR LOG_PREFIX -> sets BROKER_PIDS and
 # BROKER_ADDR (every node, comma separated). Node i (1-based) gets node id i,
-# broker.rack RACK<i> (0101 checks for exactly these racks), its own data dir
+# broker.rack RACK<i> and Kafka's RackAwareReplicaSelector (as librdkafka's
+# trivup clusters: 0101 checks for exactly these racks), its own data dir
 # and its own log <LOG_PREFIX>-<i>.log. Ready when Metadata lists all the
 # brokers (each registered with the controller quorum and unfenced).
 start_cluster() {
@@ -391,6 +392,7 @@ start_cluster() {
                 --advertised-listener "127.0.0.1:$kp" --data-dir "$data_dir/node-$i" \
                 --controller-listen "127.0.0.1:$cp" --controller-voters "$voters" \
                 --broker-rack "RACK$i" "${BROKER_SETTINGS[@]}" \
+                --set replica.selector.class=org.apache.kafka.common.replica.RackAwareReplicaSelector \
                 >"$log_prefix-$i.log" 2>&1 &
             BROKER_PIDS+=($!)
         done
