@@ -209,6 +209,26 @@ impl Node {
         }
     }
 
+    /// The replica a consumer fetch may read: the leader's, or with `from_follower` (Fetch
+    /// v11+, KIP-392: Kafka serves consumers that send client metadata from followers too)
+    /// also a follower's, which reads up to the high watermark the leader last sent it.
+    pub fn consumer_fetch_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        from_follower: bool,
+    ) -> Result<Arc<crate::partition::Partition>, ErrorKind> {
+        match self.leader_partition(topic, partition) {
+            Err(ErrorKind::NotLeaderOrFollower) if from_follower => {
+                match self.partitions.get(topic, partition) {
+                    Some(p) if matches!(p.role(), crate::partition::Role::Follower { .. }) => Ok(p),
+                    _ => Err(ErrorKind::NotLeaderOrFollower),
+                }
+            }
+            other => other,
+        }
+    }
+
     /// KIP-951: where a partition's leader is now, for NOT_LEADER_OR_FOLLOWER answers:
     /// (leader id, leader epoch, its host, port and rack). `None` on a single node or when the
     /// partition has no live leader.

@@ -8,7 +8,8 @@
 #
 # Options: --timeout SECS (per test, default 300), --quick (test-runner's -Q:
 # skips every sub-test not marked quick, so some tests pass having run
-# nothing; for a fast look only), --keep (keep the brokers' data dirs).
+# nothing; for a fast look only), --keep (keep the brokers' data dirs),
+# --cluster (run every selected test against a three-node cluster).
 #
 # 1. Builds librdkafka and its test-runner from the rdkafka-sys source in
 #    Cargo.lock, copied to <target>/librdkafka-tests/<version>/ (never inside
@@ -17,16 +18,24 @@
 # 2. Runs each selected test on its own (TESTS=<number> ./test-runner -L -K),
 #    against a fresh Sluice process (a new data dir and port per test), so a
 #    failure, a hang or a broker crash cannot leak into the next test. The
-#    broker is $SLUICE_BIN, default <target>/debug/sluice.
+#    broker is $SLUICE_BIN, default <target>/debug/sluice. Tests that need
+#    several brokers (replication factor 3, followers: CLUSTER_IDS below, the
+#    `cluster` marker in tests.allow, or --cluster) run against a fresh
+#    three-node cluster instead: three sluice processes on loopback, each a
+#    controller and a broker with its own data dir and broker.rack RACK<id>,
+#    all three in bootstrap.servers, all three stopped after the test.
 # 3. Prints one row per test (id, result, seconds, note) and a closing line
 #    `N passed, N failed, N skipped`; exits 1 if a selected test failed.
-#    Logs: <target>/librdkafka-tests/last-run/<id>.{test,broker}.log.
+#    Logs: <target>/librdkafka-tests/last-run/<id>.{test,broker}.log
+#    (<id>.broker-<node>.log for a cluster).
 #
 # A test id is a test number ("0045"), which covers every broker test of that
 # number in the default scenario, or "<number>/<scenario>" for tests of a
 # non-default scenario ("0045/noautocreate": the broker runs with
 # auto.create.topics.enable=false). Local tests (TEST_F_LOCAL: mock cluster or
-# no broker) are filtered out with -L: they do not talk to Sluice.
+# no broker) are filtered out with -L: they do not talk to Sluice. A line of
+# tests.allow may add the word `cluster` after the id (`0101 cluster`); in
+# --tests, `0101:cluster` does the same.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -41,12 +50,17 @@ TEST_KAFKA_VERSION="${TEST_KAFKA_VERSION:-4.0.0}"
 # defaults so the library is the one applications get. rapidjson-dev (headers
 # only) lets 0053_stats check the statistics JSON against its schema.
 CONFIGURE_FLAGS="--disable-gssapi --no-download"
+# Tests that need several brokers: they run against a three-node cluster in
+# every mode (FINDINGS.md, "Cluster mode").
+CLUSTER_IDS="0101 0107/noautocreate 0111/noautocreate"
+CLUSTER_NODES=3
 
 mode=""
 tests_arg=""
 timeout_s=300
 quick=0
 keep=0
+all_cluster=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --allowlist) mode=allowlist ;;
@@ -63,6 +77,7 @@ while [ $# -gt 0 ]; do
         ;;
     --quick) quick=1 ;;
     --keep) keep=1 ;;
+    --cluster) all_cluster=1 ;;
     -h | --help)
         sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
         exit 0
@@ -199,22 +214,45 @@ while read -r id number scenario names; do
 done <<<"$UNITS"
 
 SELECTED=()
+declare -A ON_CLUSTER
+for id in $CLUSTER_IDS; do
+    ON_CLUSTER[$id]=1
+done
+# select ENTRY: "<id>" or "<id> cluster" (tests.allow) / "<id>:cluster" (--tests)
+select_entry() {
+    local id marker
+    read -r id marker <<<"${1//:/ }"
+    [ -z "$id" ] && return
+    case "$marker" in
+    "") ;;
+    cluster) ON_CLUSTER[$id]=1 ;;
+    *)
+        echo "unknown marker '$marker' for $id (the only one is 'cluster')" >&2
+        exit 2
+        ;;
+    esac
+    SELECTED+=("$id")
+}
 case "$mode" in
 all) SELECTED=("${ALL_IDS[@]}") ;;
 allowlist)
     while read -r line; do
-        line="${line%%#*}"
-        line="$(echo "$line" | tr -d '[:space:]')"
-        [ -n "$line" ] && SELECTED+=("$line")
+        select_entry "${line%%#*}"
     done <"$HERE/tests.allow"
     ;;
-tests) IFS=',' read -r -a SELECTED <<<"$tests_arg" ;;
+tests)
+    IFS=',' read -r -a entries <<<"$tests_arg"
+    for entry in "${entries[@]}"; do
+        select_entry "$entry"
+    done
+    ;;
 esac
 for id in "${SELECTED[@]}"; do
     if [ -z "${UNIT_NUMBER[$id]:-}" ]; then
         echo "unknown broker test id: $id (ids: a test number, or <number>/<scenario>; see suite.py list)" >&2
         exit 2
     fi
+    [ "$all_cluster" = 1 ] && ON_CLUSTER[$id]=1
 done
 
 # --- 3. run them -----------------------------------------------------------
@@ -239,44 +277,68 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-BROKER_PID=""
+BROKER_PIDS=()
+# stop_broker: stops every broker process of the current test (one node or a
+# cluster): SIGTERM to all, up to 5 s to exit, then SIGKILL.
 stop_broker() {
-    if [ -n "$BROKER_PID" ]; then
-        kill -TERM "$BROKER_PID" 2>/dev/null || true
-        for _ in $(seq 1 50); do
-            kill -0 "$BROKER_PID" 2>/dev/null || break
-            sleep 0.1
+    local pid
+    [ "${#BROKER_PIDS[@]}" -eq 0 ] && return 0
+    for pid in "${BROKER_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for _ in $(seq 1 50); do
+        local alive=0
+        for pid in "${BROKER_PIDS[@]}"; do
+            kill -0 "$pid" 2>/dev/null && alive=1
         done
-        kill -KILL "$BROKER_PID" 2>/dev/null || true
-        wait "$BROKER_PID" 2>/dev/null || true
-        BROKER_PID=""
-    fi
+        [ "$alive" = 0 ] && break
+        sleep 0.1
+    done
+    for pid in "${BROKER_PIDS[@]}"; do
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    BROKER_PIDS=()
 }
 trap stop_broker EXIT
 
-# start_broker SCENARIO DATA_DIR LOG -> sets BROKER_PID and BROKER_ADDR
-start_broker() {
-    local scenario="$1" data_dir="$2" log_file="$3" port autocreate=true
-    # tests/scenarios/*.json: auto_create_topics, num_partitions 4 (their
-    # replication_factor 3 needs three brokers; Sluice is one node).
-    # group.initial.rebalance.delay.ms stays at Kafka's default (3000), as on
-    # the trivup clusters the suite is written for: with 0, the first consumer
-    # of a group gets a generation of its own and the second one starts a
-    # rebalance seconds later, which 0089 and 0118 do not expect.
+# brokers_alive: 0 if every broker process of the current test still runs.
+brokers_alive() {
+    local pid
+    for pid in "${BROKER_PIDS[@]}"; do
+        kill -0 "$pid" 2>/dev/null || return 1
+    done
+}
+
+# The broker settings of a scenario, as --set arguments, in BROKER_SETTINGS.
+# tests/scenarios/*.json: auto_create_topics, num_partitions 4 (and
+# replication_factor 3, which needs the cluster).
+# group.initial.rebalance.delay.ms stays at Kafka's default (3000), as on the
+# trivup clusters the suite is written for: with 0, the first consumer of a
+# group gets a generation of its own and the second one starts a rebalance
+# seconds later, which 0089 and 0118 do not expect.
+scenario_settings() {
+    local scenario="$1" autocreate=true
     [ "$scenario" = noautocreate ] && autocreate=false
+    BROKER_SETTINGS=(
+        --set "auto.create.topics.enable=$autocreate"
+        --set "group.initial.rebalance.delay.ms=$GROUP_INITIAL_DELAY_MS"
+        --set num.partitions=4
+    )
+}
+
+# start_broker SCENARIO DATA_DIR LOG -> sets BROKER_PIDS and BROKER_ADDR
+start_broker() {
+    local scenario="$1" data_dir="$2" log_file="$3" port
+    scenario_settings "$scenario"
     for _attempt in 1 2 3; do
         port="$(free_port)"
         "$SLUICE_BIN" --listen "127.0.0.1:$port" --data-dir "$data_dir" \
-            --set "auto.create.topics.enable=$autocreate" \
-            --set "group.initial.rebalance.delay.ms=$GROUP_INITIAL_DELAY_MS" \
-            --set num.partitions=4 \
-            >"$log_file" 2>&1 &
-        BROKER_PID=$!
+            "${BROKER_SETTINGS[@]}" >"$log_file" 2>&1 &
+        BROKER_PIDS=($!)
         BROKER_ADDR="127.0.0.1:$port"
         for _ in $(seq 1 100); do
-            if ! kill -0 "$BROKER_PID" 2>/dev/null; then
-                break
-            fi
+            brokers_alive || break
             if "$SLUICE_BIN" healthcheck --bootstrap "$BROKER_ADDR" >/dev/null 2>&1; then
                 return 0
             fi
@@ -286,6 +348,66 @@ start_broker() {
     done
     echo "sluice did not start; see $log_file" >&2
     tail -n 20 "$log_file" >&2
+    return 1
+}
+
+# broker_count BOOTSTRAP: how many brokers Metadata lists (kcat, else
+# confluent-kafka), or 0.
+broker_count() {
+    if command -v kcat >/dev/null 2>&1; then
+        timeout 5 kcat -b "$1" -L -m 3 2>/dev/null |
+            awk '/^ *[0-9]+ brokers:/ { print $1; found = 1; exit } END { if (!found) print 0 }'
+    else
+        timeout 10 "$KAFKA_TOPICS_PYTHON" -c '
+import sys
+from confluent_kafka.admin import AdminClient
+md = AdminClient({"bootstrap.servers": sys.argv[1]}).list_topics(timeout=3)
+print(len(md.brokers))' "$1" 2>/dev/null || echo 0
+    fi
+}
+
+# start_cluster SCENARIO DATA_DIR LOG_PREFIX -> sets BROKER_PIDS and
+# BROKER_ADDR (every node, comma separated). Node i (1-based) gets node id i,
+# broker.rack RACK<i> and Kafka's RackAwareReplicaSelector (as librdkafka's
+# trivup clusters: 0101 checks for exactly these racks), its own data dir
+# and its own log <LOG_PREFIX>-<i>.log. Ready when Metadata lists all the
+# brokers (each registered with the controller quorum and unfenced).
+start_cluster() {
+    local scenario="$1" data_dir="$2" log_prefix="$3" i voters addrs
+    local -a kafka_ports controller_ports
+    scenario_settings "$scenario"
+    for _attempt in 1 2 3; do
+        kafka_ports=() controller_ports=() voters="" addrs=""
+        for i in $(seq 1 "$CLUSTER_NODES"); do
+            kafka_ports+=("$(free_port)")
+            controller_ports+=("$(free_port)")
+            voters="${voters:+$voters,}$i@127.0.0.1:${controller_ports[$((i - 1))]}"
+            addrs="${addrs:+$addrs,}127.0.0.1:${kafka_ports[$((i - 1))]}"
+        done
+        BROKER_PIDS=()
+        BROKER_ADDR="$addrs"
+        for i in $(seq 1 "$CLUSTER_NODES"); do
+            local kp="${kafka_ports[$((i - 1))]}" cp="${controller_ports[$((i - 1))]}"
+            "$SLUICE_BIN" --node-id "$i" --listen "127.0.0.1:$kp" \
+                --advertised-listener "127.0.0.1:$kp" --data-dir "$data_dir/node-$i" \
+                --controller-listen "127.0.0.1:$cp" --controller-voters "$voters" \
+                --broker-rack "RACK$i" "${BROKER_SETTINGS[@]}" \
+                --set replica.selector.class=org.apache.kafka.common.replica.RackAwareReplicaSelector \
+                >"$log_prefix-$i.log" 2>&1 &
+            BROKER_PIDS+=($!)
+        done
+        for _ in $(seq 1 120); do
+            brokers_alive || break
+            if [ "$(broker_count "$BROKER_ADDR")" -ge "$CLUSTER_NODES" ]; then
+                return 0
+            fi
+            sleep 0.5
+        done
+        stop_broker
+        rm -rf "$data_dir"
+    done
+    echo "the sluice cluster did not start; see $log_prefix-*.log" >&2
+    tail -n 20 "$log_prefix"-*.log >&2
     return 1
 }
 
@@ -306,7 +428,12 @@ for id in "${SELECTED[@]}"; do
     broker_log="$RUN_DIR/$safe.broker.log"
     conf="$RUN_DIR/$safe.test.conf"
 
-    start_broker "$scenario" "$data_dir" "$broker_log"
+    if [ -n "${ON_CLUSTER[$id]:-}" ]; then
+        broker_log="$RUN_DIR/$safe.broker-*.log"
+        start_cluster "$scenario" "$data_dir" "$RUN_DIR/$safe.broker"
+    else
+        start_broker "$scenario" "$data_dir" "$broker_log"
+    fi
     cat >"$conf" <<EOF
 bootstrap.servers=$BROKER_ADDR
 # Two shared cores: give the tests' own timeouts room.
@@ -341,7 +468,7 @@ EOF
     secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 
     broker_alive=1
-    kill -0 "$BROKER_PID" 2>/dev/null || broker_alive=0
+    brokers_alive || broker_alive=0
     stop_broker
     [ "$keep" = 1 ] || rm -rf "$data_dir"
 
@@ -352,7 +479,7 @@ EOF
         result=fail note="test-runner exited $rc; $note"
     fi
     if [ "$broker_alive" = 0 ]; then
-        result=fail note="the broker exited during the test (see $broker_log); $note"
+        result=fail note="a broker exited during the test (see $broker_log); $note"
     fi
     case "$result" in
     pass) passed=$((passed + 1)) ;;
@@ -362,13 +489,15 @@ EOF
         FAILED_IDS+=("$id")
         ;;
     esac
-    row="$(printf '%-20s %-5s %7s  %s' "$id" "$result" "$secs" "${note:0:200}")"
+    shown="$id"
+    [ -n "${ON_CLUSTER[$id]:-}" ] && shown="$id (cluster)"
+    row="$(printf '%-30s %-5s %7s  %s' "$shown" "$result" "$secs" "${note:0:200}")"
     ROWS+=("$row")
     printf '%s\n' "$row" >&2
 done
 
 echo
-printf '%-20s %-5s %7s  %s\n' "test" "result" "seconds" "note"
+printf '%-30s %-5s %7s  %s\n' "test" "result" "seconds" "note"
 for row in "${ROWS[@]}"; do
     echo "$row"
 done

@@ -763,3 +763,69 @@ async fn a_broker_only_node_joins_and_serves() {
         },
     );
 }
+
+/// KIP-392: a follower serves a consumer's Fetch v11+ (client metadata) up to the high
+/// watermark the leader sent it; an older Fetch to it gets NOT_LEADER_OR_FOLLOWER.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_serves_consumer_fetches_v11() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::FetchRequest;
+    let mut cluster = TestCluster::start(3, &[]);
+    let bootstrap = cluster.bootstrap();
+    let topic = unique_topic("fff");
+    create_topic(&bootstrap, &topic, 1, 3, &[]).await;
+    cluster.wait_for_partitions(&topic, Duration::from_secs(30), "3 in sync", |ps| {
+        ps[0].leader > 0 && ps[0].isr.len() == 3
+    });
+    let producer = rdk::producer(&bootstrap, &[("acks", "all")]);
+    for i in 0..3 {
+        producer
+            .send(
+                FutureRecord::<(), _>::to(&topic)
+                    .partition(0)
+                    .payload(&format!("v{i}")),
+                Timeout::After(Duration::from_secs(30)),
+            )
+            .await
+            .unwrap();
+    }
+    let client = cluster.metadata_client();
+    let leader = TestCluster::partitions(&client, &topic).unwrap()[0].leader;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let addr = cluster.node(follower).bootstrap();
+    let mut conn = compat_tests::RawConnection::connect(addr.as_str()).unwrap();
+    let request = FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(500)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(compat_tests::wire::topic_name(&topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_current_leader_epoch(-1)
+                .with_log_start_offset(-1)
+                .with_partition_max_bytes(1 << 20)])]);
+    let old = conn.call(&request, 10).unwrap();
+    assert_eq!(
+        old.responses[0].partitions[0].error_code, 6,
+        "Fetch v10 to a follower: NOT_LEADER_OR_FOLLOWER"
+    );
+    // The follower learns the high watermark with its next fetch from the leader.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = conn.call(&request, 11).unwrap();
+        let p = &response.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0, "Fetch v11 from the follower");
+        assert_eq!(p.preferred_read_replica.0, -1);
+        if p.high_watermark == 3 && p.records.as_ref().is_some_and(|r| !r.is_empty()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the follower did not serve the records: {p:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

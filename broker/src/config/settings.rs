@@ -131,6 +131,7 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
     def("replica.fetch.wait.max.ms", Some("500"), T::Int, "Cluster: longest a follower fetch waits for data on the leader."),
     def("replica.fetch.backoff.ms", Some("1000"), T::Int, "Cluster: pause before a follower retries after an error."),
     def("offsets.topic.replication.factor", Some("3"), T::Short, "Cluster: replication factor of __consumer_offsets (capped by the number of brokers)."),
+    def("replica.selector.class", None, T::Class, "Cluster: unset (default), consumers read from leaders; org.apache.kafka.common.replica.RackAwareReplicaSelector sends a consumer with client.rack to an in-sync follower in its rack (KIP-392)."),
     def("auto.leader.rebalance.enable", Some("true"), T::Boolean, "Cluster: move leadership back to the preferred replica when it is in sync."),
     def("group.initial.rebalance.delay.ms", Some("3000"), T::Int, "Delay before the first rebalance of a new group."),
     def("offsets.topic.num.partitions", Some("50"), T::Int, "Partitions of __consumer_offsets."),

@@ -191,6 +191,29 @@ fn broker_entries(node: &Node) -> Vec<Entry> {
             )],
         })
         .collect();
+    let rack = node.config.cluster.as_ref().and_then(|c| c.rack.clone());
+    entries.push(Entry {
+        name: "broker.rack".to_string(),
+        value: rack.clone(),
+        source: if rack.is_some() {
+            ConfigSource::StaticBrokerConfig
+        } else {
+            ConfigSource::DefaultConfig
+        },
+        read_only: true,
+        config_type: ConfigType::String,
+        doc: "Rack of the broker (--broker-rack), for rack-aware replica placement and KIP-392.",
+        synonyms: rack
+            .iter()
+            .map(|r| {
+                (
+                    "broker.rack".to_string(),
+                    Some(r.clone()),
+                    ConfigSource::StaticBrokerConfig,
+                )
+            })
+            .collect(),
+    });
     entries.extend(BROKER_SETTINGS.iter().map(|d| {
         let (value, source) = match settings.get(d.name) {
             Some((v, s)) => (Some(v), s),

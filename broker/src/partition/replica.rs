@@ -324,6 +324,23 @@ impl Partition {
         Some(out)
     }
 
+    /// As leader: the follower a consumer in `client_rack` should fetch from (KIP-392; see
+    /// `LeaderState::preferred_read_replica`). `None` when not the leader.
+    pub fn preferred_read_replica(
+        &self,
+        client_rack: &str,
+        leader_rack: Option<&str>,
+        fetch_offset: i64,
+        rack_of: impl Fn(i32) -> Option<String>,
+    ) -> Option<i32> {
+        match &*self.role.lock() {
+            Role::Leader(state) => {
+                state.preferred_read_replica(client_rack, leader_rack, fetch_offset, rack_of)
+            }
+            _ => None,
+        }
+    }
+
     /// As follower: the leader's high watermark arrived; ours is that, capped by our log end.
     pub fn set_follower_hw(&self, leader_hw: i64) {
         let leo = *self.log_end.borrow();

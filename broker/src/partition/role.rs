@@ -223,6 +223,32 @@ impl LeaderState {
         Some(FollowerFetch { should_join_isr })
     }
 
+    /// KIP-392, Kafka's `RackAwareReplicaSelector`: the replica a consumer in `client_rack`
+    /// should fetch from at `fetch_offset`, if not this leader. Candidates are the in-sync
+    /// followers that already hold `fetch_offset` (`rack_of` gives a broker's rack); among
+    /// those in the client's rack the one with the highest log end wins (ties: the most
+    /// recently caught up). `None` (read here) when the client names no rack, when the leader
+    /// is in it, or when no candidate is.
+    pub fn preferred_read_replica(
+        &self,
+        client_rack: &str,
+        leader_rack: Option<&str>,
+        fetch_offset: i64,
+        rack_of: impl Fn(i32) -> Option<String>,
+    ) -> Option<i32> {
+        if client_rack.is_empty() || leader_rack == Some(client_rack) {
+            return None;
+        }
+        self.isr
+            .iter()
+            .filter(|&&r| r != self.my_id)
+            .filter_map(|&r| self.followers.get(&r).map(|f| (r, f)))
+            .filter(|(_, f)| f.log_end_offset >= fetch_offset)
+            .filter(|(r, _)| rack_of(*r).as_deref() == Some(client_rack))
+            .max_by_key(|(_, f)| (f.log_end_offset, f.last_caught_up_ms))
+            .map(|(r, _)| r)
+    }
+
     /// Followers in the ISR not caught up for longer than `lag_max_ms`.
     pub fn lagging_followers(&self, now_ms: i64, lag_max_ms: i64) -> Vec<i32> {
         self.isr
@@ -335,6 +361,50 @@ mod tests {
         assert_eq!(s.lagging_followers(40_000, 30_000), vec![3]);
         assert_eq!(s.live_isr_len(40_000, 30_000), 2);
         assert_eq!(s.isr_without(&[3]), vec![1, 2]);
+    }
+
+    #[test]
+    fn rack_aware_selection_picks_an_in_sync_follower_in_the_clients_rack() {
+        let mut s = leader();
+        let rack = |id: i32| Some(format!("RACK{id}"));
+        s.record_fetch(2, 10, 10, 5);
+        s.record_fetch(3, 10, 10, 5);
+        assert_eq!(
+            s.preferred_read_replica("RACK3", Some("RACK1"), 10, rack),
+            Some(3)
+        );
+        assert_eq!(
+            s.preferred_read_replica("RACK1", Some("RACK1"), 0, rack),
+            None,
+            "leader's rack"
+        );
+        assert_eq!(
+            s.preferred_read_replica("", Some("RACK1"), 0, rack),
+            None,
+            "no client rack"
+        );
+        assert_eq!(
+            s.preferred_read_replica("RACK9", Some("RACK1"), 0, rack),
+            None,
+            "no such rack"
+        );
+        assert_eq!(
+            s.preferred_read_replica("RACK3", Some("RACK1"), 11, rack),
+            None,
+            "the follower does not hold the offset yet"
+        );
+        s.update_from_controller(1, vec![1, 2], vec![1, 2, 3]);
+        assert_eq!(
+            s.preferred_read_replica("RACK3", Some("RACK1"), 10, rack),
+            None,
+            "out of the ISR"
+        );
+        // Two followers in the rack: the one further ahead.
+        let same = |_: i32| Some("R".to_string());
+        let mut s = leader();
+        s.record_fetch(2, 8, 10, 5);
+        s.record_fetch(3, 10, 10, 5);
+        assert_eq!(s.preferred_read_replica("R", None, 5, same), Some(3));
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Fetch (key 1) for consumers: whole batches from each partition below its high watermark,
 //! within `max_bytes` and each partition's `partition_max_bytes` (the first batch is always
 //! returned whole, KIP-74), long-polling up to `max_wait_ms` until `min_bytes` are available;
-//! fetch sessions (KIP-227) in `session`.
+//! fetch sessions (KIP-227) in `session`. In a cluster, consumers sending client metadata
+//! (v11+) may fetch from followers, and with `replica.selector.class` set to Kafka's
+//! `RackAwareReplicaSelector` the leader names a follower in the consumer's rack
+//! (`preferred_read_replica`, KIP-392).
 
 mod session;
 
@@ -67,11 +70,16 @@ pub fn handle(node: &Arc<Node>, request: FetchRequest, version: i16) -> Reply {
         max_bytes: usize::try_from(max_bytes).unwrap_or(0),
         read_committed: request.isolation_level == 1,
         follower: (replica_id >= 0).then_some(replica_id),
+        client_rack: request.rack_id.as_str().to_string(),
         plan,
     };
     let min_bytes = usize::try_from(request.min_bytes.max(0)).unwrap_or(0);
     let first = ctx.collect();
-    if first.bytes >= min_bytes.max(1) || first.has_error || request.max_wait_ms <= 0 {
+    if first.bytes >= min_bytes.max(1)
+        || first.has_error
+        || first.answer_now
+        || request.max_wait_ms <= 0
+    {
         return Reply::Now(Box::new(ResponseKind::Fetch(ctx.finish(first))));
     }
     let partitions: Vec<Arc<Partition>> = first.partitions.clone();
@@ -121,6 +129,8 @@ struct FetchContext {
     read_committed: bool,
     /// The follower's broker id, for a replica fetch.
     follower: Option<i32>,
+    /// The consumer's `client.rack` (v11+; empty if unset).
+    client_rack: String,
     plan: FetchPlan,
 }
 
@@ -129,6 +139,8 @@ struct Collected {
     entries: Vec<(PartitionKey, PartitionData)>,
     bytes: usize,
     has_error: bool,
+    /// A partition names a preferred read replica: answer at once, as Kafka does.
+    answer_now: bool,
     partitions: Vec<Arc<Partition>>,
 }
 
@@ -137,6 +149,7 @@ impl FetchContext {
         let mut entries = Vec::with_capacity(self.plan.wanted.len());
         let mut bytes = 0usize;
         let mut has_error = false;
+        let mut answer_now = false;
         let mut partitions = Vec::new();
         for w in &self.plan.wanted {
             let mut data = PartitionData::default()
@@ -150,6 +163,7 @@ impl FetchContext {
                 data.aborted_transactions = Some(Vec::new());
             }
             let error = self.read_partition(w, &mut data, &mut bytes, &mut partitions);
+            answer_now |= data.preferred_read_replica.0 >= 0;
             if error != ErrorKind::None {
                 has_error = true;
                 data.error_code = error.code();
@@ -173,6 +187,7 @@ impl FetchContext {
             entries,
             bytes,
             has_error,
+            answer_now,
             partitions,
         }
     }
@@ -190,13 +205,20 @@ impl FetchContext {
         if self.follower.is_some() && self.node.cluster().is_none() {
             return ErrorKind::NotLeaderOrFollower;
         }
-        let partition = match self.node.leader_partition(name, w.key.partition) {
-            Ok(p) => p,
-            Err(ErrorKind::UnknownTopicOrPartition) if self.version >= 13 => {
-                return ErrorKind::UnknownTopicId
-            }
-            Err(kind) => return kind,
-        };
+        // Kafka serves a consumer from a follower when the request has client metadata.
+        let from_follower =
+            self.follower.is_none() && self.version >= 11 && self.node.cluster().is_some();
+        let partition =
+            match self
+                .node
+                .consumer_fetch_partition(name, w.key.partition, from_follower)
+            {
+                Ok(p) => p,
+                Err(ErrorKind::UnknownTopicOrPartition) if self.version >= 13 => {
+                    return ErrorKind::UnknownTopicId
+                }
+                Err(kind) => return kind,
+            };
         if w.key.topic_id != Uuid::nil() && w.key.topic_id != partition.topic_id {
             return ErrorKind::UnknownTopicId;
         }
@@ -217,6 +239,16 @@ impl FetchContext {
                 }
                 Some(_) => {}
                 None => return ErrorKind::NotLeaderOrFollower,
+            }
+        }
+        if from_follower {
+            if let Some(id) = self.preferred_read_replica(&partition, w.fetch_offset) {
+                // KIP-392: no records, the consumer goes to `id`.
+                data.preferred_read_replica = BrokerId(id);
+                data.high_watermark = partition.high_watermark();
+                data.last_stable_offset = data.high_watermark;
+                data.log_start_offset = partition.log_start_offset().unwrap_or(-1);
+                return ErrorKind::None;
             }
         }
         partitions.push(Arc::clone(&partition));
@@ -242,6 +274,27 @@ impl FetchContext {
                 kind
             }
         }
+    }
+
+    /// The follower this (leader) partition's consumer should read from, with Kafka's
+    /// `RackAwareReplicaSelector` configured (`replica.selector.class`; unset, the default,
+    /// always reads from the leader).
+    fn preferred_read_replica(&self, partition: &Partition, fetch_offset: i64) -> Option<i32> {
+        let selector = self.node.config.settings.str("replica.selector.class")?;
+        if !selector.ends_with("RackAwareReplicaSelector") || self.client_rack.is_empty() {
+            return None;
+        }
+        let rt = self.node.cluster()?;
+        partition.preferred_read_replica(
+            &self.client_rack,
+            self.node
+                .config
+                .cluster
+                .as_ref()
+                .and_then(|c| c.rack.as_deref()),
+            fetch_offset,
+            |id| rt.broker(id).filter(|b| !b.fenced).and_then(|b| b.rack),
+        )
     }
 
     fn finish(&self, collected: Collected) -> FetchResponse {
