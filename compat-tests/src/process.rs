@@ -46,6 +46,12 @@ pub struct SluiceOptions {
     /// Whether to pass `--metrics-listen` (off by default: not every build
     /// has the metrics listener, and most tests do not need it).
     metrics: bool,
+    /// Environment variables given to the child, after every inherited
+    /// `SLUICE_*` variable has been removed.
+    env: Vec<(String, String)>,
+    /// Give listen address, advertised listener, data dir, node id, log level
+    /// and metrics listener as `SLUICE_*` variables instead of flags.
+    env_instead_of_flags: bool,
 }
 
 impl SluiceOptions {
@@ -87,6 +93,25 @@ impl SluiceOptions {
     /// Appends a raw command-line argument.
     pub fn arg(mut self, arg: &str) -> Self {
         self.extra_args.push(arg.to_owned());
+        self
+    }
+
+    /// Passes an environment variable to the broker. Inherited `SLUICE_*`
+    /// variables are still removed (the run stays hermetic); these are set
+    /// explicitly afterwards.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Starts the broker with no flags for what the harness chooses (listen
+    /// address, advertised listener, data dir, node id, log level, metrics
+    /// listener): they go in `SLUICE_LISTEN`, `SLUICE_ADVERTISED_LISTENER`,
+    /// `SLUICE_DATA_DIR`, `SLUICE_NODE_ID`, `SLUICE_LOG_LEVEL` and
+    /// `SLUICE_METRICS_LISTEN` instead. Settings given with
+    /// [`SluiceOptions::set`] are still flags; use `env("SLUICE_SET", ..)`.
+    pub fn env_instead_of_flags(mut self) -> Self {
+        self.env_instead_of_flags = true;
         self
     }
 }
@@ -309,25 +334,39 @@ impl SluiceProcess {
             .or_else(|| std::env::var("SLUICE_TEST_LOG_LEVEL").ok())
             .unwrap_or_else(|| "info".to_owned());
         let mut cmd = Command::new(&bin);
-        cmd.arg("--listen")
-            .arg(&listen)
-            .arg("--advertised-listener")
-            .arg(&listen)
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--node-id")
-            .arg(self.options.node_id.unwrap_or(1).to_string())
-            .arg("--log-level")
-            .arg(level);
-        if self.options.metrics {
-            cmd.arg("--metrics-listen").arg(self.metrics_addr());
-        }
         // Hermetic: no SLUICE_* setting from the developer's environment
         // (e.g. SLUICE_SET, SLUICE_CONFIG) may change the broker under test.
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("SLUICE_") {
                 cmd.env_remove(name);
             }
+        }
+        let node_id = self.options.node_id.unwrap_or(1).to_string();
+        let data_dir = self.data_dir.display().to_string();
+        let metrics_addr = self.metrics_addr();
+        let mut chosen: Vec<(&str, &str, &str)> = vec![
+            ("--listen", "SLUICE_LISTEN", &listen),
+            (
+                "--advertised-listener",
+                "SLUICE_ADVERTISED_LISTENER",
+                &listen,
+            ),
+            ("--data-dir", "SLUICE_DATA_DIR", &data_dir),
+            ("--node-id", "SLUICE_NODE_ID", &node_id),
+            ("--log-level", "SLUICE_LOG_LEVEL", &level),
+        ];
+        if self.options.metrics {
+            chosen.push(("--metrics-listen", "SLUICE_METRICS_LISTEN", &metrics_addr));
+        }
+        for (flag, var, value) in chosen {
+            if self.options.env_instead_of_flags {
+                cmd.env(var, value);
+            } else {
+                cmd.arg(flag).arg(value);
+            }
+        }
+        for (key, value) in &self.options.env {
+            cmd.env(key, value);
         }
         for (key, value) in &self.options.settings {
             cmd.arg("--set").arg(format!("{key}={value}"));

@@ -81,4 +81,49 @@ fn metrics_scrape_and_move() {
         sample(&body, "sluice_connections ").unwrap_or(0.0) >= 1.0,
         "{body}"
     );
+
+    // Consumer group lag: high watermark (6) minus the committed offset, at scrape time.
+    let group = unique_topic("lag-group");
+    let lag =
+        format!("sluice_consumer_group_lag{{group=\"{group}\",topic=\"{topic}\",partition=\"0\"}}");
+    assert_eq!(sample(&body, &lag), None, "no commit yet");
+    commit(&mut conn, &group, &topic, 2);
+    let (_, body) = scrape(&addr, "/metrics");
+    assert_eq!(sample(&body, &lag), Some(4.0), "{body}");
+    // More produced: the lag grows without a new commit.
+    assert_eq!(
+        wire::produce(&mut conn, &topic, 0, batch.clone())
+            .unwrap()
+            .error_code,
+        0
+    );
+    let (_, body) = scrape(&addr, "/metrics");
+    assert_eq!(sample(&body, &lag), Some(6.0));
+    commit(&mut conn, &group, &topic, 8);
+    let (_, body) = scrape(&addr, "/metrics");
+    assert_eq!(sample(&body, &lag), Some(0.0));
+}
+
+/// Commits `offset` for partition 0 of `topic` as a simple (memberless) group, OffsetCommit v8.
+fn commit(conn: &mut RawConnection, group: &str, topic: &str, offset: i64) {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{GroupId, OffsetCommitRequest};
+    use kafka_protocol::protocol::StrBytes;
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_member_id(StrBytes::from_static_str(""))
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(wire::topic_name(topic))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(offset)
+                .with_committed_leader_epoch(-1)])]);
+    let response = conn.call(&request, 8).unwrap();
+    assert_eq!(
+        response.topics[0].partitions[0].error_code, 0,
+        "{response:?}"
+    );
 }

@@ -133,6 +133,23 @@ impl GroupCoordinator {
         self.offsets.get(group_id)
     }
 
+    /// Every committed offset of every group this coordinator serves (for the lag metric).
+    pub fn all_committed(&self) -> Vec<crate::metrics::CommittedOffset> {
+        self.offsets
+            .iter()
+            .flat_map(|(group, offsets)| {
+                offsets
+                    .iter()
+                    .map(|((topic, partition), v)| crate::metrics::CommittedOffset {
+                        group: group.clone(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                        offset: v.offset,
+                    })
+            })
+            .collect()
+    }
+
     /// A new member id: `<client id or instance id>-<uuid>`, as Kafka makes them.
     pub(super) fn new_member_id(&mut self, prefix: &str) -> String {
         let suffix = match &mut self.member_ids {

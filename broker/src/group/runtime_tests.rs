@@ -151,6 +151,30 @@ async fn commits_and_groups_survive_a_restart() {
         (state, assignment),
         (super::GroupState::Stable, Bytes::from_static(b"all"))
     );
+    // The lag gauge: committed 77 on an empty partition is no lag (never negative); an
+    // offset on a partition this node does not host is left out.
+    let mut committed = node.groups.read(|c| c.all_committed());
+    assert_eq!(
+        committed,
+        vec![crate::metrics::CommittedOffset {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 1,
+            offset: 77,
+        }]
+    );
+    committed.push(crate::metrics::CommittedOffset {
+        group: "g".into(),
+        topic: "gone".into(),
+        partition: 0,
+        offset: 3,
+    });
+    let text = node.metrics.render(&node.partitions, &committed);
+    assert!(
+        text.contains("sluice_consumer_group_lag{group=\"g\",topic=\"t\",partition=\"1\"} 0\n"),
+        "{text}"
+    );
+    assert!(!text.contains("topic=\"gone\""), "{text}");
     stop(node).await;
 }
 

@@ -63,7 +63,8 @@ async fn answer(node: &Node, mut stream: TcpStream) -> std::io::Result<()> {
     let mut parts = request_line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let response = if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
-        let body = node.metrics.render(&node.partitions);
+        let committed = node.groups.read(|c| c.all_committed());
+        let body = node.metrics.render(&node.partitions, &committed);
         format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()

@@ -2,7 +2,8 @@
 //!
 //! Hot-path updates are lock-free atomics inside `prometheus-client` families; per-partition
 //! gauges (log end offset, high watermark, size) are read from the partitions at scrape time,
-//! so they cost nothing between scrapes.
+//! so they cost nothing between scrapes. So is consumer-group lag: the HTTP handler passes the
+//! coordinator's committed offsets to `render`, which subtracts them from high watermarks.
 
 pub mod http;
 
@@ -38,6 +39,15 @@ pub struct GroupPartitionLabels {
     pub group: String,
     pub topic: String,
     pub partition: String,
+}
+
+/// One committed offset of a consumer group, for the lag gauge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
 }
 
 fn latency_histogram() -> Histogram {
@@ -214,8 +224,24 @@ impl Metrics {
             .inc_by(u64::try_from(bytes).unwrap_or(u64::MAX));
     }
 
-    /// Refreshes the per-partition gauges and renders everything in the Prometheus text format.
-    pub fn render(&self, partitions: &PartitionManager) -> String {
+    /// Refreshes the per-partition gauges and the consumer-group lag (high watermark minus
+    /// each `committed` offset, never below 0, for partitions this node hosts) and renders
+    /// everything in the Prometheus text format.
+    pub fn render(&self, partitions: &PartitionManager, committed: &[CommittedOffset]) -> String {
+        self.group_lag.clear();
+        for c in committed {
+            let Some(p) = partitions.get(&c.topic, c.partition) else {
+                continue;
+            };
+            let lag = p.high_watermark().saturating_sub(c.offset).max(0);
+            self.group_lag
+                .get_or_create(&GroupPartitionLabels {
+                    group: c.group.clone(),
+                    topic: c.topic.clone(),
+                    partition: c.partition.to_string(),
+                })
+                .set(lag);
+        }
         self.log_end_offset.clear();
         self.high_watermark.clear();
         self.log_start_offset.clear();
