@@ -512,6 +512,7 @@ impl RpcHandler for Shared {
                 broker_id,
                 host,
                 port,
+                replica_endpoint,
                 rack,
                 incarnation_id,
             } => {
@@ -520,6 +521,7 @@ impl RpcHandler for Shared {
                         broker_id,
                         host,
                         port,
+                        replica_endpoint,
                         rack,
                         incarnation_id,
                     })
