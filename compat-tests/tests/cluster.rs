@@ -522,7 +522,12 @@ fn poll_values(
     let mut out = Vec::new();
     while out.len() < want && Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => out.push(std::str::from_utf8(m.payload().unwrap()).unwrap().parse().unwrap()),
+            Some(Ok(m)) => out.push(
+                std::str::from_utf8(m.payload().unwrap())
+                    .unwrap()
+                    .parse()
+                    .unwrap(),
+            ),
             Some(Err(e)) => eprintln!("consumer error (retried): {e}"),
             None => {}
         }
@@ -551,9 +556,12 @@ async fn consumer_group_survives_coordinator_failover() {
     let bootstrap = cluster.bootstrap();
     let topic = unique_topic("grouped");
     create_topic(&bootstrap, &topic, 6, 3, &[("min.insync.replicas", "2")]).await;
-    let offsets = cluster.wait_for_partitions("__consumer_offsets", Duration::from_secs(60), "offsets topic", |ps| {
-        ps.len() == 50 && ps.iter().all(|p| p.leader > 0 && p.isr.len() == 3)
-    });
+    let offsets = cluster.wait_for_partitions(
+        "__consumer_offsets",
+        Duration::from_secs(60),
+        "offsets topic",
+        |ps| ps.len() == 50 && ps.iter().all(|p| p.leader > 0 && p.isr.len() == 3),
+    );
     eprintln!("__consumer_offsets ready after {offsets:?}");
     let producer = rdk::producer(&bootstrap, &[]);
     let produce = |range: std::ops::Range<u64>| {
@@ -564,7 +572,10 @@ async fn consumer_group_survives_coordinator_failover() {
                 let v = i.to_string();
                 let p = i32::try_from(i % 6).unwrap();
                 producer
-                    .send(FutureRecord::<(), _>::to(&topic).partition(p).payload(&v), Timeout::After(Duration::from_secs(30)))
+                    .send(
+                        FutureRecord::<(), _>::to(&topic).partition(p).payload(&v),
+                        Timeout::After(Duration::from_secs(30)),
+                    )
                     .await
                     .unwrap();
             }
@@ -580,16 +591,27 @@ async fn consumer_group_survives_coordinator_failover() {
     let a = group_consumer(&bootstrap, &group);
     a.subscribe(&[topic.as_str()]).unwrap();
     let mut seen = poll_values(&a, 300, Duration::from_secs(60));
-    assert!(seen.len() >= 300, "only {} records before the failover", seen.len());
+    assert!(
+        seen.len() >= 300,
+        "only {} records before the failover",
+        seen.len()
+    );
     commit_with_retry(&a);
     eprintln!("killing node {coordinator}, the group's coordinator");
     cluster.node(coordinator).kill9();
     let killed = Instant::now();
     seen.extend(poll_values(&a, 600 - seen.len(), Duration::from_secs(60)));
     commit_with_retry(&a);
-    eprintln!("FIGURES groups: consumed and committed all 600 across the coordinator failover in {:?}", killed.elapsed());
+    eprintln!(
+        "FIGURES groups: consumed and committed all 600 across the coordinator failover in {:?}",
+        killed.elapsed()
+    );
     let unique: HashSet<u64> = seen.iter().copied().collect();
-    assert_eq!(unique, (0..600).collect::<HashSet<u64>>(), "records missing before/after the failover");
+    assert_eq!(
+        unique,
+        (0..600).collect::<HashSet<u64>>(),
+        "records missing before/after the failover"
+    );
     drop(a);
 
     // A new member resumes exactly at the committed offsets.
@@ -599,6 +621,10 @@ async fn consumer_group_survives_coordinator_failover() {
     let mut rest = poll_values(&b, 100, Duration::from_secs(60));
     rest.extend(poll_values(&b, usize::MAX, Duration::from_secs(2)));
     rest.sort_unstable();
-    assert_eq!(rest, (600..700).collect::<Vec<u64>>(), "the new member did not resume at the committed offsets");
+    assert_eq!(
+        rest,
+        (600..700).collect::<Vec<u64>>(),
+        "the new member did not resume at the committed offsets"
+    );
     cluster.node(coordinator).restart();
 }
