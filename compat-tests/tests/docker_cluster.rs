@@ -14,8 +14,9 @@
 //! - `docker network disconnect` cuts a follower off: it leaves the ISR and produce goes on;
 //!   after `docker network connect` (with its service name as alias) it rejoins the ISR.
 //!
-//! Then every acknowledged record is read back (none lost, none twice, in order), and `down
-//! -v` must leave no container, network or volume of the project. The [`Deployment`] guard
+//! Then every acknowledged record is read back (none lost, none twice, in order), `compose
+//! stop` must end every node with exit code 0 inside Docker's 10 s grace, and `down -v` must
+//! leave no container, network or volume of the project. The [`Deployment`] guard
 //! tears everything down even when a step fails.
 //!
 //! Without a Docker engine or a compose tool the test prints why it is skipped and passes.
@@ -546,6 +547,21 @@ fn three_node_compose_cluster_survives_kill_and_partition() {
         acked.len()
     );
     assert_eq!(lost, 0, "acknowledged records were lost");
+
+    // docker stop (SIGTERM) of the whole cluster: every node exits 0 inside Docker's grace.
+    let containers: Vec<String> = (1..=3).map(|id| cluster.container(id)).collect();
+    let stop_started = Instant::now();
+    cluster.deployment.compose_ok(&["stop", "-t", "10"]);
+    let stop_took = stop_started.elapsed();
+    for (i, c) in containers.iter().enumerate() {
+        let code = docker(&["inspect", "-f", "{{.State.ExitCode}}", c]);
+        assert_eq!(code, "0", "node {} exit code after stop", i + 1);
+    }
+    assert!(
+        stop_took < Duration::from_secs(10),
+        "compose stop took {stop_took:?}"
+    );
+    eprintln!("TIMING compose stop {stop_took:?}, every node exited 0");
 
     // down -v leaves nothing behind.
     cluster.deployment.compose_ok(&["down", "-v", "-t", "5"]);
