@@ -1,4 +1,5 @@
-//! Start-up and shutdown of a broker process, and the `healthcheck` subcommand.
+//! Start-up and shutdown of a broker process (the client listener and the optional
+//! inter-broker listener), and the `healthcheck` subcommand.
 //!
 //! Shutdown (SIGTERM or SIGINT): stop accepting, let connections finish their in-flight
 //! requests, then flush and close every log, and return so the process exits 0.
@@ -42,6 +43,26 @@ pub async fn run(config: BrokerConfig) -> Result<(), RunError> {
             addr: listen,
             source,
         })?;
+    // The inter-broker listener is the same Kafka server on a second socket: followers fetch
+    // through it (the address other brokers can reach), clients through the first.
+    let inter_broker = match node.config.inter_broker_listen {
+        Some(addr) => {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|source| RunError::Bind { addr, source })?;
+            tracing::info!(
+                %addr,
+                advertised = %format!(
+                    "{}:{}",
+                    node.config.inter_broker_advertised_host,
+                    node.config.inter_broker_advertised_port
+                ),
+                "inter-broker listener bound"
+            );
+            Some(l)
+        }
+        None => None,
+    };
     tracing::info!(
         %listen,
         advertised = %format!("{}:{}", node.config.advertised_host, node.config.advertised_port),
@@ -72,7 +93,15 @@ pub async fn run(config: BrokerConfig) -> Result<(), RunError> {
         }
         shutdown.cancel();
     });
-    run_listener(Arc::clone(&node), listener).await;
+    match inter_broker {
+        Some(second) => {
+            tokio::join!(
+                run_listener(Arc::clone(&node), listener),
+                run_listener(Arc::clone(&node), second),
+            );
+        }
+        None => run_listener(Arc::clone(&node), listener).await,
+    }
     if let Some(rt) = node.cluster() {
         rt.shutdown().await;
     }

@@ -3,7 +3,7 @@
 //!
 //! [`TestCluster::start`] picks a Kafka port and a controller port per node, starts every
 //! node as a controller+broker with the same `--controller-voters`, and waits until every
-//! node is registered and unfenced (each shows all brokers in Metadata). Nodes can be killed
+//! node is registered and unfenced (every node shows all brokers in Metadata). Nodes can be killed
 //! (`kill -9`), frozen (`SIGSTOP`/`SIGCONT`) and restarted on the same ports and data
 //! directories. Dropping the cluster kills every node.
 
@@ -130,15 +130,31 @@ impl TestCluster {
         (response.controller_id.0 >= 0).then_some(response.controller_id.0)
     }
 
-    /// Waits until some node reports `n` brokers in Metadata.
+    /// The number of brokers node `index` lists in Metadata (asked directly, v12), if it
+    /// answers.
+    fn brokers_seen_by(&self, index: usize) -> Option<usize> {
+        use kafka_protocol::messages::MetadataRequest;
+        let addr = self.nodes.get(index)?.bootstrap();
+        let mut conn =
+            crate::wire::RawConnection::connect_with_timeout(addr.as_str(), Duration::from_secs(2))
+                .ok()?;
+        let response = conn
+            .call(
+                &MetadataRequest::default().with_topics(Some(Vec::new())),
+                12,
+            )
+            .ok()?;
+        Some(response.brokers.len())
+    }
+
+    /// Waits until every node lists `n` brokers in Metadata. Every node, not just one: a node
+    /// lists itself even while still fenced, so only the others' view proves it unfenced (and
+    /// a replication factor of `n` placeable).
     pub fn wait_for_brokers(&self, n: usize, timeout: Duration) {
-        let client = self.metadata_client();
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(m) = client.fetch_metadata(None, Duration::from_secs(3)) {
-                if m.brokers().len() >= n {
-                    return;
-                }
+            if (0..self.nodes.len()).all(|i| self.brokers_seen_by(i).is_some_and(|b| b >= n)) {
+                return;
             }
             assert!(
                 Instant::now() < deadline,

@@ -7,6 +7,8 @@
 //!
 //! - [`process`]: starting, stopping, killing and restarting a broker process.
 //! - [`cluster`]: several brokers forming one cluster, with kill/pause/restart.
+//! - [`docker`]: Docker and compose commands, image builds, self-cleaning
+//!   compose projects.
 //! - [`ports`]: picking free loopback ports.
 //! - [`wire`]: raw-socket requests encoded with `kafka-protocol`.
 //! - [`batch`]: building v2 record batches and parsing batch headers in
@@ -21,6 +23,7 @@
 
 pub mod batch;
 pub mod cluster;
+pub mod docker;
 pub mod kcat;
 pub mod ports;
 pub mod process;

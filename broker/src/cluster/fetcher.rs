@@ -1,6 +1,7 @@
 //! Follower replication: one task per leader broker fetches every partition this broker
 //! follows on that leader, with Kafka's own Fetch request (`replica_id` = our id), and appends
-//! the returned batches verbatim.
+//! the returned batches verbatim. It connects to the leader's registered replica endpoint (its
+//! inter-broker listener if it has one, else its client listener).
 //!
 //! Before fetching a partition whose leader or epoch changed, the follower removes any suffix
 //! that diverges from the leader (KIP-101/KIP-279): it asks the leader, with
@@ -190,7 +191,7 @@ async fn run_fetcher(
                     .borrow()
                     .brokers
                     .get(&fetcher.leader)
-                    .map(|b| format!("{}:{}", b.host, b.port));
+                    .map(|b| b.replica_endpoint().to_string());
                 let Some(endpoint) = endpoint else {
                     sleep_or_cancel(&fetcher, &node, backoff).await;
                     continue;

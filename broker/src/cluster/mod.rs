@@ -31,7 +31,9 @@ use uuid::Uuid;
 use crate::config::ClusterConfig;
 use crate::controller::client::ControllerClient;
 use crate::controller::records::{Command, CommandError, CommandResult};
-use crate::controller::state::{BrokerRegistration, ClusterState, PartitionState, TopicState};
+use crate::controller::state::{
+    BrokerRegistration, ClusterState, Endpoint, PartitionState, TopicState,
+};
 use crate::controller::transport::{ControllerReply, ControllerRpc};
 use crate::controller::{Controller, ControllerConfig, ControllerError};
 use crate::node::Node;
@@ -197,7 +199,7 @@ impl ClusterRuntime {
         self.broker_epoch.load(Ordering::Acquire)
     }
 
-    /// A registered broker's Kafka endpoint.
+    /// A registered broker (its client endpoint, and its replica endpoint if it has one).
     pub fn broker(&self, id: i32) -> Option<BrokerRegistration> {
         self.state().brokers.get(&id).cloned()
     }
@@ -302,10 +304,21 @@ async fn heartbeat_loop(node: Arc<Node>, rt: Arc<ClusterRuntime>) {
         }
         let epoch = rt.broker_epoch();
         let rpc = if epoch < 0 {
+            let client = (&node.config.advertised_host, node.config.advertised_port);
+            let replica = (
+                &node.config.inter_broker_advertised_host,
+                node.config.inter_broker_advertised_port,
+            );
             ControllerRpc::RegisterBroker {
                 broker_id: rt.node_id,
                 host: node.config.advertised_host.clone(),
                 port: u16::try_from(node.config.advertised_port).unwrap_or(0),
+                // Only when it differs, so a node without an inter-broker listener registers
+                // exactly as before.
+                replica_endpoint: (replica != client).then(|| Endpoint {
+                    host: node.config.inter_broker_advertised_host.clone(),
+                    port: u16::try_from(node.config.inter_broker_advertised_port).unwrap_or(0),
+                }),
                 rack: rt.config.rack.clone(),
                 incarnation_id: rt.incarnation_id,
             }

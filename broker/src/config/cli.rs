@@ -17,6 +17,14 @@ pub struct Cli {
     /// host:port advertised to clients [default: the listen address].
     #[arg(long, env = "SLUICE_ADVERTISED_LISTENER")]
     pub advertised_listener: Option<String>,
+    /// A second Kafka listener for replication between brokers, HOST:PORT [default: none, the
+    /// brokers replicate through the client listener].
+    #[arg(long, env = "SLUICE_INTER_BROKER_LISTEN")]
+    pub inter_broker_listen: Option<String>,
+    /// host:port other brokers use to fetch from this one [default: the inter-broker listen
+    /// address, else the advertised listener].
+    #[arg(long, env = "SLUICE_INTER_BROKER_ADVERTISED_LISTENER")]
+    pub inter_broker_advertised_listener: Option<String>,
     /// Directory for the logs and broker metadata [default: ./sluice-data].
     #[arg(long, env = "SLUICE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,

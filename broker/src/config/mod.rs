@@ -27,6 +27,13 @@ pub struct BrokerConfig {
     /// host:port given to clients in Metadata; defaults to `listen`.
     pub advertised_host: String,
     pub advertised_port: i32,
+    /// Address of the second, inter-broker Kafka listener, if any (`--inter-broker-listen`).
+    pub inter_broker_listen: Option<SocketAddr>,
+    /// host:port other brokers fetch from (registered with the controller as this broker's
+    /// replica endpoint); defaults to the inter-broker listen address, else the advertised
+    /// listener. Metadata never returns it: clients always get the advertised listener.
+    pub inter_broker_advertised_host: String,
+    pub inter_broker_advertised_port: i32,
     /// Root of all partition directories and broker metadata.
     pub data_dir: PathBuf,
     /// This broker's node id (Kafka's `node.id`).
@@ -106,6 +113,8 @@ pub enum ConfigError {
 struct FileConfig {
     listen: Option<String>,
     advertised_listener: Option<String>,
+    inter_broker_listen: Option<String>,
+    inter_broker_advertised_listener: Option<String>,
     data_dir: Option<PathBuf>,
     node_id: Option<i32>,
     log_level: Option<String>,
@@ -145,6 +154,32 @@ impl BrokerConfig {
         let (advertised_host, advertised_port) = match advertised {
             Some(a) => split_host_port("--advertised-listener", &a)?,
             None => (listen.ip().to_string(), i32::from(listen.port())),
+        };
+        let inter_broker_listen = match cli.inter_broker_listen.clone().or(file.inter_broker_listen)
+        {
+            Some(a) => Some(parse_addr("--inter-broker-listen", &a)?),
+            None => None,
+        };
+        let (inter_broker_advertised_host, inter_broker_advertised_port) = match cli
+            .inter_broker_advertised_listener
+            .clone()
+            .or(file.inter_broker_advertised_listener)
+        {
+            Some(a) => split_host_port("--inter-broker-advertised-listener", &a)?,
+            None => match inter_broker_listen {
+                // Other brokers cannot connect to 0.0.0.0 or [::] (Kafka refuses to advertise
+                // them too).
+                Some(addr) if addr.ip().is_unspecified() => {
+                    return Err(ConfigError::Address {
+                        what: "--inter-broker-advertised-listener",
+                        value: addr.to_string(),
+                        reason: "required when --inter-broker-listen binds a wildcard address"
+                            .to_string(),
+                    })
+                }
+                Some(addr) => (addr.ip().to_string(), i32::from(addr.port())),
+                None => (advertised_host.clone(), advertised_port),
+            },
         };
         let mut settings = BrokerSettings::default();
         for (key, value) in &file.settings {
@@ -203,6 +238,9 @@ impl BrokerConfig {
             cluster,
             advertised_host,
             advertised_port,
+            inter_broker_listen,
+            inter_broker_advertised_host,
+            inter_broker_advertised_port,
             data_dir: cli
                 .data_dir
                 .clone()
@@ -346,6 +384,70 @@ mod tests {
                 .port(),
             9109
         );
+    }
+
+    #[test]
+    fn inter_broker_listener() {
+        // None: replication goes through the client listener.
+        let cli =
+            Cli::try_parse_from(["sluice", "--advertised-listener", "localhost:19092"]).unwrap();
+        let c = BrokerConfig::resolve(&cli).unwrap();
+        assert!(c.inter_broker_listen.is_none());
+        assert_eq!(c.inter_broker_advertised_host, "localhost");
+        assert_eq!(c.inter_broker_advertised_port, 19092);
+
+        // Only the listener: advertised as itself.
+        let cli =
+            Cli::try_parse_from(["sluice", "--inter-broker-listen", "127.0.0.1:9093"]).unwrap();
+        let c = BrokerConfig::resolve(&cli).unwrap();
+        assert_eq!(c.inter_broker_listen.unwrap().port(), 9093);
+        assert_eq!(c.inter_broker_advertised_host, "127.0.0.1");
+        assert_eq!(c.inter_broker_advertised_port, 9093);
+        assert_eq!(c.advertised_port, 9092);
+
+        // Both, the way a container runs: wildcard bind, container name advertised.
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "--listen",
+            "0.0.0.0:9092",
+            "--advertised-listener",
+            "localhost:19092",
+            "--inter-broker-listen",
+            "0.0.0.0:9093",
+            "--inter-broker-advertised-listener",
+            "sluice-2:9093",
+        ])
+        .unwrap();
+        let c = BrokerConfig::resolve(&cli).unwrap();
+        assert_eq!(c.inter_broker_listen.unwrap().to_string(), "0.0.0.0:9093");
+        assert_eq!(c.inter_broker_advertised_host, "sluice-2");
+        assert_eq!(c.inter_broker_advertised_port, 9093);
+        assert_eq!(c.advertised_host, "localhost");
+        assert_eq!(c.advertised_port, 19092);
+
+        // From the file.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        std::fs::write(
+            &path,
+            "inter_broker_listen = \"127.0.0.1:9193\"\ninter_broker_advertised_listener = \"b1:9193\"\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from(["sluice", "--config", path.to_str().unwrap()]).unwrap();
+        let c = BrokerConfig::resolve(&cli).unwrap();
+        assert_eq!(c.inter_broker_listen.unwrap().port(), 9193);
+        assert_eq!(c.inter_broker_advertised_host, "b1");
+
+        // A wildcard bind needs an explicit advertised address; bad values are refused.
+        for args in [
+            vec!["sluice", "--inter-broker-listen", "0.0.0.0:9093"],
+            vec!["sluice", "--inter-broker-listen", "nonsense"],
+            vec!["sluice", "--inter-broker-advertised-listener", "no-port"],
+            vec!["sluice", "--inter-broker-advertised-listener", ":9093"],
+        ] {
+            let cli = Cli::try_parse_from(args.clone()).unwrap();
+            assert!(BrokerConfig::resolve(&cli).is_err(), "{args:?}");
+        }
     }
 
     #[test]

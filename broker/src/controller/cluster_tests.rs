@@ -120,6 +120,7 @@ fn register(id: i32) -> Command {
         broker_id: id,
         host: "127.0.0.1".into(),
         port: 9090 + id as u16,
+        replica_endpoint: None,
         rack: None,
         incarnation_id: Uuid::from_u128(id as u128),
     }
@@ -285,6 +286,7 @@ async fn broker_rpcs_are_redirected_to_the_leader_and_heartbeats_unfence() {
             broker_id: 4,
             host: "h".into(),
             port: 1,
+            replica_endpoint: None,
             rack: None,
             incarnation_id: Uuid::from_u128(4),
         })

@@ -547,6 +547,7 @@ impl RpcHandler for Shared {
                 broker_id,
                 host,
                 port,
+                replica_endpoint,
                 rack,
                 incarnation_id,
             } => {
@@ -555,6 +556,7 @@ impl RpcHandler for Shared {
                         broker_id,
                         host,
                         port,
+                        replica_endpoint,
                         rack,
                         incarnation_id,
                     })

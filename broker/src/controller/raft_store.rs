@@ -303,6 +303,7 @@ mod tests {
                 broker_id: 1,
                 host: "h".into(),
                 port: 1,
+                replica_endpoint: None,
                 rack: None,
                 incarnation_id: uuid::Uuid::from_u128(1),
             }),

@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::state::Endpoint;
+
 /// One partition of one topic, named by the topic's id so that a topic deleted and re-created
 /// under the same name is never mistaken for the old one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -50,8 +52,13 @@ pub enum Command {
     /// the broker fenced with a new broker epoch; the same incarnation is idempotent.
     RegisterBroker {
         broker_id: i32,
+        /// The client endpoint (Metadata).
         host: String,
         port: u16,
+        /// The inter-broker endpoint followers fetch from, if not the client endpoint.
+        /// Absent in commands logged before it existed.
+        #[serde(default)]
+        replica_endpoint: Option<Endpoint>,
         rack: Option<String>,
         incarnation_id: Uuid,
     },

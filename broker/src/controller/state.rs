@@ -31,12 +31,34 @@ pub const UNCLEAN_LEADER_ELECTION_ENABLE: &str = "unclean.leader.election.enable
 /// Longest topic name Kafka accepts.
 const MAX_TOPIC_NAME_LEN: usize = 249;
 
+/// A Kafka endpoint other brokers connect to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
 /// A registered broker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerRegistration {
     pub broker_id: i32,
+    /// The client endpoint (`--advertised-listener`), returned in Metadata.
     pub host: String,
     pub port: u16,
+    /// Where followers fetch from (`--inter-broker-advertised-listener`); `None`: the client
+    /// endpoint (also what registrations written before this field existed load as).
+    #[serde(default)]
+    pub replica_endpoint: Option<Endpoint>,
     pub rack: Option<String>,
     /// Random per broker process start; a new one means the broker restarted.
     pub incarnation_id: Uuid,
@@ -49,6 +71,17 @@ pub struct BrokerRegistration {
     /// once its heartbeat reports having applied the log up to here.
     #[serde(default)]
     pub registered_offset: u64,
+}
+
+impl BrokerRegistration {
+    /// The endpoint followers fetch from: the inter-broker endpoint if the broker registered
+    /// one, else its client endpoint.
+    pub fn replica_endpoint(&self) -> Endpoint {
+        self.replica_endpoint.clone().unwrap_or_else(|| Endpoint {
+            host: self.host.clone(),
+            port: self.port,
+        })
+    }
 }
 
 /// One partition's replication state.
@@ -165,9 +198,17 @@ impl ClusterState {
                 broker_id,
                 host,
                 port,
+                replica_endpoint,
                 rack,
                 incarnation_id,
-            } => self.register_broker(*broker_id, host, *port, rack, *incarnation_id),
+            } => self.register_broker(
+                *broker_id,
+                host,
+                *port,
+                replica_endpoint,
+                rack,
+                *incarnation_id,
+            ),
             Command::UnfenceBroker {
                 broker_id,
                 broker_epoch,
@@ -220,6 +261,7 @@ impl ClusterState {
         broker_id: i32,
         host: &str,
         port: u16,
+        replica_endpoint: &Option<Endpoint>,
         rack: &Option<String>,
         incarnation_id: Uuid,
     ) -> Result<CommandResult, CommandError> {
@@ -232,6 +274,7 @@ impl ClusterState {
                 // endpoint (it cannot change within one process, but a retry must not fail).
                 existing.host = host.to_owned();
                 existing.port = port;
+                existing.replica_endpoint = replica_endpoint.clone();
                 existing.rack = rack.clone();
                 return Ok(CommandResult::BrokerRegistered {
                     broker_epoch: existing.broker_epoch,
@@ -251,6 +294,7 @@ impl ClusterState {
                 broker_id,
                 host: host.to_owned(),
                 port,
+                replica_endpoint: replica_endpoint.clone(),
                 rack: rack.clone(),
                 incarnation_id,
                 broker_epoch,

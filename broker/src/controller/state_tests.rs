@@ -21,6 +21,7 @@ fn register(state: &mut ClusterState, id: i32) -> i64 {
         broker_id: id,
         host: "127.0.0.1".into(),
         port: 9000 + id as u16,
+        replica_endpoint: None,
         rack: None,
         incarnation_id: Uuid::from_u128(id as u128 * 1000 + 1),
     };
@@ -147,6 +148,7 @@ fn registration_starts_fenced_and_is_idempotent_per_incarnation() {
             broker_id: 1,
             host: "h".into(),
             port: 1,
+            replica_endpoint: None,
             rack: Some("r".into()),
             incarnation_id: Uuid::from_u128(77),
         })
@@ -740,6 +742,7 @@ fn random_walk_keeps_invariants_and_determinism() {
             broker_id: id,
             host: "h".into(),
             port: 1,
+            replica_endpoint: None,
             rack: None,
             incarnation_id: Uuid::from_u128(id as u128),
         });
@@ -861,4 +864,67 @@ fn random_walk_keeps_invariants_and_determinism() {
         let _ = b.apply(cmd);
     }
     assert_eq!(a, b);
+}
+
+#[test]
+fn replica_endpoint_is_registered_and_defaults_to_the_client_endpoint() {
+    use super::state::Endpoint;
+    let mut s = ClusterState::new();
+    let inter = Endpoint {
+        host: "sluice-1".into(),
+        port: 9093,
+    };
+    let cmd = |replica_endpoint: Option<Endpoint>| Command::RegisterBroker {
+        broker_id: 1,
+        host: "localhost".into(),
+        port: 19092,
+        replica_endpoint,
+        rack: None,
+        incarnation_id: Uuid::from_u128(5),
+    };
+    s.apply(&cmd(Some(inter.clone()))).unwrap();
+    let b = &s.brokers[&1];
+    assert_eq!((b.host.as_str(), b.port), ("localhost", 19092));
+    assert_eq!(b.replica_endpoint(), inter);
+    assert_eq!(b.replica_endpoint().to_string(), "sluice-1:9093");
+
+    // A retried registration of the same incarnation refreshes it.
+    s.apply(&cmd(None)).unwrap();
+    let b = &s.brokers[&1];
+    assert_eq!(b.replica_endpoint, None);
+    assert_eq!(b.replica_endpoint().to_string(), "localhost:19092");
+}
+
+#[test]
+fn registrations_logged_before_replica_endpoints_still_load() {
+    // A command and a registration as serialized before the field existed.
+    let old_command = r#"{"RegisterBroker":{"broker_id":2,"host":"h","port":9,"rack":null,
+        "incarnation_id":"00000000-0000-0000-0000-000000000002"}}"#;
+    let cmd: Command = serde_json::from_str(old_command).unwrap();
+    let Command::RegisterBroker {
+        replica_endpoint, ..
+    } = &cmd
+    else {
+        panic!("{cmd:?}")
+    };
+    assert_eq!(*replica_endpoint, None);
+    let old_rpc = r#"{"RegisterBroker":{"broker_id":2,"host":"h","port":9,"rack":null,
+        "incarnation_id":"00000000-0000-0000-0000-000000000002"}}"#;
+    let rpc: super::transport::ControllerRpc = serde_json::from_str(old_rpc).unwrap();
+    assert!(matches!(
+        rpc,
+        super::transport::ControllerRpc::RegisterBroker {
+            replica_endpoint: None,
+            ..
+        }
+    ));
+
+    let mut s = ClusterState::new();
+    s.apply(&cmd).unwrap();
+    let mut json: serde_json::Value = serde_json::to_value(&s).unwrap();
+    let broker = json["brokers"]["2"].as_object_mut().unwrap();
+    assert!(broker.remove("replica_endpoint").is_some());
+    let back: ClusterState = serde_json::from_value(json).unwrap();
+    assert_eq!(back, s);
+    assert_eq!(back.brokers[&2].replica_endpoint().to_string(), "h:9");
 }

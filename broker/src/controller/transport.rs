@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
 use super::records::Command;
+use super::state::Endpoint;
 use super::types::{CommandResponse, TypeConfig};
 
 /// Largest frame accepted or sent. Raft batches are bounded by `max_payload_entries` and
@@ -48,8 +49,12 @@ pub enum ControllerRpc {
     /// BrokerRegistration: answered with `Applied(BrokerRegistered { broker_epoch })`.
     RegisterBroker {
         broker_id: i32,
+        /// The client endpoint (Metadata).
         host: String,
         port: u16,
+        /// The inter-broker endpoint followers fetch from, if not the client endpoint.
+        #[serde(default)]
+        replica_endpoint: Option<Endpoint>,
         rack: Option<String>,
         incarnation_id: Uuid,
     },
