@@ -134,6 +134,42 @@ fn oversized_frame_length_closes_connection() {
     assert_healthy(&mut broker, &seed);
 }
 
+/// The broker's virtual memory size in KiB (`VmSize`).
+fn vm_size_kib(broker: &SluiceProcess) -> u64 {
+    let pid = broker.pid().expect("running");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Clients that announce large (allowed) frames and then send almost nothing must not make
+/// the broker allocate the announced sizes: 20 × 90 MiB would be 1.8 GiB.
+#[test]
+fn announced_frame_sizes_are_not_allocated_up_front() {
+    let mut broker = start_broker();
+    let seed = seed(&broker);
+    let before = vm_size_kib(&broker);
+    let mut conns = Vec::new();
+    for _ in 0..20 {
+        let mut conn = RawConnection::connect(broker.bootstrap().as_str()).unwrap();
+        let mut bytes = (90 * 1024 * 1024_i32).to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[0, 0, 0, 8, 0, 0, 0, 1]);
+        conn.stream().write_all(&bytes).unwrap();
+        conns.push(conn);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let grown_kib = vm_size_kib(&broker).saturating_sub(before);
+    assert!(
+        grown_kib < 512 * 1024,
+        "virtual memory grew by {grown_kib} KiB for 20 stalled 90 MiB frames"
+    );
+    drop(conns);
+    assert_healthy(&mut broker, &seed);
+}
+
 #[test]
 fn truncated_frames_then_close_leave_broker_fine() {
     let mut broker = start_broker();

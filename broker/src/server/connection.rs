@@ -20,6 +20,9 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::handlers::{dispatch, PendingResponse};
+
+/// Most buffer space reserved ahead of the bytes received.
+const READ_AHEAD_MAX_BYTES: usize = 1 << 20;
 use crate::node::Node;
 
 /// Serves one connection until the client closes it, it misbehaves, it idles out, or the
@@ -112,7 +115,10 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
                 }
             }
             match decoder.bytes_needed(&buf) {
-                Ok(n) => buf.reserve(n.max(4096)),
+                // Grow with what arrives (at most 1 MiB ahead), never by the announced frame
+                // size: a client that announces a large frame and sends nothing must not make
+                // us allocate it.
+                Ok(n) => buf.reserve(n.clamp(4096, READ_AHEAD_MAX_BYTES)),
                 Err(e) => {
                     tracing::warn!(error = %e, "closing connection: bad frame");
                     break;
