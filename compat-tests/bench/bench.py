@@ -46,6 +46,7 @@ SCENARIOS = [
     "latency",  # 5: fixed 10,000 msg/s x 100 B, acks=all, 20 s
     "many-partitions",  # 6: 1,000 partitions, produce then consume
     "fanout",  # 7: 4 consumers (groups with --groups) reading topic 2 at once
+    "cluster",  # 8: scenario 2 on a 3-node cluster, RF=3, min.insync.replicas=2, then read back
 ]
 
 FULL = {
@@ -174,8 +175,8 @@ class ProcStats:
 class Broker:
     """A release `sluice` on free ports with a fresh data dir."""
 
-    def __init__(self, binary, data_dir, extra_sets):
-        self.port = free_port()
+    def __init__(self, binary, data_dir, extra_sets, extra_args=(), port=None):
+        self.port = port or free_port()
         self.metrics_port = free_port()
         self.data_dir = data_dir
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -191,6 +192,7 @@ class Broker:
         ]
         for s in extra_sets:
             cmd += ["--set", s]
+        cmd += list(extra_args)
         self.log_file = open(self.log_path, "w")
         self.proc = CHILDREN.start(cmd, stdout=self.log_file, stderr=subprocess.STDOUT)
         self.stats = ProcStats(self.proc.pid)
@@ -240,6 +242,62 @@ class Broker:
     def stop(self):
         CHILDREN.stop(self.proc)
         self.log_file.close()
+
+
+class Cluster:
+    """Three `sluice` nodes (controller + broker each) on loopback, used like one Broker:
+    `bootstrap` lists all three; figures are summed over the nodes (peak RSS: the largest)."""
+
+    def __init__(self, binary, data_root, extra_sets, nodes=3):
+        ports = [free_port() for _ in range(nodes)]
+        cports = [free_port() for _ in range(nodes)]
+        voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(cports))
+        self.nodes = []
+        for i in range(nodes):
+            args = ["--node-id", str(i + 1), "--controller-listen", f"127.0.0.1:{cports[i]}",
+                    "--controller-voters", voters]
+            self.nodes.append(Broker(binary, os.path.join(data_root, f"cluster-{i + 1}"), extra_sets,
+                                     extra_args=args, port=ports[i]))
+        self.stats = self  # Measured calls stats.reset_peak_rss/cpu_s/status_kib
+        deadline = time.time() + 60
+        while not self._all_registered(nodes):
+            if time.time() > deadline:
+                raise RuntimeError("the benchmark cluster did not form within 60 s")
+            time.sleep(0.2)
+
+    def _all_registered(self, n):
+        try:
+            out = subprocess.run(["kcat", "-b", self.bootstrap, "-L", "-m", "3"], capture_output=True,
+                                 text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        m = re.search(r"(\d+) brokers:", out.stdout)
+        return bool(m) and int(m.group(1)) >= n
+
+    @property
+    def bootstrap(self):
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    def metrics(self):
+        total = {}
+        for n in self.nodes:
+            for k, v in n.metrics().items():
+                total[k] = total.get(k, 0.0) + v
+        return total
+
+    def reset_peak_rss(self):
+        for n in self.nodes:
+            n.stats.reset_peak_rss()
+
+    def cpu_s(self):
+        return sum(n.stats.cpu_s() for n in self.nodes)
+
+    def status_kib(self, key):
+        return max((n.stats.status_kib(key) or 0) for n in self.nodes)
+
+    def stop(self):
+        for n in self.nodes:
+            n.stop()
 
 
 class Measured:
@@ -349,9 +407,12 @@ class Bench:
         return {"client": "load_gen", "msgs": r["msgs"], "seconds": r["seconds"],
                 "msgs_per_s": r["msgs_per_s"], "mb_per_s": r["mb_per_s"]}
 
-    def create_topic(self, broker, topic, partitions):
-        run_json([self.bin("load_gen"), "create-topic", "--bootstrap", broker.bootstrap, "--topic", topic,
-                  "--partitions", str(partitions)], 120, f"create {topic} ({partitions} partitions)")
+    def create_topic(self, broker, topic, partitions, replication=1, min_isr=None):
+        cmd = [self.bin("load_gen"), "create-topic", "--bootstrap", broker.bootstrap, "--topic", topic,
+               "--partitions", str(partitions), "--replication-factor", str(replication)]
+        if min_isr:
+            cmd += ["--min-insync-replicas", str(min_isr)]
+        run_json(cmd, 120, f"create {topic} ({partitions} partitions, RF {replication})")
 
     # ---- limits ----
 
@@ -497,6 +558,9 @@ class Bench:
 
             if want("fanout"):
                 res["scenarios"]["fanout"] = self.fanout(broker, t2, n2, run_index)
+
+            if want("cluster"):
+                self.cluster(res, data_root, n2)
         finally:
             res["broker_log_tail"] = broker_log_tail(broker)
             broker.stop()
@@ -504,6 +568,26 @@ class Bench:
             if not self.args.keep_data:
                 shutil.rmtree(data_root, ignore_errors=True)
         return res
+
+    def cluster(self, res, data_root, count):
+        """Scenario 2 against a three-node cluster: acks=all waits for the two followers
+        (each fsyncs before fetching again), so this is the replicated cost of a durable ack.
+        The nodes share the machine's 2 cores with each other and with the client."""
+        # The single node of this run is stopped meanwhile by nothing: it stays idle.
+        cluster = Cluster(self.args.sluice, data_root, self.args.broker_set)
+        try:
+            topic = "s8-cluster-1k"
+            self.create_topic(cluster, topic, 3, replication=3, min_isr=2)
+            with Measured(cluster) as m:
+                c = self.produce(cluster, topic, count, 1024)
+            res["scenarios"]["cluster-produce-1k-rf3"] = {**c, **m.figures("in"), "kind": "produce",
+                                                          "nodes": 3}
+            with Measured(cluster) as m:
+                c = self.consume(cluster, topic, 3, count)
+            res["scenarios"]["cluster-consume-1k-rf3"] = {**c, **m.figures("out"), "kind": "consume",
+                                                          "nodes": 3}
+        finally:
+            cluster.stop()
 
     def fanout(self, broker, topic, count, run_index):
         n = self.p["fanout_consumers"]

@@ -5,7 +5,7 @@
 //! must not need librdkafka's own configure/make build.
 //!
 //! ```text
-//! load_gen create-topic --bootstrap B --topic T --partitions P
+//! load_gen create-topic --bootstrap B --topic T --partitions P [--replication-factor R] [--min-insync-replicas M]
 //! load_gen produce --bootstrap B --topic T --count N --size S
 //!          [--payload json|random] [--compression none|lz4|zstd|...]
 //!          [--acks all] [--linger-ms 5] [--set k=v ...] [--max-s 300]
@@ -67,6 +67,9 @@ fn client_config(args: &Args) -> BenchResult<ClientConfig> {
 fn create_topic(args: &Args) -> BenchResult<()> {
     let topic = args.required("topic")?;
     let partitions: i32 = args.get("partitions", 3)?;
+    let replication: i32 = args.get("replication-factor", 1)?;
+    let min_isr: String = args.get("min-insync-replicas", String::new())?;
+    let min_isr = Some(min_isr).filter(|v| !v.is_empty());
     let admin: AdminClient<DefaultClientContext> = client_config(args)?
         .create()
         .map_err(|e| format!("admin client: {e}"))?;
@@ -75,7 +78,10 @@ fn create_topic(args: &Args) -> BenchResult<()> {
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(60)));
-    let new_topic = NewTopic::new(&topic, partitions, TopicReplication::Fixed(1));
+    let mut new_topic = NewTopic::new(&topic, partitions, TopicReplication::Fixed(replication));
+    if let Some(v) = min_isr.as_deref() {
+        new_topic = new_topic.set("min.insync.replicas", v);
+    }
     let results = runtime
         .block_on(admin.create_topics([&new_topic], &options))
         .map_err(|e| format!("CreateTopics {topic}: {e}"))?;
