@@ -514,12 +514,32 @@ impl Node {
                 _ = tick.tick() => {}
             }
             let now = self.now_ms();
+            let cleaner = self.config.settings.bool("log.cleaner.enable");
             for p in self.partitions.all() {
                 match tokio::task::spawn_blocking(move || p.apply_retention(now).map(|n| (p, n)))
                     .await
                 {
-                    Ok(Ok((p, n))) if n > 0 => {
-                        tracing::info!(partition = %p.tp, segments = n, "retention deleted segments")
+                    Ok(Ok((p, n))) => {
+                        if n > 0 {
+                            tracing::info!(partition = %p.tp, segments = n, "retention deleted segments");
+                        }
+                        if cleaner {
+                            // Compaction rewrites sealed segments only; it runs on a blocking
+                            // thread like retention (and holds the partition's log meanwhile).
+                            let tp = p.tp.clone();
+                            match tokio::task::spawn_blocking(move || p.compact(now)).await {
+                                Ok(Ok(Some(o))) => tracing::info!(
+                                    partition = %tp,
+                                    bytes_before = o.bytes_before,
+                                    bytes_after = o.bytes_after,
+                                    "compacted"
+                                ),
+                                Ok(Err(e)) => {
+                                    tracing::warn!(partition = %tp, error = %e, "compaction failed")
+                                }
+                                _ => {}
+                            }
+                        }
                     }
                     Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),
                     _ => {}

@@ -14,7 +14,7 @@ pub enum TimestampType {
 }
 
 /// Settings of one partition log. Units are in the field names.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LogConfig {
     /// `log.segment.bytes`: roll when the active segment would exceed it.
     pub segment_bytes: u64,
@@ -34,6 +34,15 @@ pub struct LogConfig {
     pub timestamp_type: TimestampType,
     /// `file.delete.delay.ms`: files are deleted immediately whatever the value.
     pub file_delete_delay_ms: i64,
+    /// `cleanup.policy` contains `compact`: sealed segments are compacted (see `compaction`).
+    pub compact: bool,
+    /// `delete.retention.ms`: how long a tombstone survives after the cleaning that first kept it.
+    pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio`: dirty bytes / (clean + dirty bytes) that makes a log worth
+    /// cleaning.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: segments holding a record younger than this are not cleaned.
+    pub min_compaction_lag_ms: i64,
 }
 
 /// Seven days, Kafka's default for `log.roll.ms` and `retention.ms`.
@@ -51,6 +60,10 @@ impl Default for LogConfig {
             max_message_bytes: 1_048_588,
             timestamp_type: TimestampType::CreateTime,
             file_delete_delay_ms: 60_000,
+            compact: false,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
         }
     }
 }

@@ -42,7 +42,7 @@ pub enum StorageError {
         log_start: i64,
         log_end: i64,
     },
-    /// A follower batch does not start at the log end offset.
+    /// A follower batch starts below the log end offset.
     #[error("unexpected base offset {actual}, log end offset is {expected}")]
     UnexpectedBaseOffset { expected: i64, actual: i64 },
     /// Decompressing a batch would exceed the allowed number of bytes.

@@ -1,6 +1,7 @@
 //! Opening a partition directory: cleanup, segment recovery, log start and producer state.
 //!
-//! Invariants after `open_log`: temp files and orphan index files are gone; every segment's
+//! Invariants after `open_log`: interrupted compaction swaps are completed (see
+//! `compaction::swap`); temp files and orphan index files are gone; every segment's
 //! indexes are sane (rebuilt otherwise); without a clean-shutdown marker the active segment has
 //! been rescanned with CRC checks and cut to its longest valid prefix of whole batches; snapshots
 //! above the log end are gone; producer state = newest valid snapshot <= log end + replay; leader
@@ -70,6 +71,8 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log
     std::fs::create_dir_all(dir)?;
     let clean_marker = dir.join(CLEAN_SHUTDOWN_FILE);
     let clean = clean_marker.exists();
+    // Before temp files go: a committed compaction swap is finished, not discarded.
+    crate::compaction::swap::complete_swaps(dir)?;
     let listing = scan_dir(dir)?;
     let persisted_start = read_log_start_offset(dir);
     let interval = config.index_interval_bytes;

@@ -103,12 +103,11 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         ConfigType::Boolean,
         "Allow out-of-sync leaders.",
     ),
-    // Compaction settings: accepted and stored so that clients creating compacted topics work;
-    // they take effect when log compaction lands (until then compacted topics keep everything).
-    t("delete.retention.ms", "log.cleaner.delete.retention.ms", ConfigType::Long, "How long tombstones are kept after compaction (effective once compaction lands)."),
-    t("min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio", ConfigType::Double, "Dirty ratio that triggers compaction (effective once compaction lands)."),
-    t("min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms", ConfigType::Long, "Minimum age before a record may be compacted (effective once compaction lands)."),
-    t("max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms", ConfigType::Long, "Maximum age before a record must be compacted (effective once compaction lands)."),
+    // Compaction settings (see storage::compaction); max.compaction.lag.ms is accepted only.
+    t("delete.retention.ms", "log.cleaner.delete.retention.ms", ConfigType::Long, "How long tombstones are kept after the compaction that first kept them."),
+    t("min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio", ConfigType::Double, "Dirty ratio that triggers compaction."),
+    t("min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms", ConfigType::Long, "Minimum age before a record may be compacted."),
+    t("max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms", ConfigType::Long, "Maximum age before a record must be compacted (accepted, not enforced)."),
     // Flush and deletion timing: Sluice fsyncs on every acknowledged produce by default and
     // deletes retired segments at once, which already meets these bounds.
     t("flush.messages", "log.flush.interval.messages", ConfigType::Long, "Kafka's forced-flush interval in messages; Sluice fsyncs before acknowledging, so every value is met."),
@@ -180,22 +179,24 @@ pub fn log_config(topic: &TopicConfigs, broker: &BrokerSettings) -> storage::Log
             .unwrap_or_default()
     };
     let num = |name: &str, fallback: i64| get(name).parse::<i64>().unwrap_or(fallback);
-    let compact = get("cleanup.policy").contains("compact");
+    let policy = get("cleanup.policy");
+    let compact = policy.contains("compact");
+    let delete = policy.contains("delete") || !compact;
     let defaults = storage::LogConfig::default();
     storage::LogConfig {
         segment_bytes: u64::try_from(num("segment.bytes", 1 << 30)).unwrap_or(1 << 30),
         segment_ms: num("segment.ms", defaults.segment_ms),
-        // Until compaction lands, compacted topics keep everything rather than deleting
-        // by time or size (deleting would lose the latest value of a key).
-        retention_ms: if compact {
-            -1
-        } else {
+        // Retention deletes segments only where the policy includes delete: a compact-only
+        // topic keeps the latest value of every key however old.
+        retention_ms: if delete {
             num("retention.ms", defaults.retention_ms)
-        },
-        retention_bytes: if compact {
-            -1
         } else {
+            -1
+        },
+        retention_bytes: if delete {
             num("retention.bytes", -1)
+        } else {
+            -1
         },
         index_interval_bytes: u32::try_from(num("index.interval.bytes", 4096)).unwrap_or(4096),
         segment_index_bytes: u32::try_from(num("segment.index.bytes", 10 << 20))
@@ -206,6 +207,14 @@ pub fn log_config(topic: &TopicConfigs, broker: &BrokerSettings) -> storage::Log
         } else {
             storage::TimestampType::CreateTime
         },
+        compact,
+        delete_retention_ms: num("delete.retention.ms", defaults.delete_retention_ms),
+        min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio")
+            .parse::<f64>()
+            .ok()
+            .filter(|r| (0.0..=1.0).contains(r))
+            .unwrap_or(defaults.min_cleanable_dirty_ratio),
+        min_compaction_lag_ms: num("min.compaction.lag.ms", defaults.min_compaction_lag_ms),
         ..defaults
     }
 }
@@ -249,7 +258,19 @@ mod tests {
         let c = log_config(&topic, &broker);
         assert_eq!(c.segment_bytes, 2048);
         assert_eq!(c.timestamp_type, storage::TimestampType::LogAppendTime);
+        assert!(!c.compact);
         topic.insert("cleanup.policy".into(), "compact".into());
-        assert_eq!(log_config(&topic, &broker).retention_ms, -1);
+        topic.insert("min.cleanable.dirty.ratio".into(), "0.25".into());
+        topic.insert("delete.retention.ms".into(), "5".into());
+        let c = log_config(&topic, &broker);
+        assert!(c.compact);
+        assert_eq!((c.retention_ms, c.delete_retention_ms), (-1, 5));
+        assert_eq!(c.min_cleanable_dirty_ratio, 0.25);
+        assert_eq!(c.min_compaction_lag_ms, 0);
+        // Both policies: compacted and deleted by retention.
+        topic.insert("cleanup.policy".into(), "compact,delete".into());
+        let c = log_config(&topic, &broker);
+        assert!(c.compact);
+        assert_eq!(c.retention_ms, storage::config::SEVEN_DAYS_MS);
     }
 }

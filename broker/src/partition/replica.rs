@@ -527,6 +527,14 @@ impl Partition {
         self.with_log(|log| log.apply_retention(now_ms))
     }
 
+    /// Compacts the log if its cleanup policy is compact and it is dirty enough.
+    pub fn compact(
+        &self,
+        now_ms: i64,
+    ) -> Result<Option<storage::CompactionOutcome>, PartitionError> {
+        self.with_log(|log| log.compact(now_ms))
+    }
+
     pub fn size_bytes(&self) -> Result<u64, PartitionError> {
         self.with_log(|log| Ok(log.size_bytes()))
     }

@@ -34,10 +34,12 @@ pub(crate) const PRODUCER_EPOCH_AT: usize = 51;
 pub(crate) const BASE_SEQUENCE_AT: usize = 53;
 pub(crate) const RECORDS_COUNT_AT: usize = 57;
 
-const COMPRESSION_MASK: i16 = 0x07;
-const TIMESTAMP_TYPE_BIT: i16 = 0x08;
-const TRANSACTIONAL_BIT: i16 = 0x10;
-const CONTROL_BIT: i16 = 0x20;
+pub(crate) const COMPRESSION_MASK: i16 = 0x07;
+pub(crate) const TIMESTAMP_TYPE_BIT: i16 = 0x08;
+pub(crate) const TRANSACTIONAL_BIT: i16 = 0x10;
+pub(crate) const CONTROL_BIT: i16 = 0x20;
+/// KIP-534: baseTimestamp holds the delete horizon of the batch's tombstones (set by the cleaner).
+pub(crate) const DELETE_HORIZON_BIT: i16 = 0x40;
 
 /// Read-only view of a batch header; the slice may extend to the end of the batch (or beyond).
 #[derive(Clone, Copy, Debug)]
@@ -117,6 +119,14 @@ impl<'a> BatchHeader<'a> {
     }
     pub fn is_control(&self) -> bool {
         self.attributes() & CONTROL_BIT != 0
+    }
+    /// The cleaner stored a delete horizon in baseTimestamp (KIP-534).
+    pub fn has_delete_horizon(&self) -> bool {
+        self.attributes() & DELETE_HORIZON_BIT != 0
+    }
+    /// When the batch's tombstones may be removed, if a cleaner set it.
+    pub fn delete_horizon_ms(&self) -> Option<i64> {
+        self.has_delete_horizon().then(|| self.base_timestamp())
     }
     pub fn last_offset_delta(&self) -> i32 {
         i32::from_be_bytes(self.field(LAST_OFFSET_DELTA_AT))

@@ -187,14 +187,16 @@ impl Log {
     }
 
     /// Appends batches that already carry their offsets (replication): checked (whole, magic,
-    /// CRC, base offset == log end) first, then written verbatim.
+    /// CRC, base offset >= log end) first, then written verbatim.
     pub fn append_as_follower(&mut self, records: &[u8]) -> Result<(), StorageError> {
         let mut batches = Vec::new();
         let mut position = 0usize;
         let mut expected = self.log_end_offset();
         while let Some(rest) = records.get(position..).filter(|r| !r.is_empty()) {
             let header = check_stored_batch(rest)?;
-            if header.base_offset() != expected {
+            // Increasing, not contiguous: a compacted leader sends batches with gaps between
+            // them (Kafka's follower append checks monotonic offsets only).
+            if header.base_offset() < expected {
                 return Err(StorageError::UnexpectedBaseOffset {
                     expected,
                     actual: header.base_offset(),

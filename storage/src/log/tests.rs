@@ -674,7 +674,7 @@ fn follower_append_checks_offsets_and_crc() {
         payload
     );
     let wrong = BatchBuilder::new()
-        .base_offset(5)
+        .base_offset(2)
         .record(None, None, 1)
         .build()
         .unwrap();
@@ -682,7 +682,7 @@ fn follower_append_checks_offsets_and_crc() {
         log.append_as_follower(&wrong),
         Err(StorageError::UnexpectedBaseOffset {
             expected: 3,
-            actual: 5
+            actual: 2
         })
     ));
     let mut good_then_bad = BatchBuilder::new()

@@ -36,7 +36,13 @@
 //!   the log end are dropped, the first is cut to the log start, and a missing or unparsable file
 //!   is rebuilt from the batch headers' partitionLeaderEpoch (see `leader_epoch`).
 //! - `clean_shutdown`: empty marker written by `Log::close`, removed by `Log::open`.
-//! - `*.tmp`, `*.deleted`, `*.cleaned`, `*.swap`: transient, deleted on open.
+//! - `cleaner_checkpoint`: compacted logs only, `<first dirty offset> <next delete horizon ms>`
+//!   (see `compaction::checkpoint`).
+//! - `*.tmp`, `*.deleted`, `*.cleaned`: transient, deleted on open. `<base>.log.swap`: a committed
+//!   compaction of the segments from `base`, completed on open (see `compaction::swap`).
+//!
+//! Offsets in a `.log` increase but may have gaps where compaction removed batches; a compacted
+//! batch keeps its base offset and lastOffsetDelta and may hold fewer records (or none).
 //!
 //! Indexes are derived data: an index whose length is not a multiple of its entry size, whose
 //! entries do not increase, or that points past the log, is rebuilt from the log. Without the

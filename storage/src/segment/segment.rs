@@ -1,8 +1,9 @@
 //! One segment: a `.log` file of whole batches plus its offset and time indexes.
 //!
 //! Invariants: `size_bytes` is the length of the valid prefix of the log file (bytes past it are
-//! garbage from a failed write and are overwritten or truncated); offsets are contiguous: the
-//! first batch starts at `base_offset` and each next one at the previous last offset + 1;
+//! garbage from a failed write and are overwritten or truncated); offsets increase: the first
+//! batch starts at or after `base_offset` and each next one after the previous last offset
+//! (contiguous as appended; the cleaner leaves gaps where it dropped batches);
 //! `next_offset` is the
 //! last batch's last offset + 1 (`base_offset` when empty); `max_timestamp` is the largest batch
 //! max timestamp and `offset_of_max_timestamp` the base offset of the first batch carrying it.
@@ -217,16 +218,16 @@ impl Segment {
             .offset_index
             .last_entry()
             .unwrap_or((self.base_offset, 0));
-        // Offsets are contiguous inside a segment (appends and follower appends both start at
-        // the log end), which also catches base offsets damaged outside the CRC's coverage.
+        // Offsets increase inside a segment (contiguous, except where the cleaner removed
+        // batches), which also catches base offsets damaged outside the CRC's coverage.
         let mut next = offset;
         let mut max_ts = -1;
         let mut offset_of_max = -1;
         for info in self.scan(position) {
             let info = info?;
-            if info.base_offset != next {
+            if info.base_offset < next {
                 return Err(StorageError::corrupt(format!(
-                    "batch base offset {} where {next} was expected",
+                    "batch base offset {} where {next} or more was expected",
                     info.base_offset
                 )));
             }
@@ -297,9 +298,9 @@ impl Segment {
             .try_into()
             .map_err(|_| StorageError::corrupt("no batch"))?;
         let info = BatchInfo::from_header(position, header)?;
-        if info.base_offset != self.next_offset {
+        if info.base_offset < self.next_offset {
             return Err(StorageError::corrupt(format!(
-                "batch base offset {} where {} was expected",
+                "batch base offset {} where {} or more was expected",
                 info.base_offset, self.next_offset
             )));
         }
