@@ -129,6 +129,9 @@ impl Log {
         now_ms: i64,
     ) -> Result<AppendOutcome, StorageError> {
         let header = validate_produce(records, self.config.max_message_bytes)?;
+        if self.config.compact {
+            require_keys(&header)?;
+        }
         let producer_id = header.producer_id();
         let producer_epoch = header.producer_epoch();
         let first_seq = header.base_sequence();
@@ -481,3 +484,30 @@ mod model_tests;
 mod read_tests;
 #[cfg(test)]
 pub(crate) mod tests;
+
+/// Most bytes a produced batch may decompress to when its keys are checked.
+const KEY_CHECK_MAX_DECOMPRESSED_BYTES: usize = 64 << 20;
+
+/// A compacted log keeps the latest record per key, so (as Kafka's LogValidator) it refuses
+/// records without a key: compaction would silently drop them.
+fn require_keys(header: &crate::batch::header::BatchHeader<'_>) -> Result<(), StorageError> {
+    if header.is_control() {
+        return Ok(());
+    }
+    let raw = header
+        .records_bytes()
+        .ok_or_else(|| StorageError::CorruptBatch("truncated records".into()))?;
+    let data = crate::batch::compression::decompress(
+        header.compression()?,
+        raw,
+        KEY_CHECK_MAX_DECOMPRESSED_BYTES,
+    )?;
+    for record in crate::batch::records::RecordIter::new(&data, header.records_count()) {
+        if record?.key.is_none() {
+            return Err(StorageError::InvalidRecord(
+                "Compacted topic cannot accept message without key.".into(),
+            ));
+        }
+    }
+    Ok(())
+}

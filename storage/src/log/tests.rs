@@ -196,6 +196,43 @@ fn invalid_batches_write_nothing() {
 }
 
 #[test]
+fn a_compacted_log_refuses_records_without_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = small_config();
+    config.compact = true;
+    let mut log = Log::open(dir.path(), config, 0).unwrap();
+    for codec in [Compression::None, Compression::Lz4, Compression::Zstd] {
+        let keyless = BatchBuilder::new()
+            .compression(codec)
+            .record(Some(b"k"), Some(b"v"), 0)
+            .record(None, Some(b"no key"), 1)
+            .build()
+            .unwrap();
+        assert!(matches!(
+            log.append(&keyless, 0, 0),
+            Err(StorageError::InvalidRecord(_))
+        ));
+        let keyed = BatchBuilder::new()
+            .compression(codec)
+            .record(Some(b"k"), Some(b"v"), 0)
+            .record(Some(b"k2"), None, 1)
+            .build()
+            .unwrap();
+        log.append(&keyed, 0, 0).unwrap();
+    }
+    assert_eq!(log.log_end_offset(), 6);
+    // Not compacted: keyless records are fine.
+    let mut config = small_config();
+    config.compact = false;
+    log.set_config(config);
+    let keyless = BatchBuilder::new()
+        .record(None, Some(b"v"), 0)
+        .build()
+        .unwrap();
+    log.append(&keyless, 0, 0).unwrap();
+}
+
+#[test]
 fn log_append_time_is_stamped_with_a_valid_crc() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {
