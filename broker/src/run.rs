@@ -14,6 +14,10 @@ use crate::config::BrokerConfig;
 use crate::node::{Node, StartError};
 use crate::server::run_listener;
 
+/// Longest a cluster node spends handing its leaderships over on SIGTERM (Docker's grace
+/// period is 10 s).
+const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
@@ -86,10 +90,15 @@ pub async fn run(config: BrokerConfig) -> Result<(), RunError> {
     let shutdown = node.shutdown.clone();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(RunError::Signal)?;
+    let signalled = Arc::clone(&node);
     tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down"),
+        }
+        if let Some(rt) = signalled.cluster() {
+            // Hand leaderships over while still serving, so clients move at once.
+            rt.controlled_shutdown(CONTROLLED_SHUTDOWN_TIMEOUT).await;
         }
         shutdown.cancel();
     });

@@ -20,7 +20,7 @@ pub mod kafka_client;
 pub mod reconcile;
 pub mod topic_admin;
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,6 +75,8 @@ pub struct ClusterRuntime {
     incarnation_id: Uuid,
     /// True once the controller unfenced us (we caught up with the metadata log).
     unfenced: watch::Sender<bool>,
+    /// Set by a controlled shutdown: no more heartbeats (they would unfence us again).
+    stopping: AtomicBool,
     /// Follower replication tasks, one per leader broker.
     pub fetchers: fetcher::FetcherManager,
     /// Settings read often.
@@ -157,6 +159,7 @@ impl ClusterRuntime {
             broker_epoch: AtomicI64::new(-1),
             incarnation_id: Uuid::new_v4(),
             unfenced: watch::Sender::new(false),
+            stopping: AtomicBool::new(false),
             fetchers: fetcher::FetcherManager::new(),
             settings,
             config,
@@ -240,6 +243,53 @@ impl ClusterRuntime {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// Controlled shutdown (SIGTERM): stop heartbeating, have the controller fence this
+    /// broker so its leaderships move to in-sync replicas now instead of after
+    /// `broker.session.timeout.ms`, and wait (at most `timeout`) until this node's metadata
+    /// shows no partition it leads that another live in-sync replica could take.
+    pub async fn controlled_shutdown(&self, timeout: Duration) {
+        self.stopping.store(true, Ordering::Release);
+        let epoch = self.broker_epoch();
+        if epoch < 0 {
+            return;
+        }
+        let me = self.node_id;
+        let fence = Command::FenceBroker {
+            broker_id: me,
+            broker_epoch: epoch,
+        };
+        let started = tokio::time::Instant::now();
+        match tokio::time::timeout(timeout, self.propose(fence)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "controlled shutdown: could not fence this broker");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!("controlled shutdown: the controller did not answer in time");
+                return;
+            }
+        }
+        let left = timeout.saturating_sub(started.elapsed());
+        let moved = self
+            .wait_for_state(left, |s| {
+                !s.partitions().any(|(_, _, p)| {
+                    p.leader == me && p.isr.iter().any(|r| *r != me && s.is_unfenced(*r))
+                })
+            })
+            .await;
+        tracing::info!(
+            moved,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "controlled shutdown: leaderships handed over"
+        );
+    }
+
+    /// Whether a controlled shutdown has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
     /// Stops the controller (Raft and its listener).
     pub async fn shutdown(&self) {
         self.fetchers.stop_all();
@@ -299,7 +349,7 @@ async fn heartbeat_loop(node: Arc<Node>, rt: Arc<ClusterRuntime>) {
     // Its own client: a slow proposal must never delay a heartbeat (we would be fenced).
     let mut client = ControllerClient::new(rt.config.voters.clone());
     loop {
-        if node.shutdown.is_cancelled() {
+        if node.shutdown.is_cancelled() || rt.is_stopping() {
             return;
         }
         let epoch = rt.broker_epoch();

@@ -40,7 +40,9 @@ impl ControllerClient {
             leader: None,
             next_voter: 0,
             conns: HashMap::new(),
-            request_timeout: Duration::from_secs(15),
+            // Below the default broker session timeout (9 s), so a frozen (SIGSTOPped) active
+            // controller costs a broker one timeout, not its session.
+            request_timeout: Duration::from_secs(5),
             max_attempts: 20,
             retry_backoff: Duration::from_millis(200),
         }
