@@ -117,6 +117,26 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx.min(sorted.len() - 1)]
 }
 
+/// Produces `value` to `topic`/`partition` and returns when it was acknowledged.
+async fn send_to(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: i32,
+    value: String,
+    timeout: Duration,
+) -> Result<Instant, KafkaError> {
+    producer
+        .send(
+            FutureRecord::<(), _>::to(topic)
+                .partition(partition)
+                .payload(&value),
+            Timeout::After(timeout),
+        )
+        .await
+        .map(|_| Instant::now())
+        .map_err(|(e, _)| e)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_under_load_loses_no_acknowledged_record() {
     const PARTITIONS: i32 = 6;
@@ -309,21 +329,7 @@ async fn paused_follower_leaves_and_rejoins_the_isr() {
     let part = TestCluster::partitions(&client, &topic).unwrap()[0].clone();
     let follower = *part.replicas.iter().find(|r| **r != part.leader).unwrap();
     let producer = rdk::producer(&bootstrap, &[("message.timeout.ms", "30000")]);
-    let send = |i: u64| {
-        let producer = producer.clone();
-        let topic = topic.clone();
-        async move {
-            let v = i.to_string();
-            producer
-                .send(
-                    FutureRecord::<(), _>::to(&topic).partition(0).payload(&v),
-                    Timeout::After(Duration::from_secs(30)),
-                )
-                .await
-                .map(|_| ())
-                .map_err(|(e, _)| e)
-        }
-    };
+    let send = |i: u64| send_to(&producer, &topic, 0, i.to_string(), Duration::from_secs(30));
     for i in 0..100 {
         send(i).await.unwrap();
     }
@@ -391,11 +397,7 @@ async fn killing_the_active_controller_elects_another() {
     let producer = rdk::producer(&live, &[]);
     for t in [&before, &after] {
         for p in 0..3 {
-            producer
-                .send(
-                    FutureRecord::<(), _>::to(t).partition(p).payload("x"),
-                    Timeout::After(Duration::from_secs(30)),
-                )
+            send_to(&producer, t, p, "x".into(), Duration::from_secs(30))
                 .await
                 .unwrap();
         }
@@ -430,13 +432,7 @@ async fn losing_two_of_three_refuses_acks_all_and_keeps_acks_one() {
     let leader = TestCluster::partitions(&client, &topic).unwrap()[0].leader;
     let acks_all = rdk::producer(&bootstrap, &[("message.timeout.ms", "10000")]);
     for i in 0..50 {
-        acks_all
-            .send(
-                FutureRecord::<(), _>::to(&topic)
-                    .partition(0)
-                    .payload(&i.to_string()),
-                Timeout::After(Duration::from_secs(10)),
-            )
+        send_to(&acks_all, &topic, 0, i.to_string(), Duration::from_secs(10))
             .await
             .unwrap();
     }
@@ -455,16 +451,16 @@ async fn losing_two_of_three_refuses_acks_all_and_keeps_acks_one() {
             ("retries", "0"),
         ],
     );
-    let refused = strict
-        .send(
-            FutureRecord::<(), _>::to(&topic)
-                .partition(0)
-                .payload("refused"),
-            Timeout::After(Duration::from_secs(10)),
-        )
-        .await;
+    let refused = send_to(
+        &strict,
+        &topic,
+        0,
+        "refused".into(),
+        Duration::from_secs(10),
+    )
+    .await;
     match refused {
-        Err((KafkaError::MessageProduction(RDKafkaErrorCode::NotEnoughReplicas), _)) => {}
+        Err(KafkaError::MessageProduction(RDKafkaErrorCode::NotEnoughReplicas)) => {}
         other => {
             panic!("acks=all with one live replica must get NOT_ENOUGH_REPLICAS, got {other:?}")
         }
@@ -478,13 +474,7 @@ async fn losing_two_of_three_refuses_acks_all_and_keeps_acks_one() {
         ],
     );
     for i in 50..60 {
-        acks_one
-            .send(
-                FutureRecord::<(), _>::to(&topic)
-                    .partition(0)
-                    .payload(&i.to_string()),
-                Timeout::After(Duration::from_secs(10)),
-            )
+        send_to(&acks_one, &topic, 0, i.to_string(), Duration::from_secs(10))
             .await
             .unwrap();
     }
@@ -597,11 +587,7 @@ async fn consumer_group_survives_coordinator_failover() {
             for i in range {
                 let v = i.to_string();
                 let p = i32::try_from(i % 6).unwrap();
-                producer
-                    .send(
-                        FutureRecord::<(), _>::to(&topic).partition(p).payload(&v),
-                        Timeout::After(Duration::from_secs(30)),
-                    )
+                send_to(&producer, &topic, p, v, Duration::from_secs(30))
                     .await
                     .unwrap();
             }
@@ -726,11 +712,7 @@ async fn a_broker_only_node_joins_and_serves() {
     let only4 = cluster.node(4).bootstrap();
     let producer = rdk::producer(&only4, &[]);
     for p in 0..4 {
-        producer
-            .send(
-                FutureRecord::<(), _>::to(&topic).partition(p).payload("x"),
-                Timeout::After(Duration::from_secs(30)),
-            )
+        send_to(&producer, &topic, p, "x".into(), Duration::from_secs(30))
             .await
             .unwrap();
     }
@@ -795,15 +777,15 @@ async fn a_follower_serves_consumer_fetches_v11() {
     });
     let producer = rdk::producer(&bootstrap, &[("acks", "all")]);
     for i in 0..3 {
-        producer
-            .send(
-                FutureRecord::<(), _>::to(&topic)
-                    .partition(0)
-                    .payload(&format!("v{i}")),
-                Timeout::After(Duration::from_secs(30)),
-            )
-            .await
-            .unwrap();
+        send_to(
+            &producer,
+            &topic,
+            0,
+            format!("v{i}"),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
     }
     let client = cluster.metadata_client();
     let leader = TestCluster::partitions(&client, &topic).unwrap()[0].leader;
@@ -861,21 +843,7 @@ async fn sigterm_hands_leadership_over_before_exiting() {
     let client = cluster.metadata_client();
     let leader = TestCluster::partitions(&client, &topic).unwrap()[0].leader;
     let producer = rdk::producer(&bootstrap, &[("message.timeout.ms", "30000")]);
-    let send = |i: u64| {
-        let producer = producer.clone();
-        let topic = topic.clone();
-        async move {
-            let v = i.to_string();
-            producer
-                .send(
-                    FutureRecord::<(), _>::to(&topic).partition(0).payload(&v),
-                    Timeout::After(Duration::from_secs(30)),
-                )
-                .await
-                .map(|_| Instant::now())
-                .map_err(|(e, _)| e)
-        }
-    };
+    let send = |i: u64| send_to(&producer, &topic, 0, i.to_string(), Duration::from_secs(30));
     for i in 0..100 {
         send(i).await.unwrap();
     }

@@ -241,10 +241,23 @@ fn back_off(
     backoff: Duration,
     truncate: bool,
 ) {
+    update_target(fetcher, tp, target, |t| {
+        t.backoff_until = Some(Instant::now() + backoff);
+        t.needs_truncation |= truncate;
+    });
+}
+
+/// Applies `f` to `tp`'s target if it is still the one this round used (the reconciler may
+/// have replaced it with a new partition or epoch meanwhile).
+fn update_target(
+    fetcher: &Fetcher,
+    tp: &TopicPartition,
+    used: &Target,
+    f: impl FnOnce(&mut Target),
+) {
     if let Some(t) = fetcher.targets.lock().get_mut(tp) {
-        if Arc::ptr_eq(&t.partition, &target.partition) && t.leader_epoch == target.leader_epoch {
-            t.backoff_until = Some(Instant::now() + backoff);
-            t.needs_truncation |= truncate;
+        if Arc::ptr_eq(&t.partition, &used.partition) && t.leader_epoch == used.leader_epoch {
+            f(t);
         }
     }
 }
@@ -267,13 +280,7 @@ async fn fetch_round(
         }
         match truncate_divergent(conn, tp, target, my_id).await? {
             Ok(()) => {
-                if let Some(t) = fetcher.targets.lock().get_mut(tp) {
-                    if Arc::ptr_eq(&t.partition, &target.partition)
-                        && t.leader_epoch == target.leader_epoch
-                    {
-                        t.needs_truncation = false;
-                    }
-                }
+                update_target(fetcher, tp, target, |t| t.needs_truncation = false);
                 ready.push(entry);
             }
             Err(reason) => {
