@@ -9,6 +9,7 @@
 //! - [`cluster`]: several brokers forming one cluster, with kill/pause/restart.
 //! - [`docker`]: Docker and compose commands, image builds, self-cleaning
 //!   compose projects.
+//! - [`load`]: a numbered acks=all produce load for failover tests.
 //! - [`ports`]: picking free loopback ports.
 //! - [`wire`]: raw-socket requests encoded with `kafka-protocol`.
 //! - [`batch`]: building v2 record batches and parsing batch headers in
@@ -25,6 +26,7 @@ pub mod batch;
 pub mod cluster;
 pub mod docker;
 pub mod kcat;
+pub mod load;
 pub mod ports;
 pub mod process;
 pub mod rdk;

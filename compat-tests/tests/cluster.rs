@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use compat_tests::cluster::TestCluster;
+use compat_tests::load::{numbered_load, Acked};
 use compat_tests::rdk;
 use compat_tests::unique_topic;
 use rdkafka::admin::{NewTopic, TopicReplication};
@@ -42,14 +43,6 @@ async fn create_topic(
             panic!("CreateTopics {name}: {code:?}");
         }
     }
-}
-
-/// One acknowledged record.
-#[derive(Debug, Clone, Copy)]
-struct Acked {
-    partition: i32,
-    seq: u64,
-    acked: Instant,
 }
 
 /// Waits until the high watermark of `topic`/`partition` reaches `at_least`, then reads every
@@ -170,33 +163,7 @@ async fn failover_under_load_loses_no_acknowledged_record() {
             topic.clone(),
         );
         tokio::spawn(async move {
-            let mut seq = 0u64;
-            let mut failed = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                let mut inflight = Vec::new();
-                for _ in 0..60 {
-                    let partition = i32::try_from(seq % 6).unwrap();
-                    let value = seq.to_string();
-                    let record = FutureRecord::<(), _>::to(&topic)
-                        .partition(partition)
-                        .payload(&value);
-                    let f = producer.send_result(record).map_err(|(e, _)| e).unwrap();
-                    inflight.push((seq, partition, f));
-                    seq += 1;
-                }
-                for (seq, partition, f) in inflight {
-                    match f.await {
-                        Ok(Ok(_)) => acked.lock().unwrap().push(Acked {
-                            partition,
-                            seq,
-                            acked: Instant::now(),
-                        }),
-                        _ => failed += 1,
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            (seq, failed)
+            numbered_load(&producer, &topic, PARTITIONS, 60, &stop, &acked).await
         })
     };
 
@@ -238,8 +205,8 @@ async fn failover_under_load_loses_no_acknowledged_record() {
         .filter_map(|(t, p)| {
             acked
                 .iter()
-                .filter(|a| a.partition == *p && a.acked > *t + Duration::from_millis(20))
-                .map(|a| a.acked.duration_since(*t))
+                .filter(|a| a.partition == *p && a.at > *t + Duration::from_millis(20))
+                .map(|a| a.at.duration_since(*t))
                 .min()
         })
         .collect();

@@ -33,13 +33,14 @@ use compat_tests::docker::{
     COMMAND_TIMEOUT,
 };
 use compat_tests::kcat::{find_kcat, run_kcat};
+use compat_tests::load::{numbered_load, Acked};
 use compat_tests::ports::free_port;
 use compat_tests::rdk;
 use compat_tests::{require, unique_topic, workspace_root, RawConnection};
 use kafka_protocol::messages::MetadataRequest;
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Offset};
 
@@ -55,14 +56,6 @@ const SETTINGS: &str = "broker.session.timeout.ms=3000,broker.heartbeat.interval
 replica.lag.time.max.ms=4000,default.replication.factor=3,group.initial.rebalance.delay.ms=0";
 /// Longest wait for a cluster state change (a leader elected, the ISR full again).
 const STATE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// One acknowledged record.
-#[derive(Debug, Clone, Copy)]
-struct Acked {
-    partition: i32,
-    seq: u64,
-    at: Instant,
-}
 
 /// The cluster under test: the compose project and its nodes' host ports.
 struct Cluster {
@@ -205,37 +198,11 @@ fn start_load(
                 &bootstrap,
                 &[("message.timeout.ms", "60000"), ("linger.ms", "2")],
             );
-            let mut seq = 0u64;
-            let mut failed = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                let mut inflight = Vec::new();
-                for _ in 0..30 {
-                    let partition =
-                        i32::try_from(seq % u64::try_from(PARTITIONS).unwrap()).unwrap();
-                    let value = seq.to_string();
-                    let record = FutureRecord::<(), _>::to(&topic)
-                        .partition(partition)
-                        .payload(&value);
-                    let f = producer.send_result(record).map_err(|(e, _)| e).unwrap();
-                    inflight.push((seq, partition, f));
-                    seq += 1;
-                }
-                for (seq, partition, f) in inflight {
-                    match f.await {
-                        Ok(Ok(_)) => acked.lock().unwrap().push(Acked {
-                            partition,
-                            seq,
-                            at: Instant::now(),
-                        }),
-                        _ => failed += 1,
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            let sent_failed = numbered_load(&producer, &topic, PARTITIONS, 30, &stop, &acked).await;
             producer
                 .flush(Timeout::After(Duration::from_secs(30)))
                 .unwrap();
-            (seq, failed)
+            sent_failed
         })
     })
 }
