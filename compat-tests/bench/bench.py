@@ -25,12 +25,14 @@ import datetime
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -47,6 +49,7 @@ SCENARIOS = [
     "many-partitions",  # 6: 1,000 partitions, produce then consume
     "fanout",  # 7: 4 consumers (groups with --groups) reading topic 2 at once
     "cluster",  # 8: scenario 2 on a 3-node cluster, RF=3, min.insync.replicas=2, then read back
+    "soak",  # 9: 5 minutes of fixed-rate produce + consume with retention; RSS sampled throughout
 ]
 
 FULL = {
@@ -62,6 +65,8 @@ FULL = {
     "disk_small_count": 2000,
     "loopback_s": 3,
     "timeout_s": 300,
+    "soak_seconds": 300,
+    "soak_rate": 5000,
 }
 SMOKE = {
     "s1_count": 20_000,
@@ -76,6 +81,8 @@ SMOKE = {
     "disk_small_count": 100,
     "loopback_s": 0.5,
     "timeout_s": 60,
+    "soak_seconds": 8,
+    "soak_rate": 1000,
 }
 
 # librdkafka's batch.size: what a produce request approaches under load when
@@ -91,6 +98,46 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def cpu_busy_fraction(seconds=1.0):
+    """Share of all CPUs busy over `seconds` (from /proc/stat): taken between runs, when
+    nothing of ours is running, so it measures other work on the machine."""
+    def snap():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+
+    t0, i0 = snap()
+    time.sleep(seconds)
+    t1, i1 = snap()
+    return round(1 - (i1 - i0) / max(1, t1 - t0), 3)
+
+
+def pretouch_memory(max_gib):
+    """Writes every page of a large anonymous allocation once, in a child that then exits.
+
+    In a VM whose memory the host backs lazily, the guest's first write to a physical
+    page costs a host fault: about 2.5 CPU-seconds per GB on the machine these figures
+    were taken on, charged to whichever process first touches it, usually inside the
+    kernel's copy into the page cache. A produce scenario that happens to get fresh
+    pages then looks several times more expensive per byte than the same scenario on
+    reused pages (and the min_server yardstick the same). Touching the memory once
+    before the runs puts it on the guest's free lists already backed, so every scenario
+    sees the same, steady-state cost. Returns (GiB touched, seconds)."""
+    try:
+        with open("/proc/meminfo") as f:
+            avail_kib = next(int(l.split()[1]) for l in f if l.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return 0, 0.0
+    gib = min(max_gib, avail_kib / (1 << 20) * 0.4)
+    n = int(gib * (1 << 30)) // 4096 * 4096
+    if n <= 0:
+        return 0, 0.0
+    t0 = time.time()
+    code = f"n={n}\nb=bytearray(n)\nb[::4096]=bytes(len(range(0,n,4096)))\n"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=600)
+    return round(n / (1 << 30), 2), round(time.time() - t0, 1)
 
 
 def median(values):
@@ -154,6 +201,23 @@ class ProcStats:
             # Fields after the command (which may hold spaces) start at ')'.
             rest = f.read().rsplit(")", 1)[1].split()
         return (int(rest[11]) + int(rest[12])) / CLK_TCK  # utime, stime
+
+    def thread_cpu_ns(self):
+        """On-CPU nanoseconds of each live thread (/proc/<pid>/task/*/schedstat): far finer
+        than the 10 ms ticks of /proc/<pid>/stat, which the sub-second scenarios need."""
+        out = {}
+        base = f"/proc/{self.pid}/task"
+        try:
+            tids = os.listdir(base)
+        except OSError:
+            return out
+        for tid in tids:
+            try:
+                with open(f"{base}/{tid}/schedstat") as f:
+                    out[tid] = int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+        return out
 
     def status_kib(self, key):
         with open(f"/proc/{self.pid}/status") as f:
@@ -292,6 +356,11 @@ class Cluster:
     def cpu_s(self):
         return sum(n.stats.cpu_s() for n in self.nodes)
 
+    def thread_cpu_ns(self):
+        """The nodes' threads, keyed by node and thread id."""
+        return {f"{i}/{tid}": ns for i, n in enumerate(self.nodes)
+                for tid, ns in n.stats.thread_cpu_ns().items()}
+
     def status_kib(self, key):
         return max((n.stats.status_kib(key) or 0) for n in self.nodes)
 
@@ -310,12 +379,21 @@ class Measured:
         self.broker.stats.reset_peak_rss()
         self.m0 = self.broker.metrics()
         self.cpu0 = self.broker.stats.cpu_s()
+        self.threads0 = self.broker.stats.thread_cpu_ns()
         self.t0 = time.time()
         return self
 
     def __exit__(self, *exc):
         self.wall_s = time.time() - self.t0
-        self.cpu_s = self.broker.stats.cpu_s() - self.cpu0
+        threads1 = self.broker.stats.thread_cpu_ns()
+        ticks_s = self.broker.stats.cpu_s() - self.cpu0
+        if self.threads0 and threads1 and all(t in threads1 for t in self.threads0):
+            # Every thread is still there: the per-thread sum is exact (new threads count whole).
+            self.cpu_s = sum(ns - self.threads0.get(t, 0) for t, ns in threads1.items()) / 1e9
+            self.cpu_source = "schedstat"
+        else:
+            self.cpu_s = ticks_s  # a thread exited meanwhile; its time is only in the ticks
+            self.cpu_source = "ticks"
         self.peak_rss_mib = (self.broker.stats.status_kib("VmHWM") or 0) / 1024
         m1 = self.broker.metrics()
         self.delta = {k: m1[k] - self.m0[k] for k in m1}
@@ -407,11 +485,13 @@ class Bench:
         return {"client": "load_gen", "msgs": r["msgs"], "seconds": r["seconds"],
                 "msgs_per_s": r["msgs_per_s"], "mb_per_s": r["mb_per_s"]}
 
-    def create_topic(self, broker, topic, partitions, replication=1, min_isr=None):
+    def create_topic(self, broker, topic, partitions, replication=1, min_isr=None, configs=None):
         cmd = [self.bin("load_gen"), "create-topic", "--bootstrap", broker.bootstrap, "--topic", topic,
                "--partitions", str(partitions), "--replication-factor", str(replication)]
         if min_isr:
             cmd += ["--min-insync-replicas", str(min_isr)]
+        if configs:
+            cmd += ["--configs", ",".join(f"{k}={v}" for k, v in configs.items())]
         run_json(cmd, 120, f"create {topic} ({partitions} partitions, RF {replication})")
 
     # ---- limits ----
@@ -467,6 +547,15 @@ class Bench:
                          180, f"min_client ({request_bytes} B requests)")
             time.sleep(0.2)  # let the server's connection threads finish
             cpu = stats.cpu_s() - cpu0
+            # Its own getrusage figure after the connection ended (microseconds, not ticks).
+            ready, _, _ = select.select([server.stdout], [], [], 5)
+            if ready:
+                line = server.stdout.readline()
+                try:
+                    cpu = json.loads(line)["cpu_s"]
+                    r["cpu_source"] = "getrusage"
+                except (ValueError, KeyError):
+                    log(f"min_server said {line!r}; using /proc ticks")
             r["server_cpu_s"] = round(cpu, 3)
             r["cpu_s_per_gb"] = round(cpu / (r["bytes"] / 1e9), 3)
             r["peak_rss_mib"] = round((stats.status_kib("VmHWM") or 0) / 1024, 1)
@@ -476,7 +565,7 @@ class Bench:
 
     # ---- one run ----
 
-    def run_once(self, run_index, selected):
+    def run_once(self, run_index, selected, last=True):
         data_root = os.path.join(self.args.work_dir, f"run-{run_index}")
         shutil.rmtree(data_root, ignore_errors=True)
         os.makedirs(data_root)
@@ -561,6 +650,10 @@ class Bench:
 
             if want("cluster"):
                 self.cluster(res, data_root, n2)
+
+            # One long run is the measurement (not one per interleaved run).
+            if want("soak") and last:
+                res["scenarios"]["soak"] = self.soak(data_root)
         finally:
             res["broker_log_tail"] = broker_log_tail(broker)
             broker.stop()
@@ -588,6 +681,58 @@ class Bench:
                                                           "nodes": 3}
         finally:
             cluster.stop()
+
+    def soak(self, data_root):
+        """Memory over a long run: a fresh broker takes a fixed rate of 1 KiB acks=all
+        messages that a consumer reads as they arrive (latency_gen), on a topic whose
+        small segments roll and are deleted by retention all along, while its RSS is
+        sampled every second. Growth = median RSS of the last fifth minus that of the
+        fifth after the first 30 s (warm-up: page cache of the maps, allocator pools)."""
+        broker = Broker(self.args.sluice, os.path.join(data_root, "soak-data"),
+                        list(self.args.broker_set) + ["log.retention.check.interval.ms=2000"])
+        seconds, rate = self.p["soak_seconds"], self.p["soak_rate"]
+        samples = []  # (seconds since start, RSS MiB)
+        stop = threading.Event()
+
+        def sample():
+            t0 = time.time()
+            while not stop.is_set():
+                rss = broker.stats.status_kib("VmRSS")
+                if rss:
+                    samples.append((time.time() - t0, rss / 1024))
+                stop.wait(1.0)
+
+        try:
+            topic = "s9-soak"
+            self.create_topic(broker, topic, 3, configs={
+                "segment.bytes": str(4 << 20), "retention.bytes": str(16 << 20)})
+            sampler = threading.Thread(target=sample, daemon=True)
+            with Measured(broker) as m:
+                sampler.start()
+                try:
+                    r = run_json([self.bin("latency_gen"), "--bootstrap", broker.bootstrap, "--topic", topic,
+                                  "--partitions", "3", "--rate", str(rate), "--duration-s", str(seconds),
+                                  "--size", "1024"], seconds + 120, f"latency_gen soak {seconds} s")
+                finally:
+                    stop.set()
+                    sampler.join()
+            warm = min(30.0, seconds / 4)
+            steady = [(t, v) for t, v in samples if t >= warm]
+            fifth = max(1, len(steady) // 5)
+            start_rss = median([v for _, v in steady[:fifth]])
+            end_rss = median([v for _, v in steady[-fifth:]])
+            f = m.figures("in")
+            return {"kind": "soak", "client": "latency_gen", "msgs": r["acked"], "seconds": seconds,
+                    "msgs_per_s": r["achieved_rate"], "mb_per_s": r["achieved_rate"] * 1024 / 1e6,
+                    "produce_ack_us": r["produce_ack_us"], "e2e_us": r["e2e_us"], **f,
+                    "rss_start_mib": round(start_rss, 1), "rss_end_mib": round(end_rss, 1),
+                    "rss_growth_mib": round(end_rss - start_rss, 1),
+                    "rss_max_mib": round(max(v for _, v in samples), 1),
+                    "segments_on_disk_end": sum(1 for d, _, files in os.walk(broker.data_dir)
+                                                if os.path.basename(d).startswith(topic + "-")
+                                                for n in files if n.endswith(".log"))}
+        finally:
+            broker.stop()
 
     def fanout(self, broker, topic, count, run_index):
         n = self.p["fanout_consumers"]
@@ -655,6 +800,9 @@ def summarise(runs):
         "fdatasync_4k_p50_us": lambda l: l["disk"]["small_fdatasync_us"]["p50"],
         "fdatasync_4k_p99_us": lambda l: l["disk"]["small_fdatasync_us"]["p99"],
         "fdatasync_4k_p999_us": lambda l: l["disk"]["small_fdatasync_us"]["p999"],
+        "fdatasync_4k_prealloc_p50_us": lambda l: l["disk"]["small_fdatasync_prealloc_us"]["p50"],
+        "fdatasync_4k_prealloc_p99_us": lambda l: l["disk"]["small_fdatasync_prealloc_us"]["p99"],
+        "fdatasync_4k_prealloc_p999_us": lambda l: l["disk"]["small_fdatasync_prealloc_us"]["p999"],
         "loopback_mb_per_s": lambda l: l["loopback"]["mb_per_s"],
         "loopback_own_mb_per_s": lambda l: l["loopback"]["own_mb_per_s"],
         "min_server_mb_per_s": lambda l: l["min_server"]["mb_per_s"],
@@ -683,7 +831,8 @@ def summarise(runs):
         kind = rows[0]["kind"]
         s = {"kind": kind, "client": rows[0].get("client"), "runs": len(rows)}
         for k in ("msgs", "msgs_per_s", "mb_per_s", "cpu_s_per_gb", "peak_rss_mib", "broker_cpu_s",
-                  "wire_bytes", "avg_request_bytes", "compression_ratio", "partitions"):
+                  "wire_bytes", "avg_request_bytes", "compression_ratio", "partitions",
+                  "rss_start_mib", "rss_end_mib", "rss_growth_mib", "rss_max_mib", "segments_on_disk_end"):
             vals = [row.get(k) for row in rows]
             if any(v is not None for v in vals):
                 s[k] = median(vals)
@@ -708,7 +857,7 @@ def summarise(runs):
             if kind == "consume" and "loopback" in lim:
                 ratio_vals.setdefault("mb_per_s_vs_loopback", []).append(
                     wire_mb_s / lim["loopback"]["mb_per_s"] if wire_mb_s else None)
-            if kind == "latency" and "disk" in lim:
+            if kind in ("latency", "soak") and "disk" in lim:
                 f99 = lim["disk"]["small_fdatasync_us"]["p99"]
                 f50 = lim["disk"]["small_fdatasync_us"]["p50"]
                 for lat in ("produce_ack_us", "e2e_us"):
@@ -753,6 +902,13 @@ def targets(summary):
         if base and z and base.get("cpu_s_per_gb") and z.get("cpu_s_per_gb"):
             v = z["cpu_s_per_gb"] / base["cpu_s_per_gb"]
             add(f"{codec} produce: CPU per wire byte vs uncompressed", round(v, 3), v <= 1.0, "<= 1.0x")
+    soak = sc.get("soak")
+    if soak and soak.get("rss_growth_mib") is not None:
+        v = soak["rss_growth_mib"]
+        # "No growth": within allocator noise, 8 MiB or 10 % of the starting RSS.
+        limit = max(8.0, 0.1 * (soak.get("rss_start_mib") or 0))
+        add(f"soak {soak.get('msgs', 0):,.0f} msgs: RSS growth after warm-up (MiB)", v, v <= limit,
+            f"<= {limit:.0f} MiB")
     rss = [s.get("peak_rss_mib") for s in sc.values() if s.get("peak_rss_mib")]
     if rss:
         v = max(rss)
@@ -764,7 +920,8 @@ def markdown(summary, meta, target_list):
     L = summary["limits"]
     lines = []
     lines.append(f"Sluice {meta['git']} on {meta['cpus']} CPUs, {meta['kernel']}; {meta['mode']}, "
-                 f"median of {meta['runs']} interleaved run(s); load average at start {meta['loadavg']}"
+                 f"median of {meta['runs']} interleaved run(s); load average at start {meta['loadavg']}; "
+                 f"memory pre-touched {meta['pretouched_gib']} GiB"
                  f" ({meta['conditions']}). Client: {meta['client']}.")
     lines.append("")
     lines.append("Machine limits (same runs):")
@@ -776,6 +933,9 @@ def markdown(summary, meta, target_list):
     lines.append(f"| append 1 MiB + fdatasync | {fmt(L.get('disk_seq_mb_per_s'))} MB/s |")
     lines.append(f"| 4 KiB write + fdatasync latency p50 / p99 / p99.9 | {fmt(L.get('fdatasync_4k_p50_us'))} / "
                  f"{fmt(L.get('fdatasync_4k_p99_us'))} / {fmt(L.get('fdatasync_4k_p999_us'))} µs |")
+    lines.append(f"| 4 KiB write + fdatasync into preallocated space, p50 / p99 / p99.9 | "
+                 f"{fmt(L.get('fdatasync_4k_prealloc_p50_us'))} / {fmt(L.get('fdatasync_4k_prealloc_p99_us'))} / "
+                 f"{fmt(L.get('fdatasync_4k_prealloc_p999_us'))} µs |")
     lines.append(f"| min_server ({fmt(L.get('min_server_request_bytes'))} B requests, depth 5) | "
                  f"{fmt(L.get('min_server_mb_per_s'))} MB/s at {fmt(L.get('min_server_cpu_s_per_gb'))} CPU-s/GB |")
     lines.append("")
@@ -789,7 +949,10 @@ def markdown(summary, meta, target_list):
             a, e = s["produce_ack_us"], s["e2e_us"]
             lat = (f"ack {fmt(a['p50'])} / {fmt(a['p99'])} / {fmt(a['p999'])}; "
                    f"e2e {fmt(e['p50'])} / {fmt(e['p99'])} / {fmt(e['p999'])}")
-        if s["kind"] == "produce":
+        if s["kind"] == "soak":
+            vs = (f"RSS {fmt(s.get('rss_start_mib'))} -> {fmt(s.get('rss_end_mib'))} MiB after warm-up, "
+                  f"max {fmt(s.get('rss_max_mib'))}; {fmt(s.get('segments_on_disk_end'))} segments at the end")
+        elif s["kind"] == "produce":
             vs = (f"{fmt(r.get('mb_per_s_vs_min_server'))}x min_server MB/s, "
                   f"{fmt(r.get('cpu_vs_min_server'))}x its CPU/GB")
         elif s["kind"] == "consume":
@@ -822,7 +985,8 @@ def print_tables(summary):
     for name, s in summary["scenarios"].items():
         print(f"\n== {name} ({s['kind']}, client {s.get('client')}, {s['runs']} run(s)) ==")
         for k in ("msgs", "msgs_per_s", "mb_per_s", "wire_mb_per_s", "cpu_s_per_gb", "broker_cpu_s", "peak_rss_mib",
-                  "avg_request_bytes", "compression_ratio", "partitions", "mode"):
+                  "avg_request_bytes", "compression_ratio", "partitions", "mode",
+                  "rss_start_mib", "rss_end_mib", "rss_growth_mib", "rss_max_mib", "segments_on_disk_end"):
             if s.get(k) is not None:
                 print(f"  {k:32} {fmt(s[k])}")
         for lat in ("produce_ack_us", "e2e_us"):
@@ -862,12 +1026,20 @@ def main():
 
     started = datetime.datetime.now()
     load0 = os.getloadavg()
+    pretouched = (0, 0.0)
+    if not args.smoke:
+        log("pre-touching memory (see pretouch_memory)")
+        pretouched = pretouch_memory(4.0)
+        log(f"pre-touched {pretouched[0]} GiB in {pretouched[1]} s")
     runs = []
+    busy = []
     t0 = time.time()
     try:
         for i in range(1, runs_n + 1):
-            log(f"run {i}/{runs_n} (load average {os.getloadavg()[0]:.2f})")
-            runs.append(bench.run_once(i, selected))
+            busy.append(cpu_busy_fraction())
+            log(f"run {i}/{runs_n} (CPU busy before it: {busy[-1]:.0%})")
+            runs.append(bench.run_once(i, selected, last=i == runs_n))
+            runs[-1]["cpu_busy_before"] = busy[-1]
     finally:
         CHILDREN.stop_all()
     elapsed = time.time() - t0
@@ -875,8 +1047,10 @@ def main():
     summary = summarise(runs)
     # Smoke figures come from tiny counts on debug builds: no verdicts.
     target_list = [] if args.smoke else targets(summary)
-    conditions = "quiet" if max(load0[0], max(r["loadavg_start"] for r in runs)) < 0.5 else \
-        "NOISY: other work was running, figures vary"
+    # The load average lags (it still holds our own previous run), so "quiet" is judged
+    # from the CPU time other processes used in the second before each run.
+    conditions = "quiet" if max(busy) < 0.15 else \
+        f"NOISY: other work used up to {max(busy):.0%} of the CPUs between runs, figures vary"
     meta = {
         "started": started.isoformat(timespec="seconds"),
         "git": args.git,
@@ -890,6 +1064,8 @@ def main():
         "kernel": os.uname().release,
         "loadavg": f"{load0[0]:.2f}",
         "conditions": conditions,
+        "cpu_busy_before_runs": busy,
+        "pretouched_gib": pretouched[0],
         "elapsed_s": round(elapsed, 1),
         "params": params,
     }

@@ -2,12 +2,14 @@
 # Profiles the release broker with `perf` under one sustained benchmark load
 # and prints the hot spots (self time per function, and inclusive time).
 #
-#   compat-tests/bench/profile.sh [produce-1k|consume-1k|latency|many-partitions] [SECONDS]
+#   compat-tests/bench/profile.sh [produce-1k|produce-lz4|produce-zstd|consume-1k|latency|many-partitions] [SECONDS]
 #
 # produce-1k: rdkafka_performance, 1 KiB messages, acks=all, 3 partitions,
 #             linger 5 ms (scenario 2, longer: up to 3,000,000 messages).
 # consume-1k: produces 1,000,000 x 1 KiB unprofiled, then profiles reading
 #             them back from the earliest offset, repeated.
+# produce-lz4, produce-zstd: load_gen, 1 KiB JSON-like messages compressed
+#             by the client (scenario 3).
 # latency:    latency_gen at 10,000 msg/s x 100 B, acks=all (scenario 5).
 # many-partitions: 1 KiB acks=all to 1,000 partitions, a random partition
 #             per message (scenario 6).
@@ -73,6 +75,9 @@ case "$LOAD" in
         while [ $(( $(date +%s) - start )) -lt "$SECONDS_LIMIT" ]; do
             timeout 60 "$RDPERF" -C -t prof -b "$B" -p 0 -p 1 -p 2 -o beginning -c 1000000 2>/dev/null | tail -1
         done ;;
+    produce-lz4|produce-zstd)
+        "$BIN/load_gen" produce --bootstrap "$B" --topic prof --count 3000000 --size 1024 \
+            --payload json --compression "${LOAD#produce-}" --max-s "$SECONDS_LIMIT" >/dev/null || true ;;
     many-partitions)
         "$BIN/load_gen" create-topic --bootstrap "$B" --topic prof --partitions 1000 >/dev/null
         timeout "$((SECONDS_LIMIT + 60))" "$RDPERF" -P -t prof -b "$B" -s 1024 -c 3000000 -a -1 \

@@ -41,6 +41,12 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 
+# A fresh machine needs the C toolchain librdkafka's build uses: the test
+# command's setup step installs it (idempotent; quick when all is present).
+if [ "$SMOKE" = 0 ] && [ -z "${SKIP_SETUP:-}" ]; then
+    SETUP_ONLY=1 "$ROOT/scripts/test.sh" >&2
+fi
+
 if [ "$SMOKE" = 1 ]; then
     # The smoke reuses what scripts/test.sh has just built (debug profile):
     # it checks that the benchmark works, not how fast anything is.

@@ -6,6 +6,10 @@
 //! prefix, and the original record `Bytes` (still pointing at what storage read). The socket
 //! writer sends the chunks with vectored writes. If anything does not look exactly as
 //! expected, the response is encoded the ordinary way.
+//!
+//! Record sets the caller holds elsewhere (the broker's file regions, sent with `sendfile`)
+//! are named by position and length only: their place in the frame becomes a
+//! `FrameChunk::External` the caller fills in. This module never sees their bytes.
 
 use std::hash::{BuildHasher, Hasher};
 
@@ -22,38 +26,106 @@ const MARKER_BYTES: usize = 16;
 /// First version whose records use a compact (varint) length.
 const FIRST_FLEXIBLE_VERSION: i16 = 12;
 
+/// One piece of an encoded frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FrameChunk {
+    Bytes(Bytes),
+    /// The records of `ExternalRecords` number `index`, which the caller sends itself.
+    External(usize),
+}
+
+/// A partition's records kept outside the response: `responses[topic].partitions[partition]`
+/// has `len` bytes of records that the caller sends where `FrameChunk::External` says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExternalRecords {
+    pub topic: usize,
+    pub partition: usize,
+    pub len: usize,
+}
+
+/// What a marker stands for.
+enum Taken {
+    Bytes(Bytes),
+    External { index: usize, len: usize },
+}
+
+impl Taken {
+    fn len(&self) -> usize {
+        match self {
+            Taken::Bytes(b) => b.len(),
+            Taken::External { len, .. } => *len,
+        }
+    }
+}
+
 /// Encodes a Fetch response as frame chunks (size prefix included) whose concatenation is
 /// exactly what `encode_response` would produce.
 pub fn encode_fetch_response(
     version: i16,
     correlation_id: i32,
-    mut body: FetchResponse,
+    body: FetchResponse,
 ) -> Result<Vec<Bytes>, EncodeError> {
+    encode_fetch_response_chunks(version, correlation_id, body, &[])?
+        .into_iter()
+        .map(|c| match c {
+            FrameChunk::Bytes(b) => Ok(b),
+            FrameChunk::External(_) => Err(external_error(version)),
+        })
+        .collect()
+}
+
+/// As `encode_fetch_response`, with `external` record sets left to the caller: the frame is
+/// what `encode_response` would produce if each named partition held its external bytes.
+/// The named partitions' own `records` are ignored.
+pub fn encode_fetch_response_chunks(
+    version: i16,
+    correlation_id: i32,
+    mut body: FetchResponse,
+    external: &[ExternalRecords],
+) -> Result<Vec<FrameChunk>, EncodeError> {
     let nonce = {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_i32(correlation_id);
         h.finish().to_be_bytes()
     };
-    let mut taken: Vec<Bytes> = Vec::new();
-    for topic in &mut body.responses {
-        for p in &mut topic.partitions {
+    let mut taken: Vec<Taken> = Vec::new();
+    for (ti, topic) in body.responses.iter_mut().enumerate() {
+        for (pi, p) in topic.partitions.iter_mut().enumerate() {
+            let outside = external
+                .iter()
+                .position(|e| e.topic == ti && e.partition == pi);
             let big = p
                 .records
                 .as_ref()
                 .is_some_and(|r| r.len() >= MIN_ZERO_COPY_BYTES);
-            if !big {
+            if outside.is_none() && !big {
                 continue;
             }
-            let Ok(index) = u32::try_from(taken.len()) else {
-                continue;
-            };
-            if let Some(records) = p.records.replace(marker(&nonce, index)) {
-                taken.push(records);
+            let index = u32::try_from(taken.len()).map_err(|_| external_error(version))?;
+            let previous = p.records.replace(marker(&nonce, index));
+            match (outside, previous) {
+                (Some(i), _) => taken.push(Taken::External {
+                    index: i,
+                    len: external.get(i).map_or(0, |e| e.len),
+                }),
+                (None, Some(records)) => taken.push(Taken::Bytes(records)),
+                (None, None) => {}
             }
         }
     }
+    if external.iter().any(|e| {
+        !taken
+            .iter()
+            .any(|t| matches!(t, Taken::External { index, .. } if external.get(*index) == Some(e)))
+    }) {
+        // An external record set names a partition the response does not have.
+        return Err(external_error(version));
+    }
     if taken.is_empty() {
-        return plain(version, correlation_id, body);
+        return Ok(plain(version, correlation_id, body)?
+            .into_iter()
+            .map(FrameChunk::Bytes)
+            .collect());
     }
     let encoded = encode_response(
         ApiKey::Fetch,
@@ -61,24 +133,43 @@ pub fn encode_fetch_response(
         correlation_id,
         &ResponseKind::Fetch(body.clone()),
     )?;
-    match split_at_markers(&encoded, &nonce, &taken, version >= FIRST_FLEXIBLE_VERSION) {
-        Some(chunks) => Ok(chunks),
-        None => {
-            // Put the records back and encode normally.
-            let mut it = taken.into_iter();
-            for topic in &mut body.responses {
-                for p in &mut topic.partitions {
-                    let is_marker = p
-                        .records
-                        .as_ref()
-                        .is_some_and(|r| r.len() == MARKER_BYTES && r.starts_with(&nonce));
-                    if is_marker {
-                        p.records = it.next();
-                    }
-                }
+    if let Some(chunks) =
+        split_at_markers(&encoded, &nonce, &taken, version >= FIRST_FLEXIBLE_VERSION)
+    {
+        return Ok(chunks);
+    }
+    if !external.is_empty() {
+        // External bytes cannot be encoded inline here.
+        return Err(external_error(version));
+    }
+    // Put the records back and encode normally.
+    let mut it = taken.into_iter();
+    for topic in &mut body.responses {
+        for p in &mut topic.partitions {
+            let is_marker = p
+                .records
+                .as_ref()
+                .is_some_and(|r| r.len() == MARKER_BYTES && r.starts_with(&nonce));
+            if is_marker {
+                p.records = match it.next() {
+                    Some(Taken::Bytes(b)) => Some(b),
+                    _ => None,
+                };
             }
-            plain(version, correlation_id, body)
         }
+    }
+    Ok(plain(version, correlation_id, body)?
+        .into_iter()
+        .map(FrameChunk::Bytes)
+        .collect())
+}
+
+/// External records that cannot be placed (a caller bug, never client input).
+fn external_error(version: i16) -> EncodeError {
+    EncodeError {
+        api_key: ApiKey::Fetch,
+        version,
+        reason: "external records do not match the response".to_string(),
     }
 }
 
@@ -122,14 +213,14 @@ fn length_prefix(len: usize, flexible: bool) -> Option<Bytes> {
 fn split_at_markers(
     encoded: &Bytes,
     nonce: &[u8; 8],
-    taken: &[Bytes],
+    taken: &[Taken],
     flexible: bool,
-) -> Option<Vec<Bytes>> {
+) -> Option<Vec<FrameChunk>> {
     let marker_prefix = length_prefix(MARKER_BYTES, flexible)?;
     let mut chunks = Vec::with_capacity(taken.len() * 3 + 2);
     // The size prefix changes; it is rebuilt at the end.
     let mut pos = 4usize;
-    chunks.push(Bytes::new());
+    chunks.push(FrameChunk::Bytes(Bytes::new()));
     let mut total = 0usize;
     for (i, records) in taken.iter().enumerate() {
         let m = marker(nonce, u32::try_from(i).ok()?);
@@ -141,19 +232,22 @@ fn split_at_markers(
         let before = encoded.slice(pos..prefix_start);
         let prefix = length_prefix(records.len(), flexible)?;
         total += before.len() + prefix.len() + records.len();
-        chunks.push(before);
-        chunks.push(prefix);
-        chunks.push(records.clone());
+        chunks.push(FrameChunk::Bytes(before));
+        chunks.push(FrameChunk::Bytes(prefix));
+        chunks.push(match records {
+            Taken::Bytes(b) => FrameChunk::Bytes(b.clone()),
+            Taken::External { index, .. } => FrameChunk::External(*index),
+        });
         pos = found + MARKER_BYTES;
     }
     let rest = encoded.slice(pos..);
     total += rest.len();
-    chunks.push(rest);
+    chunks.push(FrameChunk::Bytes(rest));
     let size = i32::try_from(total).ok()?;
     if let Some(first) = chunks.first_mut() {
-        *first = Bytes::copy_from_slice(&size.to_be_bytes());
+        *first = FrameChunk::Bytes(Bytes::copy_from_slice(&size.to_be_bytes()));
     }
-    chunks.retain(|c| !c.is_empty());
+    chunks.retain(|c| !matches!(c, FrameChunk::Bytes(b) if b.is_empty()));
     Some(chunks)
 }
 
@@ -222,6 +316,48 @@ mod tests {
         assert!(ptrs.contains(&originals[0]));
         assert!(ptrs.contains(&originals[2]));
         assert!(!ptrs.contains(&originals[1]), "small records are copied");
+    }
+
+    proptest! {
+        #[test]
+        fn external_records_fill_in_to_the_plain_encoding(
+            version in 4i16..=18,
+            sizes in proptest::collection::vec(prop_oneof![0usize..64, 1000usize..300_000], 1..6),
+            outside in proptest::collection::vec(any::<bool>(), 6),
+        ) {
+            let body = response(&sizes, version);
+            let plain = encode_response(ApiKey::Fetch, version, 9, &ResponseKind::Fetch(body.clone())).unwrap();
+            let mut external = Vec::new();
+            let mut held = Vec::new();
+            let mut stripped = body.clone();
+            for (pi, p) in stripped.responses[0].partitions.iter_mut().enumerate() {
+                if outside[pi] {
+                    let records = p.records.take().unwrap();
+                    external.push(ExternalRecords { topic: 0, partition: pi, len: records.len() });
+                    held.push(records);
+                }
+            }
+            let chunks = encode_fetch_response_chunks(version, 9, stripped, &external).unwrap();
+            let mut bytes = Vec::new();
+            for c in &chunks {
+                match c {
+                    FrameChunk::Bytes(b) => bytes.extend_from_slice(b),
+                    FrameChunk::External(i) => bytes.extend_from_slice(&held[*i]),
+                }
+            }
+            prop_assert_eq!(bytes, plain.to_vec());
+        }
+    }
+
+    #[test]
+    fn external_records_for_a_missing_partition_are_an_error() {
+        let body = response(&[10], 16);
+        let external = [ExternalRecords {
+            topic: 0,
+            partition: 5,
+            len: 100,
+        }];
+        assert!(encode_fetch_response_chunks(16, 1, body, &external).is_err());
     }
 
     #[test]

@@ -19,5 +19,8 @@ pub use batch::{BatchBuilder, BatchHeader, Compression};
 pub use compaction::CompactionOutcome;
 pub use config::{LogConfig, TimestampType};
 pub use error::StorageError;
-pub use log::{AppendOutcome, FlushTarget, Log, ReadResult, TimestampOffset};
+pub use log::{
+    AppendOutcome, FileRegion, FlushTarget, Log, ReadResult, RegionRead, StoredRecords,
+    TimestampOffset,
+};
 pub use producer_state::ProducerStateView;

@@ -98,6 +98,7 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log
                 segment.unseal(index_bytes)?;
             } else {
                 let cut = segment.rebuild(interval, index_bytes, true, now_ms)?;
+                segment.enable_preallocation();
                 if cut > 0 {
                     tracing::warn!(dir = %dir.display(), cut_bytes = cut, "truncated torn tail of the active segment");
                 }

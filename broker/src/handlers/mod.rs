@@ -25,20 +25,37 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
-use protocol_shim::fetch_frame::encode_fetch_response;
+use protocol_shim::fetch_frame::{encode_fetch_response_chunks, ExternalRecords, FrameChunk};
 use protocol_shim::{encode_response, Request};
+use storage::FileRegion;
 use tracing::Instrument;
 
 use crate::node::Node;
 
 /// The encoded response frame as chunks to write in order (a Fetch response keeps its record
 /// data as separate chunks, uncopied), or `None` if the connection must close (an encoding bug).
-pub type PendingResponse = Pin<Box<dyn Future<Output = Option<Vec<Bytes>>> + Send>>;
+pub type PendingResponse = Pin<Box<dyn Future<Output = Option<Vec<OutChunk>>> + Send>>;
+
+/// One piece of a response frame for the socket writer.
+#[derive(Clone, Debug)]
+pub enum OutChunk {
+    Bytes(Bytes),
+    /// Record batches sent straight from the segment file (`sendfile`).
+    File(FileRegion),
+}
+
+/// A response body plus the record sets it leaves in segment files (Fetch).
+pub struct Outgoing {
+    pub kind: ResponseKind,
+    pub files: Vec<(ExternalRecords, FileRegion)>,
+}
 
 /// What a handler produced.
 pub enum Reply {
     Now(Box<ResponseKind>),
     Later(Pin<Box<dyn Future<Output = ResponseKind> + Send>>),
+    /// A response that may send records from files (Fetch), now or after waiting.
+    WithFiles(Pin<Box<dyn Future<Output = Outgoing> + Send>>),
     /// No response is sent (produce with acks=0).
     Nothing,
 }
@@ -152,6 +169,19 @@ pub async fn dispatch(
                 .in_current_span(),
             ))
         }
+        Reply::WithFiles(fut) => {
+            let node = Arc::clone(node);
+            Some(Box::pin(
+                async move {
+                    let out = fut.await;
+                    let frame = encode_with_files(version, correlation_id, out);
+                    node.metrics
+                        .observe_request(api_name(api_key), started.elapsed());
+                    frame
+                }
+                .in_current_span(),
+            ))
+        }
     }
 }
 
@@ -190,13 +220,44 @@ fn encode(
     version: i16,
     correlation_id: i32,
     kind: ResponseKind,
-) -> Option<Vec<Bytes>> {
-    let encoded = match kind {
-        ResponseKind::Fetch(body) => encode_fetch_response(version, correlation_id, body),
-        other => encode_response(api_key, version, correlation_id, &other).map(|b| vec![b]),
+) -> Option<Vec<OutChunk>> {
+    if matches!(kind, ResponseKind::Fetch(_)) {
+        return encode_with_files(
+            version,
+            correlation_id,
+            Outgoing {
+                kind,
+                files: Vec::new(),
+            },
+        );
+    }
+    match encode_response(api_key, version, correlation_id, &kind) {
+        Ok(frame) => Some(vec![OutChunk::Bytes(frame)]),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode response; closing connection");
+            None
+        }
+    }
+}
+
+/// Encodes a Fetch response whose `files` record sets go out as `OutChunk::File`.
+fn encode_with_files(version: i16, correlation_id: i32, out: Outgoing) -> Option<Vec<OutChunk>> {
+    let ResponseKind::Fetch(body) = out.kind else {
+        tracing::error!("only Fetch responses carry file records; closing connection");
+        return None;
     };
-    match encoded {
-        Ok(chunks) => Some(chunks),
+    let external: Vec<ExternalRecords> = out.files.iter().map(|(e, _)| *e).collect();
+    match encode_fetch_response_chunks(version, correlation_id, body, &external) {
+        Ok(chunks) => chunks
+            .into_iter()
+            .map(|c| match c {
+                FrameChunk::Bytes(b) => Some(OutChunk::Bytes(b)),
+                FrameChunk::External(i) => out
+                    .files
+                    .get(i)
+                    .map(|(_, region)| OutChunk::File(region.clone())),
+            })
+            .collect(),
         Err(e) => {
             tracing::error!(error = %e, "cannot encode response; closing connection");
             None

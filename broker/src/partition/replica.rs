@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use storage::{AppendOutcome, Log, LogConfig, StorageError};
+use storage::{AppendOutcome, Log, LogConfig, StorageError, StoredRecords};
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
@@ -30,10 +30,15 @@ pub enum PartitionError {
     NotLeader(TopicPartition),
 }
 
-/// The result of reading for a fetch.
+/// Fetch answers at least this large are sent from the segment file (`sendfile`) instead of
+/// being read into memory first; below it one read and copy cost less than the extra syscall.
+const MIN_FILE_REGION_BYTES: usize = 32 * 1024;
+
+/// The result of reading for a fetch: records in memory (`Bytes`) or, for a consumer or
+/// follower fetch, possibly a file region (`StoredRecords`).
 #[derive(Debug)]
-pub struct FetchRead {
-    pub records: bytes::Bytes,
+pub struct FetchRead<R = bytes::Bytes> {
+    pub records: R,
     pub high_watermark: i64,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
@@ -479,6 +484,38 @@ impl Partition {
                 log_end_offset: log.log_end_offset(),
             })
         })
+    }
+
+    /// As `read_below`, but answers of at least `MIN_FILE_REGION_BYTES` come as a file region
+    /// to send with `sendfile`, and from one segment only (as Kafka's fetch reads).
+    pub fn read_for_fetch(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+        to_log_end: bool,
+    ) -> Result<FetchRead<StoredRecords>, PartitionError> {
+        let hw = self.high_watermark();
+        // Under the lock only the batch headers are walked; small answers are read after it
+        // is released (stored bytes below the log end never change, except by a truncation,
+        // which a short read then reports), so producers do not wait on fetch I/O.
+        let read = self.with_log(|log| {
+            let upper = if to_log_end { log.log_end_offset() } else { hw };
+            let r = log.read_region(offset, upper, max_bytes, min_one_batch, 0)?;
+            Ok(FetchRead {
+                records: r.records,
+                high_watermark: hw,
+                log_start_offset: log.log_start_offset(),
+                log_end_offset: log.log_end_offset(),
+            })
+        })?;
+        match read.records {
+            StoredRecords::File(ref region) if region.len < MIN_FILE_REGION_BYTES as u64 => {
+                let records = StoredRecords::Bytes(region.read_to_bytes()?);
+                Ok(FetchRead { records, ..read })
+            }
+            _ => Ok(read),
+        }
     }
 
     pub fn log_start_offset(&self) -> Result<i64, PartitionError> {

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use crate::handlers::{dispatch, PendingResponse};
+use crate::handlers::{dispatch, OutChunk, PendingResponse};
 
 /// Most buffer space reserved ahead of the bytes received.
 const READ_AHEAD_MAX_BYTES: usize = 1 << 20;
@@ -54,7 +54,7 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
                     let Some(chunks) = pending.await else {
                         return;
                     };
-                    if let Err(e) = write_chunks(&mut writer, &chunks).await {
+                    if let Err(e) = write_frame(&mut writer, &chunks).await {
                         tracing::debug!(error = %e, "write failed");
                         return;
                     }
@@ -103,7 +103,8 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
                         let Ok(frame) = frame else {
                             break 'read;
                         };
-                        let ready: PendingResponse = Box::pin(async move { Some(vec![frame]) });
+                        let ready: PendingResponse =
+                            Box::pin(async move { Some(vec![OutChunk::Bytes(frame)]) });
                         if tx.send(ready).await.is_err() {
                             break 'read;
                         }
@@ -148,6 +149,25 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
     }
     .instrument(span)
     .await;
+}
+
+/// Writes a frame: runs of in-memory chunks with vectored writes, file regions with `sendfile`.
+async fn write_frame(
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    chunks: &[OutChunk],
+) -> std::io::Result<()> {
+    let mut run: Vec<bytes::Bytes> = Vec::new();
+    for chunk in chunks {
+        match chunk {
+            OutChunk::Bytes(b) => run.push(b.clone()),
+            OutChunk::File(region) => {
+                write_chunks(writer, &run).await?;
+                run.clear();
+                super::send_file::send_file(writer.as_ref(), region).await?;
+            }
+        }
+    }
+    write_chunks(writer, &run).await
 }
 
 /// Writes a frame given as chunks with vectored writes, so large record chunks go to the socket

@@ -6,7 +6,11 @@
 //! 2. Appends of 4 KiB, each followed by `fdatasync`: latency p50/p99/p99.9,
 //!    the floor under any acks=all produce latency.
 //!
-//! Both write to fresh files that grow (like a log segment), and both stop at
+//! 3. The same 4 KiB appends into a file preallocated with `fallocate` (as
+//!    Sluice preallocates its active segments), where an fdatasync need not
+//!    commit a new file size: the floor for a broker that does so.
+//!
+//! 1 and 2 write to fresh files that grow (like a log segment), and all stop at
 //! a count or a time limit, whichever comes first. The files are removed.
 //!
 //! `disk_limit --dir DIR [--seq-mib 256] [--small-count 2000] [--max-s 20]`
@@ -50,8 +54,23 @@ fn append_sync(
     chunk: &[u8],
     count: usize,
     max: Duration,
+    preallocate: bool,
 ) -> BenchResult<(u64, Duration, Vec<u64>)> {
     let mut file = create(path)?;
+    if preallocate {
+        use std::os::fd::AsRawFd;
+        let len = (chunk.len() * count) as i64;
+        // SAFETY: plain syscall on the descriptor `file` owns.
+        if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) } != 0 {
+            return Err(format!(
+                "fallocate {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            ));
+        }
+        file.sync_all()
+            .map_err(|e| format!("fsync {}: {e}", path.display()))?;
+    }
     let mut lat = Vec::with_capacity(count);
     let start = Instant::now();
     let mut written = 0u64;
@@ -91,6 +110,7 @@ fn run() -> BenchResult<()> {
         &chunk,
         seq_mib,
         max,
+        false,
     )?;
     let small = chunk.get(..SMALL_BYTES).unwrap_or(&chunk);
     let (_, small_elapsed, mut small_lat) = append_sync(
@@ -98,12 +118,29 @@ fn run() -> BenchResult<()> {
         small,
         small_count,
         max,
+        false,
     )?;
+    // Where the filesystem cannot preallocate, report the growing-file figure again.
+    let mut prealloc_lat = match append_sync(
+        &dir.join(format!("disk-limit-prealloc-{pid}")),
+        small,
+        small_count,
+        max,
+        true,
+    ) {
+        Ok((_, _, lat)) => lat,
+        Err(e) => {
+            eprintln!("disk_limit: {e}; no preallocated figure");
+            small_lat.clone()
+        }
+    };
     let seq = Percentiles::from_ns(&mut seq_lat);
     let small_p = Percentiles::from_ns(&mut small_lat);
+    let prealloc_p = Percentiles::from_ns(&mut prealloc_lat);
     println!(
         "{{\"dir\":{},\"seq_bytes\":{},\"seq_s\":{},\"seq_mb_per_s\":{},\"seq_chunk_us\":{},\
-         \"small_writes\":{},\"small_s\":{},\"small_fdatasync_us\":{}}}",
+         \"small_writes\":{},\"small_s\":{},\"small_fdatasync_us\":{},\
+         \"small_fdatasync_prealloc_us\":{}}}",
         json_str(&dir.display().to_string()),
         seq_bytes,
         json_f64(seq_elapsed.as_secs_f64()),
@@ -111,7 +148,8 @@ fn run() -> BenchResult<()> {
         seq.to_json(),
         small_p.count,
         json_f64(small_elapsed.as_secs_f64()),
-        small_p.to_json()
+        small_p.to_json(),
+        prealloc_p.to_json()
     );
     Ok(())
 }

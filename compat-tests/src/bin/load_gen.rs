@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! load_gen create-topic --bootstrap B --topic T --partitions P [--replication-factor R] [--min-insync-replicas M]
+//!          [--configs k=v,k=v]
 //! load_gen produce --bootstrap B --topic T --count N --size S
 //!          [--payload json|random] [--compression none|lz4|zstd|...]
 //!          [--acks all] [--linger-ms 5] [--set k=v ...] [--max-s 300]
@@ -81,6 +82,13 @@ fn create_topic(args: &Args) -> BenchResult<()> {
     let mut new_topic = NewTopic::new(&topic, partitions, TopicReplication::Fixed(replication));
     if let Some(v) = min_isr.as_deref() {
         new_topic = new_topic.set("min.insync.replicas", v);
+    }
+    let configs: String = args.get("configs", String::new())?;
+    for pair in configs.split(',').filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("--configs: {pair:?} is not k=v"))?;
+        new_topic = new_topic.set(k, v);
     }
     let results = runtime
         .block_on(admin.create_topics([&new_topic], &options))

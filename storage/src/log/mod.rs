@@ -11,11 +11,14 @@
 
 mod outcome;
 mod read;
+mod read_region;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use outcome::{AppendOutcome, FlushTarget, ReadResult, TimestampOffset};
+pub use outcome::{
+    AppendOutcome, FileRegion, FlushTarget, ReadResult, RegionRead, StoredRecords, TimestampOffset,
+};
 
 use crate::batch::header::{
     set_base_offset, set_partition_leader_epoch, stamp_log_append_time, BatchHeader, HEADER_BYTES,
@@ -480,6 +483,8 @@ mod epoch_tests;
 mod index_tests;
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod preallocate_tests;
 #[cfg(test)]
 mod read_tests;
 #[cfg(test)]

@@ -47,3 +47,60 @@ pub struct TimestampOffset {
     pub offset: i64,
     pub timestamp: i64,
 }
+
+/// Where stored batches lie in a segment file, for sending them without reading them first.
+/// The range lies inside the segment's data when returned; the file only ever shrinks below
+/// it if the log is truncated, so a sender must treat a short file as an error.
+#[derive(Clone, Debug)]
+pub struct FileRegion {
+    pub file: Arc<File>,
+    pub position: u64,
+    pub len: u64,
+}
+
+impl FileRegion {
+    /// The region's bytes, with one positional read; an error if the file has become shorter.
+    pub fn read_to_bytes(&self) -> Result<bytes::Bytes, crate::StorageError> {
+        let len = usize::try_from(self.len)
+            .map_err(|_| crate::StorageError::corrupt("region too large"))?;
+        let mut buf = Vec::with_capacity(len);
+        crate::segment::file_io::read_exact_at_into(&self.file, &mut buf, len, self.position)?;
+        Ok(bytes::Bytes::from(buf))
+    }
+}
+
+/// Whole stored batches, in memory or as a file region (`Log::read_region`).
+#[derive(Clone, Debug)]
+pub enum StoredRecords {
+    Bytes(bytes::Bytes),
+    File(FileRegion),
+}
+
+impl StoredRecords {
+    pub fn len(&self) -> usize {
+        match self {
+            StoredRecords::Bytes(b) => b.len(),
+            StoredRecords::File(r) => usize::try_from(r.len).unwrap_or(usize::MAX),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Default for StoredRecords {
+    fn default() -> Self {
+        StoredRecords::Bytes(bytes::Bytes::new())
+    }
+}
+
+/// Result of `Log::read_region`.
+#[derive(Clone, Debug, Default)]
+pub struct RegionRead {
+    pub records: StoredRecords,
+    /// Base offset of the first batch returned (may be below the requested offset).
+    pub first_offset: Option<i64>,
+    /// Last offset of the last batch returned.
+    pub last_offset: Option<i64>,
+}

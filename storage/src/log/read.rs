@@ -91,7 +91,7 @@ impl Log {
     }
 
     /// Segments that may hold `offset` or anything after it, in order.
-    fn segments_from(&self, offset: i64) -> impl Iterator<Item = &Segment> {
+    pub(crate) fn segments_from(&self, offset: i64) -> impl Iterator<Item = &Segment> {
         self.segments().filter(move |s| s.next_offset() > offset)
     }
 

@@ -4,6 +4,9 @@
 //! overwrites anyway), plus `WindowReader`, which serves sequential header scans and CRC checks
 //! from one reused buffer filled by large reads instead of a syscall per batch header.
 //!
+//! `preallocate` extends a file with allocated (reading as zeros) space, so that later appends
+//! inside it change no file size and an fdatasync after them need not commit the inode.
+//!
 //! Invariants: `write_all_vectored_at` either writes every byte or returns an error (short writes
 //! are continued, EINTR is retried); `read_exact_at_into` appends exactly `len` bytes or returns
 //! an error and leaves the vector's length unchanged.
@@ -59,6 +62,32 @@ pub(crate) fn write_all_vectored_at(
         tail = tail.get(written..).unwrap_or_default();
     }
     Ok(())
+}
+
+/// Extends `file` to `offset + len` bytes with allocated space (`fallocate` mode 0, never
+/// glibc's zero-writing emulation): an error where the filesystem cannot (or the disk is full).
+#[cfg(target_os = "linux")]
+pub(crate) fn preallocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let too_large = || io::Error::new(io::ErrorKind::InvalidInput, "file offset too large");
+    let offset = libc::off_t::try_from(offset).map_err(|_| too_large())?;
+    let len = libc::off_t::try_from(len).map_err(|_| too_large())?;
+    loop {
+        // SAFETY: plain syscall on a file descriptor owned by `file`, which outlives the call.
+        let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, offset, len) };
+        if r == 0 {
+            return Ok(());
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
+/// Not available here: appends simply grow the file.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn preallocate(_file: &File, _offset: u64, _len: u64) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
 }
 
 /// Portable fallback: two positional writes.

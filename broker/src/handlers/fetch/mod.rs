@@ -23,10 +23,12 @@ use protocol_shim::ErrorKind;
 use uuid::Uuid;
 
 use super::util::{partition_error_kind, topic_name};
-use super::Reply;
+use super::{Outgoing, Reply};
 use crate::node::Node;
 use crate::partition::Partition;
+use protocol_shim::fetch_frame::ExternalRecords;
 use session::{FetchPlan, PartitionKey};
+use storage::{FileRegion, StoredRecords};
 
 /// Upper bound on `max_wait_ms`, whatever the client asks.
 const MAX_WAIT_MS: i32 = 300_000;
@@ -80,10 +82,10 @@ pub fn handle(node: &Arc<Node>, request: FetchRequest, version: i16) -> Reply {
         || first.answer_now
         || request.max_wait_ms <= 0
     {
-        return Reply::Now(Box::new(ResponseKind::Fetch(ctx.finish(first))));
+        return Reply::WithFiles(Box::pin(std::future::ready(ctx.finish(first))));
     }
     let partitions: Vec<Arc<Partition>> = first.partitions.clone();
-    Reply::Later(Box::pin(async move {
+    Reply::WithFiles(Box::pin(async move {
         drop(first);
         // Consumers wait for the high watermark, followers for the log end.
         let mut receivers: Vec<_> = partitions
@@ -114,11 +116,11 @@ pub fn handle(node: &Arc<Node>, request: FetchRequest, version: i16) -> Reply {
             }
             let result = ctx.collect();
             if result.bytes >= min_bytes || result.has_error {
-                return ResponseKind::Fetch(ctx.finish(result));
+                return ctx.finish(result);
             }
         }
         let result = ctx.collect();
-        ResponseKind::Fetch(ctx.finish(result))
+        ctx.finish(result)
     }))
 }
 
@@ -142,6 +144,9 @@ struct Collected {
     /// A partition names a preferred read replica: answer at once, as Kafka does.
     answer_now: bool,
     partitions: Vec<Arc<Partition>>,
+    /// Records sent from segment files: each entry's `records` holds the paired placeholder
+    /// (recognised by identity in `finish`), the region the bytes to send.
+    files: Vec<(Bytes, FileRegion)>,
 }
 
 impl FetchContext {
@@ -151,6 +156,7 @@ impl FetchContext {
         let mut has_error = false;
         let mut answer_now = false;
         let mut partitions = Vec::new();
+        let mut files = Vec::new();
         for w in &self.plan.wanted {
             let mut data = PartitionData::default()
                 .with_partition_index(w.key.partition)
@@ -162,7 +168,7 @@ impl FetchContext {
             if self.read_committed {
                 data.aborted_transactions = Some(Vec::new());
             }
-            let error = self.read_partition(w, &mut data, &mut bytes, &mut partitions);
+            let error = self.read_partition(w, &mut data, &mut bytes, &mut partitions, &mut files);
             answer_now |= data.preferred_read_replica.0 >= 0;
             if error != ErrorKind::None {
                 has_error = true;
@@ -189,6 +195,7 @@ impl FetchContext {
             has_error,
             answer_now,
             partitions,
+            files,
         }
     }
 
@@ -198,6 +205,7 @@ impl FetchContext {
         data: &mut PartitionData,
         bytes: &mut usize,
         partitions: &mut Vec<Arc<Partition>>,
+        files: &mut Vec<(Bytes, FileRegion)>,
     ) -> ErrorKind {
         let Some(name) = w.key.topic.as_deref() else {
             return ErrorKind::UnknownTopicId;
@@ -257,13 +265,21 @@ impl FetchContext {
             .unwrap_or(0)
             .min(remaining);
         let min_one = *bytes == 0;
-        match partition.read_below(w.fetch_offset, limit, min_one, self.follower.is_some()) {
+        match partition.read_for_fetch(w.fetch_offset, limit, min_one, self.follower.is_some()) {
             Ok(read) => {
                 data.high_watermark = read.high_watermark;
                 data.last_stable_offset = read.high_watermark;
                 data.log_start_offset = read.log_start_offset;
                 *bytes += read.records.len();
-                data.records = Some(read.records);
+                data.records = Some(match read.records {
+                    StoredRecords::Bytes(b) => b,
+                    StoredRecords::File(region) => {
+                        // A placeholder of its own allocation: `finish` knows it by address.
+                        let placeholder = Bytes::from(vec![0u8; 1]);
+                        files.push((placeholder.clone(), region));
+                        placeholder
+                    }
+                });
                 ErrorKind::None
             }
             Err(e) => {
@@ -297,7 +313,9 @@ impl FetchContext {
         )
     }
 
-    fn finish(&self, collected: Collected) -> FetchResponse {
+    fn finish(&self, collected: Collected) -> Outgoing {
+        let files = collected.files;
+        let mut external = Vec::new();
         let entries = self
             .node
             .fetch_sessions
@@ -336,16 +354,40 @@ impl FetchContext {
                         .with_topic_id(key.topic_id),
                 );
             }
-            if let (Some(name), Some(records)) = (key.topic.as_deref(), data.records.as_ref()) {
-                self.node.metrics.add_bytes_out(name, records.len());
+            let mut data = data;
+            let mut sent = data.records.as_ref().map_or(0, Bytes::len);
+            let file = data.records.as_ref().and_then(|r| {
+                files
+                    .iter()
+                    .find(|(placeholder, _)| placeholder.as_ptr() == r.as_ptr())
+            });
+            if let (Some((_, region)), Some(t)) = (file, topics.last()) {
+                sent = usize::try_from(region.len).unwrap_or(usize::MAX);
+                data.records = None;
+                external.push((
+                    ExternalRecords {
+                        topic: topics.len() - 1,
+                        partition: t.partitions.len(),
+                        len: sent,
+                    },
+                    region.clone(),
+                ));
+            }
+            if let Some(name) = key.topic.as_deref() {
+                self.node.metrics.add_bytes_out(name, sent);
             }
             if let Some(t) = topics.last_mut() {
                 t.partitions.push(data);
             }
         }
-        FetchResponse::default()
-            .with_session_id(self.plan.response_session_id)
-            .with_responses(topics)
-            .with_node_endpoints(endpoints)
+        Outgoing {
+            kind: ResponseKind::Fetch(
+                FetchResponse::default()
+                    .with_session_id(self.plan.response_session_id)
+                    .with_responses(topics)
+                    .with_node_endpoints(endpoints),
+            ),
+            files: external,
+        }
     }
 }

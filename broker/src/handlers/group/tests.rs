@@ -43,6 +43,12 @@ async fn resolve(reply: Reply) -> ResponseKind {
         Reply::Later(fut) => tokio::time::timeout(Duration::from_secs(5), fut)
             .await
             .unwrap(),
+        Reply::WithFiles(fut) => {
+            tokio::time::timeout(Duration::from_secs(5), fut)
+                .await
+                .unwrap()
+                .kind
+        }
         Reply::Nothing => panic!("no response"),
     }
 }
