@@ -309,10 +309,28 @@ async fn paused_follower_leaves_and_rejoins_the_isr() {
     for i in 100..200 {
         send(i).await.unwrap();
     }
+    let under = "sluice_under_replicated_partitions";
+    // This partition, and the leader's __consumer_offsets partitions the paused node follows.
+    let during = cluster.metric(part.leader, under);
+    assert!(
+        during.is_some_and(|v| v >= 1.0),
+        "{under} on the leader: {during:?}"
+    );
     cluster.node(follower).resume();
     let expand = cluster.wait_for_partitions(&topic, Duration::from_secs(60), "ISR expand", |ps| {
         ps.first().is_some_and(|p| p.isr.contains(&follower))
     });
+    // The leader learns the ISR from the controller a moment after Metadata shows it, and the
+    // offsets partitions rejoin on their own schedule.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while cluster.metric(part.leader, under) != Some(0.0) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        cluster.metric(part.leader, under),
+        Some(0.0),
+        "{under} after the rejoin"
+    );
     for i in 200..300 {
         send(i).await.unwrap();
     }

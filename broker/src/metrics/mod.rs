@@ -246,7 +246,11 @@ impl Metrics {
         self.high_watermark.clear();
         self.log_start_offset.clear();
         self.partition_bytes.clear();
+        let mut under_replicated = 0i64;
         for p in partitions.all() {
+            if p.is_under_replicated() {
+                under_replicated += 1;
+            }
             let labels = PartitionLabels {
                 topic: p.tp.topic.clone(),
                 partition: p.tp.partition.to_string(),
@@ -264,6 +268,7 @@ impl Metrics {
                     .set(p.high_watermark());
             }
         }
+        self.under_replicated.set(under_replicated);
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!(error = %e, "cannot encode metrics");

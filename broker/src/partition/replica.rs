@@ -281,6 +281,15 @@ impl Partition {
         }
     }
 
+    /// Kafka's under-replicated partition: this replica leads it and its ISR is smaller than
+    /// its replica set.
+    pub fn is_under_replicated(&self) -> bool {
+        match &*self.role.lock() {
+            Role::Leader(state) => state.isr().len() < state.replicas().len(),
+            _ => false,
+        }
+    }
+
     /// In-sync replicas the leader still hears from (see `LeaderState::live_isr_len`); 1 when
     /// not a cluster leader.
     pub fn live_isr_len(&self, now_ms: i64, lag_max_ms: i64) -> usize {
