@@ -31,14 +31,7 @@ impl Log {
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<ReadResult, StorageError> {
-        let log_end = self.log_end_offset();
-        if start_offset < self.log_start_offset || start_offset > log_end {
-            return Err(StorageError::OffsetOutOfRange {
-                offset: start_offset,
-                log_start: self.log_start_offset,
-                log_end,
-            });
-        }
+        let log_end = self.check_read_offset(start_offset)?;
         if start_offset == log_end {
             return Ok(ReadResult::default());
         }
@@ -88,6 +81,19 @@ impl Log {
             result.records = Bytes::from(buf).slice(out_start..out_end);
         }
         Ok(result)
+    }
+
+    /// OffsetOutOfRange unless `start_offset` lies in [log start, log end]; returns the log end.
+    pub(crate) fn check_read_offset(&self, start_offset: i64) -> Result<i64, StorageError> {
+        let log_end = self.log_end_offset();
+        if start_offset < self.log_start_offset || start_offset > log_end {
+            return Err(StorageError::OffsetOutOfRange {
+                offset: start_offset,
+                log_start: self.log_start_offset,
+                log_end,
+            });
+        }
+        Ok(log_end)
     }
 
     /// Segments that may hold `offset` or anything after it, in order.

@@ -26,14 +26,7 @@ impl Log {
         min_one_batch: bool,
         min_region_bytes: usize,
     ) -> Result<RegionRead, StorageError> {
-        let log_end = self.log_end_offset();
-        if start_offset < self.log_start_offset || start_offset > log_end {
-            return Err(StorageError::OffsetOutOfRange {
-                offset: start_offset,
-                log_start: self.log_start_offset,
-                log_end,
-            });
-        }
+        self.check_read_offset(start_offset)?;
         for segment in self.segments_from(start_offset) {
             let mut start_position = 0u64;
             let mut taken = 0usize;
