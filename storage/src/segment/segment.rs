@@ -125,7 +125,7 @@ impl Segment {
         )?;
         let mut segment =
             Self::with_files(base_offset, log_path, log_file, offset_index, time_index)?;
-        segment.preallocate_step_bytes = PREALLOCATE_MIN_BYTES;
+        segment.enable_preallocation();
         Ok(segment)
     }
 
@@ -246,12 +246,13 @@ impl Segment {
         let mut max_ts = -1;
         let mut offset_of_max = -1;
         let mut end = position;
-        let data_end = self.preallocated_tail_start(position)?;
         for info in self.scan(position) {
-            if end >= data_end {
-                break;
-            }
-            let info = info?;
+            let info = match info {
+                Ok(info) => info,
+                // The data ends where untrimmed preallocated space begins.
+                Err(_) if self.preallocated_at(end) => break,
+                Err(e) => return Err(e),
+            };
             end = info.position + info.total_size;
             if info.base_offset < next {
                 return Err(StorageError::corrupt(format!(
@@ -265,12 +266,7 @@ impl Segment {
                 offset_of_max = info.base_offset;
             }
         }
-        if end != data_end {
-            return Err(StorageError::corrupt(
-                "the last batch runs into the preallocated tail",
-            ));
-        }
-        self.trim_to(data_end)?;
+        self.trim_to(end)?;
         self.next_offset = next;
         self.max_timestamp = max_ts;
         self.offset_of_max_timestamp = offset_of_max;
@@ -278,28 +274,16 @@ impl Segment {
         Ok(())
     }
 
-    /// Where the data ends when the file ends in preallocated space: the first batch boundary
-    /// at or after `position` whose header starts with 12 zero bytes (base offset 0 and batch
-    /// length 0, which no batch has); the file's end if there is none.
-    fn preallocated_tail_start(&self, position: u64) -> Result<u64, StorageError> {
-        let mut at = position;
-        let mut reader = WindowReader::new(&self.log_file, self.size_bytes);
-        while at < self.size_bytes {
-            let want = usize::try_from((self.size_bytes - at).min(HEADER_BYTES as u64))
-                .unwrap_or(HEADER_BYTES);
-            let head = reader.get(at, want, SCAN_CHUNK_BYTES)?;
-            if is_preallocated(head) {
-                return Ok(at);
-            }
-            let Ok(header) = <[u8; HEADER_BYTES]>::try_from(head) else {
-                return Ok(self.size_bytes);
-            };
-            let Ok(info) = BatchInfo::from_header(at, header) else {
-                return Ok(self.size_bytes);
-            };
-            at = at.saturating_add(info.total_size);
-        }
-        Ok(self.size_bytes)
+    /// Whether the batch boundary `position` starts preallocated space: its first 12 bytes
+    /// (base offset and batch length, which are never both 0 in a batch), or all that is left
+    /// of the file if fewer, read as zeros.
+    fn preallocated_at(&self, position: u64) -> bool {
+        let left = self.size_bytes.saturating_sub(position).min(12);
+        let mut head = [0u8; 12];
+        let Some(head) = head.get_mut(..usize::try_from(left).unwrap_or(0)) else {
+            return false;
+        };
+        self.log_file.read_exact_at(head, position).is_ok() && head.iter().all(|b| *b == 0)
     }
 
     /// Cuts the file to `len` (dropping preallocated space or a torn tail past the data).
@@ -339,13 +323,7 @@ impl Segment {
                     self.index_batch(&info, index_interval_bytes);
                 }
                 Err(e) => {
-                    let want =
-                        usize::try_from((self.size_bytes - position).min(HEADER_BYTES as u64))
-                            .unwrap_or(HEADER_BYTES);
-                    if reader
-                        .get(position, want, SCAN_CHUNK_BYTES)
-                        .is_ok_and(is_preallocated)
-                    {
+                    if self.preallocated_at(position) {
                         tracing::debug!(segment = %self.log_path.display(), position, "data ends at the preallocated tail");
                     } else {
                         tracing::warn!(segment = %self.log_path.display(), position, error = %e, "truncating invalid tail");
@@ -355,10 +333,8 @@ impl Segment {
                 }
             }
         }
-        drop(reader);
-        if self.log_file.metadata()?.len() != position {
-            self.allocated_bytes = u64::MAX;
-        }
+        // Whatever a failed write left behind, the file's real length decides the trim.
+        self.allocated_bytes = self.log_file.metadata()?.len();
         self.trim_to(position)?;
         self.set_roll_base_from_first_batch(now_ms)?;
         Ok(cut)
@@ -647,12 +623,6 @@ impl Segment {
         }
         Ok(())
     }
-}
-
-/// Whether a (possibly short) header read is preallocated space: its first 12 bytes (base
-/// offset, batch length), or all of it if shorter, are zero.
-fn is_preallocated(head: &[u8]) -> bool {
-    head.iter().take(12).all(|b| *b == 0)
 }
 
 pub(crate) fn remove_if_exists(path: &Path) -> Result<(), StorageError> {
