@@ -510,7 +510,7 @@ impl Partition {
         // which a short read then reports), so producers do not wait on fetch I/O.
         let read = self.with_log(|log| {
             let upper = if to_log_end { log.log_end_offset() } else { hw };
-            let r = log.read_region(offset, upper, max_bytes, min_one_batch, 0)?;
+            let r = log.read_region(offset, upper, max_bytes, min_one_batch)?;
             Ok(FetchRead {
                 records: r.records,
                 high_watermark: hw,
@@ -609,5 +609,56 @@ impl Partition {
 
     pub fn is_closed(&self) -> bool {
         self.log.lock().is_none()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn batch(value_bytes: usize) -> Vec<u8> {
+        storage::BatchBuilder::new()
+            .record(None, Some(&vec![7u8; value_bytes]), 1)
+            .build()
+            .unwrap()
+    }
+
+    /// The stored form of `produced`: the same bytes after the offset and leader-epoch fields
+    /// the log stamps (the first 17 bytes: base offset, length, epoch, magic).
+    fn same_batch(stored: &[u8], produced: &[u8]) -> bool {
+        stored.len() == produced.len() && stored.get(17..) == produced.get(17..)
+    }
+
+    /// Fetch answers below `MIN_FILE_REGION_BYTES` come in memory, larger ones as a file
+    /// region for `sendfile`; both hold exactly the stored batches.
+    #[test]
+    fn read_for_fetch_sends_large_answers_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let tp = TopicPartition {
+            topic: "t".into(),
+            partition: 0,
+        };
+        let p = Partition::open(
+            dir.path(),
+            tp,
+            Uuid::nil(),
+            LogConfig::default(),
+            DurabilityPolicy::SyncOnAck,
+            0,
+        )
+        .unwrap();
+        let small = batch(100);
+        p.append(&small, 0).unwrap();
+        let read = p.read_for_fetch(0, usize::MAX, true, true).unwrap();
+        assert!(matches!(&read.records, StoredRecords::Bytes(b) if same_batch(b, &small)));
+
+        let large = batch(MIN_FILE_REGION_BYTES);
+        p.append(&large, 0).unwrap();
+        let read = p.read_for_fetch(1, usize::MAX, true, true).unwrap();
+        let StoredRecords::File(region) = &read.records else {
+            panic!("expected a file region, got {:?}", read.records);
+        };
+        assert!(same_batch(&region.read_to_bytes().unwrap(), &large));
     }
 }

@@ -69,7 +69,7 @@ impl FileRegion {
     }
 }
 
-/// Whole stored batches, in memory or as a file region (`Log::read_region`).
+/// Whole stored batches, in memory or as a file region (as `Log::read_region` returns them).
 #[derive(Clone, Debug)]
 pub enum StoredRecords {
     Bytes(bytes::Bytes),

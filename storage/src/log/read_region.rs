@@ -1,14 +1,12 @@
 //! Fetch reads that locate batches instead of copying them: `Log::read_region` walks batch
 //! headers only and returns where the batches lie in the segment file, so the broker can send
 //! them with `sendfile` (page cache to socket, no copy through user space). Like Kafka's
-//! `LogSegment.read`, one fetch answers from one segment. Small answers (below the caller's
-//! threshold) are read into memory instead: a syscall per partition costs more than the copy.
+//! `LogSegment.read`, one fetch answers from one segment. The caller decides what to read
+//! into memory instead (`FileRegion::read_to_bytes`), outside any lock it holds.
 //!
 //! Invariant: the same batches as `Log::read` with the same arguments, as long as they lie in
 //! one segment (when they would continue into the next, fewer are returned; the consumer's next
 //! fetch gets the rest).
-
-use bytes::Bytes;
 
 use crate::error::StorageError;
 use crate::log::{FileRegion, Log, RegionRead, StoredRecords};
@@ -16,15 +14,14 @@ use crate::log::{FileRegion, Log, RegionRead, StoredRecords};
 impl Log {
     /// Whole batches from the one containing `start_offset`, stopping before a batch whose base
     /// offset is >= `max_offset` or that would take the total past `max_bytes` (except the first
-    /// one if `min_one_batch`, KIP-74), all from one segment: as a `FileRegion` when at least
-    /// `min_region_bytes`, else as bytes.
+    /// one if `min_one_batch`, KIP-74), all from one segment, as a `FileRegion` (empty records
+    /// when there is nothing to return).
     pub fn read_region(
         &self,
         start_offset: i64,
         max_offset: i64,
         max_bytes: usize,
         min_one_batch: bool,
-        min_region_bytes: usize,
     ) -> Result<RegionRead, StorageError> {
         self.check_read_offset(start_offset)?;
         for segment in self.segments_from(start_offset) {
@@ -56,17 +53,11 @@ impl Log {
                 result.last_offset = Some(info.last_offset);
             }
             if taken > 0 {
-                result.records = if taken >= min_region_bytes {
-                    StoredRecords::File(FileRegion {
-                        file: segment.log_file(),
-                        position: start_position,
-                        len: taken as u64,
-                    })
-                } else {
-                    let mut buf = Vec::with_capacity(taken);
-                    segment.read_into(&mut buf, start_position, taken)?;
-                    StoredRecords::Bytes(Bytes::from(buf))
-                };
+                result.records = StoredRecords::File(FileRegion {
+                    file: segment.log_file(),
+                    position: start_position,
+                    len: taken as u64,
+                });
                 return Ok(result);
             }
             if stop {
@@ -80,8 +71,6 @@ impl Log {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::os::unix::fs::FileExt;
-
     use super::*;
     use crate::log::tests::{batch, small_config};
     use crate::LogConfig;
@@ -89,19 +78,12 @@ mod tests {
     fn bytes_of(r: &RegionRead) -> Vec<u8> {
         match &r.records {
             StoredRecords::Bytes(b) => b.to_vec(),
-            StoredRecords::File(region) => {
-                let mut buf = vec![0u8; region.len as usize];
-                region
-                    .file
-                    .read_exact_at(&mut buf, region.position)
-                    .unwrap();
-                buf
-            }
+            StoredRecords::File(region) => region.read_to_bytes().unwrap().to_vec(),
         }
     }
 
     /// `read_region` returns what `read` returns, cut at the first segment end, for every
-    /// start offset, limit and threshold.
+    /// start offset and limit, always as a file region.
     #[test]
     fn matches_read_within_a_segment() {
         for config in [small_config(), LogConfig::default()] {
@@ -113,36 +95,31 @@ mod tests {
             let end = log.log_end_offset();
             for start in 0..end {
                 for max_bytes in [0usize, 50, 200, 1000, usize::MAX] {
-                    for min_region in [0usize, 150, usize::MAX] {
-                        for max_offset in [end, start + 3] {
-                            let full = log.read(start, max_offset, max_bytes, true).unwrap();
-                            let region = log
-                                .read_region(start, max_offset, max_bytes, true, min_region)
-                                .unwrap();
-                            let got = bytes_of(&region);
-                            assert!(!got.is_empty(), "start {start} max {max_bytes}");
-                            assert!(full.records.starts_with(&got));
-                            assert_eq!(region.first_offset, full.first_offset);
-                            let is_file = matches!(region.records, StoredRecords::File(_));
-                            assert_eq!(is_file, got.len() >= min_region);
-                            if log.segment_count() == 1 {
-                                assert_eq!(got, full.records.to_vec());
-                                assert_eq!(region.last_offset, full.last_offset);
-                            }
+                    for max_offset in [end, start + 3] {
+                        let full = log.read(start, max_offset, max_bytes, true).unwrap();
+                        let region = log.read_region(start, max_offset, max_bytes, true).unwrap();
+                        let got = bytes_of(&region);
+                        assert!(!got.is_empty(), "start {start} max {max_bytes}");
+                        assert!(full.records.starts_with(&got));
+                        assert_eq!(region.first_offset, full.first_offset);
+                        assert!(matches!(region.records, StoredRecords::File(_)));
+                        if log.segment_count() == 1 {
+                            assert_eq!(got, full.records.to_vec());
+                            assert_eq!(region.last_offset, full.last_offset);
                         }
                     }
                 }
                 // Without min_one_batch, a budget below the first batch returns nothing.
-                let none = log.read_region(start, end, 10, false, 0).unwrap();
+                let none = log.read_region(start, end, 10, false).unwrap();
                 assert!(none.records.is_empty());
             }
             assert!(log
-                .read_region(end, end, 100, true, 0)
+                .read_region(end, end, 100, true)
                 .unwrap()
                 .records
                 .is_empty());
             assert!(matches!(
-                log.read_region(end + 1, end, 100, true, 0),
+                log.read_region(end + 1, end, 100, true),
                 Err(StorageError::OffsetOutOfRange { .. })
             ));
         }
