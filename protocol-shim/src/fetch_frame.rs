@@ -93,7 +93,8 @@ pub fn encode_fetch_response_chunks(
         for (pi, p) in topic.partitions.iter_mut().enumerate() {
             let outside = external
                 .iter()
-                .position(|e| e.topic == ti && e.partition == pi);
+                .enumerate()
+                .find(|(_, e)| e.topic == ti && e.partition == pi);
             let big = p
                 .records
                 .as_ref()
@@ -101,24 +102,23 @@ pub fn encode_fetch_response_chunks(
             if outside.is_none() && !big {
                 continue;
             }
-            let index = u32::try_from(taken.len()).map_err(|_| external_error(version))?;
+            let Ok(index) = u32::try_from(taken.len()) else {
+                continue;
+            };
             let previous = p.records.replace(marker(&nonce, index));
             match (outside, previous) {
-                (Some(i), _) => taken.push(Taken::External {
-                    index: i,
-                    len: external.get(i).map_or(0, |e| e.len),
-                }),
+                (Some((index, e)), _) => taken.push(Taken::External { index, len: e.len }),
                 (None, Some(records)) => taken.push(Taken::Bytes(records)),
                 (None, None) => {}
             }
         }
     }
-    if external.iter().any(|e| {
-        !taken
-            .iter()
-            .any(|t| matches!(t, Taken::External { index, .. } if external.get(*index) == Some(e)))
-    }) {
-        // An external record set names a partition the response does not have.
+    let placed = taken
+        .iter()
+        .filter(|t| matches!(t, Taken::External { .. }))
+        .count();
+    if placed != external.len() {
+        // An external record set names a partition the response does not have (or twice).
         return Err(external_error(version));
     }
     if taken.is_empty() {

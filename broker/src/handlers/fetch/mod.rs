@@ -10,6 +10,7 @@ mod session;
 
 pub use session::FetchSessionCache;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -144,9 +145,10 @@ struct Collected {
     /// A partition names a preferred read replica: answer at once, as Kafka does.
     answer_now: bool,
     partitions: Vec<Arc<Partition>>,
-    /// Records sent from segment files: each entry's `records` holds the paired placeholder
-    /// (recognised by identity in `finish`), the region the bytes to send.
-    files: Vec<(Bytes, FileRegion)>,
+    /// Records sent from segment files, by the address of the placeholder that stands in the
+    /// entry's `records` (a one-byte allocation of its own, so the address is unique while the
+    /// entry holds it; non-empty, so an incremental session keeps the entry).
+    files: HashMap<usize, FileRegion>,
 }
 
 impl FetchContext {
@@ -156,7 +158,7 @@ impl FetchContext {
         let mut has_error = false;
         let mut answer_now = false;
         let mut partitions = Vec::new();
-        let mut files = Vec::new();
+        let mut files = HashMap::new();
         for w in &self.plan.wanted {
             let mut data = PartitionData::default()
                 .with_partition_index(w.key.partition)
@@ -205,7 +207,7 @@ impl FetchContext {
         data: &mut PartitionData,
         bytes: &mut usize,
         partitions: &mut Vec<Arc<Partition>>,
-        files: &mut Vec<(Bytes, FileRegion)>,
+        files: &mut HashMap<usize, FileRegion>,
     ) -> ErrorKind {
         let Some(name) = w.key.topic.as_deref() else {
             return ErrorKind::UnknownTopicId;
@@ -274,9 +276,8 @@ impl FetchContext {
                 data.records = Some(match read.records {
                     StoredRecords::Bytes(b) => b,
                     StoredRecords::File(region) => {
-                        // A placeholder of its own allocation: `finish` knows it by address.
                         let placeholder = Bytes::from(vec![0u8; 1]);
-                        files.push((placeholder.clone(), region));
+                        files.insert(placeholder.as_ptr() as usize, region);
                         placeholder
                     }
                 });
@@ -314,7 +315,7 @@ impl FetchContext {
     }
 
     fn finish(&self, collected: Collected) -> Outgoing {
-        let files = collected.files;
+        let mut files = collected.files;
         let mut external = Vec::new();
         let entries = self
             .node
@@ -356,12 +357,11 @@ impl FetchContext {
             }
             let mut data = data;
             let mut sent = data.records.as_ref().map_or(0, Bytes::len);
-            let file = data.records.as_ref().and_then(|r| {
-                files
-                    .iter()
-                    .find(|(placeholder, _)| placeholder.as_ptr() == r.as_ptr())
-            });
-            if let (Some((_, region)), Some(t)) = (file, topics.last()) {
+            let file = data
+                .records
+                .as_ref()
+                .and_then(|r| files.remove(&(r.as_ptr() as usize)));
+            if let (Some(region), Some(t)) = (file, topics.last()) {
                 sent = usize::try_from(region.len).unwrap_or(usize::MAX);
                 data.records = None;
                 external.push((
@@ -370,7 +370,7 @@ impl FetchContext {
                         partition: t.partitions.len(),
                         len: sent,
                     },
-                    region.clone(),
+                    region,
                 ));
             }
             if let Some(name) = key.topic.as_deref() {
