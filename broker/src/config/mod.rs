@@ -127,6 +127,25 @@ struct FileConfig {
 }
 
 impl BrokerConfig {
+    /// A single-node configuration over `dir` with `settings`, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(dir: &std::path::Path, settings: BrokerSettings) -> Self {
+        BrokerConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 9092,
+            inter_broker_listen: None,
+            inter_broker_advertised_host: "127.0.0.1".into(),
+            inter_broker_advertised_port: 9092,
+            data_dir: dir.to_path_buf(),
+            node_id: 1,
+            log_level: "info".into(),
+            settings,
+            metrics_listen: None,
+            cluster: None,
+        }
+    }
+
     /// Resolves the configuration from parsed command-line arguments (which already include
     /// the environment variables).
     pub fn resolve(cli: &Cli) -> Result<Self, ConfigError> {

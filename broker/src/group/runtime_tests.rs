@@ -24,20 +24,7 @@ fn config(dir: &std::path::Path) -> BrokerConfig {
     settings
         .set("group.initial.rebalance.delay.ms", "0")
         .unwrap();
-    BrokerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        advertised_host: "127.0.0.1".into(),
-        advertised_port: 9092,
-        inter_broker_listen: None,
-        inter_broker_advertised_host: "127.0.0.1".into(),
-        inter_broker_advertised_port: 9092,
-        data_dir: dir.to_path_buf(),
-        node_id: 1,
-        log_level: "info".into(),
-        settings,
-        metrics_listen: None,
-        cluster: None,
-    }
+    BrokerConfig::for_tests(dir, settings)
 }
 
 async fn stop(node: Arc<Node>) {

@@ -16,7 +16,7 @@ use protocol_shim::ErrorKind;
 use storage::batch::BatchHeader;
 use storage::AppendOutcome;
 
-use super::util::{partition_error_kind, str_bytes};
+use super::util::{partition_error_kind, str_bytes, topic_name};
 use super::Reply;
 use crate::node::Node;
 use crate::partition::Partition;
@@ -178,9 +178,12 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
             }
             partition_responses.push(resp);
         }
+        // A copy of the name: the response waits for the fsync, and a slice of the request
+        // would keep the whole request buffer alive meanwhile, so the connection could not
+        // reuse it for the next request (it would fault in a fresh one every time).
         responses.push(
             TopicProduceResponse::default()
-                .with_name(topic.name)
+                .with_name(topic_name(topic.name.0.as_str()))
                 .with_topic_id(topic.topic_id)
                 .with_partition_responses(partition_responses),
         );
@@ -237,3 +240,7 @@ fn min_insync_replicas(node: &Node, meta: &crate::metadata::TopicMeta) -> usize 
         })
         .max(1)
 }
+
+#[cfg(test)]
+#[path = "produce_tests.rs"]
+mod tests;
