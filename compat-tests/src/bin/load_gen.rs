@@ -9,12 +9,13 @@
 //!          [--configs k=v,k=v]
 //! load_gen produce --bootstrap B --topic T --count N --size S
 //!          [--payload json|random] [--compression none|lz4|zstd|...]
-//!          [--acks all] [--linger-ms 5] [--set k=v ...] [--max-s 300]
+//!          [--acks all] [--linger-ms 5] [--rate MSGS_PER_S] [--set k=v ...] [--max-s 300]
 //! load_gen consume --bootstrap B --topic T --partitions P --count N
 //!          [--group G] [--set k=v ...] [--max-s 300]
 //! ```
 //!
-//! Each prints one JSON object on stdout. `consume` without `--group` assigns
+//! `--rate` paces `produce` to that many messages per second (default: as fast as the
+//! client goes). Each prints one JSON object on stdout. `consume` without `--group` assigns
 //! every partition from the earliest offset (no group APIs); with `--group`
 //! it subscribes as a member of that consumer group.
 
@@ -137,6 +138,7 @@ fn produce(args: &Args) -> BenchResult<()> {
     let kind: PayloadKind = args.get("payload", PayloadKind::Json)?;
     let compression = args.get("compression", "none".to_owned())?;
     let max = Duration::from_secs_f64(args.get("max-s", 300.0)?);
+    let rate: f64 = args.get("rate", 0.0)?;
     let mut config = client_config(args)?;
     config
         .set("acks", args.get("acks", "all".to_owned())?)
@@ -155,6 +157,13 @@ fn produce(args: &Args) -> BenchResult<()> {
     let start = Instant::now();
     let mut timed_out = false;
     'messages: for i in 0..count {
+        if rate > 0.0 {
+            // Message i is due i/rate seconds after the start; serve callbacks until then.
+            let due = Duration::from_secs_f64(i as f64 / rate);
+            while let Some(wait) = due.checked_sub(start.elapsed()) {
+                producer.poll(wait.min(Duration::from_millis(5)));
+            }
+        }
         let payload = pool.get(i as usize % pool.len()).ok_or("empty pool")?;
         let mut record = BaseRecord::<(), [u8], ()>::to(&topic).payload(payload.as_slice());
         loop {
