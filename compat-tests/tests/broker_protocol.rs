@@ -1,6 +1,7 @@
 //! Protocol-level behaviour of a real broker process, driven over raw sockets: idempotent
 //! producer sequences (and their survival across kill -9), fetch sessions (KIP-227), fetch
-//! long polling, acks=0, LogAppendTime, retention, and ListOffsets max timestamp.
+//! long polling, acks=0, LogAppendTime, retention, ListOffsets max timestamp, and closing idle
+//! connections.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -489,4 +490,54 @@ fn sync_policy_fsyncs_before_acknowledging() {
         fsync_count(&broker).unwrap() > before,
         "acknowledged before any fsync"
     );
+}
+
+#[test]
+fn idle_connections_close_after_connections_max_idle_ms_even_after_a_large_request() {
+    let idle = Duration::from_millis(3000);
+    let broker = SluiceProcess::start(
+        SluiceOptions::new().set("connections.max.idle.ms", &idle.as_millis().to_string()),
+    );
+    let topic = unique_topic("idle");
+    let mut conn = connect(&broker);
+    create_topic(&mut conn, &topic, 1, &[]);
+    let quiet = connect(&broker);
+
+    // A produce of ~1 MB grows this connection's read buffer, which it gives back once idle
+    // for a second; the connection must go on working after that, and still close on time.
+    let value = vec![0x5a_u8; 900 * 1024];
+    let batch = compat_tests::batch::build_batch(&[(b"k", &value)], now_ms());
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(&topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch))])]);
+    let response = conn.call(&request, 8).unwrap();
+    assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+    std::thread::sleep(Duration::from_millis(1800));
+    let versions = conn.call(&ApiVersionsRequest::default(), 0).unwrap();
+    assert_eq!(
+        versions.error_code, 0,
+        "the connection works after its buffer shrank"
+    );
+    let stored = wire::fetch(&mut conn, &topic, 0, 0).unwrap();
+    assert_eq!(stored.high_watermark, 1);
+
+    // Now idle: open until the limit, closed soon after it.
+    let since = Instant::now();
+    assert!(
+        !conn.wait_closed(idle / 2).unwrap(),
+        "closed before the idle limit"
+    );
+    assert!(
+        conn.wait_closed(idle * 2).unwrap(),
+        "not closed after the idle limit"
+    );
+    assert!(since.elapsed() >= idle - Duration::from_millis(200));
+    // The connection that never sent anything was closed by then too.
+    let mut quiet = quiet;
+    assert!(quiet.wait_closed(Duration::from_millis(100)).unwrap());
 }

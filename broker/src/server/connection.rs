@@ -7,6 +7,8 @@
 //! awaits them in order; at most `queued.max.requests` are outstanding, after which reading
 //! pauses. A frame that is malformed, oversized, of an unknown API or of an unsupported
 //! version (other than ApiVersions) closes the connection, as Kafka does.
+//! A connection that sends nothing for `connections.max.idle.ms` is closed; one idle for a
+//! second gives back a read buffer that large requests grew (a busy one reuses it).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,9 +23,17 @@ use tracing::Instrument;
 
 use crate::handlers::{dispatch, OutChunk, PendingResponse};
 
+use crate::node::Node;
+
 /// Most buffer space reserved ahead of the bytes received.
 const READ_AHEAD_MAX_BYTES: usize = 1 << 20;
-use crate::node::Node;
+/// The read buffer a connection starts with.
+const INITIAL_BUFFER_BYTES: usize = 8 * 1024;
+/// A busy connection keeps and reuses its read buffer however large requests made it; one
+/// idle for `IDLE_SHRINK_AFTER` with nothing buffered trades a buffer larger than this for a
+/// fresh small one, so idle connections do not each hold a megabyte.
+const IDLE_BUFFER_KEEP_BYTES: usize = 64 * 1024;
+const IDLE_SHRINK_AFTER: Duration = Duration::from_secs(1);
 
 /// Serves one connection until the client closes it, it misbehaves, it idles out, or the
 /// broker shuts down (after which in-flight requests are still answered).
@@ -64,7 +74,7 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
             .in_current_span(),
         );
 
-        let mut buf = BytesMut::with_capacity(8 * 1024);
+        let mut buf = BytesMut::with_capacity(INITIAL_BUFFER_BYTES);
         'read: loop {
             // Take every whole frame already buffered.
             loop {
@@ -125,9 +135,21 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
                     break;
                 }
             }
-            let read = tokio::select! {
-                () = node.shutdown.cancelled() => break,
-                r = tokio::time::timeout(idle, reader.read_buf(&mut buf)) => r,
+            // Wait for bytes, up to the idle limit; on the way, a large idle buffer is given back
+            // (one extra wake-up per idle spell, and only for such a buffer).
+            let mut idle_for = Duration::ZERO;
+            let read = loop {
+                let wait = read_wait(idle, idle_for, &buf);
+                let r = tokio::select! {
+                    () = node.shutdown.cancelled() => break 'read,
+                    r = tokio::time::timeout(wait, reader.read_buf(&mut buf)) => r,
+                };
+                idle_for += wait;
+                if r.is_err() && idle_for < idle {
+                    shrink_idle_buffer(&mut buf);
+                    continue;
+                }
+                break r;
             };
             match read {
                 Ok(Ok(0)) => break,
@@ -149,6 +171,24 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
     }
     .instrument(span)
     .await;
+}
+
+/// How long to wait for the next bytes, having waited `idle_for` of the `idle` limit: at first
+/// only until a large, empty buffer should be given back.
+fn read_wait(idle: Duration, idle_for: Duration, buf: &BytesMut) -> Duration {
+    let left = idle.saturating_sub(idle_for);
+    if idle_for.is_zero() && buf.is_empty() && buf.capacity() > IDLE_BUFFER_KEEP_BYTES {
+        left.min(IDLE_SHRINK_AFTER)
+    } else {
+        left
+    }
+}
+
+/// Replaces an empty read buffer larger than `IDLE_BUFFER_KEEP_BYTES` by a small one.
+fn shrink_idle_buffer(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() > IDLE_BUFFER_KEEP_BYTES {
+        *buf = BytesMut::with_capacity(INITIAL_BUFFER_BYTES);
+    }
 }
 
 /// Writes a frame: runs of in-memory chunks with vectored writes, file regions with `sendfile`.
@@ -221,4 +261,45 @@ async fn write_chunks(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_connection_gives_back_a_large_empty_buffer_once() {
+        let idle = Duration::from_secs(600);
+        let mut large = BytesMut::with_capacity(1 << 20);
+        // First wait: only until the shrink; then the rest of the idle limit.
+        assert_eq!(read_wait(idle, Duration::ZERO, &large), IDLE_SHRINK_AFTER);
+        shrink_idle_buffer(&mut large);
+        assert!(large.capacity() <= IDLE_BUFFER_KEEP_BYTES);
+        assert_eq!(
+            read_wait(idle, IDLE_SHRINK_AFTER, &large),
+            idle - IDLE_SHRINK_AFTER
+        );
+        // A small buffer waits out the whole limit at once (no extra wake-up).
+        let small = BytesMut::with_capacity(INITIAL_BUFFER_BYTES);
+        assert_eq!(read_wait(idle, Duration::ZERO, &small), idle);
+        // An idle limit shorter than the shrink delay is kept.
+        let short = Duration::from_millis(200);
+        assert_eq!(
+            read_wait(short, Duration::ZERO, &BytesMut::with_capacity(1 << 20)),
+            short
+        );
+    }
+
+    #[test]
+    fn a_partial_frame_is_never_dropped() {
+        let mut buf = BytesMut::with_capacity(1 << 20);
+        buf.extend_from_slice(&[0, 0, 0, 9, 1, 2]);
+        assert_eq!(
+            read_wait(Duration::from_secs(600), Duration::ZERO, &buf),
+            Duration::from_secs(600)
+        );
+        shrink_idle_buffer(&mut buf);
+        assert_eq!(&buf[..], &[0, 0, 0, 9, 1, 2]);
+        assert!(buf.capacity() >= 1 << 20);
+    }
 }
