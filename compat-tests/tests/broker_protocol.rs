@@ -507,16 +507,12 @@ fn idle_connections_close_after_connections_max_idle_ms_even_after_a_large_reque
     // for a second; the connection must go on working after that, and still close on time.
     let value = vec![0x5a_u8; 900 * 1024];
     let batch = compat_tests::batch::build_batch(&[(b"k", &value)], now_ms());
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic_name(&topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(batch))])]);
-    let response = conn.call(&request, 8).unwrap();
-    assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+    assert_eq!(
+        wire::produce(&mut conn, &topic, 0, batch)
+            .unwrap()
+            .error_code,
+        0
+    );
     std::thread::sleep(Duration::from_millis(1800));
     let versions = conn.call(&ApiVersionsRequest::default(), 0).unwrap();
     assert_eq!(
