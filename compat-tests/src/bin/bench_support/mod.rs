@@ -1,5 +1,5 @@
 //! Helpers shared by the benchmark binaries (`latency_gen`, `load_gen`,
-//! `disk_limit`, `min_server`, `min_client`, `loopback_limit`), included
+//! `fetch_client`, `disk_limit`, `min_server`, `min_client`, `loopback_limit`), included
 //! with `#[path]` so they stay out of the compat-tests library.
 //!
 //! Everything here is for `compat-tests/bench/run.sh`: arguments are
