@@ -1,7 +1,8 @@
 //! The log and the fetch path of a real broker process, over raw sockets: time-based
 //! retention and rolling by age (`retention.ms`, `segment.ms`), group commit (concurrent
 //! acks=all produces share fsyncs), fetch sessions keyed by topic id (Fetch v13+) with
-//! forgotten topics, and the `max_bytes` / `partition_max_bytes` budgets (KIP-74).
+//! forgotten topics, the `max_bytes` / `partition_max_bytes` budgets (KIP-74), and large
+//! answers sent both ways (copied out, or with `sendfile`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -479,4 +480,56 @@ fn fetch_max_bytes_and_partition_max_bytes_budgets() {
     let r = fetch_budget(&mut conn, &topic, &[0, 1], three, three);
     assert_eq!(records_of(&r, 0).len(), 3 * batch);
     assert!(records_of(&r, 1).is_empty());
+}
+
+/// Large fetch answers leave the broker copied out through its bounded buffer (the default)
+/// or with `sendfile` (`sluice.fetch.sendfile=true`); either way a response of several
+/// partitions larger than the 4 MiB buffer arrives whole, each batch as the producer sent it.
+#[test]
+fn large_fetch_answers_arrive_whole_copied_out_or_with_sendfile() {
+    for sendfile in ["false", "true"] {
+        let broker =
+            SluiceProcess::start(SluiceOptions::new().set("sluice.fetch.sendfile", sendfile));
+        let mut conn = connect(&broker);
+        let topic = unique_topic("large-fetch");
+        create_topic(&mut conn, &topic, 3, &[]);
+        // 3 partitions x 3 batches of ~900 KB: an answer of ~8 MB, two buffers' worth.
+        let mut sent = Vec::new();
+        for p in 0..3 {
+            let mut batches = Vec::new();
+            for b in 0..3u8 {
+                let values: Vec<Vec<u8>> = (0..100u8)
+                    .map(|i| vec![i ^ b ^ p as u8; 9 * 1024])
+                    .collect();
+                let records: Vec<(&[u8], &[u8])> =
+                    values.iter().map(|v| (&b"k"[..], v.as_slice())).collect();
+                let batch = compat_tests::batch::build_batch(&records, now_ms());
+                let r = wire::produce(&mut conn, &topic, p, batch.clone()).unwrap();
+                assert_eq!(r.error_code, 0, "{r:?}");
+                batches.push(batch);
+            }
+            sent.push(batches);
+        }
+        let r = fetch_budget(&mut conn, &topic, &[0, 1, 2], 64 << 20, 4 << 20);
+        for (p, batches) in sent.iter().enumerate() {
+            let got = records_of(&r, p as i32);
+            let headers = parse_batch_headers(&got);
+            assert_eq!(headers.len(), 3, "sendfile={sendfile} partition {p}");
+            let mut position = 0;
+            for (i, (h, want)) in headers.iter().zip(batches).enumerate() {
+                assert_eq!(h.base_offset, 100 * i as i64);
+                let stored = &got[position..position + h.size];
+                // From the magic byte on (base offset and leader epoch are the broker's).
+                assert_eq!(
+                    &stored[16..],
+                    &want[16..],
+                    "sendfile={sendfile} partition {p} batch {i}"
+                );
+                position += h.size;
+            }
+            assert_eq!(position, got.len());
+        }
+        // The connection stays usable after the large answer.
+        assert_eq!(earliest_offset(&mut conn, &topic), 0);
+    }
 }

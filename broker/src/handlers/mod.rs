@@ -40,7 +40,8 @@ pub type PendingResponse = Pin<Box<dyn Future<Output = Option<Vec<OutChunk>>> + 
 #[derive(Clone, Debug)]
 pub enum OutChunk {
     Bytes(Bytes),
-    /// Record batches sent straight from the segment file (`sendfile`).
+    /// Record batches still in their segment file, copied out or sent with `sendfile` by the
+    /// connection writer.
     File(FileRegion),
 }
 

@@ -55,6 +55,7 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
                 .unsigned_abs(),
         );
         let queue = usize::try_from(settings.i32("queued.max.requests").max(1)).unwrap_or(1);
+        let use_sendfile = settings.bool("sluice.fetch.sendfile");
         let decoder = FrameDecoder::new(max_frame_bytes);
         let (tx, mut rx) = mpsc::channel::<PendingResponse>(queue);
 
@@ -64,7 +65,7 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
                     let Some(chunks) = pending.await else {
                         return;
                     };
-                    if let Err(e) = write_frame(&mut writer, &chunks).await {
+                    if let Err(e) = write_frame(&mut writer, &chunks, use_sendfile).await {
                         tracing::debug!(error = %e, "write failed");
                         return;
                     }
@@ -191,11 +192,23 @@ fn shrink_idle_buffer(buf: &mut BytesMut) {
     }
 }
 
-/// Writes a frame: runs of in-memory chunks with vectored writes, file regions with `sendfile`.
+/// Writes a frame. One held in memory goes out with vectored writes; one with file regions
+/// is copied out through a bounded buffer (`copy_out`), or, with `use_sendfile`, written as
+/// runs of in-memory chunks and file regions sent with `sendfile`.
 async fn write_frame(
     writer: &mut tokio::net::tcp::OwnedWriteHalf,
     chunks: &[OutChunk],
+    use_sendfile: bool,
 ) -> std::io::Result<()> {
+    let has_file = chunks.iter().any(|c| matches!(c, OutChunk::File(_)));
+    if has_file && !use_sendfile {
+        return super::copy_out::write_frame_copied(
+            writer,
+            chunks,
+            super::copy_out::COPY_BUFFER_BYTES,
+        )
+        .await;
+    }
     let mut run: Vec<bytes::Bytes> = Vec::new();
     for chunk in chunks {
         match chunk {

@@ -67,6 +67,23 @@ impl FileRegion {
         crate::segment::file_io::read_exact_at_into(&self.file, &mut buf, len, self.position)?;
         Ok(bytes::Bytes::from(buf))
     }
+
+    /// Appends `len` bytes of the region, starting `skip` bytes into it, to `buf` (positional
+    /// reads into its spare capacity, so a caller can reuse one bounded buffer for a region of
+    /// any size); an error if that runs past the region or the file has become shorter.
+    pub fn read_part_into(
+        &self,
+        buf: &mut Vec<u8>,
+        skip: u64,
+        len: usize,
+    ) -> Result<(), crate::StorageError> {
+        let end = skip.checked_add(len as u64).filter(|&end| end <= self.len);
+        let position = end
+            .and_then(|_| self.position.checked_add(skip))
+            .ok_or_else(|| crate::StorageError::corrupt("read past the end of a file region"))?;
+        crate::segment::file_io::read_exact_at_into(&self.file, buf, len, position)?;
+        Ok(())
+    }
 }
 
 /// Whole stored batches, in memory or as a file region (as `Log::read_region` returns them).

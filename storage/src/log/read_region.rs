@@ -124,4 +124,45 @@ mod tests {
             ));
         }
     }
+
+    /// A region read in parts into one reused buffer gives the same bytes as one whole read;
+    /// a part past the region, or past a file truncated under it, is an error.
+    #[test]
+    fn a_region_reads_in_parts_as_a_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+        for i in 0..10 {
+            log.append(&batch(3, i * 3), 0, 0).unwrap();
+        }
+        let read = log.read_region(0, 30, usize::MAX, true).unwrap();
+        let StoredRecords::File(region) = read.records else {
+            panic!("expected a file region");
+        };
+        let whole = region.read_to_bytes().unwrap();
+        for part in [1usize, 7, 100, whole.len()] {
+            let mut got = Vec::new();
+            let mut buf = Vec::with_capacity(part);
+            let mut done = 0u64;
+            while done < region.len {
+                let n = part.min((region.len - done) as usize);
+                buf.clear();
+                region.read_part_into(&mut buf, done, n).unwrap();
+                assert_eq!(buf.len(), n);
+                got.extend_from_slice(&buf);
+                done += n as u64;
+            }
+            assert_eq!(got, whole.to_vec(), "parts of {part}");
+        }
+        let mut buf = Vec::new();
+        assert!(region.read_part_into(&mut buf, region.len, 1).is_err());
+        assert!(region.read_part_into(&mut buf, 1, whole.len()).is_err());
+        assert!(buf.is_empty());
+        // The file cut below the region (a truncation after the read): a short read is an error.
+        region
+            .file
+            .set_len(region.position + region.len / 2)
+            .unwrap();
+        assert!(region.read_part_into(&mut buf, 0, whole.len()).is_err());
+        assert!(buf.is_empty());
+    }
 }
