@@ -30,8 +30,9 @@ pub enum PartitionError {
     NotLeader(TopicPartition),
 }
 
-/// Fetch answers at least this large are sent from the segment file (`sendfile`) instead of
-/// being read into memory first; below it one read and copy cost less than the extra syscall.
+/// Fetch answers at least this large stay file regions, which the connection writer sends from
+/// the segment file (copied out through its bounded buffer, or with `sendfile`), so the
+/// handler holds no copy of them; smaller ones are read into memory here at once.
 const MIN_FILE_REGION_BYTES: usize = 32 * 1024;
 
 /// The result of reading for a fetch: records in memory (`Bytes`) or, for a consumer or
@@ -496,7 +497,8 @@ impl Partition {
     }
 
     /// As `read_below`, but answers of at least `MIN_FILE_REGION_BYTES` come as a file region
-    /// to send with `sendfile`, and from one segment only (as Kafka's fetch reads).
+    /// for the connection writer to send from the file, and from one segment only (as Kafka's
+    /// fetch reads).
     pub fn read_for_fetch(
         &self,
         offset: i64,
