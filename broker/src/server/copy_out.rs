@@ -1,6 +1,7 @@
 //! Sending a response frame that holds file regions through one bounded buffer: in-memory
 //! chunks are copied in, file regions are read into it with `pread`, and the buffer goes to
-//! the socket with plain writes of up to `COPY_BUFFER_BYTES` (4 MiB) each. The default way fetch
+//! the socket with plain writes of up to `COPY_BUFFER_BYTES` (4 MiB) each (an in-memory chunk
+//! at least that large is written as it is, without a copy). The default way fetch
 //! answers leave the broker; `sendfile` (`send_file`) is the alternative, chosen with the
 //! `sluice.fetch.sendfile` setting.
 //!
@@ -22,7 +23,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 
 use crate::handlers::OutChunk;
 
-/// The buffer a frame is gathered in, and so the largest write: 4 MiB, which a fetch of
+/// The buffer a frame is gathered in, and so the largest gathered write: 4 MiB, which a fetch of
 /// librdkafka's default 1 MiB per partition over a few partitions fits in one write (1 MiB
 /// pieces cost the broker about 10 % more per byte on the benchmark machine). It is freed
 /// when the frame is written.
@@ -194,8 +195,9 @@ mod tests {
         for buffer in [1usize, 2, 1000, 2499, 2500, 4096, 1 << 20] {
             let pieces = gather(&chunks, buffer).unwrap();
             assert_eq!(pieces.concat(), want, "buffer {buffer}");
-            // Gathered pieces fill the buffer except the last one; only a chunk of at least
-            // the buffer's size goes out larger, on its own.
+            // No gathered piece is larger than the buffer (a piece ends early when the next
+            // in-memory chunk does not fit); only a chunk of at least the buffer's size goes
+            // out larger, on its own.
             for p in &pieces {
                 assert!(
                     p.len() <= buffer.max(2500),
@@ -207,6 +209,24 @@ mod tests {
         // A buffer larger than the frame: one write of exactly the frame.
         let pieces = gather(&chunks, 1 << 20).unwrap();
         assert_eq!(pieces.len(), 1);
+    }
+
+    #[test]
+    fn empty_regions_and_a_region_the_size_of_the_buffer_come_out_exactly() {
+        let data: Vec<u8> = (0..4096u32).map(|i| (i % 253) as u8).collect();
+        let (_f1, empty) = region(&data, 10, 0);
+        let (_f2, full) = region(&data, 0, 4096);
+        let (_f3, empty_too) = region(&data, 4096, 0);
+        let chunks = vec![empty, full, empty_too];
+        for buffer in [1usize, 4095, 4096, 4097] {
+            let pieces = gather(&chunks, buffer).unwrap();
+            assert_eq!(pieces.concat(), data, "buffer {buffer}");
+            assert!(pieces.iter().all(|p| p.len() <= buffer), "buffer {buffer}");
+        }
+        assert_eq!(gather(&chunks, 4096).unwrap().len(), 1);
+        // A frame of nothing but empty regions writes nothing.
+        let (_f4, e1) = region(&data, 0, 0);
+        assert!(gather(&[e1], 4096).unwrap().is_empty());
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! and parsed in place: every batch's CRC-32C is checked and every record is
 //! walked to its key, value and headers (the bytes are not copied out).
 //! Compressed batches are counted from their header without being
-//! decompressed; control batches are skipped. Single broker only: every
+//! decompressed (so their values add nothing to `bytes` and `mb_per_s`;
+//! `batch_bytes` counts them); control batches are skipped. Single broker only: every
 //! partition is fetched from `--bootstrap`.
 //!
 //! `fetch_client --bootstrap B --topic T --partitions P --count N
@@ -323,7 +324,9 @@ fn walk_batches(mut records: &[u8], mut next_offset: i64, totals: &mut Totals) -
         let last_offset_delta = h.i32()?;
         h.take(8 + 8 + 8 + 2 + 4)?; // timestamps, producer id/epoch, base sequence
         let count = h.i32()?;
-        let end = base_offset + i64::from(last_offset_delta) + 1;
+        let end = base_offset
+            .checked_add(i64::from(last_offset_delta) + 1)
+            .ok_or_else(|| format!("batch at {base_offset}: offsets overflow"))?;
         totals.batches += 1;
         totals.batch_bytes += batch.len() as u64;
         let control = attributes & 0x20 != 0;
@@ -343,7 +346,9 @@ fn walk_batches(mut records: &[u8], mut next_offset: i64, totals: &mut Totals) -
                 let mut rec = Cursor { buf: r.take(len)? };
                 rec.take(1)?; // attributes
                 rec.varint()?; // timestamp delta
-                let offset = base_offset + rec.varint()?;
+                let offset = base_offset
+                    .checked_add(rec.varint()?)
+                    .ok_or_else(|| format!("batch at {base_offset}: record offset overflows"))?;
                 let key_len = rec.var_len()?;
                 rec.take(key_len)?;
                 let value_len = rec.var_len()?;
