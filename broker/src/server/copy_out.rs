@@ -53,7 +53,6 @@ struct FrameGather<'a> {
     capacity: usize,
     /// A large in-memory chunk to hand out after the buffer was flushed.
     direct: Option<&'a [u8]>,
-    direct_sent: bool,
 }
 
 impl<'a> FrameGather<'a> {
@@ -75,19 +74,14 @@ impl<'a> FrameGather<'a> {
             buf: Vec::with_capacity(capacity),
             capacity,
             direct: None,
-            direct_sent: false,
         }
     }
 
     /// The next bytes to write, `None` when the frame is done. The buffer is emptied before it
     /// is filled again, so a piece is valid until the next call.
     fn next_piece(&mut self) -> io::Result<Option<&[u8]>> {
-        if let Some(direct) = self.direct {
-            if !self.direct_sent {
-                self.direct_sent = true;
-                return Ok(Some(direct));
-            }
-            self.direct = None;
+        if let Some(direct) = self.direct.take() {
+            return Ok(Some(direct));
         }
         self.buf.clear();
         while let Some(chunk) = self.chunks.get(self.index) {
@@ -97,12 +91,10 @@ impl<'a> FrameGather<'a> {
                     if b.len() >= self.capacity {
                         // Too large to be worth copying: flush what is gathered, then it.
                         self.index += 1;
-                        self.direct = Some(b.as_ref());
-                        self.direct_sent = false;
                         if self.buf.is_empty() {
-                            self.direct_sent = true;
                             return Ok(Some(b.as_ref()));
                         }
+                        self.direct = Some(b.as_ref());
                         break;
                     }
                     if b.len() > room {
