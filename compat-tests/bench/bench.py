@@ -57,6 +57,8 @@ FULL = {
     "s1_count": 1_000_000,
     "s2_count": 200_000,
     "s3_count": 200_000,
+    "replay_requests": 900,
+    "replay_rate": 300,
     "lat_rate": 10_000,
     "lat_seconds": 20,
     "many_partitions": 1000,
@@ -73,6 +75,8 @@ SMOKE = {
     "s1_count": 20_000,
     "s2_count": 5_000,
     "s3_count": 5_000,
+    "replay_requests": 20,
+    "replay_rate": 100,
     "lat_rate": 1000,
     "lat_seconds": 3,
     "many_partitions": 50,
@@ -89,6 +93,9 @@ SMOKE = {
 # librdkafka's batch.size: what a produce request approaches under load when
 # scenario 2 did not run in this run to tell us the real average.
 DEFAULT_REQUEST_BYTES = 1_000_000
+
+# produce_replay's request size: between the lz4 and zstd runs' average requests.
+REPLAY_REQUEST_BYTES = 384 * 1024
 
 
 def log(msg):
@@ -470,6 +477,20 @@ class Bench:
         return {"client": "load_gen", "msgs": r["delivered"], "seconds": r["seconds"],
                 "msgs_per_s": r["msgs_per_s"], "mb_per_s": r["mb_per_s"]}
 
+    def produce_replay(self, broker, topic, codec):
+        """Pre-built produce requests (scenario 3's JSON records, `codec` inside) replayed at
+        a fixed size and pace; broker figures around it."""
+        self.create_topic(broker, topic, 3)
+        with Measured(broker) as m:
+            r = run_json([self.bin("produce_replay"), "--bootstrap", broker.bootstrap, "--topic", topic,
+                          "--partitions", "3", "--compression", codec, "--request-bytes", str(REPLAY_REQUEST_BYTES),
+                          "--requests", str(self.p["replay_requests"]), "--rate", str(self.p["replay_rate"]),
+                          "--max-s", str(self.timeout)],
+                         self.timeout + 30, f"produce_replay {codec}")
+        return {"client": "produce_replay", "msgs": r["records"], "seconds": r["seconds"],
+                "msgs_per_s": r["records"] / r["seconds"], "mb_per_s": r["records"] * 1024 / r["seconds"] / 1e6,
+                "records_per_request": r["records_per_request"], **m.figures("in"), "kind": "produce"}
+
     def consume(self, broker, topic, partitions, count, *, use_rdperf=True):
         if self.rdperf and use_rdperf:
             cmd = [self.rdperf, "-C", "-t", topic, "-b", broker.bootstrap, "-o", "beginning", "-c", str(count),
@@ -673,6 +694,14 @@ class Bench:
                                          linger_ms=100, extra=(f"batch.size={int(size)}",), rate=rate)
                     res["scenarios"][f"produce-json-none-as-{codec}"] = {
                         **c, **m.figures("in"), "kind": "produce"}
+                # Last, with no client work in the window at all: the same number of pre-built
+                # requests of the same size at the same pace, only the codec inside differs
+                # (produce_replay). The order turns round every run, so none goes first in one
+                # run and last in the next (this VM's cost per byte drifts within a run).
+                codecs = ("none", "lz4", "zstd") if run_index % 2 else ("zstd", "lz4", "none")
+                for codec in codecs:
+                    res["scenarios"][f"produce-json-replay-{codec}"] = self.produce_replay(
+                        broker, f"s3-replay-{codec}", codec)
 
             if want("consume"):
                 for name, topic, count in (("consume-100b", t1, n1), ("consume-1k", t2, n2)):
@@ -927,6 +956,12 @@ def summarise(runs):
                     wire_mb_s / ms["mb_per_s"] if wire_mb_s and ms.get("mb_per_s") else None)
                 ratio_vals.setdefault("cpu_vs_min_server", []).append(
                     row["cpu_s_per_gb"] / ms["cpu_s_per_gb"] if row.get("cpu_s_per_gb") and ms.get("cpu_s_per_gb") else None)
+            replay = re.fullmatch(r"produce-json-replay-(lz4|zstd)", name)
+            if replay:
+                o = run["scenarios"].get("produce-json-replay-none", {})
+                ratio_vals.setdefault("cpu_vs_none_replayed", []).append(
+                    row["cpu_s_per_gb"] / o["cpu_s_per_gb"] if row.get("cpu_s_per_gb") and o.get("cpu_s_per_gb")
+                    else None)
             codec = re.fullmatch(r"produce-json-(lz4|zstd)", name)
             if codec:
                 # Compressed against uncompressed in the same run (paired, as the limits are).
@@ -989,6 +1024,10 @@ def targets(summary):
             v = r.get(key)
             if v is not None:
                 add(f"{codec} produce: CPU per wire byte vs uncompressed{what}", v, v <= 1.0, "<= 1.0x")
+        v = sc.get(f"produce-json-replay-{codec}", {}).get("ratios", {}).get("cpu_vs_none_replayed")
+        if v is not None:
+            add(f"{codec} produce: CPU per wire byte vs uncompressed, pre-built requests of the same size "
+                "and rate (produce_replay)", v, v <= 1.0, "<= 1.0x")
     soak = sc.get("soak")
     if soak and soak.get("rss_growth_mib") is not None:
         v = soak["rss_growth_mib"]

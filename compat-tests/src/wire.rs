@@ -146,6 +146,21 @@ fn strip_response_header(
     Ok(frame)
 }
 
+/// Decodes a response frame (as [`RawConnection::read_frame`] returns it) to `R`'s response,
+/// checking the correlation id.
+pub fn decode_response<R: Request>(
+    frame: Bytes,
+    version: i16,
+    correlation_id: i32,
+) -> io::Result<R::Response> {
+    let mut body = strip_response_header(
+        frame,
+        response_header_version(R::KEY, version),
+        correlation_id,
+    )?;
+    R::Response::decode(&mut body, version).map_err(codec_error)
+}
+
 /// One client connection that speaks raw frames.
 pub struct RawConnection {
     /// The socket; exposed through [`RawConnection::stream`] for tests that
@@ -184,6 +199,15 @@ impl RawConnection {
     /// The underlying socket, for writing arbitrary bytes.
     pub fn stream(&mut self) -> &mut TcpStream {
         &mut self.stream
+    }
+
+    /// A second handle on the same connection (for a reader thread beside a writer); it
+    /// numbers its own requests from 1, so only one of the two should send.
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(Self {
+            stream: self.stream.try_clone()?,
+            next_correlation_id: 1,
+        })
     }
 
     /// Sets the read timeout of the socket.
