@@ -433,13 +433,19 @@ impl Partition {
         });
     }
 
-    /// Called by the flusher once everything below `offset` is fsynced.
+    /// Called by the flusher once everything below `offset` is fsynced. The high watermark
+    /// moves before the durable offset is published: acknowledgements wait on the latter, and
+    /// a client that sends a fetch as soon as its produce is acknowledged must find the records
+    /// below the high watermark already (as Kafka answers acks=all only once they are).
     pub(super) fn mark_durable(&self, offset: i64) {
         let advanced = self.with_log(|log| {
             log.mark_flushed(offset);
             Ok(())
         });
         if advanced.is_ok() {
+            if self.policy == DurabilityPolicy::SyncOnAck {
+                self.on_local_progress(offset);
+            }
             self.durable.send_if_modified(|d| {
                 if offset > *d {
                     *d = offset;
@@ -448,9 +454,6 @@ impl Partition {
                     false
                 }
             });
-            if self.policy == DurabilityPolicy::SyncOnAck {
-                self.on_local_progress(offset);
-            }
         }
     }
 
@@ -630,6 +633,50 @@ mod tests {
     /// the log stamps (the first 17 bytes: base offset, length, epoch, magic).
     fn same_batch(stored: &[u8], produced: &[u8]) -> bool {
         stored.len() == produced.len() && stored.get(17..) == produced.get(17..)
+    }
+
+    /// An acknowledgement waits on the durable offset; a fetch sent the moment it arrives
+    /// must find the records below the high watermark, so on a single node the high
+    /// watermark is never behind a published durable offset, even while one moves.
+    #[test]
+    fn the_high_watermark_is_never_behind_a_published_durable_offset() {
+        const BATCHES: i64 = 3000;
+        let dir = tempfile::tempdir().unwrap();
+        let tp = TopicPartition {
+            topic: "t".into(),
+            partition: 0,
+        };
+        let p = Partition::open(
+            dir.path(),
+            tp,
+            Uuid::nil(),
+            LogConfig::default(),
+            DurabilityPolicy::SyncOnAck,
+            0,
+        )
+        .unwrap();
+        let one = batch(10);
+        for _ in 0..BATCHES {
+            p.append(&one, 0).unwrap();
+        }
+        let marker = {
+            let p = Arc::clone(&p);
+            std::thread::spawn(move || {
+                for offset in 1..=BATCHES {
+                    p.mark_durable(offset);
+                }
+            })
+        };
+        let mut seen = 0;
+        while seen < BATCHES {
+            seen = p.durable_offset();
+            let hw = p.high_watermark();
+            assert!(
+                hw >= seen,
+                "durable offset {seen} published before the high watermark {hw}"
+            );
+        }
+        marker.join().unwrap();
     }
 
     /// Fetch answers below `MIN_FILE_REGION_BYTES` come in memory, larger ones as a file
