@@ -397,6 +397,43 @@ pub fn produce(
         .ok_or_else(|| codec_error("Produce response without our partition"))
 }
 
+/// How much a Fetch asks for and how long it may wait (the fields every fetch here sets).
+#[derive(Debug, Clone, Copy)]
+pub struct FetchLimits {
+    pub max_wait_ms: i32,
+    pub min_bytes: i32,
+    pub max_bytes: i32,
+    pub partition_max_bytes: i32,
+}
+
+/// A consumer's sessionless Fetch of one topic's `(partition, offset)` pairs.
+pub fn fetch_request(topic: &str, partitions: &[(i32, i64)], limits: FetchLimits) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(limits.max_wait_ms)
+        .with_min_bytes(limits.min_bytes)
+        .with_max_bytes(limits.max_bytes)
+        .with_isolation_level(0)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|&(partition, offset)| {
+                        FetchPartition::default()
+                            .with_partition(partition)
+                            .with_current_leader_epoch(-1)
+                            .with_fetch_offset(offset)
+                            .with_log_start_offset(-1)
+                            .with_partition_max_bytes(limits.partition_max_bytes)
+                    })
+                    .collect(),
+            )])
+        .with_rack_id(StrBytes::from_static_str(""))
+}
+
 /// Fetches one partition from `offset` with Fetch v11 (no waiting) and
 /// returns that partition's data.
 pub fn fetch(
@@ -405,23 +442,16 @@ pub fn fetch(
     partition: i32,
     offset: i64,
 ) -> io::Result<PartitionData> {
-    let request = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(0)
-        .with_min_bytes(0)
-        .with_max_bytes(16 * 1024 * 1024)
-        .with_isolation_level(0)
-        .with_session_id(0)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(topic_name(topic))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(partition)
-                .with_current_leader_epoch(-1)
-                .with_fetch_offset(offset)
-                .with_log_start_offset(-1)
-                .with_partition_max_bytes(8 * 1024 * 1024)])])
-        .with_rack_id(StrBytes::from_static_str(""));
+    let request = fetch_request(
+        topic,
+        &[(partition, offset)],
+        FetchLimits {
+            max_wait_ms: 0,
+            min_bytes: 0,
+            max_bytes: 16 * 1024 * 1024,
+            partition_max_bytes: 8 * 1024 * 1024,
+        },
+    );
     let response = conn.call(&request, FETCH_VERSION)?;
     if response.error_code != 0 {
         return Err(codec_error(format!(

@@ -26,10 +26,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use bench_support::{json_f64, mb, Args, BenchResult};
-use compat_tests::wire::{encode_body, encode_request_header, topic_name};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{BrokerId, FetchRequest};
-use kafka_protocol::protocol::StrBytes;
+use compat_tests::wire::{self, encode_body, encode_request_header, FetchLimits};
+use kafka_protocol::messages::FetchRequest;
 
 /// Fetch v11: the last version that names topics (v13 uses topic ids) and the
 /// last before flexible encoding, so the response parses with fixed-width
@@ -128,30 +126,21 @@ fn fetch_request(
     max_bytes: i32,
     max_wait_ms: i32,
 ) -> FetchRequest {
-    let partitions = offsets
+    let partitions: Vec<(i32, i64)> = offsets
         .iter()
         .enumerate()
-        .map(|(i, &offset)| {
-            FetchPartition::default()
-                .with_partition(i as i32)
-                .with_current_leader_epoch(-1)
-                .with_fetch_offset(offset)
-                .with_log_start_offset(-1)
-                .with_partition_max_bytes(partition_max_bytes)
-        })
+        .map(|(i, &offset)| (i32::try_from(i).unwrap_or(i32::MAX), offset))
         .collect();
-    FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(max_wait_ms)
-        .with_min_bytes(1)
-        .with_max_bytes(max_bytes)
-        .with_isolation_level(0)
-        .with_session_id(0)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(topic_name(topic))
-            .with_partitions(partitions)])
-        .with_rack_id(StrBytes::from_static_str(""))
+    wire::fetch_request(
+        topic,
+        &partitions,
+        FetchLimits {
+            max_wait_ms,
+            min_bytes: 1,
+            max_bytes,
+            partition_max_bytes,
+        },
+    )
 }
 
 /// Reads one length-prefixed frame into `buf` (grown, never shrunk or
@@ -376,6 +365,7 @@ mod tests {
     use super::*;
     use bytes::{BufMut, BytesMut};
     use compat_tests::batch::build_batch;
+    use compat_tests::wire::topic_name;
     use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
     use kafka_protocol::messages::FetchResponse;
     use kafka_protocol::protocol::Encodable;

@@ -243,11 +243,21 @@ mod tests {
             let (batch, count) = sized_batch(codec, &pool, &mut next, target).unwrap();
             let header = storage::batch::validate_produce(&batch, 1 << 20).unwrap();
             assert_eq!(header.records_count(), i32::try_from(count).unwrap());
-            assert_eq!(next, count, "the next batch starts after this one's records");
+            assert_eq!(
+                next, count,
+                "the next batch starts after this one's records"
+            );
             let off = batch.len().abs_diff(target) as f64 / target as f64;
-            assert!(off < 0.05, "{codec:?}: {} bytes for a {target} target", batch.len());
+            assert!(
+                off < 0.05,
+                "{codec:?}: {} bytes for a {target} target",
+                batch.len()
+            );
             if codec != Compression::None {
-                assert!(count > target / RECORD_BYTES, "{codec:?} packs more records");
+                assert!(
+                    count > target / RECORD_BYTES,
+                    "{codec:?} packs more records"
+                );
             }
         }
     }
