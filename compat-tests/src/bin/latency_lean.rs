@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use bench_support::{json_f64, json_str, Args, BenchResult, Percentiles};
 use bytes::Bytes;
-use compat_tests::batch::decode_records;
+use compat_tests::batch::parse_batch_headers;
 use compat_tests::wire::{
     decode_response, encode_body, fetch_request, topic_name, FetchLimits, RawConnection,
     FETCH_VERSION,
@@ -39,6 +39,7 @@ use compat_tests::wire::{
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{FetchRequest, ProduceRequest};
 use kafka_protocol::protocol::Request;
+use kafka_protocol::records::RecordBatchDecoder;
 use storage::BatchBuilder;
 
 /// Produce v7: non-flexible, as librdkafka 2.x would pick below v9 on older brokers; any
@@ -152,7 +153,7 @@ fn run() -> BenchResult<()> {
                         return Err(format!("unexpected partition {}", p.partition_index));
                     };
                     let Some(records) = &p.records else { continue };
-                    for (offset, _key, value) in decode_records(records) {
+                    for (offset, value) in decode_values(records)? {
                         if offset < slot.1 {
                             continue;
                         }
@@ -265,4 +266,17 @@ fn run() -> BenchResult<()> {
         ));
     }
     Ok(())
+}
+
+/// Every record of a fetch response's record bytes as (offset, value); a trailing partial
+/// batch is skipped, an undecodable one is an error.
+fn decode_values(data: &Bytes) -> BenchResult<Vec<(i64, Option<Bytes>)>> {
+    let mut out = Vec::new();
+    for header in parse_batch_headers(data) {
+        let mut one = data.slice(header.position..header.end());
+        let set = RecordBatchDecoder::decode(&mut one)
+            .map_err(|e| format!("batch at {}: {e}", header.base_offset))?;
+        out.extend(set.records.into_iter().map(|r| (r.offset, r.value)));
+    }
+    Ok(out)
 }

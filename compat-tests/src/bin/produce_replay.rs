@@ -11,7 +11,7 @@
 //! `--request-bytes` on the wire whatever the codec. They are sent on one
 //! connection at `--rate` requests per second with at most `--depth` awaiting
 //! their acks=all answer (Produce v7, the first version zstd may use), and
-//! every partition's answer must be without error. Two runs with the same
+//! every answer must cover every partition, without error. Two runs with the same
 //! size, count and rate then differ only in the bytes inside the batches.
 //!
 //! ```text
@@ -85,6 +85,13 @@ fn run() -> BenchResult<()> {
     let batch_target = request_bytes / partition_count;
 
     let pool = payload_pool(PayloadKind::Json, RECORD_BYTES, POOL_SIZE, 42);
+    // Records carry the time they were built (old timestamps would make the segments due for
+    // time retention at once).
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| format!("clock: {e}"))?
+        .as_millis();
+    let now_ms = i64::try_from(now_ms).map_err(|_| "clock out of range")?;
     let mut next_payload = 0usize;
     let mut bodies = Vec::with_capacity(distinct);
     let mut records_per_body = Vec::with_capacity(distinct);
@@ -92,7 +99,8 @@ fn run() -> BenchResult<()> {
         let mut data = Vec::with_capacity(partition_count);
         let mut records = 0u64;
         for p in 0..partitions {
-            let (batch, n) = sized_batch(compression, &pool, &mut next_payload, batch_target)?;
+            let (batch, n) =
+                sized_batch(compression, &pool, &mut next_payload, batch_target, now_ms)?;
             records += n as u64;
             data.push(
                 PartitionProduceData::default()
@@ -115,8 +123,13 @@ fn run() -> BenchResult<()> {
     let mut receiver = sender
         .try_clone()
         .map_err(|e| format!("clone socket: {e}"))?;
-    // One token per request awaiting its answer: the sender blocks when `depth` are out.
-    let (slots, slot_rx) = mpsc::sync_channel::<i32>(depth - 1);
+    // `depth` permits: the sender takes one before each request, the reader gives it back
+    // after the answer, so at most `depth` await theirs. The sent ids go to the reader.
+    let (permit_tx, permits) = mpsc::sync_channel::<()>(depth);
+    for _ in 0..depth {
+        permit_tx.send(()).map_err(|_| "permit channel closed")?;
+    }
+    let (slots, slot_rx) = mpsc::channel::<i32>();
     let reader = std::thread::spawn(move || -> BenchResult<u64> {
         let mut answered = 0u64;
         while let Ok(correlation_id) = slot_rx.recv() {
@@ -127,6 +140,7 @@ fn run() -> BenchResult<()> {
             let response =
                 decode_response::<ProduceRequest>(frame, PRODUCE_VERSION, correlation_id)
                     .map_err(|e| format!("answer {correlation_id}: {e}"))?;
+            let mut answered_partitions = 0;
             for p in response
                 .responses
                 .iter()
@@ -135,8 +149,16 @@ fn run() -> BenchResult<()> {
                 if p.error_code != 0 {
                     return Err(format!("partition {} error {}", p.index, p.error_code));
                 }
+                answered_partitions += 1;
+            }
+            if answered_partitions != partitions {
+                return Err(format!(
+                    "answer {correlation_id} covers {answered_partitions} of {partitions} partitions"
+                ));
             }
             answered += 1;
+            // The sender may have stopped; then nobody needs the permit.
+            let _ = permit_tx.send(());
         }
         Ok(answered)
     });
@@ -160,6 +182,9 @@ fn run() -> BenchResult<()> {
         if let Some(wait) = due.checked_sub(start.elapsed()) {
             std::thread::sleep(wait);
         }
+        if permits.recv().is_err() {
+            break; // the reader stopped: its error is reported below
+        }
         let slot = usize::try_from(i % distinct as u64).unwrap_or(0);
         let (Some(body), Some(n)) = (bodies.get(slot), records_per_body.get(slot)) else {
             break;
@@ -178,11 +203,12 @@ fn run() -> BenchResult<()> {
         }
     }
     drop(slots);
-    let answered = reader.join().map_err(|_| "reader thread panicked")??;
+    let answered = reader.join().map_err(|_| "reader thread panicked")?;
     let seconds = start.elapsed().as_secs_f64();
     if let Some(e) = send_error {
         return Err(e);
     }
+    let answered = answered?;
     if answered != requests {
         return Err(format!("{answered} of {requests} requests answered"));
     }
@@ -204,6 +230,7 @@ fn sized_batch(
     pool: &[Vec<u8>],
     next: &mut usize,
     target: usize,
+    timestamp_ms: i64,
 ) -> BenchResult<(Vec<u8>, usize)> {
     let mut count = (target / RECORD_BYTES).max(1);
     let first = *next;
@@ -215,7 +242,7 @@ fn sized_batch(
             let value = pool
                 .get((first + i) % pool.len())
                 .ok_or("empty payload pool")?;
-            builder = builder.record(None, Some(value), 1_700_000_000_000 + i as i64);
+            builder = builder.record(None, Some(value), timestamp_ms);
         }
         batch = builder.build().map_err(|e| format!("build batch: {e}"))?;
         built = count;
@@ -240,7 +267,7 @@ mod tests {
         for codec in [Compression::None, Compression::Lz4, Compression::Zstd] {
             let mut next = 0;
             let target = 128 * 1024;
-            let (batch, count) = sized_batch(codec, &pool, &mut next, target).unwrap();
+            let (batch, count) = sized_batch(codec, &pool, &mut next, target, 0).unwrap();
             let header = storage::batch::validate_produce(&batch, 1 << 20).unwrap();
             assert_eq!(header.records_count(), i32::try_from(count).unwrap());
             assert_eq!(
