@@ -163,37 +163,42 @@ impl Partition {
     /// Waits until every offset below `offset` is committed: durable here (SyncOnAck) or
     /// written (Interval) on a single node; below the high watermark, so on every in-sync
     /// replica, as a cluster leader (acks=all). Returns false if the deadline passes first or
-    /// the partition closes. The only copy waits on its high watermark too (there it moves
-    /// with the durable offset, just after it), so a fetch sent the moment the answer arrives
-    /// finds the records, as with Kafka.
+    /// the partition closes.
     pub async fn wait_durable(&self, offset: i64, deadline: tokio::time::Instant) -> bool {
-        let mut rx = match (&*self.role.lock(), self.policy) {
-            (Role::Leader(_) | Role::Single, DurabilityPolicy::SyncOnAck)
-            | (Role::Leader(_), DurabilityPolicy::Interval { .. }) => {
-                self.high_watermark.subscribe()
-            }
-            (_, DurabilityPolicy::SyncOnAck) => self.durable.subscribe(),
-            (_, DurabilityPolicy::Interval { .. }) => return true,
-        };
-        let reached = tokio::time::timeout_at(deadline, rx.wait_for(|&d| d >= offset))
-            .await
-            .is_ok_and(|r| r.is_ok());
-        reached
+        Self::wait_until(self.ack_watch(true), offset, deadline).await
     }
 
-    /// Waits until every offset below `offset` is durable on this replica only (acks=1); the
-    /// only copy waits on its high watermark, as in `wait_durable`.
+    /// Waits until every offset below `offset` is durable on this replica only (acks=1).
     pub async fn wait_local_durable(&self, offset: i64, deadline: tokio::time::Instant) -> bool {
-        let single = matches!(*self.role.lock(), Role::Single);
-        let mut rx = match self.policy {
-            DurabilityPolicy::SyncOnAck if single => self.high_watermark.subscribe(),
-            DurabilityPolicy::SyncOnAck => self.durable.subscribe(),
-            DurabilityPolicy::Interval { .. } => return true,
+        Self::wait_until(self.ack_watch(false), offset, deadline).await
+    }
+
+    /// What an acknowledgement waits on (`None`: nothing, with the interval policy): a
+    /// leader's high watermark when every in-sync replica must have the records
+    /// (`all_replicas`), else the durable offset. The only copy waits on its high watermark
+    /// either way (there it moves with the durable offset, just after it), so a fetch sent
+    /// the moment the answer arrives finds the records, as with Kafka.
+    fn ack_watch(&self, all_replicas: bool) -> Option<watch::Receiver<i64>> {
+        match (&*self.role.lock(), self.policy) {
+            (Role::Leader(_), _) if all_replicas => Some(self.high_watermark.subscribe()),
+            (Role::Single, DurabilityPolicy::SyncOnAck) => Some(self.high_watermark.subscribe()),
+            (_, DurabilityPolicy::SyncOnAck) => Some(self.durable.subscribe()),
+            (_, DurabilityPolicy::Interval { .. }) => None,
+        }
+    }
+
+    /// Waits until `watch` reaches `offset`; no watch means nothing to wait for.
+    async fn wait_until(
+        watch: Option<watch::Receiver<i64>>,
+        offset: i64,
+        deadline: tokio::time::Instant,
+    ) -> bool {
+        let Some(mut rx) = watch else {
+            return true;
         };
-        let reached = tokio::time::timeout_at(deadline, rx.wait_for(|&d| d >= offset))
+        tokio::time::timeout_at(deadline, rx.wait_for(|&d| d >= offset))
             .await
-            .is_ok_and(|r| r.is_ok());
-        reached
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// The offset below which this replica's log is durable (or written, with Interval).
@@ -642,6 +647,23 @@ mod tests {
         stored.len() == produced.len() && stored.get(17..) == produced.get(17..)
     }
 
+    /// Partition `t-0` in `dir`, the only copy, acknowledging after fsync.
+    fn open_single(dir: &std::path::Path) -> Arc<Partition> {
+        let tp = TopicPartition {
+            topic: "t".into(),
+            partition: 0,
+        };
+        Partition::open(
+            dir,
+            tp,
+            Uuid::nil(),
+            LogConfig::default(),
+            DurabilityPolicy::SyncOnAck,
+            0,
+        )
+        .unwrap()
+    }
+
     /// On a single node an acknowledgement (acks=all or acks=1) waits for the high
     /// watermark, not only the durable offset, so a fetch sent the moment it arrives finds
     /// the records: with the durable offset published and the high watermark not yet moved
@@ -649,19 +671,7 @@ mod tests {
     #[test]
     fn single_node_acknowledgements_wait_for_the_high_watermark() {
         let dir = tempfile::tempdir().unwrap();
-        let tp = TopicPartition {
-            topic: "t".into(),
-            partition: 0,
-        };
-        let p = Partition::open(
-            dir.path(),
-            tp,
-            Uuid::nil(),
-            LogConfig::default(),
-            DurabilityPolicy::SyncOnAck,
-            0,
-        )
-        .unwrap();
+        let p = open_single(dir.path());
         p.append(&batch(10), 0).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -690,19 +700,7 @@ mod tests {
     #[test]
     fn read_for_fetch_sends_large_answers_from_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let tp = TopicPartition {
-            topic: "t".into(),
-            partition: 0,
-        };
-        let p = Partition::open(
-            dir.path(),
-            tp,
-            Uuid::nil(),
-            LogConfig::default(),
-            DurabilityPolicy::SyncOnAck,
-            0,
-        )
-        .unwrap();
+        let p = open_single(dir.path());
         let small = batch(100);
         p.append(&small, 0).unwrap();
         let read = p.read_for_fetch(0, usize::MAX, true, true).unwrap();
