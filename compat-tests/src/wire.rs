@@ -161,6 +161,37 @@ pub fn decode_response<R: Request>(
     R::Response::decode(&mut body, version).map_err(codec_error)
 }
 
+/// Decodes a Produce answer frame and checks that it covers `partitions` partitions, every
+/// one without error.
+pub fn check_produce_answer(
+    frame: Bytes,
+    version: i16,
+    correlation_id: i32,
+    partitions: usize,
+) -> io::Result<()> {
+    let response = decode_response::<ProduceRequest>(frame, version, correlation_id)?;
+    let mut answered = 0usize;
+    for p in response
+        .responses
+        .iter()
+        .flat_map(|t| &t.partition_responses)
+    {
+        if p.error_code != 0 {
+            return Err(codec_error(format!(
+                "partition {} error {}",
+                p.index, p.error_code
+            )));
+        }
+        answered += 1;
+    }
+    if answered != partitions {
+        return Err(codec_error(format!(
+            "answer {correlation_id} covers {answered} of {partitions} partitions"
+        )));
+    }
+    Ok(())
+}
+
 /// One client connection that speaks raw frames.
 pub struct RawConnection {
     /// The socket; exposed through [`RawConnection::stream`] for tests that

@@ -389,28 +389,17 @@ fn fetch_budget(
     max_bytes: i32,
     partition_max_bytes: i32,
 ) -> FetchResponse {
-    let request = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(0)
-        .with_min_bytes(0)
-        .with_max_bytes(max_bytes)
-        .with_session_id(0)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(topic_name(topic))
-            .with_partitions(
-                partitions
-                    .iter()
-                    .map(|&p| {
-                        FetchPartition::default()
-                            .with_partition(p)
-                            .with_current_leader_epoch(-1)
-                            .with_fetch_offset(0)
-                            .with_log_start_offset(-1)
-                            .with_partition_max_bytes(partition_max_bytes)
-                    })
-                    .collect(),
-            )]);
+    let offsets: Vec<(i32, i64)> = partitions.iter().map(|&p| (p, 0)).collect();
+    let request = wire::fetch_request(
+        topic,
+        &offsets,
+        wire::FetchLimits {
+            max_wait_ms: 0,
+            min_bytes: 0,
+            max_bytes,
+            partition_max_bytes,
+        },
+    );
     conn.call(&request, 12).unwrap()
 }
 

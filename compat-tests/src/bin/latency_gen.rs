@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bench_support::{json_f64, json_str, Args, BenchResult, Percentiles};
+use bench_support::{Args, BenchResult, LatencyRun};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -227,14 +227,14 @@ fn run() -> BenchResult<()> {
     let send_elapsed = start.elapsed().as_secs_f64();
     let _ = producer.flush(Duration::from_secs(30));
     producing_done.store(true, Ordering::Relaxed);
-    let (mut e2e, consumed, consume_error) = consumer_thread
+    let (e2e, consumed, consume_error) = consumer_thread
         .join()
         .map_err(|_| "consumer thread panicked".to_owned())?;
 
     let ctx = producer.context();
     let acked = ctx.acked.load(Ordering::Relaxed);
     let failed = ctx.failed.load(Ordering::Relaxed);
-    let mut acks = std::mem::take(&mut *ctx.latencies.lock().unwrap_or_else(|p| p.into_inner()));
+    let acks = std::mem::take(&mut *ctx.latencies.lock().unwrap_or_else(|p| p.into_inner()));
     let first_error = ctx
         .first_error
         .lock()
@@ -242,26 +242,22 @@ fn run() -> BenchResult<()> {
         .clone()
         .or(send_error)
         .or(consume_error);
-    println!(
-        "{{\"mode\":\"latency\",\"topic\":{},\"rate\":{},\"duration_s\":{},\"size\":{size},\
-         \"warmup_s\":{},\"sent\":{sent},\"acked\":{acked},\"failed\":{failed},\"consumed\":{consumed},\
-         \"achieved_rate\":{},\"first_error\":{},\"produce_ack_us\":{},\"e2e_us\":{}}}",
-        json_str(&topic),
-        json_f64(rate),
-        json_f64(duration_s),
-        json_f64(warmup_s),
-        json_f64(sent as f64 / send_elapsed),
-        first_error.as_deref().map(json_str).unwrap_or_else(|| "null".to_owned()),
-        Percentiles::from_ns(&mut acks).to_json(),
-        Percentiles::from_ns(&mut e2e).to_json()
-    );
-    if let Some(e) = first_error {
-        return Err(e);
+    LatencyRun {
+        client: "latency_gen",
+        topic: &topic,
+        rate,
+        duration_s,
+        size,
+        warmup_s,
+        total,
+        sent,
+        acked,
+        failed,
+        consumed,
+        send_elapsed_s: send_elapsed,
+        first_error,
+        acks_ns: acks,
+        e2e_ns: e2e,
     }
-    if acked < total || consumed < total {
-        return Err(format!(
-            "{acked} acknowledged and {consumed} consumed of {total} messages"
-        ));
-    }
-    Ok(())
+    .finish()
 }

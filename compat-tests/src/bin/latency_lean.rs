@@ -29,11 +29,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use bench_support::{json_f64, json_str, Args, BenchResult, Percentiles};
+use bench_support::{Args, BenchResult, LatencyRun};
 use bytes::Bytes;
 use compat_tests::batch::parse_batch_headers;
 use compat_tests::wire::{
-    decode_response, encode_body, fetch_request, topic_name, FetchLimits, RawConnection,
+    check_produce_answer, encode_body, fetch_request, topic_name, FetchLimits, RawConnection,
     FETCH_VERSION,
 };
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -91,18 +91,9 @@ fn run() -> BenchResult<()> {
                 .map_err(|e| format!("read answer: {e}"))?
                 .ok_or("the broker closed the producer connection")?;
             let now_ns = start.elapsed().as_nanos() as u64;
-            let response =
-                decode_response::<ProduceRequest>(frame, PRODUCE_VERSION, correlation_id)
-                    .map_err(|e| format!("answer {correlation_id}: {e}"))?;
-            for p in response
-                .responses
-                .iter()
-                .flat_map(|t| &t.partition_responses)
-            {
-                if p.error_code != 0 {
-                    return Err(format!("partition {} error {}", p.index, p.error_code));
-                }
-            }
+            // One partition per request.
+            check_produce_answer(frame, PRODUCE_VERSION, correlation_id, 1)
+                .map_err(|e| format!("answer {correlation_id}: {e}"))?;
             acked += 1;
             if due_ns >= warmup_ns {
                 latencies.push(now_ns.saturating_sub(due_ns));
@@ -232,40 +223,32 @@ fn run() -> BenchResult<()> {
     let consumed = consumer_thread
         .join()
         .map_err(|_| "consumer thread panicked".to_owned())?;
-    let (mut ack_latencies, acked, ack_error) = match acks {
+    let (ack_latencies, acked, ack_error) = match acks {
         Ok((l, n)) => (l, n, None),
         Err(e) => (Vec::new(), 0, Some(e)),
     };
-    let (mut e2e, consumed, consume_error) = match consumed {
+    let (e2e, consumed, consume_error) = match consumed {
         Ok((l, n)) => (l, n, None),
         Err(e) => (Vec::new(), 0, Some(e)),
     };
-    let first_error = send_error.or(ack_error).or(consume_error);
-    println!(
-        "{{\"mode\":\"latency\",\"client\":\"latency_lean\",\"topic\":{},\"rate\":{},\"duration_s\":{},\"size\":{size},\
-         \"warmup_s\":{},\"sent\":{sent},\"acked\":{acked},\"failed\":0,\"consumed\":{consumed},\
-         \"achieved_rate\":{},\"first_error\":{},\"produce_ack_us\":{},\"e2e_us\":{}}}",
-        json_str(&topic),
-        json_f64(rate),
-        json_f64(duration_s),
-        json_f64(warmup_s),
-        json_f64(sent as f64 / send_elapsed),
-        first_error
-            .as_deref()
-            .map(json_str)
-            .unwrap_or_else(|| "null".to_owned()),
-        Percentiles::from_ns(&mut ack_latencies).to_json(),
-        Percentiles::from_ns(&mut e2e).to_json()
-    );
-    if let Some(e) = first_error {
-        return Err(e);
+    LatencyRun {
+        client: "latency_lean",
+        topic: &topic,
+        rate,
+        duration_s,
+        size,
+        warmup_s,
+        total,
+        sent,
+        acked,
+        failed: 0,
+        consumed,
+        send_elapsed_s: send_elapsed,
+        first_error: send_error.or(ack_error).or(consume_error),
+        acks_ns: ack_latencies,
+        e2e_ns: e2e,
     }
-    if acked < total || consumed < total {
-        return Err(format!(
-            "{acked} acknowledged and {consumed} consumed of {total} messages"
-        ));
-    }
-    Ok(())
+    .finish()
 }
 
 /// Every record of a fetch response's record bytes as (offset, value); a trailing partial

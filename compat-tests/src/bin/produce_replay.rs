@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use bench_support::{json_f64, json_str, mb, payload_pool, Args, BenchResult, PayloadKind};
 use bytes::Bytes;
 use compat_tests::wire::{
-    decode_response, encode_body, encode_request_header, topic_name, RawConnection,
+    check_produce_answer, encode_body, encode_request_header, topic_name, RawConnection,
 };
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::ProduceRequest;
@@ -137,25 +137,8 @@ fn run() -> BenchResult<()> {
                 .read_frame()
                 .map_err(|e| format!("read answer: {e}"))?
                 .ok_or("the broker closed the connection")?;
-            let response =
-                decode_response::<ProduceRequest>(frame, PRODUCE_VERSION, correlation_id)
-                    .map_err(|e| format!("answer {correlation_id}: {e}"))?;
-            let mut answered_partitions = 0;
-            for p in response
-                .responses
-                .iter()
-                .flat_map(|t| &t.partition_responses)
-            {
-                if p.error_code != 0 {
-                    return Err(format!("partition {} error {}", p.index, p.error_code));
-                }
-                answered_partitions += 1;
-            }
-            if answered_partitions != partitions {
-                return Err(format!(
-                    "answer {correlation_id} covers {answered_partitions} of {partitions} partitions"
-                ));
-            }
+            check_produce_answer(frame, PRODUCE_VERSION, correlation_id, partition_count)
+                .map_err(|e| format!("answer {correlation_id}: {e}"))?;
             answered += 1;
             // The sender may have stopped; then nobody needs the permit.
             let _ = permit_tx.send(());

@@ -296,3 +296,65 @@ pub fn payload_pool(kind: PayloadKind, size: usize, count: usize, seed: u64) -> 
 pub fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
 }
+
+/// The outcome of a fixed-rate latency run (`latency_gen`, `latency_lean`): printed as one
+/// JSON object, then an error if anything failed or was lost.
+pub struct LatencyRun<'a> {
+    pub client: &'a str,
+    pub topic: &'a str,
+    pub rate: f64,
+    pub duration_s: f64,
+    pub size: usize,
+    pub warmup_s: f64,
+    /// Messages scheduled.
+    pub total: u64,
+    pub sent: u64,
+    pub acked: u64,
+    pub failed: u64,
+    pub consumed: u64,
+    /// Seconds from the start of the schedule to the last send.
+    pub send_elapsed_s: f64,
+    pub first_error: Option<String>,
+    /// Produce-ack and end-to-end latencies of the counted messages, in nanoseconds.
+    pub acks_ns: Vec<u64>,
+    pub e2e_ns: Vec<u64>,
+}
+
+impl LatencyRun<'_> {
+    /// Prints the JSON object; fails on the first error, or if a message was not both
+    /// acknowledged and consumed.
+    pub fn finish(mut self) -> BenchResult<()> {
+        println!(
+            "{{\"mode\":\"latency\",\"client\":{},\"topic\":{},\"rate\":{},\"duration_s\":{},\"size\":{},\
+             \"warmup_s\":{},\"sent\":{},\"acked\":{},\"failed\":{},\"consumed\":{},\
+             \"achieved_rate\":{},\"first_error\":{},\"produce_ack_us\":{},\"e2e_us\":{}}}",
+            json_str(self.client),
+            json_str(self.topic),
+            json_f64(self.rate),
+            json_f64(self.duration_s),
+            self.size,
+            json_f64(self.warmup_s),
+            self.sent,
+            self.acked,
+            self.failed,
+            self.consumed,
+            json_f64(self.sent as f64 / self.send_elapsed_s),
+            self.first_error
+                .as_deref()
+                .map(json_str)
+                .unwrap_or_else(|| "null".to_owned()),
+            Percentiles::from_ns(&mut self.acks_ns).to_json(),
+            Percentiles::from_ns(&mut self.e2e_ns).to_json()
+        );
+        if let Some(e) = self.first_error {
+            return Err(e);
+        }
+        if self.acked < self.total || self.consumed < self.total {
+            return Err(format!(
+                "{} acknowledged and {} consumed of {} messages",
+                self.acked, self.consumed, self.total
+            ));
+        }
+        Ok(())
+    }
+}
