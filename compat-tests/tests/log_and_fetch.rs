@@ -2,7 +2,7 @@
 //! retention and rolling by age (`retention.ms`, `segment.ms`), group commit (concurrent
 //! acks=all produces share fsyncs), fetch sessions keyed by topic id (Fetch v13+) with
 //! forgotten topics, the `max_bytes` / `partition_max_bytes` budgets (KIP-74), and large
-//! answers sent both ways (copied out, or with `sendfile`).
+//! answers sent every way (from mappings, copied out, or with `sendfile`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -471,11 +471,13 @@ fn fetch_max_bytes_and_partition_max_bytes_budgets() {
     assert!(records_of(&r, 1).is_empty());
 }
 
-/// Large fetch answers leave the broker copied out through its bounded buffer (the default)
-/// or with `sendfile` (`sluice.fetch.sendfile=true`); either way a response of several
-/// partitions larger than the 4 MiB buffer arrives whole, each batch as the producer sent it.
+/// Large fetch answers leave the broker from memory mappings of the segments (the default for
+/// 64 KiB of records or more), copied out through a bounded buffer (the default below that),
+/// or with `sendfile` (`sluice.fetch.sendfile=true`); every way a response of several
+/// partitions larger than the 4 MiB buffer, and one of 40 KB, arrive whole, each batch as the
+/// producer sent it.
 #[test]
-fn large_fetch_answers_arrive_whole_copied_out_or_with_sendfile() {
+fn large_fetch_answers_arrive_whole_mapped_copied_out_or_with_sendfile() {
     for sendfile in ["false", "true"] {
         let broker =
             SluiceProcess::start(SluiceOptions::new().set("sluice.fetch.sendfile", sendfile));
@@ -520,5 +522,18 @@ fn large_fetch_answers_arrive_whole_copied_out_or_with_sendfile() {
         }
         // The connection stays usable after the large answer.
         assert_eq!(earliest_offset(&mut conn, &topic), 0);
+        // 40 KB of records: left in the file (32 KiB or more) but copied out (under 64 KiB).
+        let small_topic = unique_topic("mid-fetch");
+        create_topic(&mut conn, &small_topic, 1, &[]);
+        let values: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 1000]).collect();
+        let records: Vec<(&[u8], &[u8])> =
+            values.iter().map(|v| (&b"k"[..], v.as_slice())).collect();
+        let batch = compat_tests::batch::build_batch(&records, now_ms());
+        let r = wire::produce(&mut conn, &small_topic, 0, batch.clone()).unwrap();
+        assert_eq!(r.error_code, 0, "{r:?}");
+        let r = fetch_budget(&mut conn, &small_topic, &[0], 64 << 20, 1 << 20);
+        let got = records_of(&r, 0);
+        assert!((32 << 10..64 << 10).contains(&got.len()), "{}", got.len());
+        assert_eq!(&got[16..], &batch[16..], "sendfile={sendfile}");
     }
 }

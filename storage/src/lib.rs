@@ -20,7 +20,7 @@ pub use compaction::CompactionOutcome;
 pub use config::{LogConfig, TimestampType};
 pub use error::StorageError;
 pub use log::{
-    AppendOutcome, FileRegion, FlushTarget, Log, ReadResult, RegionRead, StoredRecords,
+    AppendOutcome, FileRegion, FlushTarget, Log, ReadResult, RegionMap, RegionRead, StoredRecords,
     TimestampOffset,
 };
 pub use producer_state::ProducerStateView;

@@ -123,7 +123,7 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
     def("connections.max.idle.ms", Some("600000"), T::Long, "Close connections idle for this long."),
     def("queued.max.requests", Some("500"), T::Int, "Requests in flight per connection before reading pauses."),
     def("fetch.max.bytes", Some("57671680"), T::Int, "Largest fetch response."),
-    def("sluice.fetch.sendfile", Some("false"), T::Boolean, "Sluice: send fetched record batches from the segment file with sendfile instead of reading them into a buffer of at most 4 MiB per response and writing that (the default, cheaper for broker and client on loopback in Sluice's benchmark)."),
+    def("sluice.fetch.sendfile", Some("false"), T::Boolean, "Sluice: send fetched record batches from the segment file with sendfile instead of the default: writing them from a memory mapping of the segment (answers with 64 KiB or more of records) or reading them into a buffer and writing that (smaller ones), cheaper for broker and client on loopback in Sluice's benchmark."),
     def("broker.session.timeout.ms", Some("9000"), T::Int, "Cluster: a broker that has not heartbeated to the controller for this long is fenced and loses its leaderships."),
     def("broker.heartbeat.interval.ms", Some("2000"), T::Int, "Cluster: how often a broker heartbeats to the active controller."),
     def("replica.lag.time.max.ms", Some("30000"), T::Long, "Cluster: a follower not caught up with the leader for this long leaves the ISR."),

@@ -202,6 +202,9 @@ async fn write_frame(
 ) -> std::io::Result<()> {
     let has_file = chunks.iter().any(|c| matches!(c, OutChunk::File(_)));
     if has_file && !use_sendfile {
+        if super::map_out::worth_mapping(chunks) {
+            return super::map_out::write_frame_mapped(writer, chunks).await;
+        }
         return super::copy_out::write_frame_copied(
             writer,
             chunks,
@@ -225,9 +228,9 @@ async fn write_frame(
 
 /// Writes a frame given as chunks with vectored writes, so large record chunks go to the socket
 /// straight from where storage read them.
-async fn write_chunks(
+pub(super) async fn write_chunks<C: AsRef<[u8]>>(
     writer: &mut tokio::net::tcp::OwnedWriteHalf,
-    chunks: &[bytes::Bytes],
+    chunks: &[C],
 ) -> std::io::Result<()> {
     use std::io::IoSlice;
     /// Chunks per writev call (well below IOV_MAX).
@@ -242,6 +245,7 @@ async fn write_chunks(
             .take(MAX_SLICES)
             .enumerate()
             .map(|(i, c)| {
+                let c = c.as_ref();
                 IoSlice::new(if i == 0 {
                     c.get(offset..).unwrap_or_default()
                 } else {
@@ -257,7 +261,7 @@ async fn write_chunks(
             let Some(chunk) = chunks.get(index) else {
                 break;
             };
-            let left = chunk.len() - offset;
+            let left = chunk.as_ref().len() - offset;
             if written >= left {
                 written -= left;
                 index += 1;
@@ -268,7 +272,10 @@ async fn write_chunks(
             }
         }
         // Skip empty chunks so the loop always makes progress.
-        while chunks.get(index).is_some_and(|c| c.len() == offset) {
+        while chunks
+            .get(index)
+            .is_some_and(|c| c.as_ref().len() == offset)
+        {
             index += 1;
             offset = 0;
         }

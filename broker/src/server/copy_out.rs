@@ -1,11 +1,12 @@
 //! Sending a response frame that holds file regions through one bounded buffer: in-memory
 //! chunks are copied in, file regions are read into it with `pread`, and the buffer goes to
 //! the socket with plain writes of up to `COPY_BUFFER_BYTES` (4 MiB) each (an in-memory chunk
-//! at least that large is written as it is, without a copy). The default way fetch
-//! answers leave the broker; `sendfile` (`send_file`) is the alternative, chosen with the
-//! `sluice.fetch.sendfile` setting.
+//! at least that large is written as it is, without a copy). How fetch answers with less than
+//! 64 KiB of file data leave the broker (larger ones are sent from mappings, `map_out`);
+//! `sendfile` (`send_file`) is the alternative for all, chosen with the `sluice.fetch.sendfile`
+//! setting.
 //!
-//! Why copying is the default: on the benchmark machine (loopback, Linux 6.18) `sendfile`
+//! Why not `sendfile` by default: on the benchmark machine (loopback, Linux 6.18) `sendfile`
 //! of page-cache pages cost the broker 0.75-0.94 CPU-s per GB read by a lean consumer and
 //! that consumer 0.38-0.58 (mostly the kernel's receive copy), against 0.53-0.61 and
 //! 0.27-0.31 copied out through a 4 MiB buffer, at 0.8-1.1 against 1.3-1.5 GB/s (paired

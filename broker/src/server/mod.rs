@@ -1,11 +1,13 @@
 //! The network side: the accept loop (`listener`), one task per client connection
-//! (`connection`), and the two ways stored record batches leave through a socket: copied out
-//! through a bounded buffer (`copy_out`, the default) or with `sendfile` (`send_file`). Only
-//! this module owns sockets.
+//! (`connection`), and the ways stored record batches leave through a socket: written from
+//! memory mappings of the segment (`map_out`, the default for large answers), copied out
+//! through a bounded buffer (`copy_out`, small ones), or with `sendfile` (`send_file`, when
+//! set). Only this module owns sockets.
 
 mod connection;
 mod copy_out;
 mod listener;
+mod map_out;
 mod send_file;
 
 pub use listener::run_listener;

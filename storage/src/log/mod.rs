@@ -12,6 +12,7 @@
 mod outcome;
 mod read;
 mod read_region;
+mod region_map;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 pub use outcome::{
     AppendOutcome, FileRegion, FlushTarget, ReadResult, RegionRead, StoredRecords, TimestampOffset,
 };
+pub use region_map::RegionMap;
 
 use crate::batch::header::{
     set_base_offset, set_partition_leader_epoch, stamp_log_append_time, BatchHeader, HEADER_BYTES,

@@ -1,0 +1,124 @@
+//! A file region mapped into memory for the kernel to send from (`write`/`writev` on a socket):
+//! the page cache is copied once, into the socket, instead of into a buffer and from there into
+//! the socket. The mapped bytes are for handing to system calls only; nothing in user space
+//! reads them.
+//!
+//! Why that is safe even if the file shrinks under the mapping (a log truncated while a fetch
+//! answer is being written): touching a mapped page past the end of the file raises SIGBUS only
+//! when user code touches it. When the kernel copies from such a page inside a system call, the
+//! fault is handled as a bad user address and the call returns `EFAULT` (or writes less), which
+//! the sender treats like any failed write: the connection closes, as with a short `pread`.
+
+use memmap2::{Mmap, MmapOptions};
+
+use crate::error::StorageError;
+use crate::log::FileRegion;
+
+/// A read-only mapping of exactly one `FileRegion` (nothing for an empty one).
+#[derive(Debug)]
+pub struct RegionMap {
+    map: Option<Mmap>,
+}
+
+impl RegionMap {
+    /// The region's bytes, to pass to a system call that copies them (a socket write). Reading
+    /// them in user space could raise SIGBUS if the file was truncated meanwhile: don't.
+    pub fn for_kernel(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or_default()
+    }
+}
+
+impl FileRegion {
+    /// Maps the region read-only; an error if the file is already shorter than the region.
+    pub fn map(&self) -> Result<RegionMap, StorageError> {
+        if self.len == 0 {
+            return Ok(RegionMap { map: None });
+        }
+        let len = usize::try_from(self.len)
+            .map_err(|_| StorageError::corrupt("region too large to map"))?;
+        let end = self.position.checked_add(self.len);
+        let file_len = self.file.metadata()?.len();
+        if end.is_none_or(|end| end > file_len) {
+            return Err(StorageError::corrupt(
+                "file region runs past the end of its file",
+            ));
+        }
+        // SAFETY: the mapping is read-only and its bytes are only handed to the kernel (see the
+        // module comment): a truncation of the file while it is mapped makes the sending system
+        // call fail with EFAULT, never a signal, and no Rust code reads the bytes. memmap2 aligns
+        // the offset to a page and keeps the mapping alive as long as `RegionMap`.
+        let map = unsafe {
+            MmapOptions::new()
+                .offset(self.position)
+                .len(len)
+                .map(&*self.file)?
+        };
+        Ok(RegionMap { map: Some(map) })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::Arc;
+
+    fn region_of(data: &[u8], position: u64, len: u64) -> (tempfile::NamedTempFile, FileRegion) {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(data).unwrap();
+        let file = Arc::new(f.reopen().unwrap());
+        (
+            f,
+            FileRegion {
+                file,
+                position,
+                len,
+            },
+        )
+    }
+
+    #[test]
+    fn a_mapped_region_holds_exactly_the_regions_bytes_at_any_offset() {
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        for (position, len) in [
+            (0u64, 20_000u64),
+            (1, 4095),
+            (4095, 2),
+            (4096, 8192),
+            (12_345, 7_655),
+            (19_999, 1),
+            (7, 0),
+        ] {
+            let (_f, region) = region_of(&data, position, len);
+            let map = region.map().unwrap();
+            let (p, l) = (position as usize, len as usize);
+            assert_eq!(map.for_kernel(), &data[p..p + l], "region {position}+{len}");
+        }
+    }
+
+    #[test]
+    fn a_region_past_the_end_of_its_file_is_an_error() {
+        let data = vec![3u8; 1000];
+        for (position, len) in [(0u64, 1001u64), (1000, 1), (u64::MAX, 2)] {
+            let (_f, region) = region_of(&data, position, len);
+            assert!(region.map().is_err(), "region {position}+{len}");
+        }
+    }
+
+    /// The case the module comment argues: the file cut below a live mapping. Sending the
+    /// mapped bytes then fails (EFAULT) instead of killing the process with SIGBUS.
+    #[test]
+    fn sending_a_mapping_whose_file_was_truncated_fails_without_a_signal() {
+        use std::os::unix::net::UnixStream;
+        let data = vec![9u8; 64 * 1024];
+        let (_f, region) = region_of(&data, 0, data.len() as u64);
+        let map = region.map().unwrap();
+        region.file.set_len(0).unwrap();
+        let (mut tx, _rx) = UnixStream::pair().unwrap();
+        tx.set_nonblocking(true).unwrap();
+        let sent = tx.write(map.for_kernel());
+        let err = sent.unwrap_err(); // the truncated pages cannot be sent
+        assert_eq!(err.raw_os_error(), Some(libc::EFAULT), "{err}");
+    }
+}
