@@ -500,10 +500,8 @@ class Bench:
             log(f"rdkafka_performance -C {topic} {count}")
             # The client's own CPU (it shares the two cores, and sets the read rate: librdkafka
             # parses every message on one thread per broker).
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout)
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            client_cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+            out, client_cpu_s = with_child_cpu_s(
+                lambda: subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout))
             m = None
             for line in out.stdout.splitlines():
                 mm = re.match(r"% (\d+) messages \((\d+) bytes\) consumed in (\d+)ms", line)
@@ -525,12 +523,10 @@ class Bench:
 
     def consume_lean(self, broker, topic, partitions, count):
         log(f"fetch_client {topic} {count}")
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        r = run_json([self.bin("fetch_client"), "--bootstrap", broker.bootstrap, "--topic", topic,
-                      "--partitions", str(partitions), "--count", str(count), "--max-s", str(self.timeout)],
-                     self.timeout + 30, f"fetch_client {topic}")
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        client_cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        r, client_cpu_s = with_child_cpu_s(lambda: run_json(
+            [self.bin("fetch_client"), "--bootstrap", broker.bootstrap, "--topic", topic,
+             "--partitions", str(partitions), "--count", str(count), "--max-s", str(self.timeout)],
+            self.timeout + 30, f"fetch_client {topic}"))
         return {"client": "fetch_client", "msgs": r["msgs"], "seconds": r["seconds"],
                 "msgs_per_s": r["msgs_per_s"], "mb_per_s": r["mb_per_s"],
                 "client_cpu_s_per_gb": round(client_cpu_s / (r["batch_bytes"] / 1e9), 3) if r["batch_bytes"] else None}
@@ -902,6 +898,15 @@ def fmt(v, digits=None):
     return str(v)
 
 
+def with_child_cpu_s(run_child):
+    """Runs `run_child` (which waits for the client process it starts) and returns its result and
+    the CPU-seconds (user + system, getrusage) of the child processes that ended meanwhile."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = run_child()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return result, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+
 def summarise(runs):
     """Medians over runs of every figure, plus per-run ratios to the limits."""
     limits = {}
@@ -941,7 +946,7 @@ def summarise(runs):
         kind = rows[0]["kind"]
         s = {"kind": kind, "client": rows[0].get("client"), "runs": len(rows)}
         for k in ("msgs", "msgs_per_s", "mb_per_s", "cpu_s_per_gb", "peak_rss_mib", "broker_cpu_s",
-                  "wire_bytes", "avg_request_bytes", "compression_ratio", "partitions",
+                  "wire_bytes", "avg_request_bytes", "records_per_request", "compression_ratio", "partitions",
                   "rss_start_mib", "rss_end_mib", "rss_growth_mib", "rss_max_mib", "segments_on_disk_end",
                   "client_cpu_s_per_gb"):
             vals = [row.get(k) for row in rows]
@@ -1124,7 +1129,7 @@ def print_tables(summary):
     for name, s in summary["scenarios"].items():
         print(f"\n== {name} ({s['kind']}, client {s.get('client')}, {s['runs']} run(s)) ==")
         for k in ("msgs", "msgs_per_s", "mb_per_s", "wire_mb_per_s", "cpu_s_per_gb", "broker_cpu_s", "peak_rss_mib",
-                  "avg_request_bytes", "compression_ratio", "partitions", "mode",
+                  "avg_request_bytes", "records_per_request", "compression_ratio", "partitions", "mode",
                   "rss_start_mib", "rss_end_mib", "rss_growth_mib", "rss_max_mib", "segments_on_disk_end"):
             if s.get(k) is not None:
                 print(f"  {k:32} {fmt(s[k])}")
@@ -1196,8 +1201,9 @@ def main():
         "mode": "smoke (tiny counts, figures meaningless)" if args.smoke else "full",
         "runs": runs_n,
         "scenarios": selected,
-        "client": "rdkafka_performance (librdkafka 2.12.1) + load_gen/latency_gen (rdkafka crate); lean rows: fetch_client, latency_lean, produce_replay (our own, raw protocol)"
-                  if args.client == "rdkafka_performance" else "load_gen/latency_gen only (rdkafka crate)",
+        "client": ("rdkafka_performance (librdkafka 2.12.1) + load_gen/latency_gen (rdkafka crate)"
+                   if args.client == "rdkafka_performance" else "load_gen/latency_gen (rdkafka crate) in place of rdkafka_performance")
+                  + "; lean rows: fetch_client, latency_lean, produce_replay (our own, raw protocol)",
         "fanout_mode": "consumer groups" if args.groups else "manual assignment",
         "cpus": os.cpu_count(),
         "kernel": os.uname().release,

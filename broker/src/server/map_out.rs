@@ -9,8 +9,12 @@
 //! bytes).
 //!
 //! Invariant: as with the copy path, the whole frame is written or an error is returned and the
-//! connection must close (a region past the end of its file fails to map; one truncated while
-//! mapped fails the write with EFAULT, see `storage::log::region_map`).
+//! connection must close (a region past the end of its file fails to map and then to be copied
+//! out; one truncated while mapped fails the write with EFAULT, see
+//! `storage::log::region_map`). A region that cannot be mapped for another reason (no mappings
+//! left) sends the frame through the copy path instead. Every file region is at least 32 KiB
+//! (`partition::replica`'s `MIN_FILE_REGION_BYTES`; smaller answers are read into memory), so a
+//! frame maps at most one region per 32 KiB it carries, and unmaps them once it is written.
 
 use std::io;
 
@@ -51,7 +55,10 @@ impl AsRef<[u8]> for Piece {
     }
 }
 
-/// Writes `chunks` (a whole frame), mapping every file region.
+/// Writes `chunks` (a whole frame), mapping every file region. If a region cannot be mapped
+/// (the process is out of mappings, `vm.max_map_count`, or the file is shorter than the region)
+/// nothing has been written yet and the frame is copied out instead, which fails the same way
+/// on a short file.
 pub async fn write_frame_mapped(
     writer: &mut OwnedWriteHalf,
     chunks: &[OutChunk],
@@ -60,10 +67,17 @@ pub async fn write_frame_mapped(
         .iter()
         .map(|c| match c {
             OutChunk::Bytes(b) => Ok(Piece::Bytes(b.clone())),
-            OutChunk::File(r) => r.map().map(Piece::Mapped).map_err(io::Error::other),
+            OutChunk::File(r) => r.map().map(Piece::Mapped),
         })
-        .collect::<io::Result<Vec<Piece>>>()?;
-    super::connection::write_chunks(writer, &pieces).await
+        .collect::<Result<Vec<Piece>, _>>();
+    match pieces {
+        Ok(pieces) => super::connection::write_chunks(writer, &pieces).await,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot map a fetched region; copying it out");
+            super::copy_out::write_frame_copied(writer, chunks, super::copy_out::COPY_BUFFER_BYTES)
+                .await
+        }
+    }
 }
 
 #[cfg(test)]
@@ -130,6 +144,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_region_past_the_end_of_its_file_fails_before_anything_is_written() {
+        // It cannot be mapped, and copying it out then finds the file short before a write.
         let data = vec![1u8; 100_000];
         let chunks = vec![
             OutChunk::Bytes(Bytes::from_static(b"head")),
