@@ -40,8 +40,8 @@ pub type PendingResponse = Pin<Box<dyn Future<Output = Option<Vec<OutChunk>>> + 
 #[derive(Clone, Debug)]
 pub enum OutChunk {
     Bytes(Bytes),
-    /// Record batches still in their segment file, copied out or sent with `sendfile` by the
-    /// connection writer.
+    /// Record batches still in their segment file, written from a mapping, copied out or sent
+    /// with `sendfile` by the connection writer.
     File(FileRegion),
 }
 

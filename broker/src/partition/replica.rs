@@ -31,8 +31,8 @@ pub enum PartitionError {
 }
 
 /// Fetch answers at least this large stay file regions, which the connection writer sends from
-/// the segment file (copied out through its bounded buffer, or with `sendfile`), so the
-/// handler holds no copy of them; smaller ones are read into memory here at once.
+/// the segment file (from a mapping, copied out through a bounded buffer, or with `sendfile`),
+/// so the handler holds no copy of them; smaller ones are read into memory here at once.
 const MIN_FILE_REGION_BYTES: usize = 32 * 1024;
 
 /// The result of reading for a fetch: records in memory (`Bytes`) or, for a consumer or
@@ -696,7 +696,7 @@ mod tests {
     }
 
     /// Fetch answers below `MIN_FILE_REGION_BYTES` come in memory, larger ones as a file
-    /// region for `sendfile`; both hold exactly the stored batches.
+    /// region for the connection writer; both hold exactly the stored batches.
     #[test]
     fn read_for_fetch_sends_large_answers_from_the_file() {
         let dir = tempfile::tempdir().unwrap();

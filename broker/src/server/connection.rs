@@ -192,9 +192,10 @@ fn shrink_idle_buffer(buf: &mut BytesMut) {
     }
 }
 
-/// Writes a frame. One held in memory goes out with vectored writes; one with file regions
-/// is copied out through a bounded buffer (`copy_out`), or, with `use_sendfile`, written as
-/// runs of in-memory chunks and file regions sent with `sendfile`.
+/// Writes a frame. One held in memory goes out with vectored writes; one with file regions is
+/// written from mappings of them (`map_out`, 64 KiB of regions or more) or copied out through a
+/// bounded buffer (`copy_out`), or, with `use_sendfile`, written as runs of in-memory chunks and
+/// file regions sent with `sendfile`.
 async fn write_frame(
     writer: &mut tokio::net::tcp::OwnedWriteHalf,
     chunks: &[OutChunk],
@@ -227,7 +228,7 @@ async fn write_frame(
 }
 
 /// Writes a frame given as chunks with vectored writes, so large record chunks go to the socket
-/// straight from where storage read them.
+/// straight from where storage read or mapped them. Empty chunks are skipped.
 pub(super) async fn write_chunks<C: AsRef<[u8]>>(
     writer: &mut tokio::net::tcp::OwnedWriteHalf,
     chunks: &[C],
@@ -237,7 +238,18 @@ pub(super) async fn write_chunks<C: AsRef<[u8]>>(
     const MAX_SLICES: usize = 64;
     let mut index = 0usize;
     let mut offset = 0usize;
-    while index < chunks.len() {
+    loop {
+        // Skip what is written (and empty chunks), so every writev has bytes to write.
+        while chunks
+            .get(index)
+            .is_some_and(|c| c.as_ref().len() == offset)
+        {
+            index += 1;
+            offset = 0;
+        }
+        if index >= chunks.len() {
+            break;
+        }
         let slices: Vec<IoSlice<'_>> = chunks
             .get(index..)
             .unwrap_or_default()
@@ -270,14 +282,6 @@ pub(super) async fn write_chunks<C: AsRef<[u8]>>(
                 offset += written;
                 written = 0;
             }
-        }
-        // Skip empty chunks so the loop always makes progress.
-        while chunks
-            .get(index)
-            .is_some_and(|c| c.as_ref().len() == offset)
-        {
-            index += 1;
-            offset = 0;
         }
     }
     Ok(())

@@ -6,7 +6,8 @@
 //! `sendfile` (`send_file`) is the alternative for all, chosen with the `sluice.fetch.sendfile`
 //! setting.
 //!
-//! Why not `sendfile` by default: on the benchmark machine (loopback, Linux 6.18) `sendfile`
+//! Why not `sendfile` by default (measured against this copy path, before `map_out`, which
+//! costs less still): on the benchmark machine (loopback, Linux 6.18) `sendfile`
 //! of page-cache pages cost the broker 0.75-0.94 CPU-s per GB read by a lean consumer and
 //! that consumer 0.38-0.58 (mostly the kernel's receive copy), against 0.53-0.61 and
 //! 0.27-0.31 copied out through a 4 MiB buffer, at 0.8-1.1 against 1.3-1.5 GB/s (paired
@@ -24,10 +25,10 @@ use tokio::net::tcp::OwnedWriteHalf;
 
 use crate::handlers::OutChunk;
 
-/// The buffer a frame is gathered in, and so the largest gathered write: 4 MiB, which a fetch of
-/// librdkafka's default 1 MiB per partition over a few partitions fits in one write (1 MiB
-/// pieces cost the broker about 10 % more per byte on the benchmark machine). It is freed
-/// when the frame is written.
+/// The buffer a frame is gathered in, and so the largest gathered write: 4 MiB (the frames
+/// copied out are those under 64 KiB of records, and large ones `map_out` could not map; for
+/// those, 1 MiB pieces cost the broker about 10 % more per byte than 4 MiB on the benchmark
+/// machine). It is freed when the frame is written.
 pub const COPY_BUFFER_BYTES: usize = 4 << 20;
 
 /// Writes `chunks` (a whole frame) through one buffer of at most `buffer_bytes`.

@@ -8,15 +8,24 @@
 //! flush, more than a `pread` of a few kilobytes (the latency scenario's fetches are a hundred
 //! bytes).
 //!
+//! Mappings are bounded: every file region is at least 32 KiB (`partition::replica`'s
+//! `MIN_FILE_REGION_BYTES`; smaller answers are read into memory), so a frame maps at most one
+//! region per 32 KiB it carries, and the whole process holds at most `MAX_MAPPED_REGIONS` for
+//! frames being written (a frame to a client that stops reading keeps its mappings until the
+//! connection ends); a frame that would go past that budget, or one whose regions cannot be
+//! mapped (`vm.max_map_count`, a file shorter than its region), is copied out instead. Nothing
+//! has been written when that is decided. The mappings of a frame are unmapped once it is
+//! written.
+//!
 //! Invariant: as with the copy path, the whole frame is written or an error is returned and the
-//! connection must close (a region past the end of its file fails to map and then to be copied
-//! out; one truncated while mapped fails the write with EFAULT, see
-//! `storage::log::region_map`). A region that cannot be mapped for another reason (no mappings
-//! left) sends the frame through the copy path instead. Every file region is at least 32 KiB
-//! (`partition::replica`'s `MIN_FILE_REGION_BYTES`; smaller answers are read into memory), so a
-//! frame maps at most one region per 32 KiB it carries, and unmaps them once it is written.
+//! connection must close: a region past the end of its file fails to map and then to be copied
+//! out; one cut below the region while mapped fails the write with EFAULT (see
+//! `storage::log::region_map`). As with `pread` or `sendfile`, a file cut and written again
+//! before the write reaches the page sends the new bytes; only follower truncation does that,
+//! and a consumer never reads past the high watermark it truncates above.
 
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use storage::RegionMap;
@@ -26,6 +35,14 @@ use crate::handlers::OutChunk;
 
 /// Frames whose file regions hold fewer bytes than this are copied out instead.
 const MAP_MIN_BYTES: u64 = 64 * 1024;
+
+/// The most regions mapped at once for frames being written, process-wide: well below Linux's
+/// default `vm.max_map_count` (65,530), which the sealed segments' mapped indexes, the
+/// allocator and thread stacks share.
+const MAX_MAPPED_REGIONS: usize = 8192;
+
+/// Regions mapped now for frames being written.
+static MAPPED_REGIONS: AtomicUsize = AtomicUsize::new(0);
 
 /// Whether `chunks` carry enough file bytes to be sent mapped.
 pub fn worth_mapping(chunks: &[OutChunk]) -> bool {
@@ -39,6 +56,30 @@ pub fn worth_mapping(chunks: &[OutChunk]) -> bool {
     file_bytes >= MAP_MIN_BYTES
 }
 
+/// A share of a mapping budget (`MAPPED_REGIONS`, or a test's own), given back when dropped.
+struct MappingBudget {
+    held: &'static AtomicUsize,
+    regions: usize,
+}
+
+impl MappingBudget {
+    /// Takes `regions` from the budget `held` counts against `limit`, or `None` if that would
+    /// exceed it.
+    fn take(held: &'static AtomicUsize, limit: usize, regions: usize) -> Option<MappingBudget> {
+        held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+            now.checked_add(regions).filter(|&total| total <= limit)
+        })
+        .ok()
+        .map(|_| MappingBudget { held, regions })
+    }
+}
+
+impl Drop for MappingBudget {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.regions, Ordering::AcqRel);
+    }
+}
+
 /// A frame's piece: bytes held in memory, or a mapped region.
 enum Piece {
     Bytes(Bytes),
@@ -49,31 +90,43 @@ impl AsRef<[u8]> for Piece {
     fn as_ref(&self) -> &[u8] {
         match self {
             Piece::Bytes(b) => b,
-            // Only handed to writev below.
-            Piece::Mapped(m) => m.for_kernel(),
+            // SAFETY: a `Piece` lives only in this module, whose one use of these bytes is
+            // `write_chunks`, which hands them to `writev` and reads none of them.
+            Piece::Mapped(m) => unsafe { m.for_kernel() },
         }
     }
 }
 
-/// Writes `chunks` (a whole frame), mapping every file region. If a region cannot be mapped
-/// (the process is out of mappings, `vm.max_map_count`, or the file is shorter than the region)
-/// nothing has been written yet and the frame is copied out instead, which fails the same way
-/// on a short file.
-pub async fn write_frame_mapped(
-    writer: &mut OwnedWriteHalf,
-    chunks: &[OutChunk],
-) -> io::Result<()> {
+/// A frame's pieces with every file region mapped, and the share of the budget they hold, or
+/// why they could not be mapped.
+fn map_pieces(chunks: &[OutChunk]) -> Result<(Vec<Piece>, MappingBudget), String> {
+    let regions = chunks
+        .iter()
+        .filter(|c| matches!(c, OutChunk::File(_)))
+        .count();
+    let budget = MappingBudget::take(&MAPPED_REGIONS, MAX_MAPPED_REGIONS, regions)
+        .ok_or_else(|| format!("{MAX_MAPPED_REGIONS} regions mapped already"))?;
     let pieces = chunks
         .iter()
         .map(|c| match c {
             OutChunk::Bytes(b) => Ok(Piece::Bytes(b.clone())),
             OutChunk::File(r) => r.map().map(Piece::Mapped),
         })
-        .collect::<Result<Vec<Piece>, _>>();
-    match pieces {
-        Ok(pieces) => super::connection::write_chunks(writer, &pieces).await,
-        Err(e) => {
-            tracing::debug!(error = %e, "cannot map a fetched region; copying it out");
+        .collect::<Result<Vec<Piece>, _>>()
+        .map_err(|e| e.to_string())?;
+    Ok((pieces, budget))
+}
+
+/// Writes `chunks` (a whole frame) from mappings of its file regions, or copies it out if they
+/// cannot be mapped (see the module comment).
+pub async fn write_frame_mapped(
+    writer: &mut OwnedWriteHalf,
+    chunks: &[OutChunk],
+) -> io::Result<()> {
+    match map_pieces(chunks) {
+        Ok((pieces, _budget)) => super::connection::write_chunks(writer, &pieces).await,
+        Err(why) => {
+            tracing::debug!(%why, "fetched regions not mapped; copying them out");
             super::copy_out::write_frame_copied(writer, chunks, super::copy_out::COPY_BUFFER_BYTES)
                 .await
         }
@@ -125,6 +178,14 @@ mod tests {
             OutChunk::Bytes(Bytes::from_static(b"tail")),
         ];
         assert!(worth_mapping(&chunks));
+        // The frame is sent mapped, not through the copy path's fallback.
+        let (pieces, _budget) = map_pieces(&chunks).unwrap();
+        let mapped = pieces
+            .iter()
+            .filter(|p| matches!(p, Piece::Mapped(_)))
+            .count();
+        assert_eq!(mapped, 3);
+        drop(pieces);
         let mut want = b"head".to_vec();
         want.extend_from_slice(&data[1001..1001 + (5 << 20)]);
         want.extend_from_slice(b"mid");
@@ -173,5 +234,56 @@ mod tests {
             file_region(&data, 0, MAP_MIN_BYTES / 2),
         ];
         assert!(worth_mapping(&enough));
+    }
+
+    #[test]
+    fn the_mapping_budget_is_taken_and_given_back() {
+        static HELD: AtomicUsize = AtomicUsize::new(0);
+        let most = MappingBudget::take(&HELD, 10, 7).unwrap();
+        let three = MappingBudget::take(&HELD, 10, 3).unwrap();
+        assert!(MappingBudget::take(&HELD, 10, 1).is_none(), "spent");
+        assert_eq!(HELD.load(Ordering::Acquire), 10);
+        drop(three);
+        assert!(MappingBudget::take(&HELD, 10, 4).is_none(), "only 3 left");
+        let again = MappingBudget::take(&HELD, 10, 3).unwrap();
+        drop((most, again));
+        assert_eq!(HELD.load(Ordering::Acquire), 0);
+        assert!(
+            MappingBudget::take(&HELD, 10, usize::MAX).is_none(),
+            "no overflow"
+        );
+    }
+
+    #[tokio::test]
+    async fn chunk_lists_with_empty_chunks_anywhere_and_more_than_one_writev_arrive_whole() {
+        let (server, mut client) = pair().await;
+        let (_, mut writer) = server.into_split();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        // Only empty chunks: nothing to write, and no error.
+        let empties = vec![Bytes::new(); 100];
+        crate::server::connection::write_chunks(&mut writer, &empties)
+            .await
+            .unwrap();
+        // 70 empty chunks first (more than one writev's 64), then 300 chunks, every 7th empty.
+        let mut chunks = vec![Bytes::new(); 70];
+        let mut want = Vec::new();
+        for i in 0..300u32 {
+            let c = if i % 7 == 0 {
+                Bytes::new()
+            } else {
+                Bytes::from(vec![(i % 251) as u8; 1000 + i as usize * 37])
+            };
+            want.extend_from_slice(&c);
+            chunks.push(c);
+        }
+        crate::server::connection::write_chunks(&mut writer, &chunks)
+            .await
+            .unwrap();
+        drop(writer);
+        assert_eq!(reader.await.unwrap(), want);
     }
 }

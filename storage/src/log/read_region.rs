@@ -1,6 +1,7 @@
 //! Fetch reads that locate batches instead of copying them: `Log::read_region` walks batch
 //! headers only and returns where the batches lie in the segment file, so the broker can send
-//! them with `sendfile` (page cache to socket, no copy through user space). Like Kafka's
+//! them from a mapping of the file (`FileRegion::map`) or with `sendfile`, without a copy in
+//! between, or read them into a buffer of its own (`FileRegion::read_part_into`). Like Kafka's
 //! `LogSegment.read`, one fetch answers from one segment. The caller decides what to read
 //! into memory instead (`FileRegion::read_to_bytes`), outside any lock it holds.
 //!

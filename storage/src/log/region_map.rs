@@ -7,7 +7,10 @@
 //! answer is being written): touching a mapped page past the end of the file raises SIGBUS only
 //! when user code touches it. When the kernel copies from such a page inside a system call, the
 //! fault is handled as a bad user address and the call returns `EFAULT` (or writes less), which
-//! the sender treats like any failed write: the connection closes, as with a short `pread`.
+//! the sender treats like any failed write: the connection closes, as with a short `pread`. If
+//! the file is cut and then written again before the kernel reaches the page, the new bytes are
+//! sent, as `pread` or `sendfile` would send them. Only follower truncation cuts a log file in
+//! place (a log restarted at an offset replaces its file, `Segment::create`).
 
 use memmap2::{Mmap, MmapOptions};
 
@@ -21,9 +24,13 @@ pub struct RegionMap {
 }
 
 impl RegionMap {
-    /// The region's bytes, to pass to a system call that copies them (a socket write). Reading
-    /// them in user space could raise SIGBUS if the file was truncated meanwhile: don't.
-    pub fn for_kernel(&self) -> &[u8] {
+    /// The region's bytes, to pass to a system call that copies them (a socket write).
+    ///
+    /// # Safety
+    /// The caller must not read the bytes in user space (nor let other code do so): if the file
+    /// was cut below the region meanwhile, that raises SIGBUS, and if it was written again the
+    /// bytes change under the slice. Handing them to the kernel is fine (see the module comment).
+    pub unsafe fn for_kernel(&self) -> &[u8] {
         self.map.as_deref().unwrap_or_default()
     }
 }
@@ -93,7 +100,12 @@ mod tests {
             let (_f, region) = region_of(&data, position, len);
             let map = region.map().unwrap();
             let (p, l) = (position as usize, len as usize);
-            assert_eq!(map.for_kernel(), &data[p..p + l], "region {position}+{len}");
+            // SAFETY: the file is not cut while the test reads the mapping.
+            assert_eq!(
+                unsafe { map.for_kernel() },
+                &data[p..p + l],
+                "region {position}+{len}"
+            );
         }
     }
 
@@ -117,8 +129,37 @@ mod tests {
         region.file.set_len(0).unwrap();
         let (mut tx, _rx) = UnixStream::pair().unwrap();
         tx.set_nonblocking(true).unwrap();
-        let sent = tx.write(map.for_kernel());
+        // SAFETY: the bytes go to the kernel only.
+        let sent = tx.write(unsafe { map.for_kernel() });
         let err = sent.unwrap_err(); // the truncated pages cannot be sent
         assert_eq!(err.raw_os_error(), Some(libc::EFAULT), "{err}");
+    }
+
+    /// A log emptied and restarted at the base offset of a segment it had (truncation below
+    /// the log start) replaces that segment's file by a new one instead of cutting it in place,
+    /// so a fetch answer still holding a region of it sends the bytes it was given.
+    #[test]
+    fn a_log_restarted_at_a_segments_base_offset_leaves_a_held_region_intact() {
+        use crate::log::tests::batch;
+        use crate::log::{Log, StoredRecords};
+        use crate::LogConfig;
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+        for i in 0..5 {
+            log.append(&batch(3, i), 0, 0).unwrap();
+        }
+        let read = log.read_region(0, i64::MAX, usize::MAX, true).unwrap();
+        let StoredRecords::File(region) = read.records else {
+            panic!("a file region");
+        };
+        let before = region.read_to_bytes().unwrap();
+        log.set_log_start_offset(6).unwrap();
+        log.truncate_to(0).unwrap(); // below the log start: emptied, restarted at 0
+        assert_eq!(log.log_end_offset(), 0);
+        log.append(&batch(2, 9), 0, 0).unwrap();
+        assert_eq!(region.read_to_bytes().unwrap(), before);
+        let map = region.map().unwrap();
+        // SAFETY: the region's file (replaced, not cut) is not cut while the test reads it.
+        assert_eq!(unsafe { map.for_kernel() }, &before[..]);
     }
 }

@@ -102,8 +102,9 @@ impl Segment {
         base_offset: i64,
         index_bytes: u32,
     ) -> Result<Segment, StorageError> {
-        // Unlinked, not truncated in place: a segment being replaced may still map them.
-        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        // Unlinked, not truncated in place: a segment being replaced may still map its indexes,
+        // and a fetch answer being written may still map or read its log.
+        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
             remove_if_exists(&path_for(dir, base_offset, suffix))?;
         }
         let log_path = path_for(dir, base_offset, LOG_SUFFIX);
