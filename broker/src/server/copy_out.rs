@@ -137,24 +137,9 @@ impl<'a> FrameGather<'a> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use std::io::Write;
-    use std::sync::Arc;
+    use crate::server::test_support::file_chunk;
 
     use bytes::Bytes;
-    use storage::FileRegion;
-
-    /// A file holding `data`, and a region of it.
-    fn region(data: &[u8], position: u64, len: u64) -> (tempfile::NamedTempFile, OutChunk) {
-        let mut f = tempfile::NamedTempFile::new().unwrap();
-        f.write_all(data).unwrap();
-        let file = Arc::new(f.reopen().unwrap());
-        let chunk = OutChunk::File(FileRegion {
-            file,
-            position,
-            len,
-        });
-        (f, chunk)
-    }
 
     fn gather(chunks: &[OutChunk], buffer_bytes: usize) -> io::Result<Vec<Vec<u8>>> {
         let mut g = FrameGather::new(chunks, buffer_bytes);
@@ -169,8 +154,8 @@ mod tests {
     #[test]
     fn a_frame_comes_out_whole_and_in_order_in_pieces_no_larger_than_the_buffer() {
         let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
-        let (_f1, file1) = region(&data, 100, 3000);
-        let (_f2, file2) = region(&data, 0, 5000);
+        let file1 = file_chunk(&data, 100, 3000);
+        let file2 = file_chunk(&data, 0, 5000);
         let chunks = vec![
             OutChunk::Bytes(Bytes::from_static(b"head")),
             file1,
@@ -208,9 +193,9 @@ mod tests {
     #[test]
     fn empty_regions_and_a_region_the_size_of_the_buffer_come_out_exactly() {
         let data: Vec<u8> = (0..4096u32).map(|i| (i % 253) as u8).collect();
-        let (_f1, empty) = region(&data, 10, 0);
-        let (_f2, full) = region(&data, 0, 4096);
-        let (_f3, empty_too) = region(&data, 4096, 0);
+        let empty = file_chunk(&data, 10, 0);
+        let full = file_chunk(&data, 0, 4096);
+        let empty_too = file_chunk(&data, 4096, 0);
         let chunks = vec![empty, full, empty_too];
         for buffer in [1usize, 4095, 4096, 4097] {
             let pieces = gather(&chunks, buffer).unwrap();
@@ -219,14 +204,14 @@ mod tests {
         }
         assert_eq!(gather(&chunks, 4096).unwrap().len(), 1);
         // A frame of nothing but empty regions writes nothing.
-        let (_f4, e1) = region(&data, 0, 0);
+        let e1 = file_chunk(&data, 0, 0);
         assert!(gather(&[e1], 4096).unwrap().is_empty());
     }
 
     #[test]
     fn a_file_shorter_than_its_region_is_an_error_not_a_short_frame() {
         let data = vec![1u8; 1000];
-        let (_f, file) = region(&data, 0, 2000);
+        let file = file_chunk(&data, 0, 2000);
         let chunks = vec![OutChunk::Bytes(Bytes::from_static(b"head")), file];
         let mut g = FrameGather::new(&chunks, 4096);
         assert!(g.next_piece().is_err());

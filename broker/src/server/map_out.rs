@@ -137,31 +137,7 @@ pub async fn write_frame_mapped(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use std::io::Write;
-    use std::sync::Arc;
-
-    use storage::FileRegion;
-    use tokio::io::AsyncReadExt;
-    use tokio::net::{TcpListener, TcpStream};
-
-    async fn pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        (server, client)
-    }
-
-    fn file_region(data: &[u8], position: u64, len: u64) -> OutChunk {
-        let mut f = tempfile::tempfile().unwrap();
-        f.write_all(data).unwrap();
-        OutChunk::File(FileRegion {
-            file: Arc::new(f),
-            position,
-            len,
-        })
-    }
+    use crate::server::test_support::{file_chunk, writer_and_received};
 
     #[tokio::test]
     async fn a_frame_with_mapped_regions_arrives_whole_and_in_order_past_the_socket_buffer() {
@@ -170,11 +146,11 @@ mod tests {
         let data: Vec<u8> = (0..8u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
         let chunks = vec![
             OutChunk::Bytes(Bytes::from_static(b"head")),
-            file_region(&data, 1001, 5 << 20),
+            file_chunk(&data, 1001, 5 << 20),
             OutChunk::Bytes(Bytes::from_static(b"")),
             OutChunk::Bytes(Bytes::from_static(b"mid")),
-            file_region(&data, 4095, 0),
-            file_region(&data, 12_345, 3 << 20),
+            file_chunk(&data, 4095, 0),
+            file_chunk(&data, 12_345, 3 << 20),
             OutChunk::Bytes(Bytes::from_static(b"tail")),
         ];
         assert!(worth_mapping(&chunks));
@@ -191,13 +167,7 @@ mod tests {
         want.extend_from_slice(b"mid");
         want.extend_from_slice(&data[12_345..12_345 + (3 << 20)]);
         want.extend_from_slice(b"tail");
-        let (server, mut client) = pair().await;
-        let (_, mut writer) = server.into_split();
-        let reader = tokio::spawn(async move {
-            let mut got = Vec::new();
-            client.read_to_end(&mut got).await.unwrap();
-            got
-        });
+        let (mut writer, reader) = writer_and_received().await;
         write_frame_mapped(&mut writer, &chunks).await.unwrap();
         drop(writer);
         assert_eq!(reader.await.unwrap(), want);
@@ -209,29 +179,29 @@ mod tests {
         let data = vec![1u8; 100_000];
         let chunks = vec![
             OutChunk::Bytes(Bytes::from_static(b"head")),
-            file_region(&data, 50_000, 60_000),
+            file_chunk(&data, 50_000, 60_000),
         ];
-        let (server, mut client) = pair().await;
-        let (_, mut writer) = server.into_split();
+        let (mut writer, reader) = writer_and_received().await;
         assert!(write_frame_mapped(&mut writer, &chunks).await.is_err());
         drop(writer);
-        let mut got = Vec::new();
-        client.read_to_end(&mut got).await.unwrap();
-        assert!(got.is_empty(), "nothing of the frame was sent");
+        assert!(
+            reader.await.unwrap().is_empty(),
+            "nothing of the frame was sent"
+        );
     }
 
     #[test]
     fn small_regions_are_copied_out_instead() {
         let data = vec![1u8; 100_000];
         let small = vec![
-            file_region(&data, 0, MAP_MIN_BYTES / 2),
-            file_region(&data, 0, MAP_MIN_BYTES / 2 - 1),
+            file_chunk(&data, 0, MAP_MIN_BYTES / 2),
+            file_chunk(&data, 0, MAP_MIN_BYTES / 2 - 1),
         ];
         assert!(!worth_mapping(&small));
         let enough = vec![
-            file_region(&data, 0, MAP_MIN_BYTES / 2),
+            file_chunk(&data, 0, MAP_MIN_BYTES / 2),
             OutChunk::Bytes(Bytes::from(vec![0u8; 100_000])),
-            file_region(&data, 0, MAP_MIN_BYTES / 2),
+            file_chunk(&data, 0, MAP_MIN_BYTES / 2),
         ];
         assert!(worth_mapping(&enough));
     }
@@ -256,13 +226,7 @@ mod tests {
 
     #[tokio::test]
     async fn chunk_lists_with_empty_chunks_anywhere_and_more_than_one_writev_arrive_whole() {
-        let (server, mut client) = pair().await;
-        let (_, mut writer) = server.into_split();
-        let reader = tokio::spawn(async move {
-            let mut got = Vec::new();
-            client.read_to_end(&mut got).await.unwrap();
-            got
-        });
+        let (mut writer, reader) = writer_and_received().await;
         // Only empty chunks: nothing to write, and no error.
         let empties = vec![Bytes::new(); 100];
         crate::server::connection::write_chunks(&mut writer, &empties)

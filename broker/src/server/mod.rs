@@ -9,5 +9,7 @@ mod copy_out;
 mod listener;
 mod map_out;
 mod send_file;
+#[cfg(test)]
+mod test_support;
 
 pub use listener::run_listener;

@@ -60,27 +60,10 @@ pub async fn send_file(stream: &TcpStream, region: &FileRegion) -> io::Result<()
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::io::Write;
-    use std::sync::Arc;
-
     use tokio::io::AsyncReadExt;
-    use tokio::net::TcpListener;
 
     use super::*;
-
-    async fn pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let client = TcpStream::connect(addr).await.unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        (server, client)
-    }
-
-    fn file_with(bytes: &[u8]) -> Arc<std::fs::File> {
-        let mut f = tempfile::tempfile().unwrap();
-        f.write_all(bytes).unwrap();
-        Arc::new(f)
-    }
+    use crate::server::test_support::{file_with, pair};
 
     #[tokio::test]
     async fn sends_exactly_the_region_even_past_the_socket_buffer() {
