@@ -32,7 +32,7 @@ use compat_tests::docker::{
     build_image, docker, docker_and_compose, image_under_test, unique_name, Deployment,
     COMMAND_TIMEOUT,
 };
-use compat_tests::kcat::{find_kcat, run_kcat};
+use compat_tests::kcat::{find_kcat, run_kcat, KcatOutput};
 use compat_tests::load::{numbered_load, Acked};
 use compat_tests::ports::free_port;
 use compat_tests::rdk;
@@ -168,7 +168,13 @@ impl Cluster {
     }
 }
 
+/// Runs kcat, which must exit with 0; returns its stdout.
 fn kcat_ok(kcat: &std::path::Path, args: &[&str], stdin: &[u8]) -> String {
+    String::from_utf8(kcat_succeeds(kcat, args, stdin).stdout).expect("kcat output is UTF-8")
+}
+
+/// Runs kcat and fails the test unless it exits with 0; returns all it wrote.
+fn kcat_succeeds(kcat: &std::path::Path, args: &[&str], stdin: &[u8]) -> KcatOutput {
     let out = run_kcat(kcat, args, stdin, COMMAND_TIMEOUT);
     assert!(
         out.success(),
@@ -177,7 +183,42 @@ fn kcat_ok(kcat: &std::path::Path, args: &[&str], stdin: &[u8]) -> String {
         out.code,
         out.stderr
     );
-    String::from_utf8(out.stdout).expect("kcat output is UTF-8")
+    out
+}
+
+/// How the lines read back differ from the lines written, in a few lines: counts, the
+/// first line that differs, lines missing and lines read twice.
+fn describe_difference(written: &str, read: &str) -> String {
+    let want: Vec<&str> = written.lines().collect();
+    let got: Vec<&str> = read.lines().collect();
+    if want == got {
+        return "the same".to_owned();
+    }
+    let first_diff = want
+        .iter()
+        .zip(&got)
+        .position(|(w, g)| w != g)
+        .unwrap_or(want.len().min(got.len()));
+    let got_set: HashSet<&str> = got.iter().copied().collect();
+    let missing: Vec<&str> = want
+        .iter()
+        .copied()
+        .filter(|l| !got_set.contains(l))
+        .collect();
+    let mut seen = HashSet::new();
+    let twice: Vec<&str> = got.iter().copied().filter(|l| !seen.insert(*l)).collect();
+    format!(
+        "{} lines written, {} read; first difference at line {first_diff} (written {:?}, read \
+         {:?}); {} missing (first {:?}); {} read more than once (first {:?})",
+        want.len(),
+        got.len(),
+        want.get(first_diff),
+        got.get(first_diff),
+        missing.len(),
+        missing.first(),
+        twice.len(),
+        twice.first()
+    )
 }
 
 /// An idempotent acks=all producer writing sequence numbers round-robin over the partitions
@@ -337,7 +378,7 @@ fn three_node_compose_cluster_survives_kill_and_partition() {
     let input: String = (0..KCAT_RECORDS)
         .map(|i| format!("key-{i}:value-{i}\n"))
         .collect();
-    kcat_ok(
+    let produced = kcat_succeeds(
         &kcat,
         &[
             "-b",
@@ -353,24 +394,37 @@ fn three_node_compose_cluster_survives_kill_and_partition() {
         ],
         input.as_bytes(),
     );
-    let output = kcat_ok(
-        &kcat,
-        &[
-            "-b",
-            &bootstrap,
-            "-t",
-            &kcat_topic,
-            "-C",
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%k:%s\n",
-        ],
-        b"",
-    );
-    assert_eq!(output, input, "kcat did not read back what it produced");
+    let consume_args = [
+        "-b",
+        bootstrap.as_str(),
+        "-t",
+        kcat_topic.as_str(),
+        "-C",
+        "-o",
+        "beginning",
+        "-e",
+        "-q",
+        "-f",
+        "%k:%s\n",
+    ];
+    let consumed = run_kcat(&kcat, &consume_args, b"", COMMAND_TIMEOUT);
+    let output = String::from_utf8_lossy(&consumed.stdout).into_owned();
+    if !consumed.success() || output != input {
+        // Read again a little later: tells a reader that saw too little too early from
+        // records that are not there at all.
+        std::thread::sleep(Duration::from_secs(2));
+        let again = run_kcat(&kcat, &consume_args, b"", COMMAND_TIMEOUT);
+        panic!(
+            "kcat did not read back what it produced: {}\nconsumer exit {:?}, stderr:\n{}\n\
+             producer stderr:\n{}\nread again 2 s later: {}\n{}",
+            describe_difference(&input, &output),
+            consumed.code,
+            consumed.stderr,
+            produced.stderr,
+            describe_difference(&input, &String::from_utf8_lossy(&again.stdout)),
+            cluster.deployment.logs()
+        );
+    }
     let described = kcat_ok(&kcat, &["-b", &bootstrap, "-L", "-t", &kcat_topic], b"");
     // "partition 0, leader 1, replicas: 1,2,3, isrs: 1,2,3"
     let count_after = |line: &str, label: &str| {
