@@ -2,7 +2,8 @@
 //! inter-broker listener), and the `healthcheck` subcommand.
 //!
 //! Shutdown (SIGTERM or SIGINT): stop accepting, let connections finish their in-flight
-//! requests, then flush and close every log, and return so the process exits 0.
+//! requests, then flush and close every log, and return so the process exits 0. A failed
+//! fsync instead halts the process with exit code 1 (`partition::SyncFailures`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,18 @@ pub enum RunError {
 pub async fn run(config: BrokerConfig) -> Result<(), RunError> {
     let listen = config.listen;
     let node = Node::start(config, Arc::new(SystemClock))?;
+    // A failed fsync halts the broker at once (no clean shutdown, no markers written), as
+    // Kafka halts when its last log directory fails; the next start recovers every log.
+    let sync_failures = node.partitions.sync_failures().clone();
+    tokio::spawn(async move {
+        let why = sync_failures.wait().await;
+        tracing::error!(
+            %why,
+            "halting: an fsync failed, so the data directory may not hold what was written; \
+             restart to recover the logs (acknowledged records were all fsynced before)"
+        );
+        std::process::exit(1);
+    });
     if node.config.cluster.is_some() {
         let rt = crate::cluster::ClusterRuntime::start(&node).await?;
         let _ = node.cluster.set(rt);

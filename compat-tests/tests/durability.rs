@@ -259,3 +259,99 @@ async fn acknowledged_records_survive_kill9_and_torn_tail_recovers() {
         drop(cut_broker);
     }
 }
+
+/// Builds `shims/fail_fsync.c` into `dir` with the system C compiler (`cc`); returns the
+/// library's path.
+fn build_fail_fsync_shim(dir: &Path) -> PathBuf {
+    let source = compat_tests::workspace_root().join("compat-tests/shims/fail_fsync.c");
+    let library = dir.join("libfail_fsync.so");
+    let out = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .arg("-ldl")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cc (the test suite installs build-essential): {e}"));
+    assert!(
+        out.status.success(),
+        "cc {} failed:\n{}",
+        source.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    library
+}
+
+/// A failed fdatasync halts the broker (exit code 1, no clean shutdown) without
+/// acknowledging the records it covered, and after a restart every acknowledged record is
+/// there. The failure comes from an LD_PRELOAD library whose fdatasync fails with EIO while a
+/// trigger file exists; the pages stay cached, so only the broker's reaction is tested: a
+/// retried fsync would now succeed, which is exactly what a broker must not trust.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fsync_halts_the_broker_before_acknowledging_what_it_covered() {
+    const ACKED: usize = 200;
+    let work = tempfile::tempdir().unwrap();
+    let shim = build_fail_fsync_shim(work.path());
+    let trigger = work.path().join("fail-fsync");
+    let mut broker = SluiceProcess::start(
+        SluiceOptions::new()
+            .env("LD_PRELOAD", shim.to_str().unwrap())
+            .env("FAIL_FSYNC_IF_EXISTS", trigger.to_str().unwrap()),
+    );
+    let bootstrap = broker.bootstrap();
+    let topic = unique_topic("fsync-fails");
+    rdk::create_topic(&bootstrap, &topic, 1, &[]).await;
+    let producer = rdk::producer(
+        &bootstrap,
+        &[("linger.ms", "1"), ("message.timeout.ms", "5000")],
+    );
+    let offsets = produce(&producer, &topic, 0..ACKED).await;
+    assert_eq!(offsets, (0..ACKED as i64).collect::<Vec<_>>());
+
+    std::fs::write(&trigger, b"").unwrap();
+    let (k, v) = (key(ACKED), value(ACKED));
+    let delivery = producer
+        .send(
+            FutureRecord::to(&topic).partition(0).key(&k).payload(&v),
+            Duration::from_secs(1),
+        )
+        .await;
+    assert!(
+        delivery.is_err(),
+        "a record whose fsync failed was acknowledged: {delivery:?}"
+    );
+    drop(producer);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while broker.is_running() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !broker.is_running(),
+        "the broker still runs after a failed fsync; log:\n{}",
+        broker.log_tail()
+    );
+    let status = broker.terminate();
+    let log = broker.log_tail();
+    assert_eq!(status.code(), Some(1), "exit status {status}; log:\n{log}");
+    assert!(
+        log.contains("halting: an fsync failed"),
+        "no reason given in the log:\n{log}"
+    );
+
+    std::fs::remove_file(&trigger).unwrap();
+    broker.restart();
+    let consumer = rdk::consumer(&broker.bootstrap());
+    let (low, high) = watermarks(&consumer, &topic);
+    assert_eq!(low, 0);
+    // The unacknowledged record may or may not be there (its pages did reach the disk here).
+    assert!(
+        high == ACKED as i64 || high == ACKED as i64 + 1,
+        "log end {high} after the restart"
+    );
+    assert_prefix(
+        &consumer,
+        &topic,
+        ACKED,
+        "after a failed fsync and a restart",
+    );
+}

@@ -54,6 +54,11 @@ pub enum StorageError {
     /// A producer-state snapshot is unusable (it is skipped during open).
     #[error("corrupt producer snapshot {path}: {reason}")]
     CorruptSnapshot { path: String, reason: String },
+    /// An fsync of this log failed earlier: what it wrote since the last good fsync may be
+    /// lost whatever a later fsync reports (Linux drops the failed pages from the cache), so
+    /// the log takes no more writes, marks nothing more durable and is not closed cleanly.
+    #[error("an earlier fsync of this log failed ({0}); it takes no more writes")]
+    SyncFailed(String),
     /// The underlying file system failed.
     #[error("io error: {0}")]
     Io(#[from] std::io::Error),

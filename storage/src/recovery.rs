@@ -125,6 +125,7 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log
         flushed_offset: log_end,
         producers: ProducerStateManager::new(),
         leader_epochs: LeaderEpochCache::default(),
+        sync_failure: None,
     };
     log.reload_producer_state()?;
     log.load_leader_epochs(clean)?;

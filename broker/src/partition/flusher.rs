@@ -5,18 +5,37 @@
 //! blocking thread for as long as appends keep coming, and each marks its offsets durable
 //! from there (waking the waiting acknowledgements at once, without a hop back through this
 //! task per fsync); the thread returns when nothing is left to sync. With the interval policy
-//! the task flushes on a timer.
+//! the task flushes on a timer. A failed fsync is never retried: the log refuses further
+//! writes, the failure goes to `SyncFailures` (the broker halts on it) and the task ends.
 
+use std::fs::File;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::histogram::Histogram;
 
-use super::{DurabilityPolicy, Partition};
+use super::{DurabilityPolicy, Partition, SyncFailures};
 
-/// Runs until the partition is closed.
-pub async fn run_flusher(partition: Arc<Partition>, fsync_seconds: Histogram) {
-    let mut backoff_ms = 10u64;
+/// The fdatasync itself: `File::sync_data`, or a failing one in tests (the disk seam).
+pub type SyncData = Arc<dyn Fn(&File) -> std::io::Result<()> + Send + Sync>;
+
+/// What every flusher shares.
+#[derive(Clone)]
+pub struct FlushContext {
+    /// Where flushers record fsync durations.
+    pub fsync_seconds: Histogram,
+    pub sync_data: SyncData,
+    pub failures: SyncFailures,
+}
+
+impl std::fmt::Debug for FlushContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlushContext").finish_non_exhaustive()
+    }
+}
+
+/// Runs until the partition is closed or an fsync of it fails.
+pub async fn run_flusher(partition: Arc<Partition>, ctx: FlushContext) {
     loop {
         match partition.policy {
             DurabilityPolicy::SyncOnAck => partition.flush_wanted.notified().await,
@@ -30,35 +49,30 @@ pub async fn run_flusher(partition: Arc<Partition>, fsync_seconds: Histogram) {
         if partition.is_closed() {
             return;
         }
-        let result = match partition.policy {
-            DurabilityPolicy::SyncOnAck => {
-                let p = Arc::clone(&partition);
-                let histogram = fsync_seconds.clone();
-                tokio::task::spawn_blocking(move || sync_while_pending(&p, &histogram)).await
-            }
-            DurabilityPolicy::Interval { .. } => match partition.pending_flush() {
-                Some(target) => {
-                    let p = Arc::clone(&partition);
-                    let histogram = fsync_seconds.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let started = Instant::now();
-                        let result = target.file.sync_data();
-                        histogram.observe(started.elapsed().as_secs_f64());
-                        result.map(|()| p.mark_durable(target.up_to_offset))
-                    })
-                    .await
-                }
-                None => Ok(Ok(())),
-            },
+        // An fsync the append path ran (sealing a segment at a roll) may have failed.
+        if let Some(why) = partition.sync_failure() {
+            report(&partition, &ctx, &why);
+            return;
+        }
+        let result = {
+            let p = Arc::clone(&partition);
+            let ctx = ctx.clone();
+            tokio::task::spawn_blocking(move || match p.policy {
+                DurabilityPolicy::SyncOnAck => sync_while_pending(&p, &ctx),
+                DurabilityPolicy::Interval { .. } => match p.pending_flush() {
+                    Some(target) => sync_one(&p, &ctx, &target.file, target.up_to_offset),
+                    None => Ok(()),
+                },
+            })
+            .await
         };
         match result {
-            Ok(Ok(())) => backoff_ms = 10,
+            Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                tracing::error!(partition = %partition.tp, error = %e, "fsync failed; retrying");
-                tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
-                backoff_ms = (backoff_ms * 2).min(1000);
-                // Retry even if no new append comes.
-                partition.flush_wanted.notify_one();
+                let why = e.to_string();
+                partition.fail_sync(&why);
+                report(&partition, &ctx, &why);
+                return;
             }
             Err(e) => {
                 tracing::error!(partition = %partition.tp, error = %e, "fsync task failed");
@@ -68,15 +82,36 @@ pub async fn run_flusher(partition: Arc<Partition>, fsync_seconds: Histogram) {
     }
 }
 
+fn report(partition: &Partition, ctx: &FlushContext, why: &str) {
+    tracing::error!(
+        partition = %partition.tp,
+        error = %why,
+        "fsync failed: records written since the last good fsync may be lost; this log takes \
+         no more writes and nothing more is acknowledged"
+    );
+    ctx.failures.report(&partition.tp, why);
+}
+
 /// On a blocking thread: fsyncs and marks durable until nothing appended is left unsynced.
-/// An fsync error ends it; nothing after the failed fsync was marked.
-fn sync_while_pending(partition: &Partition, fsync_seconds: &Histogram) -> std::io::Result<()> {
+/// An fsync error ends it; nothing after the last good fsync was marked.
+fn sync_while_pending(partition: &Partition, ctx: &FlushContext) -> std::io::Result<()> {
     while let Some(target) = partition.pending_flush() {
-        let started = Instant::now();
-        let result = target.file.sync_data();
-        fsync_seconds.observe(started.elapsed().as_secs_f64());
-        result?;
-        partition.mark_durable(target.up_to_offset);
+        sync_one(partition, ctx, &target.file, target.up_to_offset)?;
     }
+    Ok(())
+}
+
+/// One fsync; on success everything below `up_to_offset` is durable.
+fn sync_one(
+    partition: &Partition,
+    ctx: &FlushContext,
+    file: &File,
+    up_to_offset: i64,
+) -> std::io::Result<()> {
+    let started = Instant::now();
+    let result = (ctx.sync_data)(file);
+    ctx.fsync_seconds.observe(started.elapsed().as_secs_f64());
+    result?;
+    partition.mark_durable(up_to_offset);
     Ok(())
 }

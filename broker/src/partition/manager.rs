@@ -8,8 +8,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use storage::LogConfig;
 use uuid::Uuid;
 
-use super::flusher::run_flusher;
-use super::{DurabilityPolicy, Partition, PartitionError, TopicPartition};
+use super::flusher::{run_flusher, FlushContext, SyncData};
+use super::{DurabilityPolicy, Partition, PartitionError, SyncFailures, TopicPartition};
 
 #[derive(Debug)]
 pub struct PartitionManager {
@@ -17,8 +17,8 @@ pub struct PartitionManager {
     data_dir: PathBuf,
     partitions: DashMap<TopicPartition, Arc<Partition>>,
     policy: DurabilityPolicy,
-    /// Where flushers record fsync durations.
-    fsync_seconds: Histogram,
+    /// What the flushers share: the fsync histogram, the fsync itself, where failures go.
+    flush: FlushContext,
 }
 
 impl PartitionManager {
@@ -27,8 +27,23 @@ impl PartitionManager {
             data_dir: data_dir.to_path_buf(),
             partitions: DashMap::new(),
             policy,
-            fsync_seconds,
+            flush: FlushContext {
+                fsync_seconds,
+                sync_data: Arc::new(std::fs::File::sync_data),
+                failures: SyncFailures::default(),
+            },
         }
+    }
+
+    /// Replaces the fdatasync the flushers run (a disk that fails, in tests).
+    pub fn with_sync_data(mut self, sync_data: SyncData) -> Self {
+        self.flush.sync_data = sync_data;
+        self
+    }
+
+    /// Where a failed fsync is reported; the broker halts on the first.
+    pub fn sync_failures(&self) -> &SyncFailures {
+        &self.flush.failures
     }
 
     pub fn partition_dir(&self, tp: &TopicPartition) -> PathBuf {
@@ -49,10 +64,7 @@ impl PartitionManager {
         }
         let dir = self.partition_dir(&tp);
         let partition = Partition::open(&dir, tp.clone(), topic_id, config, self.policy, now_ms)?;
-        tokio::spawn(run_flusher(
-            Arc::clone(&partition),
-            self.fsync_seconds.clone(),
-        ));
+        tokio::spawn(run_flusher(Arc::clone(&partition), self.flush.clone()));
         self.partitions.insert(tp, Arc::clone(&partition));
         Ok(partition)
     }

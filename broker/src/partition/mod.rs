@@ -3,17 +3,22 @@
 //!
 //! `Partition` (one per topic-partition) serialises appends and reads on a per-partition
 //! mutex (never held across an await or an fsync); `flusher` fsyncs off the async runtime
-//! and advances the high watermark; `PartitionManager` finds partitions by name.
+//! and advances the high watermark; `PartitionManager` finds partitions by name;
+//! `SyncFailures` carries a failed fsync to `run`, which halts the broker on it.
 
 mod flusher;
+#[cfg(test)]
+mod flusher_tests;
 mod leader_epoch;
 mod manager;
 mod replica;
 pub mod role;
+mod sync_failure;
 
 pub use manager::PartitionManager;
 pub use replica::{FetchRead, Partition, PartitionError};
 pub use role::Role;
+pub use sync_failure::SyncFailures;
 
 /// A topic name and partition index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

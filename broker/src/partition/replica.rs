@@ -106,7 +106,27 @@ impl Partition {
         let log = guard
             .as_mut()
             .ok_or_else(|| PartitionError::Closed(self.tp.clone()))?;
-        Ok(f(log)?)
+        let result = f(log);
+        if result.is_err() && log.sync_failure().is_some() {
+            // The flusher reports it (the broker halts on it).
+            self.flush_wanted.notify_one();
+        }
+        Ok(result?)
+    }
+
+    /// Why an fsync of this partition's log failed, if one has.
+    pub fn sync_failure(&self) -> Option<String> {
+        self.log
+            .lock()
+            .as_ref()
+            .and_then(|log| log.sync_failure().map(str::to_owned))
+    }
+
+    /// Records a failed fsync of the log: it takes no more writes and marks nothing durable.
+    pub(super) fn fail_sync(&self, why: &str) {
+        if let Some(log) = self.log.lock().as_mut() {
+            log.fail_sync(&why);
+        }
     }
 
     /// The leader epoch stamped into appended batches.
@@ -450,9 +470,13 @@ impl Partition {
     /// published before the high watermark is recomputed, so a leader's follower fetch that
     /// takes the role lock after this one reads it (`record_follower_fetch`).
     pub(super) fn mark_durable(&self, offset: i64) {
-        let advanced = self.with_log(|log| {
-            log.mark_flushed(offset);
-            Ok(())
+        // Never after a failed fsync: a later one may report success for lost pages.
+        let advanced = self.with_log(|log| match log.sync_failure() {
+            Some(why) => Err(StorageError::SyncFailed(why.to_owned())),
+            None => {
+                log.mark_flushed(offset);
+                Ok(())
+            }
         });
         if advanced.is_ok() {
             self.durable.send_if_modified(|d| {

@@ -52,6 +52,8 @@ pub struct Log {
     pub(crate) producers: ProducerStateManager,
     /// Leader epochs and where they start; mirrored in `leader-epoch-checkpoint`.
     pub(crate) leader_epochs: LeaderEpochCache,
+    /// Why an fsync failed, once one has (see `StorageError::SyncFailed`).
+    pub(crate) sync_failure: Option<String>,
 }
 
 impl Log {
@@ -240,6 +242,7 @@ impl Log {
         last_offset: i64,
         now_ms: i64,
     ) -> Result<(), StorageError> {
+        self.check_sync_failure()?;
         let log_end = self.log_end_offset();
         if self.leader_epochs.assign_if_newer(epoch, log_end) {
             if let Err(e) = self.persist_leader_epochs() {
@@ -285,11 +288,15 @@ impl Log {
     /// Seals the active segment and starts a new one at the log end offset; writes a producer
     /// snapshot there. No-op if the active segment is empty.
     pub(crate) fn roll(&mut self) -> Result<(), StorageError> {
+        self.check_sync_failure()?;
         if self.active.is_empty() {
             return Ok(());
         }
         let new_base = self.log_end_offset();
-        self.active.seal()?;
+        if let Err(e) = self.active.seal() {
+            // Sealing fsyncs the segment; a retry could report success for lost pages.
+            return Err(self.record_sync_failure(e));
+        }
         let new = Segment::create(&self.dir, new_base, self.config.segment_index_bytes)?;
         let old = std::mem::replace(&mut self.active, new);
         self.sealed.insert(old.base_offset(), old);
@@ -312,8 +319,11 @@ impl Log {
         }
     }
 
-    /// Records that a `flush_target` fsync completed.
+    /// Records that a `flush_target` fsync completed. Ignored once an fsync has failed.
     pub fn mark_flushed(&mut self, up_to_offset: i64) {
+        if self.sync_failure.is_some() {
+            return;
+        }
         self.flushed_offset = self
             .flushed_offset
             .max(up_to_offset.min(self.log_end_offset()));
@@ -321,9 +331,39 @@ impl Log {
 
     /// Synchronous fsync of everything.
     pub fn flush(&mut self) -> Result<(), StorageError> {
-        self.active.flush()?;
+        self.check_sync_failure()?;
+        if let Err(e) = self.active.flush() {
+            return Err(self.record_sync_failure(e));
+        }
         self.flushed_offset = self.log_end_offset();
         Ok(())
+    }
+
+    /// Records that an fsync of this log failed (`flush_target`'s, run by the caller): from
+    /// now on the log refuses writes, flushes and a clean close (`StorageError::SyncFailed`),
+    /// so nothing written since its last good fsync is ever reported durable and the next
+    /// open recovers it as after a crash.
+    pub fn fail_sync(&mut self, why: &dyn std::fmt::Display) {
+        if self.sync_failure.is_none() {
+            self.sync_failure = Some(why.to_string());
+        }
+    }
+
+    /// Why an fsync of this log failed, if one has.
+    pub fn sync_failure(&self) -> Option<&str> {
+        self.sync_failure.as_deref()
+    }
+
+    fn record_sync_failure(&mut self, e: StorageError) -> StorageError {
+        self.fail_sync(&e);
+        e
+    }
+
+    fn check_sync_failure(&self) -> Result<(), StorageError> {
+        match &self.sync_failure {
+            Some(why) => Err(StorageError::SyncFailed(why.clone())),
+            None => Ok(()),
+        }
     }
 
     /// Drops every batch containing or following `offset`, fixing indexes and producer state.
@@ -432,7 +472,9 @@ impl Log {
     }
 
     /// fsyncs, trims the indexes, writes a producer snapshot and the clean-shutdown marker.
+    /// After a failed fsync it writes nothing: the next open recovers the log.
     pub fn close(mut self) -> Result<(), StorageError> {
+        self.check_sync_failure()?;
         self.active.seal()?;
         self.write_snapshot()?;
         let marker = std::fs::File::create(self.dir.join(CLEAN_SHUTDOWN_FILE))?;
@@ -489,6 +531,8 @@ mod model_tests;
 mod preallocate_tests;
 #[cfg(test)]
 mod read_tests;
+#[cfg(test)]
+mod sync_failure_tests;
 #[cfg(test)]
 pub(crate) mod tests;
 

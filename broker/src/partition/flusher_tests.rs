@@ -1,0 +1,95 @@
+//! Tests of the flusher against a disk whose fdatasync fails on demand: a failed fsync is not
+//! retried, acknowledges nothing it covered (nor anything after it) and is reported.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::metrics::histogram::Histogram;
+use storage::{AppendOutcome, LogConfig, StorageError};
+use uuid::Uuid;
+
+use super::{DurabilityPolicy, PartitionError, PartitionManager, TopicPartition};
+
+fn batch() -> Vec<u8> {
+    storage::BatchBuilder::new()
+        .record(None, Some(b"value"), 1)
+        .build()
+        .unwrap()
+}
+
+fn appended_end(outcome: AppendOutcome) -> i64 {
+    match outcome {
+        AppendOutcome::Appended { last_offset, .. } => last_offset + 1,
+        other => panic!("not appended: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_failed_fsync_is_reported_and_nothing_after_the_last_good_one_is_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let failing = Arc::new(AtomicBool::new(false));
+    let (c, f) = (Arc::clone(&calls), Arc::clone(&failing));
+    let manager = PartitionManager::new(
+        dir.path(),
+        DurabilityPolicy::SyncOnAck,
+        Histogram::new([0.001].into_iter()),
+    )
+    .with_sync_data(Arc::new(move |file: &std::fs::File| {
+        c.fetch_add(1, Ordering::SeqCst);
+        if f.load(Ordering::SeqCst) {
+            Err(std::io::Error::from_raw_os_error(5))
+        } else {
+            file.sync_data()
+        }
+    }));
+    let tp = TopicPartition {
+        topic: "t".into(),
+        partition: 0,
+    };
+    let p = manager
+        .open(tp, Uuid::nil(), LogConfig::default(), 0)
+        .unwrap();
+    let within = |ms| tokio::time::Instant::now() + Duration::from_millis(ms);
+
+    let first = appended_end(p.append(&batch(), 0).unwrap());
+    assert!(
+        p.wait_durable(first, within(5_000)).await,
+        "a good fsync acks"
+    );
+
+    failing.store(true, Ordering::SeqCst);
+    let second = appended_end(p.append(&batch(), 0).unwrap());
+    let why = tokio::time::timeout(Duration::from_secs(5), manager.sync_failures().wait())
+        .await
+        .expect("the failed fsync is reported");
+    assert!(
+        why.starts_with("t-0: ") && why.contains("os error 5"),
+        "{why}"
+    );
+    assert!(
+        !p.wait_durable(second, within(300)).await,
+        "a record the failed fsync covered was acknowledged"
+    );
+    assert_eq!(p.high_watermark(), first);
+
+    // The disk would now report success: no fsync is tried again and nothing more is written.
+    failing.store(false, Ordering::SeqCst);
+    let tried = calls.load(Ordering::SeqCst);
+    assert!(matches!(
+        p.append(&batch(), 0),
+        Err(PartitionError::Storage(StorageError::SyncFailed(_)))
+    ));
+    p.mark_durable(second);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), tried, "the fsync was retried");
+    assert_eq!(
+        p.high_watermark(),
+        first,
+        "marked durable after a failed fsync"
+    );
+    assert!(p.sync_failure().is_some());
+}
