@@ -92,13 +92,41 @@ fn report(partition: &Partition, ctx: &FlushContext, why: &str) {
     ctx.failures.report(&partition.tp, why);
 }
 
-/// On a blocking thread: fsyncs and marks durable until nothing appended is left unsynced.
-/// An fsync error ends it; nothing after the last good fsync was marked.
+/// How long a flusher thread that found nothing left to sync waits for the next append
+/// before it returns to the pool: an append in that time unparks it directly, without the
+/// hops through the flusher task and `spawn_blocking`.
+pub const LINGER: Duration = Duration::from_millis(1);
+
+/// On a blocking thread: fsyncs and marks durable until nothing appended is left unsynced
+/// and no append came for `LINGER`. An fsync error ends it; nothing after the last good fsync
+/// was marked.
 fn sync_while_pending(partition: &Partition, ctx: &FlushContext) -> std::io::Result<()> {
-    while let Some(target) = partition.pending_flush() {
-        sync_one(partition, ctx, &target.file, target.up_to_offset)?;
+    loop {
+        while let Some(target) = partition.pending_flush() {
+            sync_one(partition, ctx, &target.file, target.up_to_offset)?;
+        }
+        if !linger(partition) {
+            return Ok(());
+        }
     }
-    Ok(())
+}
+
+/// Waits up to `LINGER` for an append; true if one came. An append that runs while no
+/// thread is registered wakes the flusher task instead, so none is missed either way.
+fn linger(partition: &Partition) -> bool {
+    *partition.lingering_flusher.lock() = Some(std::thread::current());
+    let deadline = Instant::now() + LINGER;
+    let mut appended = partition.pending_flush().is_some();
+    while !appended {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        std::thread::park_timeout(deadline - now);
+        appended = partition.pending_flush().is_some();
+    }
+    *partition.lingering_flusher.lock() = None;
+    appended || partition.pending_flush().is_some()
 }
 
 /// One fsync; on success everything below `up_to_offset` is durable.

@@ -93,3 +93,36 @@ async fn a_failed_fsync_is_reported_and_nothing_after_the_last_good_one_is_ackno
     );
     assert!(p.sync_failure().is_some());
 }
+
+/// Appends spaced around the flusher thread's linger (some while it waits, some just as it
+/// gives up, some after it returned) are each acknowledged: no wake-up falls between the
+/// thread and the flusher task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_around_the_linger_are_all_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = PartitionManager::new(
+        dir.path(),
+        DurabilityPolicy::SyncOnAck,
+        Histogram::new([0.001].into_iter()),
+    );
+    let tp = TopicPartition {
+        topic: "t".into(),
+        partition: 0,
+    };
+    let p = manager
+        .open(tp, Uuid::nil(), LogConfig::default(), 0)
+        .unwrap();
+    let linger_us = u64::try_from(super::flusher::LINGER.as_micros()).unwrap();
+    for i in 0..300u64 {
+        let end = appended_end(p.append(&batch(), 0).unwrap());
+        assert!(
+            p.wait_durable(end, tokio::time::Instant::now() + Duration::from_secs(5))
+                .await,
+            "append {i} was never made durable"
+        );
+        // 0 to 2x the linger, in steps that cross its end (a thread sleep: tokio's timer
+        // counts whole milliseconds).
+        let pause = (i * 37 % 21) * linger_us / 10;
+        std::thread::sleep(Duration::from_micros(pause));
+    }
+}

@@ -63,6 +63,9 @@ pub struct Partition {
     durable: watch::Sender<i64>,
     /// Wakes the flusher after an append (a stored permit, so no wake-up is lost).
     pub(super) flush_wanted: Notify,
+    /// The blocking thread that has just fsynced this log and waits a moment for the next
+    /// append (`flusher::LINGER`); an append unparks it instead of waking the flusher task.
+    pub(super) lingering_flusher: Mutex<Option<std::thread::Thread>>,
     pub(super) policy: DurabilityPolicy,
 }
 
@@ -94,6 +97,7 @@ impl Partition {
             high_watermark: watch::Sender::new(leo),
             durable: watch::Sender::new(leo),
             flush_wanted: Notify::new(),
+            lingering_flusher: Mutex::new(None),
             policy,
         }))
     }
@@ -147,7 +151,7 @@ impl Partition {
         if matches!(outcome, AppendOutcome::Appended { .. }) {
             self.publish_log_end(leo);
             match self.policy {
-                DurabilityPolicy::SyncOnAck => self.flush_wanted.notify_one(),
+                DurabilityPolicy::SyncOnAck => self.wake_flusher(),
                 DurabilityPolicy::Interval { .. } => self.on_local_progress(leo),
             }
         }
@@ -163,10 +167,19 @@ impl Partition {
         })?;
         self.publish_log_end(leo);
         match self.policy {
-            DurabilityPolicy::SyncOnAck => self.flush_wanted.notify_one(),
+            DurabilityPolicy::SyncOnAck => self.wake_flusher(),
             DurabilityPolicy::Interval { .. } => {}
         }
         Ok(leo)
+    }
+
+    /// After an append: unparks the flusher thread if one lingers, else wakes the flusher
+    /// task.
+    fn wake_flusher(&self) {
+        match self.lingering_flusher.lock().as_ref() {
+            Some(thread) => thread.unpark(),
+            None => self.flush_wanted.notify_one(),
+        }
     }
 
     fn publish_log_end(&self, leo: i64) {
