@@ -1,5 +1,6 @@
-//! Tests of the flusher against a disk whose fdatasync fails on demand: a failed fsync is not
-//! retried, acknowledges nothing it covered (nor anything after it) and is reported.
+//! Tests of the flusher: against a disk whose fdatasync fails on demand (a failed fsync is
+//! not retried, acknowledges nothing it covered nor anything after it, and is reported), and
+//! with appends spaced around the flusher thread's linger (none is left unsynced).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
