@@ -12,7 +12,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use storage::{AppendOutcome, LogConfig, StorageError};
 use uuid::Uuid;
 
-use super::{DurabilityPolicy, PartitionError, PartitionManager, TopicPartition};
+use super::{DurabilityPolicy, Partition, PartitionError, PartitionManager, TopicPartition};
 
 fn batch() -> Vec<u8> {
     storage::BatchBuilder::new()
@@ -26,6 +26,17 @@ fn appended_end(outcome: AppendOutcome) -> i64 {
         AppendOutcome::Appended { last_offset, .. } => last_offset + 1,
         other => panic!("not appended: {other:?}"),
     }
+}
+
+/// Partition `t-0`, opened (with its flusher) by `manager`.
+fn open_t0(manager: &PartitionManager) -> Arc<Partition> {
+    let tp = TopicPartition {
+        topic: "t".into(),
+        partition: 0,
+    };
+    manager
+        .open(tp, Uuid::nil(), LogConfig::default(), 0)
+        .unwrap()
 }
 
 #[tokio::test]
@@ -47,13 +58,7 @@ async fn a_failed_fsync_is_reported_and_nothing_after_the_last_good_one_is_ackno
             file.sync_data()
         }
     }));
-    let tp = TopicPartition {
-        topic: "t".into(),
-        partition: 0,
-    };
-    let p = manager
-        .open(tp, Uuid::nil(), LogConfig::default(), 0)
-        .unwrap();
+    let p = open_t0(&manager);
     let within = |ms| tokio::time::Instant::now() + Duration::from_millis(ms);
 
     let first = appended_end(p.append(&batch(), 0).unwrap());
@@ -106,13 +111,7 @@ async fn appends_around_the_linger_are_all_acknowledged() {
         DurabilityPolicy::SyncOnAck,
         Histogram::new([0.001].into_iter()),
     );
-    let tp = TopicPartition {
-        topic: "t".into(),
-        partition: 0,
-    };
-    let p = manager
-        .open(tp, Uuid::nil(), LogConfig::default(), 0)
-        .unwrap();
+    let p = open_t0(&manager);
     let linger_us = u64::try_from(super::flusher::LINGER.as_micros()).unwrap();
     for i in 0..300u64 {
         let end = appended_end(p.append(&batch(), 0).unwrap());
