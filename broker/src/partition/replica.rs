@@ -483,14 +483,8 @@ impl Partition {
     /// published before the high watermark is recomputed, so a leader's follower fetch that
     /// takes the role lock after this one reads it (`record_follower_fetch`).
     pub(super) fn mark_durable(&self, offset: i64) {
-        // Never after a failed fsync: a later one may report success for lost pages.
-        let advanced = self.with_log(|log| match log.sync_failure() {
-            Some(why) => Err(StorageError::SyncFailed(why.to_owned())),
-            None => {
-                log.mark_flushed(offset);
-                Ok(())
-            }
-        });
+        // Refused after a failed fsync (`Log::mark_flushed`).
+        let advanced = self.with_log(|log| log.mark_flushed(offset));
         if advanced.is_ok() {
             self.durable.send_if_modified(|d| {
                 if offset > *d {

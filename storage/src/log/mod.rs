@@ -319,14 +319,14 @@ impl Log {
         }
     }
 
-    /// Records that a `flush_target` fsync completed. Ignored once an fsync has failed.
-    pub fn mark_flushed(&mut self, up_to_offset: i64) {
-        if self.sync_failure.is_some() {
-            return;
-        }
+    /// Records that a `flush_target` fsync completed. Refused (`SyncFailed`, nothing marked)
+    /// once an fsync has failed: a later one may report success for lost pages.
+    pub fn mark_flushed(&mut self, up_to_offset: i64) -> Result<(), StorageError> {
+        self.check_sync_failure()?;
         self.flushed_offset = self
             .flushed_offset
             .max(up_to_offset.min(self.log_end_offset()));
+        Ok(())
     }
 
     /// Synchronous fsync of everything.

@@ -11,14 +11,17 @@ fn after_a_failed_fsync_the_log_refuses_writes_flushes_and_a_clean_close() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
     log.append(&batch(3, 0), 0, 0).unwrap();
-    log.mark_flushed(3);
+    log.mark_flushed(3).unwrap();
     log.append(&batch(2, 1), 0, 0).unwrap();
     assert_eq!(log.sync_failure(), None);
 
     log.fail_sync(&"Input/output error (os error 5)");
     assert_eq!(log.sync_failure(), Some("Input/output error (os error 5)"));
     // What the failed fsync covered is never reported durable, whatever a later one says.
-    log.mark_flushed(5);
+    assert!(matches!(
+        log.mark_flushed(5),
+        Err(StorageError::SyncFailed(_))
+    ));
     assert_eq!(log.flushed_offset(), 3);
     assert!(matches!(
         log.append(&batch(1, 2), 0, 0),

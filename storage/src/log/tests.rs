@@ -677,9 +677,9 @@ fn flush_tracking() {
     assert_eq!(target.up_to_offset, 2);
     log.append(&batch(2, 0), 0, 0).unwrap();
     target.file.sync_data().unwrap();
-    log.mark_flushed(target.up_to_offset);
+    log.mark_flushed(target.up_to_offset).unwrap();
     assert_eq!(log.flushed_offset(), 2);
-    log.mark_flushed(1);
+    log.mark_flushed(1).unwrap();
     assert_eq!(log.flushed_offset(), 2);
     log.flush().unwrap();
     assert_eq!(log.flushed_offset(), 4);
