@@ -1,8 +1,15 @@
 //! Crash-safe replacement of small metadata files: write a temp file, fsync it, rename it
 //! over the target, fsync the directory. A reader sees either the old or the new content.
+//! Also the type of an injectable fdatasync (`SyncData`).
 
+use std::fs::File;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
+
+/// An fdatasync: `File::sync_data`, or a failing one in tests (the disk seam of the partition
+/// flushers and the controller log).
+pub type SyncData = Arc<dyn Fn(&File) -> std::io::Result<()> + Send + Sync>;
 
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));

@@ -15,3 +15,4 @@ pub mod partition;
 pub mod producer_ids;
 pub mod run;
 pub mod server;
+pub mod sync_failure;

@@ -3,7 +3,8 @@
 //!
 //! Shutdown (SIGTERM or SIGINT): stop accepting, let connections finish their in-flight
 //! requests, then flush and close every log, and return so the process exits 0. A failed
-//! fsync instead halts the process with exit code 1 (`partition::SyncFailures`).
+//! fsync (of a partition, or of the controller's Raft log in a cluster) instead halts the process
+//! with exit code 1 (`sync_failure::SyncFailures`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,8 +46,9 @@ pub async fn run(config: BrokerConfig) -> Result<(), RunError> {
         let why = sync_failures.wait().await;
         tracing::error!(
             %why,
-            "halting: an fsync failed, so the data directory may not hold what was written; \
-             restart to recover the logs (acknowledged records were all fsynced before)"
+            "halting: an fsync (or a write of the controller's log) failed, so the data \
+             directory may not hold what was written; restart to recover the logs \
+             (acknowledged records were all fsynced before)"
         );
         std::process::exit(1);
     });

@@ -152,6 +152,14 @@ impl ClusterRuntime {
         cc.broker_session_timeout_ms = settings.session_timeout_ms;
         cc.auto_leader_rebalance = node.config.settings.bool("auto.leader.rebalance.enable");
         let controller = Controller::start_on(cc, listener).await?;
+        // A controller whose Raft stopped on a failed write halts the broker, as a failed
+        // partition fsync does (`run`).
+        let raft_failure = controller.storage_failure();
+        let failures = node.partitions.sync_failures().clone();
+        tokio::spawn(async move {
+            let why = raft_failure.await;
+            failures.report(&"controller", &why);
+        });
         let runtime = Arc::new(ClusterRuntime {
             node_id: node.meta.node_id,
             controller,

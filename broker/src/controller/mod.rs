@@ -26,6 +26,8 @@ pub mod types;
 mod cluster_tests;
 #[cfg(test)]
 mod state_tests;
+#[cfg(test)]
+mod storage_failure_tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -43,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::network::{NetworkFactory, RpcHandler};
+use self::raft_log::LogSync;
 use self::records::{Command, CommandError, CommandResult};
 use self::state::ClusterState;
 use self::transport::{ControllerReply, ControllerRpc};
@@ -73,6 +76,8 @@ pub struct ControllerConfig {
     pub control_interval_ms: u64,
     /// How long `propose` waits for the command to be committed and applied.
     pub propose_timeout_ms: u64,
+    /// The Raft log's fdatasync (a failing disk in tests).
+    pub log_sync: LogSync,
 }
 
 impl ControllerConfig {
@@ -102,6 +107,7 @@ impl ControllerConfig {
             auto_leader_rebalance: true,
             control_interval_ms: 250,
             propose_timeout_ms: 10_000,
+            log_sync: LogSync::default(),
         }
     }
 }
@@ -226,7 +232,8 @@ impl Controller {
         .map_err(|e| ControllerError::Config(e.to_string()))?;
 
         let (tx, rx) = watch::channel(Arc::new(ClusterState::new()));
-        let (log, sm) = raft_store::open_storage(&config.dir, Arc::new(tx))?;
+        let (log, sm) =
+            raft_store::open_storage(&config.dir, config.log_sync.clone(), Arc::new(tx))?;
         let raft = Raft::new(
             node_id(config.node_id),
             Arc::new(raft_config),
@@ -326,6 +333,28 @@ impl Controller {
     /// Raft metrics (term, leader, log indexes), for diagnostics and tests.
     pub fn raft_metrics(&self) -> watch::Receiver<openraft::RaftMetrics<u64, BasicNode>> {
         self.shared.raft.metrics()
+    }
+
+    /// Resolves when this node's Raft stops on anything but a shutdown: a failed write or
+    /// fsync of its log, vote or snapshot (openraft never retries storage and stops the node on
+    /// such an error), or a panic inside Raft. Describes the error; never resolves otherwise.
+    /// A node whose Raft stopped can no longer follow the metadata, so the broker halts on it.
+    pub fn storage_failure(&self) -> impl std::future::Future<Output = String> + Send + 'static {
+        let mut metrics = self.shared.raft.metrics();
+        async move {
+            loop {
+                match &metrics.borrow_and_update().running_state {
+                    Ok(()) => {}
+                    Err(openraft::error::Fatal::Stopped) => break,
+                    Err(fatal) => return format!("the controller's Raft stopped: {fatal}"),
+                }
+                // An error only once Raft is gone and its last state was seen above.
+                if metrics.changed().await.is_err() {
+                    break;
+                }
+            }
+            std::future::pending().await
+        }
     }
 
     /// Stop Raft, the listener and the control loop, and wait for them.

@@ -13,6 +13,10 @@
 //! The entries not purged are also kept in memory (the metadata log is small and compacted by
 //! snapshots); reads never touch the disk. Writes run on a blocking thread, one at a time, in
 //! the order openraft issues them.
+//!
+//! A failed write or fsync is never retried: the part written is cut off and the error goes to
+//! openraft, which stops this node's Raft on it (`Controller::storage_failure` tells the broker,
+//! which halts). The append's fdatasync is injectable (`LogSync`) so tests can fail it.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -27,7 +31,7 @@ use openraft::{OptionalSend, RaftLogId, RaftLogReader, StorageIOError};
 use parking_lot::Mutex;
 
 use super::types::{Entry, LogId, RaftStoreError, StorageError, TypeConfig, Vote};
-use crate::durable_file::write_atomically;
+use crate::durable_file::{write_atomically, SyncData};
 
 /// Largest entry payload accepted, on write and on recovery (checked before allocating).
 pub const MAX_ENTRY_BYTES: usize = 16 * 1024 * 1024;
@@ -36,6 +40,22 @@ const LOG_FILE: &str = "raft-log";
 const VOTE_FILE: &str = "raft-vote.json";
 const PURGED_FILE: &str = "raft-purged.json";
 const FRAME_HEADER_BYTES: usize = 8;
+
+/// The fdatasync of an append: `File::sync_data`, or a failing one in tests (the disk seam).
+#[derive(Clone)]
+pub struct LogSync(pub SyncData);
+
+impl Default for LogSync {
+    fn default() -> Self {
+        LogSync(Arc::new(File::sync_data))
+    }
+}
+
+impl Debug for LogSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogSync")
+    }
+}
 
 /// The log store; clones share the same log (openraft uses one as the log reader).
 #[derive(Clone)]
@@ -58,6 +78,8 @@ struct LogInner {
     file_len: u64,
     /// Entries above `last_purged`, by index.
     entries: BTreeMap<u64, Stored>,
+    /// The fdatasync of an append.
+    sync: LogSync,
     last_purged: Option<LogId>,
     vote: Option<Vote>,
 }
@@ -65,6 +87,11 @@ struct LogInner {
 impl LogStore {
     /// Open (or create) the log in `dir`, truncating a torn or corrupt tail.
     pub fn open(dir: &Path) -> Result<LogStore, RaftStoreError> {
+        LogStore::open_with_sync(dir, LogSync::default())
+    }
+
+    /// As `open`, with appends synced by `sync`.
+    pub fn open_with_sync(dir: &Path, sync: LogSync) -> Result<LogStore, RaftStoreError> {
         std::fs::create_dir_all(dir).map_err(|e| RaftStoreError::io("create dir", dir, e))?;
         let vote: Option<Vote> = read_json(&dir.join(VOTE_FILE), "vote")?;
         let last_purged: Option<LogId> = read_json(&dir.join(PURGED_FILE), "purged log id")?;
@@ -97,6 +124,7 @@ impl LogStore {
             file,
             file_len: valid_len,
             entries,
+            sync,
             last_purged,
             vote,
         };
@@ -249,7 +277,7 @@ impl LogInner {
         if let Err(e) = self
             .file
             .write_all(&buf)
-            .and_then(|()| self.file.sync_data())
+            .and_then(|()| (self.sync.0)(&self.file))
         {
             // Whatever part was written is not acknowledged; cut it so the file and memory agree.
             let _ = self.file.set_len(self.file_len);

@@ -18,7 +18,7 @@ use openraft::{
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use super::raft_log::LogStore;
+use super::raft_log::{LogStore, LogSync};
 use super::raft_snapshot::{self, SnapshotFile};
 use super::records::CommandResult;
 use super::state::ClusterState;
@@ -28,9 +28,10 @@ use super::types::{CommandResponse, Entry, LogId, RaftStoreError, StorageError, 
 /// the state after every applied batch, starting with the snapshot's.
 pub fn open_storage(
     dir: &Path,
+    sync: LogSync,
     publish: Arc<watch::Sender<Arc<ClusterState>>>,
 ) -> Result<(LogStore, StateMachineStore), RaftStoreError> {
-    let log = LogStore::open(dir)?;
+    let log = LogStore::open_with_sync(dir, sync)?;
     let sm = StateMachineStore::open(dir, publish)?;
     Ok((log, sm))
 }
@@ -277,8 +278,10 @@ mod tests {
             })?;
             let (tx, _rx) = watch::channel(Arc::new(ClusterState::new()));
             let (log, sm) =
-                open_storage(dir.path(), Arc::new(tx)).map_err(|e| StorageError::IO {
-                    source: StorageIOError::write(&e),
+                open_storage(dir.path(), LogSync::default(), Arc::new(tx)).map_err(|e| {
+                    StorageError::IO {
+                        source: StorageIOError::write(&e),
+                    }
                 })?;
             Ok((dir, log, sm))
         }
@@ -296,7 +299,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (tx, rx) = watch::channel(Arc::new(ClusterState::new()));
         let tx = Arc::new(tx);
-        let (_log, mut sm) = open_storage(dir.path(), Arc::clone(&tx)).unwrap();
+        let (_log, mut sm) = open_storage(dir.path(), LogSync::default(), Arc::clone(&tx)).unwrap();
         let entry = Entry {
             log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), 1),
             payload: EntryPayload::Normal(Command::RegisterBroker {
@@ -323,7 +326,7 @@ mod tests {
             .unwrap();
         drop(sm);
         let (tx2, rx2) = watch::channel(Arc::new(ClusterState::new()));
-        let (_log, mut sm) = open_storage(dir.path(), Arc::new(tx2)).unwrap();
+        let (_log, mut sm) = open_storage(dir.path(), LogSync::default(), Arc::new(tx2)).unwrap();
         assert!(rx2.borrow().brokers.contains_key(&1));
         let (last, _) = sm.applied_state().await.unwrap();
         assert_eq!(last, snap.meta.last_log_id);

@@ -16,8 +16,7 @@ use prometheus_client::metrics::histogram::Histogram;
 
 use super::{DurabilityPolicy, Partition, SyncFailures};
 
-/// The fdatasync itself: `File::sync_data`, or a failing one in tests (the disk seam).
-pub type SyncData = Arc<dyn Fn(&File) -> std::io::Result<()> + Send + Sync>;
+pub use crate::durable_file::SyncData;
 
 /// What every flusher shares.
 #[derive(Clone)]

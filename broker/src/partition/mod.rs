@@ -13,12 +13,11 @@ mod leader_epoch;
 mod manager;
 mod replica;
 pub mod role;
-mod sync_failure;
 
+pub use crate::sync_failure::SyncFailures;
 pub use manager::PartitionManager;
 pub use replica::{FetchRead, Partition, PartitionError};
 pub use role::Role;
-pub use sync_failure::SyncFailures;
 
 /// A topic name and partition index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

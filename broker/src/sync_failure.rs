@@ -1,16 +1,19 @@
 //! A failed fsync ends the broker, as a failed log directory does in Kafka (a single one, so
 //! the whole broker): after one, Linux may have dropped the unwritten pages, so a retried
-//! fsync can report success for records that are gone. Flushers report the first failure
-//! here; `run` waits on it and halts the process without a clean shutdown, and the next start
-//! recovers every log as after a crash. Nothing the failed fsync covered was acknowledged.
+//! fsync can report success for records that are gone. Partition flushers report the first
+//! failure here, and so does a cluster node whose controller's Raft stopped on a failed write
+//! of its log (openraft stops on any storage error; such a node could no longer follow the
+//! metadata, as Kafka halts when its metadata log directory fails). `run` waits on it and
+//! halts the process without a clean shutdown, and the next start recovers every log as after
+//! a crash. Nothing the failed fsync covered was acknowledged.
 
+use std::fmt::Display;
 use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::TopicPartition;
-
-/// The first fsync failure of any partition, shared by the flushers and `run`.
+/// The first fsync failure of any partition or of the controller, shared by what writes and
+/// `run`.
 #[derive(Debug, Clone)]
 pub struct SyncFailures {
     first: Arc<watch::Sender<Option<String>>>,
@@ -25,13 +28,14 @@ impl Default for SyncFailures {
 }
 
 impl SyncFailures {
-    /// Records a failure; later ones are only logged by their flusher.
-    pub fn report(&self, partition: &TopicPartition, why: &str) {
+    /// Records a failure of `source` (a partition, the controller); later ones are only logged
+    /// where they happen.
+    pub fn report(&self, source: &impl Display, why: &str) {
         self.first.send_if_modified(|first| {
             if first.is_some() {
                 return false;
             }
-            *first = Some(format!("{partition}: {why}"));
+            *first = Some(format!("{source}: {why}"));
             true
         });
     }
