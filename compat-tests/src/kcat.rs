@@ -44,6 +44,30 @@ impl KcatOutput {
     }
 }
 
+/// Reads `topic` from the beginning to its current end (`-C -o beginning -e`), one
+/// `key:value` line per record, and kills kcat at `timeout`.
+pub fn read_from_beginning(
+    kcat: &Path,
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+) -> KcatOutput {
+    let args = [
+        "-b",
+        bootstrap,
+        "-t",
+        topic,
+        "-C",
+        "-o",
+        "beginning",
+        "-e",
+        "-q",
+        "-f",
+        "%k:%s\n",
+    ];
+    run_kcat(kcat, &args, b"", timeout)
+}
+
 /// Runs kcat with `args`, feeding `stdin`, and kills it at `timeout`.
 /// stdout and stderr are drained on threads so a chatty run cannot block.
 pub fn run_kcat(kcat: &Path, args: &[&str], stdin: &[u8], timeout: Duration) -> KcatOutput {

@@ -26,7 +26,7 @@ use compat_tests::docker::{
     build_image, docker, docker_and_compose, image_under_test, run, unique_name, Deployment,
     COMMAND_TIMEOUT,
 };
-use compat_tests::kcat::{find_kcat, run_kcat};
+use compat_tests::kcat::{find_kcat, read_from_beginning, run_kcat};
 use compat_tests::ports::free_port;
 use compat_tests::{require, unique_topic, workspace_root};
 
@@ -64,24 +64,7 @@ fn produce(kcat: &std::path::Path, bootstrap: &str, topic: &str, input: &str) {
 }
 
 fn consume(kcat: &std::path::Path, bootstrap: &str, topic: &str) -> String {
-    let out = run_kcat(
-        kcat,
-        &[
-            "-b",
-            bootstrap,
-            "-t",
-            topic,
-            "-C",
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%k:%s\n",
-        ],
-        b"",
-        COMMAND_TIMEOUT,
-    );
+    let out = read_from_beginning(kcat, bootstrap, topic, COMMAND_TIMEOUT);
     assert!(
         out.success(),
         "kcat -C failed (exit {:?}):\n{}",

@@ -32,7 +32,7 @@ use compat_tests::docker::{
     build_image, docker, docker_and_compose, image_under_test, unique_name, Deployment,
     COMMAND_TIMEOUT,
 };
-use compat_tests::kcat::{find_kcat, run_kcat, KcatOutput};
+use compat_tests::kcat::{find_kcat, read_from_beginning, run_kcat, KcatOutput};
 use compat_tests::load::{numbered_load, Acked};
 use compat_tests::ports::free_port;
 use compat_tests::rdk;
@@ -394,26 +394,13 @@ fn three_node_compose_cluster_survives_kill_and_partition() {
         ],
         input.as_bytes(),
     );
-    let consume_args = [
-        "-b",
-        bootstrap.as_str(),
-        "-t",
-        kcat_topic.as_str(),
-        "-C",
-        "-o",
-        "beginning",
-        "-e",
-        "-q",
-        "-f",
-        "%k:%s\n",
-    ];
-    let consumed = run_kcat(&kcat, &consume_args, b"", COMMAND_TIMEOUT);
+    let consumed = read_from_beginning(&kcat, &bootstrap, &kcat_topic, COMMAND_TIMEOUT);
     let output = String::from_utf8_lossy(&consumed.stdout).into_owned();
     if !consumed.success() || output != input {
         // Read again a little later: tells a reader that saw too little too early from
         // records that are not there at all.
         std::thread::sleep(Duration::from_secs(2));
-        let again = run_kcat(&kcat, &consume_args, b"", COMMAND_TIMEOUT);
+        let again = read_from_beginning(&kcat, &bootstrap, &kcat_topic, COMMAND_TIMEOUT);
         panic!(
             "kcat did not read back what it produced: {}\nconsumer exit {:?}, stderr:\n{}\n\
              producer stderr:\n{}\nread again 2 s later: {}\n{}",
