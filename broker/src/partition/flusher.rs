@@ -9,6 +9,7 @@
 //! writes, the failure goes to `SyncFailures` (the broker halts on it) and the task ends.
 
 use std::fs::File;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -96,6 +97,36 @@ fn report(partition: &Partition, ctx: &FlushContext, why: &str) {
 /// hops through the flusher task and `spawn_blocking`.
 pub const LINGER: Duration = Duration::from_millis(1);
 
+/// The most flusher threads lingering at once, process-wide: well below tokio's 512 blocking
+/// threads, so with thousands of partitions a lingering thread never keeps another
+/// partition's fsync (or other blocking work) waiting for a thread.
+const MAX_LINGERING: usize = 64;
+
+/// Flusher threads lingering now.
+static LINGERING: AtomicUsize = AtomicUsize::new(0);
+
+/// One of `max` places to linger in, given back when dropped.
+struct LingerSlot<'a> {
+    held: &'a AtomicUsize,
+}
+
+impl<'a> LingerSlot<'a> {
+    /// A place if fewer than `max` are taken.
+    fn take(held: &'a AtomicUsize, max: usize) -> Option<LingerSlot<'a>> {
+        held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| LingerSlot { held })
+    }
+}
+
+impl Drop for LingerSlot<'_> {
+    fn drop(&mut self) {
+        self.held.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// On a blocking thread: fsyncs and marks durable until nothing appended is left unsynced
 /// and no append came for `LINGER`. An fsync error ends it; nothing after the last good fsync
 /// was marked.
@@ -111,8 +142,12 @@ fn sync_while_pending(partition: &Partition, ctx: &FlushContext) -> std::io::Res
 }
 
 /// Waits up to `LINGER` for an append; true if one came. An append that runs while no
-/// thread is registered wakes the flusher task instead, so none is missed either way.
+/// thread is registered wakes the flusher task instead, so none is missed either way. With
+/// `MAX_LINGERING` threads lingering already it does not wait.
 fn linger(partition: &Partition) -> bool {
+    let Some(_slot) = LingerSlot::take(&LINGERING, MAX_LINGERING) else {
+        return partition.pending_flush().is_some();
+    };
     *partition.lingering_flusher.lock() = Some(std::thread::current());
     let deadline = Instant::now() + LINGER;
     let mut appended = partition.pending_flush().is_some();
@@ -141,4 +176,22 @@ fn sync_one(
     result?;
     partition.mark_durable(up_to_offset);
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+mod linger_slot_tests {
+    use super::*;
+
+    #[test]
+    fn no_more_than_max_linger_at_once_and_a_dropped_slot_is_free_again() {
+        let held = AtomicUsize::new(0);
+        let first = LingerSlot::take(&held, 2).expect("first place");
+        let second = LingerSlot::take(&held, 2).expect("second place");
+        assert!(LingerSlot::take(&held, 2).is_none(), "a third place of two");
+        drop(first);
+        let third = LingerSlot::take(&held, 2).expect("a place given back");
+        drop((second, third));
+        assert_eq!(held.load(Ordering::Acquire), 0);
+    }
 }
