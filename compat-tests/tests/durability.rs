@@ -283,6 +283,27 @@ fn build_fail_fsync_shim(dir: &Path) -> PathBuf {
     library
 }
 
+/// Waits up to 20 s for `process` to exit after `what`, then checks that it halted: exit code
+/// 1 and a log naming the reason (every one of `log_says`).
+fn assert_halts(process: &mut SluiceProcess, what: &str, log_says: &[&str]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while process.is_running() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !process.is_running(),
+        "the broker still runs after {what}; log:\n{}",
+        process.log_tail()
+    );
+    let status = process.terminate();
+    let log = process.log_tail();
+    assert_eq!(status.code(), Some(1), "exit status {status}; log:\n{log}");
+    assert!(
+        log_says.iter().all(|s| log.contains(s)),
+        "no reason given in the log:\n{log}"
+    );
+}
+
 /// A failed fdatasync halts the broker (exit code 1, no clean shutdown) without
 /// acknowledging the records it covered, and after a restart every acknowledged record is
 /// there. The failure comes from an LD_PRELOAD library whose fdatasync fails with EIO while a
@@ -323,22 +344,7 @@ async fn a_failed_fsync_halts_the_broker_before_acknowledging_what_it_covered() 
     );
     drop(producer);
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while broker.is_running() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(
-        !broker.is_running(),
-        "the broker still runs after a failed fsync; log:\n{}",
-        broker.log_tail()
-    );
-    let status = broker.terminate();
-    let log = broker.log_tail();
-    assert_eq!(status.code(), Some(1), "exit status {status}; log:\n{log}");
-    assert!(
-        log.contains("halting: an fsync"),
-        "no reason given in the log:\n{log}"
-    );
+    assert_halts(&mut broker, "a failed fsync", &["halting: an fsync"]);
 
     std::fs::remove_file(&trigger).unwrap();
     broker.restart();
@@ -419,21 +425,10 @@ async fn a_failed_controller_log_fsync_halts_a_cluster_node() {
     );
     drop(admin);
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while node.is_running() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(
-        !node.is_running(),
-        "the node still runs after its controller log fsync failed; log:\n{}",
-        node.log_tail()
-    );
-    let status = node.terminate();
-    let log = node.log_tail();
-    assert_eq!(status.code(), Some(1), "exit status {status}; log:\n{log}");
-    assert!(
-        log.contains("halting") && log.contains("controller"),
-        "no reason given in the log:\n{log}"
+    assert_halts(
+        &mut node,
+        "its controller log fsync failed",
+        &["halting", "controller"],
     );
 
     std::fs::remove_file(&trigger).unwrap();

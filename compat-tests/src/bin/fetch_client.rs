@@ -397,50 +397,80 @@ fn parse_fetch_response(
     Ok(out)
 }
 
+/// The header fields of one v2 record batch that both walks use.
+struct BatchHeader<'a> {
+    base_offset: i64,
+    attributes: i16,
+    /// One past the batch's last offset.
+    end: i64,
+    count: i32,
+    /// The whole batch, from its base offset on.
+    bytes: &'a [u8],
+}
+
+/// Size of a v2 batch header, from the base offset to the record count.
+const BATCH_HEADER_BYTES: usize = 61;
+
+/// Takes the next whole batch off the front of `records`; `None` at the end or before a
+/// trailing partial batch (fetched again next time).
+fn next_batch<'a>(records: &mut &'a [u8]) -> BenchResult<Option<BatchHeader<'a>>> {
+    if records.len() < 12 {
+        return Ok(None);
+    }
+    let mut c = Cursor { buf: records };
+    let base_offset = c.i64()?;
+    let batch_len = c.len()?;
+    let Some(bytes) = records.get(..12 + batch_len) else {
+        return Ok(None);
+    };
+    *records = &records[12 + batch_len..];
+    if bytes.len() < BATCH_HEADER_BYTES || bytes[16] != 2 {
+        return Err(format!("batch at {base_offset}: not a v2 batch"));
+    }
+    let mut h = Cursor { buf: &bytes[21..] };
+    let attributes = h.i16()?;
+    let last_offset_delta = h.i32()?;
+    h.take(8 + 8 + 8 + 2 + 4)?; // timestamps, producer id/epoch, base sequence
+    let count = h.i32()?;
+    let end = base_offset
+        .checked_add(i64::from(last_offset_delta) + 1)
+        .ok_or_else(|| format!("batch at {base_offset}: offsets overflow"))?;
+    Ok(Some(BatchHeader {
+        base_offset,
+        attributes,
+        end,
+        count,
+        bytes,
+    }))
+}
+
 /// Walks the batches of one partition's records from `next_offset`: checks
 /// each batch's CRC-32C, walks every record of an uncompressed batch to its
 /// key, value and headers, skips records before `next_offset` and stops at a
 /// trailing partial batch. Returns the next offset to fetch.
 fn walk_batches(mut records: &[u8], mut next_offset: i64, totals: &mut Totals) -> BenchResult<i64> {
-    const HEADER: usize = 61;
-    while records.len() >= 12 {
-        let mut c = Cursor { buf: records };
-        let base_offset = c.i64()?;
-        let batch_len = c.len()?;
-        let Some(batch) = records.get(..12 + batch_len) else {
-            break; // partial batch at the end of the fetch: fetched again next time
-        };
-        records = &records[12 + batch_len..];
-        if batch.len() < HEADER || batch[16] != 2 {
-            return Err(format!("batch at {base_offset}: not a v2 batch"));
-        }
-        let crc = u32::from_be_bytes([batch[17], batch[18], batch[19], batch[20]]);
-        if crc32c::crc32c(&batch[21..]) != crc {
+    while let Some(batch) = next_batch(&mut records)? {
+        let base_offset = batch.base_offset;
+        let bytes = batch.bytes;
+        let crc = u32::from_be_bytes([bytes[17], bytes[18], bytes[19], bytes[20]]);
+        if crc32c::crc32c(&bytes[21..]) != crc {
             return Err(format!("batch at {base_offset}: CRC-32C mismatch"));
         }
-        let mut h = Cursor { buf: &batch[21..] };
-        let attributes = h.i16()?;
-        let last_offset_delta = h.i32()?;
-        h.take(8 + 8 + 8 + 2 + 4)?; // timestamps, producer id/epoch, base sequence
-        let count = h.i32()?;
-        let end = base_offset
-            .checked_add(i64::from(last_offset_delta) + 1)
-            .ok_or_else(|| format!("batch at {base_offset}: offsets overflow"))?;
         totals.batches += 1;
-        totals.batch_bytes += batch.len() as u64;
-        let control = attributes & 0x20 != 0;
-        if end <= next_offset || control {
-            next_offset = next_offset.max(end);
+        totals.batch_bytes += bytes.len() as u64;
+        let control = batch.attributes & 0x20 != 0;
+        if batch.end <= next_offset || control {
+            next_offset = next_offset.max(batch.end);
             continue;
         }
-        if attributes & 0x07 != 0 {
+        if batch.attributes & 0x07 != 0 {
             // Compressed: a real client would decompress; counted from the header.
-            totals.records += u64::try_from(count).unwrap_or(0);
+            totals.records += u64::try_from(batch.count).unwrap_or(0);
         } else {
             let mut r = Cursor {
-                buf: &batch[HEADER..],
+                buf: &bytes[BATCH_HEADER_BYTES..],
             };
-            for _ in 0..count {
+            for _ in 0..batch.count {
                 let len = usize::try_from(r.varint()?).map_err(|_| "negative record length")?;
                 let mut rec = Cursor { buf: r.take(len)? };
                 rec.take(1)?; // attributes
@@ -464,7 +494,7 @@ fn walk_batches(mut records: &[u8], mut next_offset: i64, totals: &mut Totals) -
                 }
             }
         }
-        next_offset = end;
+        next_offset = batch.end;
     }
     Ok(next_offset)
 }
@@ -474,39 +504,23 @@ fn walk_batches(mut records: &[u8], mut next_offset: i64, totals: &mut Totals) -
 /// records the whole batches hold from `next_offset` on (control batches hold none). The CRCs
 /// and the records are left to `walk_batches`, which must come to the same offset.
 fn next_offset_from_headers(mut records: &[u8], mut next_offset: i64) -> BenchResult<(i64, u64)> {
-    const HEADER: usize = 61;
     let mut promised = 0u64;
-    while records.len() >= 12 {
-        let mut c = Cursor { buf: records };
-        let base_offset = c.i64()?;
-        let batch_len = c.len()?;
-        let Some(batch) = records.get(..12 + batch_len) else {
-            break; // partial batch at the end of the fetch: fetched again next time
-        };
-        records = &records[12 + batch_len..];
-        if batch.len() < HEADER || batch[16] != 2 {
-            return Err(format!("batch at {base_offset}: not a v2 batch"));
-        }
-        let mut h = Cursor { buf: &batch[21..] };
-        let attributes = h.i16()?;
-        let last_offset_delta = h.i32()?;
-        h.take(8 + 8 + 8 + 2 + 4)?; // timestamps, producer id/epoch, base sequence
-        let count = u64::try_from(h.i32()?).unwrap_or(0);
-        let end = base_offset
-            .checked_add(i64::from(last_offset_delta) + 1)
-            .ok_or_else(|| format!("batch at {base_offset}: offsets overflow"))?;
-        if end <= next_offset {
+    while let Some(batch) = next_batch(&mut records)? {
+        if batch.end <= next_offset {
             continue;
         }
-        if attributes & 0x20 == 0 {
-            promised += if base_offset >= next_offset {
+        if batch.attributes & 0x20 == 0 {
+            let count = u64::try_from(batch.count).unwrap_or(0);
+            promised += if batch.base_offset >= next_offset {
                 count
             } else {
                 // Fetched from inside the batch: the offsets left in it.
-                u64::try_from(end - next_offset).unwrap_or(0).min(count)
+                u64::try_from(batch.end - next_offset)
+                    .unwrap_or(0)
+                    .min(count)
             };
         }
-        next_offset = end;
+        next_offset = batch.end;
     }
     Ok((next_offset, promised))
 }
