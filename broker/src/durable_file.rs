@@ -7,9 +7,34 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-/// An fdatasync: `File::sync_data`, or a failing one in tests (the disk seam of the partition
-/// flushers and the controller log).
-pub type SyncData = Arc<dyn Fn(&File) -> std::io::Result<()> + Send + Sync>;
+/// An fdatasync: `File::sync_data` by default, or a failing one in tests (the disk seam of the
+/// partition flushers and the controller log).
+#[derive(Clone)]
+pub struct SyncData(Arc<SyncFn>);
+
+type SyncFn = dyn Fn(&File) -> std::io::Result<()> + Send + Sync;
+
+impl SyncData {
+    pub fn new(sync: impl Fn(&File) -> std::io::Result<()> + Send + Sync + 'static) -> Self {
+        SyncData(Arc::new(sync))
+    }
+
+    pub fn sync(&self, file: &File) -> std::io::Result<()> {
+        (self.0)(file)
+    }
+}
+
+impl Default for SyncData {
+    fn default() -> Self {
+        SyncData::new(File::sync_data)
+    }
+}
+
+impl std::fmt::Debug for SyncData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncData")
+    }
+}
 
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));

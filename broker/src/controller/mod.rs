@@ -45,11 +45,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::network::{NetworkFactory, RpcHandler};
-use self::raft_log::LogSync;
 use self::records::{Command, CommandError, CommandResult};
 use self::state::ClusterState;
 use self::transport::{ControllerReply, ControllerRpc};
 use self::types::{broker_id, node_id, Raft, RaftStoreError};
+use crate::durable_file::SyncData;
 
 /// Settings of a controller; `ControllerConfig::new` gives the defaults.
 #[derive(Debug, Clone)]
@@ -77,7 +77,7 @@ pub struct ControllerConfig {
     /// How long `propose` waits for the command to be committed and applied.
     pub propose_timeout_ms: u64,
     /// The Raft log's fdatasync (a failing disk in tests).
-    pub log_sync: LogSync,
+    pub log_sync: SyncData,
 }
 
 impl ControllerConfig {
@@ -107,7 +107,7 @@ impl ControllerConfig {
             auto_leader_rebalance: true,
             control_interval_ms: 250,
             propose_timeout_ms: 10_000,
-            log_sync: LogSync::default(),
+            log_sync: SyncData::default(),
         }
     }
 }

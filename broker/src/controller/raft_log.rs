@@ -16,7 +16,7 @@
 //!
 //! A failed write or fsync is never retried: the part written is cut off and the error goes to
 //! openraft, which stops this node's Raft on it (`Controller::storage_failure` tells the broker,
-//! which halts). The append's fdatasync is injectable (`LogSync`) so tests can fail it.
+//! which halts). The append's fdatasync is injectable (`durable_file::SyncData`) so tests can fail it.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -41,22 +41,6 @@ const VOTE_FILE: &str = "raft-vote.json";
 const PURGED_FILE: &str = "raft-purged.json";
 const FRAME_HEADER_BYTES: usize = 8;
 
-/// The fdatasync of an append: `File::sync_data`, or a failing one in tests (the disk seam).
-#[derive(Clone)]
-pub struct LogSync(pub SyncData);
-
-impl Default for LogSync {
-    fn default() -> Self {
-        LogSync(Arc::new(File::sync_data))
-    }
-}
-
-impl Debug for LogSync {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("LogSync")
-    }
-}
-
 /// The log store; clones share the same log (openraft uses one as the log reader).
 #[derive(Clone)]
 pub struct LogStore {
@@ -79,7 +63,7 @@ struct LogInner {
     /// Entries above `last_purged`, by index.
     entries: BTreeMap<u64, Stored>,
     /// The fdatasync of an append.
-    sync: LogSync,
+    sync: SyncData,
     last_purged: Option<LogId>,
     vote: Option<Vote>,
 }
@@ -87,11 +71,11 @@ struct LogInner {
 impl LogStore {
     /// Open (or create) the log in `dir`, truncating a torn or corrupt tail.
     pub fn open(dir: &Path) -> Result<LogStore, RaftStoreError> {
-        LogStore::open_with_sync(dir, LogSync::default())
+        LogStore::open_with_sync(dir, SyncData::default())
     }
 
     /// As `open`, with appends synced by `sync`.
-    pub fn open_with_sync(dir: &Path, sync: LogSync) -> Result<LogStore, RaftStoreError> {
+    pub fn open_with_sync(dir: &Path, sync: SyncData) -> Result<LogStore, RaftStoreError> {
         std::fs::create_dir_all(dir).map_err(|e| RaftStoreError::io("create dir", dir, e))?;
         let vote: Option<Vote> = read_json(&dir.join(VOTE_FILE), "vote")?;
         let last_purged: Option<LogId> = read_json(&dir.join(PURGED_FILE), "purged log id")?;
@@ -277,7 +261,7 @@ impl LogInner {
         if let Err(e) = self
             .file
             .write_all(&buf)
-            .and_then(|()| (self.sync.0)(&self.file))
+            .and_then(|()| self.sync.sync(&self.file))
         {
             // Whatever part was written is not acknowledged; cut it so the file and memory agree.
             let _ = self.file.set_len(self.file_len);

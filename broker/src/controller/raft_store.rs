@@ -18,17 +18,18 @@ use openraft::{
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use super::raft_log::{LogStore, LogSync};
+use super::raft_log::LogStore;
 use super::raft_snapshot::{self, SnapshotFile};
 use super::records::CommandResult;
 use super::state::ClusterState;
 use super::types::{CommandResponse, Entry, LogId, RaftStoreError, StorageError, TypeConfig};
+use crate::durable_file::SyncData;
 
 /// Open the log and the state machine stored in `dir` (created if missing). `publish` receives
 /// the state after every applied batch, starting with the snapshot's.
 pub fn open_storage(
     dir: &Path,
-    sync: LogSync,
+    sync: SyncData,
     publish: Arc<watch::Sender<Arc<ClusterState>>>,
 ) -> Result<(LogStore, StateMachineStore), RaftStoreError> {
     let log = LogStore::open_with_sync(dir, sync)?;
@@ -278,7 +279,7 @@ mod tests {
             })?;
             let (tx, _rx) = watch::channel(Arc::new(ClusterState::new()));
             let (log, sm) =
-                open_storage(dir.path(), LogSync::default(), Arc::new(tx)).map_err(|e| {
+                open_storage(dir.path(), SyncData::default(), Arc::new(tx)).map_err(|e| {
                     StorageError::IO {
                         source: StorageIOError::write(&e),
                     }
@@ -299,7 +300,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (tx, rx) = watch::channel(Arc::new(ClusterState::new()));
         let tx = Arc::new(tx);
-        let (_log, mut sm) = open_storage(dir.path(), LogSync::default(), Arc::clone(&tx)).unwrap();
+        let (_log, mut sm) =
+            open_storage(dir.path(), SyncData::default(), Arc::clone(&tx)).unwrap();
         let entry = Entry {
             log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), 1),
             payload: EntryPayload::Normal(Command::RegisterBroker {
@@ -326,7 +328,7 @@ mod tests {
             .unwrap();
         drop(sm);
         let (tx2, rx2) = watch::channel(Arc::new(ClusterState::new()));
-        let (_log, mut sm) = open_storage(dir.path(), LogSync::default(), Arc::new(tx2)).unwrap();
+        let (_log, mut sm) = open_storage(dir.path(), SyncData::default(), Arc::new(tx2)).unwrap();
         assert!(rx2.borrow().brokers.contains_key(&1));
         let (last, _) = sm.applied_state().await.unwrap();
         assert_eq!(last, snap.meta.last_log_id);

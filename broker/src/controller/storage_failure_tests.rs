@@ -11,9 +11,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
-use super::raft_log::LogSync;
 use super::records::Command;
 use super::{Controller, ControllerConfig};
+use crate::durable_file::SyncData;
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -21,13 +21,13 @@ const WAIT: Duration = Duration::from_secs(15);
 async fn start(dir: &std::path::Path, failing: Arc<AtomicBool>) -> Controller {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut config = ControllerConfig::new(1, vec![], dir.to_owned());
-    config.log_sync = LogSync(Arc::new(move |file: &std::fs::File| {
+    config.log_sync = SyncData::new(move |file: &std::fs::File| {
         if failing.load(Ordering::SeqCst) {
             Err(std::io::Error::from_raw_os_error(libc::EIO))
         } else {
             file.sync_data()
         }
-    }));
+    });
     let node = Controller::start_on(config, listener).await.unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
     while !node.is_leader() {

@@ -20,18 +20,12 @@ use super::{DurabilityPolicy, Partition, SyncFailures};
 pub use crate::durable_file::SyncData;
 
 /// What every flusher shares.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct FlushContext {
     /// Where flushers record fsync durations.
     pub fsync_seconds: Histogram,
     pub sync_data: SyncData,
     pub failures: SyncFailures,
-}
-
-impl std::fmt::Debug for FlushContext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FlushContext").finish_non_exhaustive()
-    }
 }
 
 /// Runs until the partition is closed or an fsync of it fails.
@@ -171,7 +165,7 @@ fn sync_one(
     up_to_offset: i64,
 ) -> std::io::Result<()> {
     let started = Instant::now();
-    let result = (ctx.sync_data)(file);
+    let result = ctx.sync_data.sync(file);
     ctx.fsync_seconds.observe(started.elapsed().as_secs_f64());
     result?;
     partition.mark_durable(up_to_offset);

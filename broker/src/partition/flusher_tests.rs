@@ -12,6 +12,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use storage::{AppendOutcome, LogConfig, StorageError};
 use uuid::Uuid;
 
+use crate::durable_file::SyncData;
+
 use super::{DurabilityPolicy, Partition, PartitionError, PartitionManager, TopicPartition};
 
 fn batch() -> Vec<u8> {
@@ -50,7 +52,7 @@ async fn a_failed_fsync_is_reported_and_nothing_after_the_last_good_one_is_ackno
         DurabilityPolicy::SyncOnAck,
         Histogram::new([0.001].into_iter()),
     )
-    .with_sync_data(Arc::new(move |file: &std::fs::File| {
+    .with_sync_data(SyncData::new(move |file: &std::fs::File| {
         c.fetch_add(1, Ordering::SeqCst);
         if f.load(Ordering::SeqCst) {
             Err(std::io::Error::from_raw_os_error(5))

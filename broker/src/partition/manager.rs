@@ -29,7 +29,7 @@ impl PartitionManager {
             policy,
             flush: FlushContext {
                 fsync_seconds,
-                sync_data: Arc::new(std::fs::File::sync_data),
+                sync_data: SyncData::default(),
                 failures: SyncFailures::default(),
             },
         }
