@@ -14,26 +14,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use protocol_shim::{decode_request, DecodeError, FrameDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use super::read_buffer::{prepare_read, read_wait, shrink_idle_buffer, INITIAL_BUFFER_BYTES};
 use crate::handlers::{dispatch, OutChunk, PendingResponse};
 
 use crate::node::Node;
-
-/// Most buffer space reserved ahead of the bytes received.
-const READ_AHEAD_MAX_BYTES: usize = 1 << 20;
-/// The read buffer a connection starts with.
-const INITIAL_BUFFER_BYTES: usize = 8 * 1024;
-/// A busy connection keeps and reuses its read buffer however large requests made it; one
-/// idle for `IDLE_SHRINK_AFTER` with nothing buffered trades a buffer larger than this for a
-/// fresh small one, so idle connections do not each hold a megabyte.
-const IDLE_BUFFER_KEEP_BYTES: usize = 64 * 1024;
-const IDLE_SHRINK_AFTER: Duration = Duration::from_secs(1);
 
 /// Serves one connection until the client closes it, it misbehaves, it idles out, or the
 /// broker shuts down (after which in-flight requests are still answered).
@@ -126,24 +117,22 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
                     }
                 }
             }
-            match decoder.bytes_needed(&buf) {
-                // Grow with what arrives (at most 1 MiB ahead), never by the announced frame
-                // size: a client that announces a large frame and sends nothing must not make
-                // us allocate it.
-                Ok(n) => buf.reserve(n.clamp(4096, READ_AHEAD_MAX_BYTES)),
+            let read_limit = match decoder.bytes_needed(&buf) {
+                Ok(n) => prepare_read(&mut buf, n),
                 Err(e) => {
                     tracing::warn!(error = %e, "closing connection: bad frame");
                     break;
                 }
-            }
+            };
             // Wait for bytes, up to the idle limit; on the way, a large idle buffer is given back
             // (one extra wake-up per idle spell, and only for such a buffer).
             let mut idle_for = Duration::ZERO;
             let read = loop {
                 let wait = read_wait(idle, idle_for, &buf);
+                let mut into = (&mut buf).limit(read_limit);
                 let r = tokio::select! {
                     () = node.shutdown.cancelled() => break 'read,
-                    r = tokio::time::timeout(wait, reader.read_buf(&mut buf)) => r,
+                    r = tokio::time::timeout(wait, reader.read_buf(&mut into)) => r,
                 };
                 idle_for += wait;
                 if r.is_err() && idle_for < idle {
@@ -172,24 +161,6 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
     }
     .instrument(span)
     .await;
-}
-
-/// How long to wait for the next bytes, having waited `idle_for` of the `idle` limit: at first
-/// only until a large, empty buffer should be given back.
-fn read_wait(idle: Duration, idle_for: Duration, buf: &BytesMut) -> Duration {
-    let left = idle.saturating_sub(idle_for);
-    if idle_for.is_zero() && buf.is_empty() && buf.capacity() > IDLE_BUFFER_KEEP_BYTES {
-        left.min(IDLE_SHRINK_AFTER)
-    } else {
-        left
-    }
-}
-
-/// Replaces an empty read buffer larger than `IDLE_BUFFER_KEEP_BYTES` by a small one.
-fn shrink_idle_buffer(buf: &mut BytesMut) {
-    if buf.is_empty() && buf.capacity() > IDLE_BUFFER_KEEP_BYTES {
-        *buf = BytesMut::with_capacity(INITIAL_BUFFER_BYTES);
-    }
 }
 
 /// Writes a frame. One held in memory goes out with vectored writes; one with file regions is
@@ -285,45 +256,4 @@ pub(super) async fn write_chunks<C: AsRef<[u8]>>(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_idle_connection_gives_back_a_large_empty_buffer_once() {
-        let idle = Duration::from_secs(600);
-        let mut large = BytesMut::with_capacity(1 << 20);
-        // First wait: only until the shrink; then the rest of the idle limit.
-        assert_eq!(read_wait(idle, Duration::ZERO, &large), IDLE_SHRINK_AFTER);
-        shrink_idle_buffer(&mut large);
-        assert!(large.capacity() <= IDLE_BUFFER_KEEP_BYTES);
-        assert_eq!(
-            read_wait(idle, IDLE_SHRINK_AFTER, &large),
-            idle - IDLE_SHRINK_AFTER
-        );
-        // A small buffer waits out the whole limit at once (no extra wake-up).
-        let small = BytesMut::with_capacity(INITIAL_BUFFER_BYTES);
-        assert_eq!(read_wait(idle, Duration::ZERO, &small), idle);
-        // An idle limit shorter than the shrink delay is kept.
-        let short = Duration::from_millis(200);
-        assert_eq!(
-            read_wait(short, Duration::ZERO, &BytesMut::with_capacity(1 << 20)),
-            short
-        );
-    }
-
-    #[test]
-    fn a_partial_frame_is_never_dropped() {
-        let mut buf = BytesMut::with_capacity(1 << 20);
-        buf.extend_from_slice(&[0, 0, 0, 9, 1, 2]);
-        assert_eq!(
-            read_wait(Duration::from_secs(600), Duration::ZERO, &buf),
-            Duration::from_secs(600)
-        );
-        shrink_idle_buffer(&mut buf);
-        assert_eq!(&buf[..], &[0, 0, 0, 9, 1, 2]);
-        assert!(buf.capacity() >= 1 << 20);
-    }
 }

@@ -8,6 +8,7 @@ mod connection;
 mod copy_out;
 mod listener;
 mod map_out;
+mod read_buffer;
 mod send_file;
 #[cfg(test)]
 mod test_support;
