@@ -78,6 +78,12 @@ if [ "$CLIENT" = rdkafka_performance ]; then
             || echo "iperf3 not installed: using our own loopback blaster" >&2
     fi
 fi
+if ! command -v callgrind_control >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    echo "installing valgrind (instruction counts of the compression rows)" >&2
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends valgrind >/dev/null \
+        || echo "valgrind not installed: no instruction counts" >&2
+fi
 
 GIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
