@@ -503,7 +503,7 @@ class Bench:
 
     def replay_instructions(self, data_root):
         """The replayed requests again, each codec on a fresh broker run under callgrind: the
-        broker's own instructions per wire byte, which repeat to within a percent run after
+        broker's own instructions per wire byte, which repeat within a few percent run after
         run where its CPU time per byte moves by tens of percent (this VM's memory, see the
         README). User space only; the kernel's share is the same bytes and system calls
         whatever the codec. Counted from after a warm-up of 10 requests (buffers grown,

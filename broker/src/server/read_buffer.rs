@@ -42,7 +42,8 @@ pub(super) fn prepare_read(buf: &mut BytesMut, needed: usize) -> usize {
     buf.reserve(needed.clamp(READ_MIN_BYTES, READ_AHEAD_MAX_BYTES));
     let size_known = buf.len() >= 4;
     if size_known && buf.len().saturating_add(needed) >= LARGE_FRAME_BYTES {
-        needed
+        // Never 0: a read of nothing would look like the client closing.
+        needed.max(1)
     } else {
         LARGE_FRAME_BYTES
     }
