@@ -46,6 +46,8 @@ fn receive(stream: &[u8], per_read: usize, warm_up: usize, keep: bool) -> (Vec<u
         let needed = decoder.bytes_needed(&buf).unwrap_or(0);
         let (ptr, len) = (buf.as_ptr(), buf.len());
         let limit = prepare_read(&mut buf, needed);
+        // A read of 0 bytes would be taken for the client closing.
+        assert!(limit > 0, "a read limit of 0");
         if len > 0 && buf.as_ptr() != ptr && frames.len() >= warm_up {
             moved += len;
         }
