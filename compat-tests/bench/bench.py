@@ -99,6 +99,9 @@ DEFAULT_REQUEST_BYTES = 1_000_000
 # produce_replay's request size: between the lz4 and zstd runs' average requests.
 REPLAY_REQUEST_BYTES = 384 * 1024
 
+# Requests replayed under callgrind before the count starts (buffers grown, segments open).
+COUNTED_WARM_UP_REQUESTS = 10
+
 
 def log(msg):
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
@@ -487,16 +490,21 @@ class Bench:
         return {"client": "load_gen", "msgs": r["delivered"], "seconds": r["seconds"],
                 "msgs_per_s": r["msgs_per_s"], "mb_per_s": r["mb_per_s"]}
 
+    def run_replay(self, broker, topic, codec, requests, what):
+        """`produce_replay`: `requests` pre-built requests of REPLAY_REQUEST_BYTES (scenario 3's
+        JSON records, `codec` inside) to the 3 partitions of `topic`, at the bench's pace."""
+        return run_json([self.bin("produce_replay"), "--bootstrap", broker.bootstrap, "--topic", topic,
+                         "--partitions", "3", "--compression", codec, "--request-bytes", str(REPLAY_REQUEST_BYTES),
+                         "--requests", str(requests), "--rate", str(self.p["replay_rate"]),
+                         "--max-s", str(self.timeout)],
+                        self.timeout + 30, what)
+
     def produce_replay(self, broker, topic, codec):
         """Pre-built produce requests (scenario 3's JSON records, `codec` inside) replayed at
         a fixed size and pace; broker figures around it."""
         self.create_topic(broker, topic, 3)
         with Measured(broker) as m:
-            r = run_json([self.bin("produce_replay"), "--bootstrap", broker.bootstrap, "--topic", topic,
-                          "--partitions", "3", "--compression", codec, "--request-bytes", str(REPLAY_REQUEST_BYTES),
-                          "--requests", str(self.p["replay_requests"]), "--rate", str(self.p["replay_rate"]),
-                          "--max-s", str(self.timeout)],
-                         self.timeout + 30, f"produce_replay {codec}")
+            r = self.run_replay(broker, topic, codec, self.p["replay_requests"], f"produce_replay {codec}")
         return {"client": "produce_replay", "msgs": r["records"], "seconds": r["seconds"],
                 "msgs_per_s": r["records"] / r["seconds"], "mb_per_s": r["records"] * 1024 / r["seconds"] / 1e6,
                 "records_per_request": r["records_per_request"], **m.figures("in"), "kind": "produce"}
@@ -506,8 +514,8 @@ class Bench:
         broker's own instructions per wire byte, which repeat within a few percent run after
         run where its CPU time per byte moves by tens of percent (this VM's memory, see the
         README). User space only; the kernel's share is the same bytes and system calls
-        whatever the codec. Counted from after a warm-up of 10 requests (buffers grown,
-        segments open) to the last answer."""
+        whatever the codec. Counted from after a warm-up of COUNTED_WARM_UP_REQUESTS requests
+        (buffers grown, segments open) to the last answer."""
         if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
             log("valgrind not found: no instruction counts")
             return None
@@ -522,19 +530,12 @@ class Bench:
                             start_s=120)
             try:
                 self.create_topic(broker, "counted", 3)
-
-                def replay(requests):
-                    return run_json([self.bin("produce_replay"), "--bootstrap", broker.bootstrap,
-                                     "--topic", "counted", "--partitions", "3", "--compression", codec,
-                                     "--request-bytes", str(REPLAY_REQUEST_BYTES), "--requests", str(requests),
-                                     "--rate", str(self.p["replay_rate"]), "--max-s", str(self.timeout)],
-                                    self.timeout + 30, f"produce_replay {codec} under callgrind")
-
-                replay(10)
-                control = ["callgrind_control", str(broker.proc.pid)]
-                subprocess.run(control[:1] + ["-z"] + control[1:], check=True, capture_output=True, timeout=60)
-                r = replay(self.p["counted_requests"])
-                subprocess.run(control[:1] + ["-d"] + control[1:], check=True, capture_output=True, timeout=60)
+                what = f"produce_replay {codec} under callgrind"
+                self.run_replay(broker, "counted", codec, COUNTED_WARM_UP_REQUESTS, what)
+                pid = str(broker.proc.pid)
+                subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True, timeout=60)
+                r = self.run_replay(broker, "counted", codec, self.p["counted_requests"], what)
+                subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True, timeout=60)
             finally:
                 broker.stop()
             ir = 0
@@ -545,7 +546,7 @@ class Bench:
             if not ir:
                 raise RuntimeError(f"callgrind wrote no count for {codec}")
             out[codec] = {"instructions": ir, "wire_bytes": r["wire_bytes"], "requests": r["requests"],
-                          "per_wire_byte": ir / r["wire_bytes"]}
+                          "warm_up_requests": COUNTED_WARM_UP_REQUESTS, "per_wire_byte": ir / r["wire_bytes"]}
         return out
 
     def consume(self, broker, topic, partitions, count, *, use_rdperf=True):
@@ -1188,7 +1189,8 @@ def markdown(summary, meta, target_list):
                  for c in ("none", "lz4", "zstd") if c in counted]
         lines.append("")
         lines.append(f"Broker instructions per wire byte (callgrind, user space, {fmt(counted['none']['requests'])} "
-                     f"replayed requests after 10 of warm-up, last run): " + ", ".join(parts) + ".")
+                     f"replayed requests after {counted['none']['warm_up_requests']} of warm-up, last run): "
+                     + ", ".join(parts) + ".")
     if target_list:
         lines.append("")
         lines.append("| issue 5 target | want | median | met |")
