@@ -446,6 +446,14 @@ class Measured:
         return f
 
 
+def per_message(figures, msgs):
+    """The broker's CPU (µs) and fsyncs per message of a latency run, from `Measured.figures`."""
+    if not msgs or "fsyncs" not in figures:
+        return {}
+    return {"broker_cpu_us_per_msg": round(figures["broker_cpu_s"] * 1e6 / msgs, 1),
+            "fsyncs_per_msg": round(figures["fsyncs"] / msgs, 2)}
+
+
 class Bench:
     def __init__(self, args, params):
         self.args = args
@@ -792,7 +800,10 @@ class Bench:
                         "kind": "latency", "client": client, "msgs": r["acked"],
                         "seconds": self.p["lat_seconds"],
                         "msgs_per_s": r["achieved_rate"], "mb_per_s": r["achieved_rate"] * 100 / 1e6,
-                        "produce_ack_us": r["produce_ack_us"], "e2e_us": r["e2e_us"], **f}
+                        "produce_ack_us": r["produce_ack_us"], "e2e_us": r["e2e_us"], **f,
+                        # Where the tail comes from on two shared cores: the broker's CPU and
+                        # its fsyncs per acknowledged message (each is its own Produce request).
+                        **per_message(f, r["acked"])}
 
             if want("many-partitions"):
                 topic, parts, count = "s6-many", self.p["many_partitions"], self.p["many_count"]
@@ -1010,7 +1021,7 @@ def summarise(runs):
         for k in ("msgs", "msgs_per_s", "mb_per_s", "cpu_s_per_gb", "peak_rss_mib", "broker_cpu_s",
                   "wire_bytes", "avg_request_bytes", "records_per_request", "compression_ratio", "partitions",
                   "rss_start_mib", "rss_end_mib", "rss_growth_mib", "rss_max_mib", "segments_on_disk_end",
-                  "client_cpu_s_per_gb", "fsyncs_over_100ms"):
+                  "client_cpu_s_per_gb", "fsyncs_over_100ms", "broker_cpu_us_per_msg", "fsyncs_per_msg"):
             vals = [row.get(k) for row in rows]
             if any(v is not None for v in vals):
                 s[k] = median(vals)
@@ -1174,6 +1185,9 @@ def markdown(summary, meta, target_list):
                   f"{fmt(r.get('e2e_p99_vs_fdatasync_p99'))}x fdatasync p99")
             if s.get("fsyncs_over_100ms") is not None:
                 vs += f"; {fmt(s['fsyncs_over_100ms'])} of the broker's fsyncs over 100 ms"
+            if s.get("broker_cpu_us_per_msg") is not None:
+                vs += (f"; broker {fmt(s['broker_cpu_us_per_msg'])} µs of CPU and "
+                       f"{fmt(s.get('fsyncs_per_msg'))} fsyncs per message")
         label = name
         if s.get("compression_ratio"):
             label += f" ({fmt(s['compression_ratio'])}:1)"
