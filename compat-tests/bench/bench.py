@@ -802,7 +802,7 @@ class Bench:
                         "msgs_per_s": r["achieved_rate"], "mb_per_s": r["achieved_rate"] * 100 / 1e6,
                         "produce_ack_us": r["produce_ack_us"], "e2e_us": r["e2e_us"], **f,
                         # Where the tail comes from on two shared cores: the broker's CPU and
-                        # its fsyncs per acknowledged message (each is its own Produce request).
+                        # its fsyncs per acknowledged message (over the client's whole run).
                         **per_message(f, r["acked"])}
 
             if want("many-partitions"):
