@@ -48,7 +48,7 @@ SCENARIOS = [
     "consume",  # 4: catch-up read of the topics of 1 and 2 from the earliest offset
     "latency",  # 5: fixed 10,000 msg/s x 100 B, acks=all, 20 s
     "many-partitions",  # 6: 1,000 partitions, produce then consume
-    "fanout",  # 7: 4 consumers (groups with --groups) reading topic 2 at once
+    "fanout",  # 7: 4 consumer groups reading topic 2 at once (--no-groups: manual assignment)
     "cluster",  # 8: scenario 2 on a 3-node cluster, RF=3, min.insync.replicas=2, then read back
     "soak",  # 9: 5 minutes of fixed-rate produce + consume with retention; RSS sampled throughout
 ]
@@ -1242,7 +1242,8 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="tiny counts, one run (CI)")
     ap.add_argument("--runs", type=int, default=None, help="interleaved runs (default 3; smoke 1)")
     ap.add_argument("--scenario", action="append", default=[], help="run only these (repeatable): " + ", ".join(SCENARIOS))
-    ap.add_argument("--groups", action="store_true", help="fan-out with real consumer groups")
+    ap.add_argument("--no-groups", dest="groups", action="store_false",
+                    help="fan-out with manual assignment instead of 4 consumer groups")
     ap.add_argument("--client", choices=["rdkafka_performance", "rust"], default="rdkafka_performance")
     ap.add_argument("--rdkafka-performance", default=None)
     ap.add_argument("--sluice", required=True)

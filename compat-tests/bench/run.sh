@@ -9,7 +9,7 @@
 #
 # Options: --smoke, --runs N (default 3), --scenario NAME (repeatable:
 # produce-100b produce-1k compression consume latency many-partitions fanout),
-# --groups (fan-out with real consumer groups instead of manual assignment),
+# --no-groups (fan-out with manual assignment instead of 4 consumer groups),
 # --client rust (use only our rdkafka-crate generators, not librdkafka's
 # rdkafka_performance), --keep-data, --broker-set k=v.
 #
@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
         --smoke) SMOKE=1; PASS+=("$1") ;;
         --client) CLIENT="$2"; shift ;;
         --runs|--scenario|--broker-set) PASS+=("$1" "$2"); shift ;;
-        --groups|--keep-data) PASS+=("$1") ;;
+        --no-groups|--keep-data) PASS+=("$1") ;;
         -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
