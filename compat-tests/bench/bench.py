@@ -940,9 +940,14 @@ class Bench:
         # Aggregate over the slowest consumer's reading time.
         span = max(r["seconds"] for r in results)
         return {"kind": "consume", "client": "load_gen x%d" % n,
-                "mode": "consumer groups" if groups else "manual assignment (no groups)",
+                "mode": fanout_mode(groups),
                 "msgs": total_msgs, "seconds": span, "msgs_per_s": total_msgs / span,
                 "mb_per_s": total_bytes / span / 1e6, "wall_s": round(wall, 3), **m.figures("out")}
+
+
+def fanout_mode(groups):
+    """How the fan-out consumers read, as the row and the run's metadata both name it."""
+    return "consumer groups" if groups else "manual assignment"
 
 
 def broker_log_tail(broker):
@@ -1301,7 +1306,7 @@ def main():
         "client": ("rdkafka_performance (librdkafka 2.12.1) + load_gen/latency_gen (rdkafka crate)"
                    if args.client == "rdkafka_performance" else "load_gen/latency_gen (rdkafka crate) in place of rdkafka_performance")
                   + "; lean rows: fetch_client, latency_lean, produce_replay (our own, raw protocol)",
-        "fanout_mode": "consumer groups" if args.groups else "manual assignment",
+        "fanout_mode": fanout_mode(args.groups),
         "cpus": os.cpu_count(),
         "kernel": os.uname().release,
         "loadavg": f"{load0[0]:.2f}",
