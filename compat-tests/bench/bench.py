@@ -211,6 +211,28 @@ def run_json(cmd, timeout_s, what):
     return json.loads(lines[-1])
 
 
+def block_device(path):
+    """The /proc/diskstats name of the block device `path` lives on, or None (tmpfs, overlay)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    sys_dev = f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    return os.path.basename(os.path.realpath(sys_dev)) if os.path.exists(sys_dev) else None
+
+
+def disk_read_bytes(device):
+    """Bytes read from `device` since boot (/proc/diskstats, sectors of 512 bytes), or None."""
+    if not device:
+        return None
+    with open("/proc/diskstats") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 5 and fields[2] == device:
+                return int(fields[5]) * 512
+    return None
+
+
 class ProcStats:
     """CPU time and peak RSS of one process, from /proc."""
 
@@ -266,6 +288,8 @@ class Broker:
         self.data_dir = data_dir
         shutil.rmtree(data_dir, ignore_errors=True)
         os.makedirs(data_dir)
+        # Where a consume that does not find its segments in the page cache reads them from.
+        self.device = block_device(data_dir)
         self.log_path = data_dir.rstrip("/") + ".log"
         cmd = [
             *wrapper,
@@ -351,6 +375,7 @@ class Cluster:
             self.nodes.append(Broker(binary, os.path.join(data_root, f"cluster-{i + 1}"), extra_sets,
                                      extra_args=args, port=ports[i]))
         self.stats = self  # Measured calls stats.reset_peak_rss/cpu_s/status_kib
+        self.device = self.nodes[0].device  # the nodes' data dirs share one data root
         deadline = time.time() + 60
         while not self._all_registered(nodes):
             if time.time() > deadline:
@@ -408,6 +433,7 @@ class Measured:
         self.broker.stats.reset_peak_rss()
         self.m0 = self.broker.metrics()
         self.cpu0 = self.broker.stats.cpu_s()
+        self.disk_read0 = disk_read_bytes(self.broker.device)
         self.threads0 = self.broker.stats.thread_cpu_ns()
         self.t0 = time.time()
         return self
@@ -424,6 +450,9 @@ class Measured:
             self.cpu_s = ticks_s  # a thread exited meanwhile; its time is only in the ticks
             self.cpu_source = "ticks"
         self.peak_rss_mib = (self.broker.stats.status_kib("VmHWM") or 0) / 1024
+        read1 = disk_read_bytes(self.broker.device)
+        self.disk_read_mb = (round((read1 - self.disk_read0) / 1e6, 1)
+                             if read1 is not None and self.disk_read0 is not None else None)
         m1 = self.broker.metrics()
         self.delta = {k: m1[k] - self.m0[k] for k in m1}
         return False
@@ -438,6 +467,9 @@ class Measured:
             "peak_rss_mib": round(self.peak_rss_mib, 1),
             "broker_window_s": round(self.wall_s, 3),
         }
+        if direction == "out" and self.disk_read_mb is not None:
+            # Anything read from the disk meanwhile (by anyone): a read not served from memory.
+            f["disk_read_mb"] = self.disk_read_mb
         if direction == "in" and self.delta["produce_requests"] > 0:
             f["produce_requests"] = int(self.delta["produce_requests"])
             f["avg_request_bytes"] = int(wire / self.delta["produce_requests"])
@@ -1034,6 +1066,9 @@ def summarise(runs):
                                      if row.get("seconds") and row.get("wire_bytes")])
         if "mode" in rows[0]:
             s["mode"] = rows[0]["mode"]
+        disk_reads = [row["disk_read_mb"] for row in rows if row.get("disk_read_mb") is not None]
+        if disk_reads:
+            s["disk_read_mb_max"] = max(disk_reads)
         for lat in ("produce_ack_us", "e2e_us"):
             if lat in rows[0]:
                 s[lat] = {q: median([row[lat][q] for row in rows]) for q in ("p50", "p99", "p999", "max")}
@@ -1207,6 +1242,9 @@ def markdown(summary, meta, target_list):
             vs = f"{fmt(r.get('mb_per_s_vs_loopback'))}x loopback"
             if s.get("client_cpu_s_per_gb"):
                 vs += f"; client {fmt(s['client_cpu_s_per_gb'])} CPU-s/GB"
+            # From 1 MB: starting the client alone may read a few hundred KB.
+            if (s.get("disk_read_mb_max") or 0) >= 1:
+                vs += f"; up to {fmt(s['disk_read_mb_max'])} MB read from disk in a run"
         else:
             vs = (f"ack p99 {fmt(r.get('produce_ack_p99_vs_fdatasync_p99'))}x, e2e p99 "
                   f"{fmt(r.get('e2e_p99_vs_fdatasync_p99'))}x fdatasync p99")
