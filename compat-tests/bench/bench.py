@@ -1383,8 +1383,8 @@ def main():
     md = markdown(summary, meta, target_list)
     print("\n== issue 5 targets (reported, not asserted) ==")
     for t in target_list:
-        runs = f", {t['runs_met']} of {len(t['runs'])} runs met it" if t.get("runs") else ""
-        print(f"  {'MET ' if t['met'] else 'MISS'} {t['target']}: {fmt(t['value'])} (want {t['want']}{runs})")
+        met_by = f", {t['runs_met']} of {len(t['runs'])} runs met it" if t.get("runs") else ""
+        print(f"  {'MET ' if t['met'] else 'MISS'} {t['target']}: {fmt(t['value'])} (want {t['want']}{met_by})")
     os.makedirs(args.results_dir, exist_ok=True)
     stamp = started.strftime("%Y%m%dT%H%M%S") + ("-smoke" if args.smoke else "")
     json_path = os.path.join(args.results_dir, f"{stamp}.json")
