@@ -532,6 +532,8 @@ mod preallocate_tests;
 #[cfg(test)]
 mod read_tests;
 #[cfg(test)]
+mod scan_tests;
+#[cfg(test)]
 mod sync_failure_tests;
 #[cfg(test)]
 pub(crate) mod tests;

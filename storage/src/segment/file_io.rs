@@ -182,6 +182,9 @@ pub(crate) struct WindowReader<'a> {
     /// File position of `window[0]`.
     window_start: u64,
     window: Vec<u8>,
+    /// Reads made and bytes they read, for tests of how much a scan reads.
+    #[cfg(test)]
+    pub(crate) reads: (usize, u64),
 }
 
 impl<'a> WindowReader<'a> {
@@ -191,6 +194,8 @@ impl<'a> WindowReader<'a> {
             limit,
             window_start: 0,
             window: Vec::new(),
+            #[cfg(test)]
+            reads: (0, 0),
         }
     }
 
@@ -212,6 +217,11 @@ impl<'a> WindowReader<'a> {
             self.window.clear();
             read_exact_at_into(self.file, &mut self.window, want, position)?;
             self.window_start = position;
+            #[cfg(test)]
+            {
+                self.reads.0 += 1;
+                self.reads.1 += want as u64;
+            }
         }
         let from = usize::try_from(position - self.window_start).unwrap_or(usize::MAX);
         self.window

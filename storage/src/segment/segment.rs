@@ -34,6 +34,10 @@ pub(crate) const SCAN_CHUNK_BYTES: usize = 64 * 1024;
 /// A scan that just stepped over a batch larger than this reads only the next header (a 64 KiB
 /// read would mostly copy record bytes nobody looks at).
 const SCAN_SMALL_BATCH_BYTES: u64 = 8 * 1024;
+/// What a scan reads for its first header, before it knows how large the batches are: a page
+/// holds a few small batches' headers, and a fetch of large batches (a producer's 1 MB ones)
+/// does not copy 64 KiB of the first one's records to read its 61-byte header.
+pub(crate) const SCAN_FIRST_READ_BYTES: usize = 4 * 1024;
 /// First preallocation step of an active segment; each next one doubles, up to the maximum
 /// (so a quiet partition holds little unused space, a busy one extends its file rarely).
 const PREALLOCATE_MIN_BYTES: u64 = 64 * 1024;
@@ -530,7 +534,7 @@ impl Segment {
             segment: self,
             reader: WindowReader::new(&self.log_file, self.size_bytes),
             position,
-            last_size: 0,
+            last_size: None,
             failed: false,
         }
     }
@@ -640,9 +644,17 @@ pub(crate) struct BatchScan<'a> {
     /// Headers come from 64 KiB reads while batches are small, not one pread each.
     reader: WindowReader<'a>,
     position: u64,
-    /// Size of the batch stepped over last (chooses the read-ahead).
-    last_size: u64,
+    /// Size of the batch stepped over last (chooses the read-ahead), `None` before the first.
+    last_size: Option<u64>,
     failed: bool,
+}
+
+#[cfg(test)]
+impl BatchScan<'_> {
+    /// Reads made so far and the bytes they read.
+    pub(crate) fn reads(&self) -> (usize, u64) {
+        self.reader.reads
+    }
 }
 
 impl Iterator for BatchScan<'_> {
@@ -661,10 +673,10 @@ impl Iterator for BatchScan<'_> {
                     "batch header extends past the end of the segment",
                 ));
             }
-            let read_ahead = if self.last_size > SCAN_SMALL_BATCH_BYTES {
-                HEADER_BYTES
-            } else {
-                SCAN_CHUNK_BYTES
+            let read_ahead = match self.last_size {
+                None => SCAN_FIRST_READ_BYTES,
+                Some(size) if size > SCAN_SMALL_BATCH_BYTES => HEADER_BYTES,
+                Some(_) => SCAN_CHUNK_BYTES,
             };
             let header: [u8; HEADER_BYTES] = self
                 .reader
@@ -672,7 +684,7 @@ impl Iterator for BatchScan<'_> {
                 .try_into()
                 .map_err(|_| StorageError::corrupt("short batch header"))?;
             let info = BatchInfo::from_header(self.position, header)?;
-            self.last_size = info.total_size;
+            self.last_size = Some(info.total_size);
             let end = self.position.saturating_add(info.total_size);
             if end > self.segment.size_bytes {
                 return Err(StorageError::corrupt(
