@@ -147,6 +147,7 @@ impl Node {
                 };
                 node.partitions
                     .open(tp.clone(), topic.id, cfg.clone(), now)
+                    .and_then(|p| p.record_own_epoch())
                     .map_err(|source| StartError::Partition { tp, source })?;
             }
         }
@@ -389,6 +390,7 @@ impl Node {
             };
             self.partitions
                 .open(tp, meta.id, cfg.clone(), now)
+                .and_then(|p| p.record_own_epoch())
                 .map_err(|e| TopicOpError::new(ErrorKind::KafkaStorageError, e.to_string()))?;
         }
         Ok(())

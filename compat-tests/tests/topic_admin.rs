@@ -1,7 +1,8 @@
 //! Topic administration against a real broker process, over raw sockets: the internal topic
 //! `__consumer_offsets` is protected (no client produce, no delete, `is_internal` in
 //! Metadata), DescribeConfigs reports each config's source and synonyms the way Kafka's
-//! `ConfigHelper` does, and DeleteTopics v6 deletes by topic id.
+//! `ConfigHelper` does, DeleteTopics v6 deletes by topic id, and a created partition records
+//! its leader epoch before any produce.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -359,4 +360,35 @@ fn delete_topics_v6_by_topic_id() {
     // The name can be reused, under a new id.
     let new_id = create_topic(&mut conn, &topic, &[]);
     assert_ne!(new_id, id);
+}
+
+/// A created topic's partition records its leader epoch at once, as Kafka's new leader does
+/// (`leader-epoch-checkpoint` holds epoch 0 from offset 0 before any produce), so the first
+/// produce does not wait for that file's rewrite; a produce leaves it as it is, and a restart
+/// keeps it.
+#[test]
+fn a_created_topic_records_its_leader_epoch_before_any_produce() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || SluiceOptions::new().data_dir(dir.path());
+    let topic = unique_topic("epoch");
+    let checkpoint = dir
+        .path()
+        .join(format!("{topic}-0"))
+        .join("leader-epoch-checkpoint");
+    {
+        let broker = SluiceProcess::start(options());
+        let mut conn = connect(&broker);
+        create_topic(&mut conn, &topic, &[]);
+        assert_eq!(std::fs::read_to_string(&checkpoint).unwrap(), "0\n1\n0 0\n");
+        let batch = compat_tests::batch::build_batch(&[(b"k", b"v")], now_ms());
+        assert_eq!(
+            wire::produce(&mut conn, &topic, 0, batch)
+                .unwrap()
+                .error_code,
+            0
+        );
+        assert_eq!(std::fs::read_to_string(&checkpoint).unwrap(), "0\n1\n0 0\n");
+    }
+    let _broker = SluiceProcess::start(options());
+    assert_eq!(std::fs::read_to_string(&checkpoint).unwrap(), "0\n1\n0 0\n");
 }

@@ -133,6 +133,16 @@ impl Partition {
         }
     }
 
+    /// Records this replica's leader epoch in its log's epoch checkpoint now, if the log has
+    /// no entry of it yet (Kafka's `Partition.makeLeader`), instead of with the first batch:
+    /// the checkpoint's rewrite and its two fsyncs then come when the partition is created or
+    /// opened, not on the first produce's path. Single-node partitions call it when they are
+    /// opened (the only copy, at epoch 0).
+    pub fn record_own_epoch(&self) -> Result<(), PartitionError> {
+        let epoch = self.leader_epoch();
+        self.with_log(|log| log.assign_leader_epoch(epoch).map(|_| ()))
+    }
+
     /// The leader epoch stamped into appended batches.
     pub fn leader_epoch(&self) -> i32 {
         self.leader_epoch.load(Ordering::Acquire)
@@ -744,5 +754,27 @@ mod tests {
             panic!("expected a file region, got {:?}", read.records);
         };
         assert!(same_batch(&region.read_to_bytes().unwrap(), &large));
+    }
+
+    /// A single-node partition records its epoch (0) when it is opened, as Kafka's new leader
+    /// does, so its first produce finds the checkpoint written and does not rewrite it.
+    #[test]
+    fn a_single_node_partition_records_its_epoch_when_opened() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = open_single(dir.path());
+        let checkpoint = dir.path().join("leader-epoch-checkpoint");
+        assert!(p.end_offset_for_epoch(0).unwrap() == Some((0, 0)));
+        p.record_own_epoch().unwrap();
+        let written = std::fs::metadata(&checkpoint).unwrap().ino();
+        assert_eq!(std::fs::read_to_string(&checkpoint).unwrap(), "0\n1\n0 0\n");
+        p.record_own_epoch().unwrap();
+        p.append(&batch(100), 0).unwrap();
+        assert_eq!(
+            std::fs::metadata(&checkpoint).unwrap().ino(),
+            written,
+            "the first append did not replace the checkpoint"
+        );
+        assert_eq!(p.end_offset_for_epoch(0).unwrap(), Some((0, 1)));
     }
 }

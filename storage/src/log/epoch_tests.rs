@@ -312,3 +312,33 @@ fn builder_batches_default_to_no_epoch() {
         .unwrap();
     assert_eq!(BatchHeader::parse(&b).unwrap().partition_leader_epoch(), -1);
 }
+
+/// A leader's own epoch recorded before any batch (Kafka's `makeLeader`): written once at the
+/// log end, and its batches then leave the checkpoint alone.
+#[test]
+fn an_epoch_assigned_before_its_first_batch_is_written_once() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
+    log.append(&batch(2, 1000), 0, 0).unwrap();
+    assert!(log.assign_leader_epoch(4).unwrap());
+    assert!(!log.assign_leader_epoch(4).unwrap(), "already recorded");
+    assert!(!log.assign_leader_epoch(3).unwrap(), "older");
+    assert_eq!(log.epoch_entries(), vec![(0, 0), (4, 2)]);
+    assert_eq!(checkpoint_text(dir.path()), "0\n2\n0 0\n4 2\n");
+    let inode = |dir: &Path| {
+        std::fs::metadata(dir.join(LEADER_EPOCH_CHECKPOINT_FILE))
+            .unwrap()
+            .ino()
+    };
+    let written = inode(dir.path());
+    log.append(&batch(2, 1000), 4, 0).unwrap();
+    assert_eq!(inode(dir.path()), written, "the batch did not rewrite it");
+    assert_eq!(log.end_offset_for_epoch(0), Some((0, 2)));
+    assert_eq!(log.end_offset_for_epoch(4), Some((4, 4)));
+    assert_eq!(stored_epochs(&log), vec![0, 4]);
+    // It survives a crash (no close) like an entry written with a batch.
+    drop(log);
+    let log = Log::open(dir.path(), small_config(), 0).unwrap();
+    assert_eq!(log.epoch_entries(), vec![(0, 0), (4, 2)]);
+}

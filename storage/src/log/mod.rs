@@ -233,7 +233,7 @@ impl Log {
     }
 
     /// `write_batch`, first recording (and persisting) `epoch` at the log end if it is a new
-    /// leader epoch; if the write then fails, the entry is dropped again.
+    /// leader epoch; if the write then fails, an entry this call added is dropped again.
     fn write_batch_of_epoch(
         &mut self,
         epoch: i32,
@@ -244,21 +244,34 @@ impl Log {
     ) -> Result<(), StorageError> {
         self.check_sync_failure()?;
         let log_end = self.log_end_offset();
-        if self.leader_epochs.assign_if_newer(epoch, log_end) {
-            if let Err(e) = self.persist_leader_epochs() {
-                self.leader_epochs.truncate_from_end(log_end);
-                return Err(e);
-            }
-            tracing::info!(dir = %self.dir.display(), epoch, start_offset = log_end, "new leader epoch");
-        }
+        let added = self.assign_leader_epoch(epoch)?;
         let written = self.write_batch(header, rest, last_offset, now_ms);
-        if written.is_err() && self.leader_epochs.truncate_from_end(log_end) {
+        if written.is_err() && added && self.leader_epochs.truncate_from_end(log_end) {
             // Best effort: a stale entry at the log end is also dropped by recovery.
             if let Err(e) = self.persist_leader_epochs() {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "could not rewrite leader epochs");
             }
         }
         written
+    }
+
+    /// Kafka's `maybeAssignEpochStartOffset`: records `epoch` as starting at the log end if it
+    /// is newer than every recorded epoch, and persists the checkpoint (tmp, fsync, rename,
+    /// fsync dir) before returning; if that fails, the entry is dropped again. Appends call it
+    /// for their batch's epoch; a replica that becomes the leader calls it for its own epoch
+    /// at once, as Kafka's `Partition.makeLeader` does, so its first produce does not wait for
+    /// the checkpoint's two fsyncs. Returns whether an entry was added.
+    pub fn assign_leader_epoch(&mut self, epoch: i32) -> Result<bool, StorageError> {
+        let log_end = self.log_end_offset();
+        if !self.leader_epochs.assign_if_newer(epoch, log_end) {
+            return Ok(false);
+        }
+        if let Err(e) = self.persist_leader_epochs() {
+            self.leader_epochs.truncate_from_end(log_end);
+            return Err(e);
+        }
+        tracing::info!(dir = %self.dir.display(), epoch, start_offset = log_end, "new leader epoch");
+        Ok(true)
     }
 
     pub(crate) fn persist_leader_epochs(&self) -> Result<(), StorageError> {
