@@ -35,8 +35,20 @@ pub async fn handle(
                 rt.create_partitions(node, &name, t.count, assignments, request.validate_only)
                     .await
             } else {
-                check_assignments(node, &t)
-                    .and_then(|()| node.create_partitions(&name, t.count, request.validate_only))
+                // Off the runtime, as CreateTopics: each new partition creates and fsyncs its
+                // files.
+                match check_assignments(node, &t) {
+                    Ok(()) => {
+                        let (node, name) = (Arc::clone(node), name.clone());
+                        let (count, validate_only) = (t.count, request.validate_only);
+                        tokio::task::spawn_blocking(move || {
+                            node.create_partitions(&name, count, validate_only)
+                        })
+                        .await
+                        .unwrap_or_else(|e| Err(super::create_topics::creation_failed(&e)))
+                    }
+                    Err(e) => Err(e),
+                }
             };
             let mut out = CreatePartitionsTopicResult::default().with_name(t.name);
             if let Err(e) = result {
