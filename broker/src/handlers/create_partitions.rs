@@ -8,7 +8,7 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use protocol_shim::ErrorKind;
 
-use super::util::str_bytes;
+use super::util::{create_off_runtime, str_bytes};
 use crate::node::{Node, TopicOpError};
 
 pub async fn handle(
@@ -35,17 +35,14 @@ pub async fn handle(
                 rt.create_partitions(node, &name, t.count, assignments, request.validate_only)
                     .await
             } else {
-                // Off the runtime, as CreateTopics: each new partition creates and fsyncs its
-                // files.
                 match check_assignments(node, &t) {
                     Ok(()) => {
                         let (node, name) = (Arc::clone(node), name.clone());
                         let (count, validate_only) = (t.count, request.validate_only);
-                        tokio::task::spawn_blocking(move || {
+                        create_off_runtime(move || {
                             node.create_partitions(&name, count, validate_only)
                         })
                         .await
-                        .unwrap_or_else(|e| Err(super::create_topics::creation_failed(&e)))
                     }
                     Err(e) => Err(e),
                 }

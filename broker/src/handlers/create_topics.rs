@@ -13,7 +13,7 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use protocol_shim::ErrorKind;
 use uuid::Uuid;
 
-use super::util::str_bytes;
+use super::util::{create_off_runtime, str_bytes};
 use crate::config::{effective_topic_config, TopicConfigs, TOPIC_CONFIGS};
 use crate::node::{Node, TopicOpError};
 
@@ -41,13 +41,9 @@ pub async fn handle(
             } else if let Some(rt) = node.cluster() {
                 create_in_cluster(node, rt, &topic, request.validate_only).await
             } else {
-                // Off the runtime: each new partition creates and fsyncs its files, which for
-                // a topic of a thousand partitions takes seconds.
                 let (node, creatable) = (Arc::clone(node), topic.clone());
                 let validate_only = request.validate_only;
-                tokio::task::spawn_blocking(move || create_one(&node, &creatable, validate_only))
-                    .await
-                    .unwrap_or_else(|e| Err(creation_failed(&e)))
+                create_off_runtime(move || create_one(&node, &creatable, validate_only)).await
             };
             let mut out = CreatableTopicResult::default()
                 .with_name(topic.name)
@@ -124,15 +120,6 @@ async fn create_in_cluster(
         validate_only,
     )
     .await
-}
-
-/// The answer when the blocking task creating a topic or its partitions did not finish.
-pub(super) fn creation_failed(e: &tokio::task::JoinError) -> TopicOpError {
-    tracing::error!(error = %e, "topic creation task failed");
-    TopicOpError::new(
-        ErrorKind::UnknownServerError,
-        format!("creation failed: {e}"),
-    )
 }
 
 fn create_one(

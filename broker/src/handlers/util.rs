@@ -1,10 +1,11 @@
-//! Small conversions shared by handlers.
+//! Small conversions and helpers shared by handlers.
 
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
 use protocol_shim::ErrorKind;
 use storage::StorageError;
 
+use crate::node::TopicOpError;
 use crate::partition::PartitionError;
 
 pub fn topic_name(name: &str) -> TopicName {
@@ -13,6 +14,23 @@ pub fn topic_name(name: &str) -> TopicName {
 
 pub fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
+}
+
+/// Runs a topic or partition creation on the blocking pool, off the runtime's workers (each new
+/// partition creates and fsyncs its files, which for a thousand partitions takes seconds); a
+/// task that does not finish answers UNKNOWN_SERVER_ERROR.
+pub async fn create_off_runtime<T: Send + 'static>(
+    create: impl FnOnce() -> Result<T, TopicOpError> + Send + 'static,
+) -> Result<T, TopicOpError> {
+    tokio::task::spawn_blocking(create)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "topic creation task failed");
+            Err(TopicOpError::new(
+                ErrorKind::UnknownServerError,
+                format!("creation failed: {e}"),
+            ))
+        })
 }
 
 /// The one mapping from storage and partition errors to Kafka error kinds.
