@@ -764,7 +764,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = open_single(dir.path());
         let checkpoint = dir.path().join("leader-epoch-checkpoint");
-        assert!(p.end_offset_for_epoch(0).unwrap() == Some((0, 0)));
+        assert_eq!(
+            p.end_offset_for_epoch(0).unwrap(),
+            Some((0, 0)),
+            "answered as the leader before the epoch is recorded"
+        );
         p.record_own_epoch().unwrap();
         let written = std::fs::metadata(&checkpoint).unwrap().ino();
         assert_eq!(std::fs::read_to_string(&checkpoint).unwrap(), "0\n1\n0 0\n");
