@@ -638,6 +638,22 @@ class Bench:
             cmd += ["--configs", ",".join(f"{k}={v}" for k, v in configs.items())]
         run_json(cmd, 120, f"create {topic} ({partitions} partitions, RF {replication})")
 
+    def free_topics(self, broker, *topics):
+        """Deletes topics no later scenario reads, so that their logs' page cache is freed
+        before the next scenario. These VMs hand freed memory back to the host and keep about
+        1 GiB of it in the guest (`/sys/module/page_reporting/parameters`, `max_waiting_mib`);
+        while the logs of every earlier scenario stayed in the page cache, a late scenario's
+        writes landed on pages the host had taken back, and the first write to each cost a
+        host fault inside the kernel's copy into the page cache (the three-node produce then
+        cost 6.3-7.3 CPU-s/GB in a full run against 3.0 run alone; see the README's
+        "Memory held across scenarios"). Freeing what is done makes every scenario start
+        from the same memory."""
+        names = [t for t in topics if t]
+        if not names or self.args.keep_data:
+            return
+        run_json([self.bin("load_gen"), "delete-topic", "--bootstrap", broker.bootstrap,
+                  "--topic", ",".join(names)], 120, f"delete {', '.join(names)}")
+
     # ---- limits ----
 
     def disk_limit(self, directory):
@@ -707,6 +723,8 @@ class Bench:
             return r
         finally:
             CHILDREN.stop(server, wait_s=5)
+            if not self.args.keep_data:  # its file's page cache, as free_topics does
+                shutil.rmtree(directory, ignore_errors=True)
 
     # ---- one run ----
 
@@ -753,6 +771,7 @@ class Bench:
                     f = m.figures("in")
                     f["compression_ratio"] = round(c["msgs"] * 1024 / f["wire_bytes"], 2) if f["wire_bytes"] else None
                     res["scenarios"][f"produce-json-{codec}"] = {**c, **f, "kind": "produce"}
+                    self.free_topics(broker, topic)
                 # The same uncompressed load cut into requests as small as each codec's: per
                 # request costs (the fsync above all) then weigh the same, so the difference
                 # left is what compression itself costs the broker.
@@ -766,6 +785,7 @@ class Bench:
                                          use_rdperf=False, extra=(f"batch.size={int(size)}",))
                     res["scenarios"][f"produce-json-none-at-{codec}-size"] = {
                         **c, **m.figures("in"), "kind": "produce"}
+                    self.free_topics(broker, topic)
                 # And at the same request rate too: paced so that its wire bytes per second (and
                 # so, with requests of the same size, its requests per second) match the
                 # compressed run's, for as long. Then each request meets the same group commit
@@ -788,6 +808,7 @@ class Bench:
                                          linger_ms=100, extra=(f"batch.size={int(size)}",), rate=rate)
                     res["scenarios"][f"produce-json-none-as-{codec}"] = {
                         **c, **m.figures("in"), "kind": "produce"}
+                    self.free_topics(broker, topic)
                 # Last, with no client work in the window at all: the same number of pre-built
                 # requests of the same size at the same pace, only the codec inside differs
                 # (produce_replay). The order rotates every run, so over three runs each codec
@@ -798,6 +819,7 @@ class Bench:
                 for codec in codecs[shift:] + codecs[:shift]:
                     res["scenarios"][f"produce-json-replay-{codec}"] = self.produce_replay(
                         broker, f"s3-replay-{codec}", codec)
+                    self.free_topics(broker, f"s3-replay-{codec}")
 
             if want("consume"):
                 for name, topic, count in (("consume-100b", t1, n1), ("consume-1k", t2, n2)):
@@ -811,6 +833,11 @@ class Bench:
                     with Measured(broker) as m:
                         c = self.consume_lean(broker, topic, 3, count)
                     res["scenarios"][name] = {**c, **m.figures("out"), "kind": "consume"}
+            # The 100 B topic is read by nothing after this; the 1 KiB one by the fan-out.
+            if want("produce-100b") or want("consume"):
+                self.free_topics(broker, t1)
+            if (want("produce-1k") or want("consume")) and not want("fanout"):
+                self.free_topics(broker, t2)
 
             if want("latency"):
                 # With librdkafka (latency_gen), then with a lean client of our own that only
@@ -836,6 +863,7 @@ class Bench:
                         # Where the tail comes from on two shared cores: the broker's CPU and
                         # its fsyncs per acknowledged message (over the client's whole run).
                         **per_message(f, r["acked"])}
+                    self.free_topics(broker, topic)
 
             if want("many-partitions"):
                 topic, parts, count = "s6-many", self.p["many_partitions"], self.p["many_count"]
@@ -851,9 +879,11 @@ class Bench:
                     c = self.consume(broker, topic, parts, count, use_rdperf=False)
                 res["scenarios"]["many-partitions-consume"] = {**c, **m.figures("out"), "kind": "consume",
                                                                "partitions": parts}
+                self.free_topics(broker, topic)
 
             if want("fanout"):
                 res["scenarios"]["fanout"] = self.fanout(broker, t2, n2, run_index)
+                self.free_topics(broker, t2)
 
             if want("cluster"):
                 self.cluster(res, data_root, n2)
@@ -892,6 +922,9 @@ class Bench:
                                                           "nodes": 3}
         finally:
             cluster.stop()
+            if not self.args.keep_data:  # its logs' page cache, as free_topics does
+                for node in cluster.nodes:
+                    shutil.rmtree(node.data_dir, ignore_errors=True)
 
     def soak(self, data_root):
         """Memory over a long run: a fresh broker takes a fixed rate of 1 KiB acks=all

@@ -7,6 +7,7 @@
 //! ```text
 //! load_gen create-topic --bootstrap B --topic T --partitions P [--replication-factor R] [--min-insync-replicas M]
 //!          [--configs k=v,k=v]
+//! load_gen delete-topic --bootstrap B --topic T[,T...]
 //! load_gen produce --bootstrap B --topic T --count N --size S
 //!          [--payload json|random] [--compression none|lz4|zstd|...]
 //!          [--acks all] [--linger-ms 5] [--rate MSGS_PER_S] [--set k=v ...] [--max-s 300]
@@ -42,9 +43,10 @@ fn main() {
     let result = Args::parse().and_then(|args| match args.command() {
         Some("create-topic") => create_topic(&args),
         Some("produce") => produce(&args),
+        Some("delete-topic") => delete_topics(&args),
         Some("consume") => consume(&args),
         other => Err(format!(
-            "unknown command {other:?}: create-topic, produce or consume"
+            "unknown command {other:?}: create-topic, delete-topic, produce or consume"
         )),
     });
     if let Err(e) = result {
@@ -101,6 +103,29 @@ fn create_topic(args: &Args) -> BenchResult<()> {
         "{{\"topic\":{},\"partitions\":{partitions}}}",
         json_str(&topic)
     );
+    Ok(())
+}
+
+/// Deletes the topics named in `--topic` (comma-separated) and waits for the answer: the
+/// benchmark frees a finished scenario's log (and its page cache) before the next one.
+fn delete_topics(args: &Args) -> BenchResult<()> {
+    let names = args.required("topic")?;
+    let topics: Vec<&str> = names.split(',').filter(|t| !t.is_empty()).collect();
+    let admin: AdminClient<DefaultClientContext> = client_config(args)?
+        .create()
+        .map_err(|e| format!("admin client: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(60)));
+    let results = runtime
+        .block_on(admin.delete_topics(&topics, &options))
+        .map_err(|e| format!("DeleteTopics {names}: {e}"))?;
+    for r in results {
+        r.map_err(|(name, code)| format!("DeleteTopics {name}: {code:?}"))?;
+    }
+    println!("{{\"deleted\":{}}}", topics.len());
     Ok(())
 }
 
