@@ -68,12 +68,14 @@ fn client_config(args: &Args) -> BenchResult<ClientConfig> {
     Ok(config)
 }
 
-fn create_topic(args: &Args) -> BenchResult<()> {
-    let topic = args.required("topic")?;
-    let partitions: i32 = args.get("partitions", 3)?;
-    let replication: i32 = args.get("replication-factor", 1)?;
-    let min_isr: String = args.get("min-insync-replicas", String::new())?;
-    let min_isr = Some(min_isr).filter(|v| !v.is_empty());
+/// An admin client, a runtime to wait on its answers, and the options every request uses.
+fn admin_client(
+    args: &Args,
+) -> BenchResult<(
+    AdminClient<DefaultClientContext>,
+    tokio::runtime::Runtime,
+    AdminOptions,
+)> {
     let admin: AdminClient<DefaultClientContext> = client_config(args)?
         .create()
         .map_err(|e| format!("admin client: {e}"))?;
@@ -82,6 +84,16 @@ fn create_topic(args: &Args) -> BenchResult<()> {
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(60)));
+    Ok((admin, runtime, options))
+}
+
+fn create_topic(args: &Args) -> BenchResult<()> {
+    let topic = args.required("topic")?;
+    let partitions: i32 = args.get("partitions", 3)?;
+    let replication: i32 = args.get("replication-factor", 1)?;
+    let min_isr: String = args.get("min-insync-replicas", String::new())?;
+    let min_isr = Some(min_isr).filter(|v| !v.is_empty());
+    let (admin, runtime, options) = admin_client(args)?;
     let mut new_topic = NewTopic::new(&topic, partitions, TopicReplication::Fixed(replication));
     if let Some(v) = min_isr.as_deref() {
         new_topic = new_topic.set("min.insync.replicas", v);
@@ -111,14 +123,7 @@ fn create_topic(args: &Args) -> BenchResult<()> {
 fn delete_topics(args: &Args) -> BenchResult<()> {
     let names = args.required("topic")?;
     let topics: Vec<&str> = names.split(',').filter(|t| !t.is_empty()).collect();
-    let admin: AdminClient<DefaultClientContext> = client_config(args)?
-        .create()
-        .map_err(|e| format!("admin client: {e}"))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("tokio runtime: {e}"))?;
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(60)));
+    let (admin, runtime, options) = admin_client(args)?;
     let results = runtime
         .block_on(admin.delete_topics(&topics, &options))
         .map_err(|e| format!("DeleteTopics {names}: {e}"))?;
