@@ -640,8 +640,9 @@ class Bench:
 
     def free_topics(self, broker, *topics):
         """Deletes topics no later scenario reads, so that their logs' page cache is freed
-        before the next scenario. These VMs hand freed memory back to the host and keep about
-        1 GiB of it in the guest (`/sys/module/page_reporting/parameters`, `max_waiting_mib`);
+        before the next scenario. These VMs hand freed memory back to the host and keep only
+        some of it in the guest (`/sys/module/page_reporting/parameters`: 1.6 of 4 GiB freed
+        stayed unreported; `max_waiting_mib` is 1024);
         while the logs of every earlier scenario stayed in the page cache, a late scenario's
         writes landed on pages the host had taken back, and the first write to each cost a
         host fault inside the kernel's copy into the page cache (the three-node produce then
