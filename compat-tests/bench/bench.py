@@ -735,7 +735,7 @@ class Bench:
         os.makedirs(data_root)
         res = {"run": run_index, "loadavg_start": os.getloadavg()[0], "limits": {}, "scenarios": {}}
         broker = Broker(self.args.sluice, os.path.join(data_root, "sluice-data"), self.args.broker_set)
-        produced = {}  # topic name -> (count, partitions), for scenarios that read them
+        produced = set()  # the scenario 1 and 2 topics written so far, freed after their last reader
         try:
             res["limits"]["disk"] = self.disk_limit(data_root)
             res["limits"]["loopback"] = self.loopback_limit()
@@ -750,11 +750,13 @@ class Bench:
             if want("produce-100b") or want("consume"):
                 with Measured(broker) as m:
                     c = self.produce(broker, t1, n1, 100)
+                produced.add(t1)
                 if want("produce-100b"):
                     res["scenarios"]["produce-100b"] = {**c, **m.figures("in"), "kind": "produce"}
             if want("produce-1k") or want("consume") or want("fanout"):
                 with Measured(broker) as m:
                     c = self.produce(broker, t2, n2, 1024)
+                produced.add(t2)
                 res["s2_avg_request_bytes"] = m.figures("in").get("avg_request_bytes")
                 if want("produce-1k"):
                     res["scenarios"]["produce-1k"] = {**c, **m.figures("in"), "kind": "produce"}
@@ -835,9 +837,9 @@ class Bench:
                         c = self.consume_lean(broker, topic, 3, count)
                     res["scenarios"][name] = {**c, **m.figures("out"), "kind": "consume"}
             # The 100 B topic is read by nothing after this; the 1 KiB one by the fan-out.
-            if want("produce-100b") or want("consume"):
+            if t1 in produced:
                 self.free_topics(broker, t1)
-            if (want("produce-1k") or want("consume")) and not want("fanout"):
+            if t2 in produced and not want("fanout"):
                 self.free_topics(broker, t2)
 
             if want("latency"):
