@@ -11,7 +11,7 @@
 //! of page-cache pages cost the broker 0.75-0.94 CPU-s per GB read by a lean consumer and
 //! that consumer 0.38-0.58 (mostly the kernel's receive copy), against 0.53-0.61 and
 //! 0.27-0.31 copied out through a 4 MiB buffer, at 0.8-1.1 against 1.3-1.5 GB/s (paired
-//! runs; README, "What the profiles showed"). A spliced page-cache page travels as its own
+//! runs; docs/performance.md, "Consume, again"). A spliced page-cache page travels as its own
 //! 4 KiB fragment; written bytes travel in large ones, which both ends handle faster.
 //!
 //! Invariant: as with `sendfile`, the whole frame is written or an error is returned and the

@@ -7,7 +7,9 @@
 //!
 //! Invariant: the same batches as `Log::read` with the same arguments, as long as they lie in
 //! one segment (when they would continue into the next, fewer are returned; the consumer's next
-//! fetch gets the rest).
+//! fetch gets the rest). When everything from the first batch to the segment's end is wanted
+//! and fits, no header after the first is read: like Kafka's `LogSegment.read`, which slices
+//! the file up to the high watermark's position, the batches are not walked one by one.
 
 use crate::error::StorageError;
 use crate::log::{FileRegion, Log, RegionRead, StoredRecords};
@@ -25,6 +27,11 @@ impl Log {
         min_one_batch: bool,
     ) -> Result<RegionRead, StorageError> {
         self.check_read_offset(start_offset)?;
+        if max_bytes == 0 && !min_one_batch {
+            // No batch fits in nothing (a partition after a fetch's budget is spent): skip
+            // the read of its first header.
+            return Ok(RegionRead::default());
+        }
         for segment in self.segments_from(start_offset) {
             let mut start_position = 0u64;
             let mut taken = 0usize;
@@ -49,6 +56,21 @@ impl Log {
                 if taken == 0 {
                     start_position = info.position;
                     result.first_offset = Some(info.base_offset);
+                    // The rest of the segment all below `max_offset` and within the budget (a
+                    // catch-up read of a log whose high watermark is its end): the batches run
+                    // contiguously to `size_bytes` and the last ends at `next_offset` - 1, so
+                    // take them whole without reading their headers (a scan of small batches
+                    // reads every byte of them once more).
+                    let rest = segment.size_bytes().saturating_sub(info.position);
+                    let rest_bytes = usize::try_from(rest).unwrap_or(usize::MAX);
+                    if segment.next_offset() <= max_offset
+                        && rest >= info.total_size
+                        && rest_bytes <= max_bytes
+                    {
+                        taken = rest_bytes;
+                        result.last_offset = Some(segment.next_offset() - 1);
+                        break;
+                    }
                 }
                 taken += size;
                 result.last_offset = Some(info.last_offset);
@@ -124,6 +146,56 @@ mod tests {
                 Err(StorageError::OffsetOutOfRange { .. })
             ));
         }
+    }
+
+    /// A read of the whole rest of a segment (below `max_offset`, within the budget) reads a
+    /// page for its first header and none of the others; one that stops early walks them.
+    #[test]
+    fn the_whole_rest_of_a_segment_is_taken_without_walking_its_headers() {
+        use crate::segment::file_io::BYTES_READ_ON_THIS_THREAD;
+        use crate::segment::segment::SCAN_FIRST_READ_BYTES;
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+        for i in 0..2_000 {
+            log.append(&batch(2, i * 2), 0, 0).unwrap();
+        }
+        let end = log.log_end_offset();
+        let size = log.size_bytes();
+        assert!(size > 16 * SCAN_FIRST_READ_BYTES as u64, "{size} bytes");
+        let read_bytes = |start: i64, max_offset: i64, max_bytes: usize| {
+            let before = BYTES_READ_ON_THIS_THREAD.with(std::cell::Cell::get);
+            let full = log.read(start, max_offset, max_bytes, true).unwrap();
+            let region = log.read_region(start, max_offset, max_bytes, true).unwrap();
+            let between = BYTES_READ_ON_THIS_THREAD.with(std::cell::Cell::get);
+            assert_eq!(bytes_of(&region), full.records.to_vec());
+            assert_eq!(
+                (region.first_offset, region.last_offset),
+                (full.first_offset, full.last_offset)
+            );
+            // `log.read` read its bytes through its own buffer, not a window; what the
+            // window readers read is the scan of `read_region`.
+            between - before
+        };
+        for start in [0, 1, 2, 1_001, end - 1] {
+            let scanned = read_bytes(start, end, usize::MAX);
+            assert!(
+                scanned <= 2 * SCAN_FIRST_READ_BYTES as u64,
+                "start {start}: {scanned} bytes read for the headers"
+            );
+        }
+        // A budget of nothing reads nothing (and still checks the offset).
+        let before = BYTES_READ_ON_THIS_THREAD.with(std::cell::Cell::get);
+        assert!(log
+            .read_region(5, end, 0, false)
+            .unwrap()
+            .records
+            .is_empty());
+        assert_eq!(BYTES_READ_ON_THIS_THREAD.with(std::cell::Cell::get), before);
+        assert!(log.read_region(end + 1, end, 0, false).is_err());
+        // Stopping below the end (the high watermark behind, or the budget short) walks the
+        // headers up to the cut.
+        assert!(read_bytes(0, end - 2, usize::MAX) > size / 2);
+        assert!(read_bytes(0, end, (size / 2) as usize) > size / 4);
     }
 
     /// A region read in parts into one reused buffer gives the same bytes as one whole read;

@@ -173,6 +173,13 @@ fn read_at_uninit(
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Bytes every `WindowReader` of this thread has read, for tests of how much a read that
+    /// scans internally (`Log::read_region`) reads; each test runs on its own thread.
+    pub(crate) static BYTES_READ_ON_THIS_THREAD: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// Sequential reads of one file through a reused window buffer: `get` returns a slice of the
 /// window when it holds the range, else refills the window with one read starting at the range.
 pub(crate) struct WindowReader<'a> {
@@ -221,6 +228,7 @@ impl<'a> WindowReader<'a> {
             {
                 self.reads.0 += 1;
                 self.reads.1 += want as u64;
+                BYTES_READ_ON_THIS_THREAD.with(|n| n.set(n.get() + want as u64));
             }
         }
         let from = usize::try_from(position - self.window_start).unwrap_or(usize::MAX);
