@@ -855,3 +855,68 @@ async fn sigterm_hands_leadership_over_before_exiting() {
         .collect();
     assert_eq!(values, (0..150).collect::<Vec<u64>>());
 }
+
+/// The leader epoch entries of a log's `leader-epoch-checkpoint` (version, count, then one
+/// "epoch start_offset" line each); empty if it cannot be read yet.
+fn epoch_entries(partition_dir: &Path) -> Vec<(i32, i64)> {
+    let text =
+        std::fs::read_to_string(partition_dir.join("leader-epoch-checkpoint")).unwrap_or_default();
+    text.lines()
+        .skip(2)
+        .filter_map(|l| {
+            let (epoch, offset) = l.split_once(' ')?;
+            Some((epoch.parse().ok()?, offset.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A replica that becomes the leader records its leader epoch in its log's checkpoint, as
+/// starting at its log end, without waiting for a produce of that epoch (Kafka's
+/// `Partition.makeLeader`), so the first produce after an election does not rewrite it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_records_its_epoch_before_any_produce() {
+    let mut cluster = TestCluster::start(3, &[]);
+    let bootstrap = cluster.bootstrap();
+    let topic = unique_topic("epoch");
+    create_topic(&bootstrap, &topic, 1, 3, &[("min.insync.replicas", "2")]).await;
+    cluster.wait_for_partitions(&topic, Duration::from_secs(30), "full ISR", |ps| {
+        ps.first().is_some_and(|p| p.isr.len() == 3)
+    });
+    let client = cluster.metadata_client();
+    let leader = TestCluster::partitions(&client, &topic).unwrap()[0].leader;
+    let producer = rdk::producer(&bootstrap, &[("message.timeout.ms", "30000")]);
+    for i in 0..10 {
+        send_to(&producer, &topic, 0, i.to_string(), Duration::from_secs(30))
+            .await
+            .unwrap();
+    }
+    // Hand the leadership over (controlled shutdown); no produce after it.
+    assert!(cluster.node(leader).terminate().success());
+    cluster.wait_for_partitions(&topic, Duration::from_secs(30), "a new leader", |ps| {
+        ps.first()
+            .is_some_and(|p| p.leader >= 0 && p.leader != leader)
+    });
+    let new_leader = TestCluster::partitions(&client, &topic).unwrap()[0].leader;
+    let dir = cluster
+        .node(new_leader)
+        .data_dir()
+        .join(format!("{topic}-0"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let entries = loop {
+        let entries = epoch_entries(&dir);
+        if entries.last().is_some_and(|&(epoch, _)| epoch > 0) || Instant::now() > deadline {
+            break entries;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        entries.first(),
+        Some(&(0, 0)),
+        "the first leader's epoch, from its batches"
+    );
+    let last = entries.last().copied();
+    assert!(
+        last.is_some_and(|(epoch, offset)| epoch > 0 && offset == 10),
+        "the new leader's epoch, starting at its log end (10): {entries:?}"
+    );
+}

@@ -18,7 +18,7 @@ use crate::controller::records::Command;
 use crate::controller::state::ClusterState;
 use crate::metadata::{TopicMeta, CONSUMER_OFFSETS_TOPIC};
 use crate::node::Node;
-use crate::partition::{Role, TopicPartition};
+use crate::partition::{Partition, Role, TopicPartition};
 
 /// Runs until shutdown.
 pub async fn run(node: Arc<Node>, rt: Arc<ClusterRuntime>) {
@@ -126,7 +126,7 @@ pub fn apply(node: &Arc<Node>, rt: &ClusterRuntime, state: &ClusterState) {
         let was_leader = matches!(partition.role(), Role::Leader(_));
         if p.leader == me {
             rt.fetchers.remove(&tp);
-            partition.become_leader(
+            let new_leadership = partition.become_leader(
                 p.leader_epoch,
                 p.partition_epoch,
                 p.isr.clone(),
@@ -134,6 +134,9 @@ pub fn apply(node: &Arc<Node>, rt: &ClusterRuntime, state: &ClusterState) {
                 me,
                 now,
             );
+            if new_leadership {
+                record_epoch(&partition, p.leader_epoch);
+            }
             if !was_leader && tp.topic == CONSUMER_OFFSETS_TOPIC {
                 node.on_offsets_leadership(tp.partition, true);
             }
@@ -161,6 +164,22 @@ pub fn apply(node: &Arc<Node>, rt: &ClusterRuntime, state: &ClusterState) {
             remove_partition(node, rt, &p.tp);
         }
     }
+}
+
+/// Records a new leader's epoch in its log's checkpoint (Kafka's `Partition.makeLeader`) on
+/// the blocking pool: a file rewrite with two fsyncs per partition, which would otherwise
+/// stall this task (and the runtime worker under it) for every leadership an election moves,
+/// or land on the first produce after it. Until it is written, and if it fails (the first
+/// append then records it), OffsetForLeaderEpoch answers as if it were
+/// (`partition::leader_epoch`).
+fn record_epoch(partition: &Arc<Partition>, leader_epoch: i32) {
+    let partition = Arc::clone(partition);
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = partition.record_epoch_as_leader(leader_epoch) {
+            tracing::warn!(partition = %partition.tp, leader_epoch, error = %e,
+                "could not record the leader epoch; the first append records it");
+        }
+    });
 }
 
 fn remove_partition(node: &Arc<Node>, rt: &ClusterRuntime, tp: &TopicPartition) {

@@ -3,8 +3,10 @@
 //!
 //! Kafka's `Partition.makeLeader` assigns (leader epoch, log end offset) in the epoch cache as
 //! soon as a replica becomes leader, before any batch of that epoch is written, so a fresh
-//! leader answers for its own epoch. Sluice's log records an epoch only with its first batch;
-//! this module adds the missing entry virtually so the answers match Kafka's.
+//! leader answers for its own epoch. Sluice records it too, but from the blocking pool a
+//! moment after the leadership starts (`Partition::record_epoch_as_leader`; at open for a
+//! single node), and an append records its batch's epoch if that has not happened yet; in
+//! between, this module adds the missing entry virtually so the answers match Kafka's.
 
 /// Kafka's `LeaderEpochFileCache.endOffsetFor` over the log's entries plus
 /// `(leader_epoch, log_end_offset)` when the log has no entry of `leader_epoch` yet

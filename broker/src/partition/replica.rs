@@ -143,6 +143,24 @@ impl Partition {
         self.with_log(|log| log.assign_leader_epoch(epoch).map(|_| ()))
     }
 
+    /// As a cluster leader: records `leader_epoch` in the log's epoch checkpoint if this
+    /// replica still leads at that epoch and the log has no entry of it yet (Kafka's
+    /// `Partition.makeLeader`), so the first produce after an election does not rewrite the
+    /// checkpoint (tmp file, two fsyncs) on its way. Called on the blocking pool after
+    /// `become_leader` reported a new leadership; it may run after a later role change, hence
+    /// the check, made under the role lock so the role cannot change before the entry is
+    /// written (no path takes the role lock while holding the log's). Returns whether an
+    /// entry was added.
+    pub fn record_epoch_as_leader(&self, leader_epoch: i32) -> Result<bool, PartitionError> {
+        let role = self.role.lock();
+        if !matches!(*role, Role::Leader(_)) || self.leader_epoch() != leader_epoch {
+            return Ok(false);
+        }
+        let added = self.with_log(|log| log.assign_leader_epoch(leader_epoch));
+        drop(role);
+        added
+    }
+
     /// The leader epoch stamped into appended batches.
     pub fn leader_epoch(&self) -> i32 {
         self.leader_epoch.load(Ordering::Acquire)
@@ -278,7 +296,8 @@ impl Partition {
 
     /// Become the leader at `leader_epoch` with this ISR and replica set. Idempotent for the
     /// same epoch (only the ISR and partition epoch are refreshed then, keeping follower
-    /// progress).
+    /// progress). Returns true when this is a new leadership (not the leader at this epoch
+    /// before): the caller then records the epoch (`record_epoch_as_leader`).
     pub fn become_leader(
         &self,
         leader_epoch: i32,
@@ -287,24 +306,28 @@ impl Partition {
         replicas: Vec<i32>,
         my_id: i32,
         now_ms: i64,
-    ) {
-        {
+    ) -> bool {
+        let new_leadership = {
             let mut role = self.role.lock();
-            match &mut *role {
+            let new_leadership = match &mut *role {
                 Role::Leader(state) if self.leader_epoch() == leader_epoch => {
                     state.update_from_controller(partition_epoch, isr, replicas);
+                    false
                 }
                 _ => {
                     tracing::info!(partition = %self.tp, leader_epoch, ?isr, "becoming leader");
                     let mut state = LeaderState::new(my_id, partition_epoch, isr, replicas, now_ms);
                     state.epoch_start_offset = *self.log_end.borrow();
                     *role = Role::Leader(state);
+                    true
                 }
-            }
+            };
             self.leader_epoch.store(leader_epoch, Ordering::Release);
-        }
+            new_leadership
+        };
         let local = self.local_committed();
         self.on_local_progress(local);
+        new_leadership
     }
 
     /// Follow `leader` at `leader_epoch` (or nobody, with `leader` < 0). Returns true if the
@@ -780,5 +803,37 @@ mod tests {
             "the first append did not replace the checkpoint"
         );
         assert_eq!(p.end_offset_for_epoch(0).unwrap(), Some((0, 1)));
+    }
+
+    /// A cluster leader records its epoch at the log end once it leads, and only while it
+    /// still leads at that epoch: a late call after the role moved on adds nothing.
+    #[test]
+    fn a_leader_records_its_epoch_only_while_it_leads_at_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open_single(dir.path());
+        p.become_follower(2, 1);
+        p.append_as_follower(&batch(100)).unwrap();
+        let leo = p.log_end_offset().unwrap();
+        let latest = p.latest_epoch().unwrap();
+        assert!(p.become_leader(3, 1, vec![1, 2], vec![1, 2], 1, 0));
+        assert!(
+            !p.become_leader(3, 2, vec![1], vec![1, 2], 1, 0),
+            "the same epoch again is not a new leadership"
+        );
+        assert!(!p.record_epoch_as_leader(2).unwrap(), "not its epoch");
+        assert_eq!(p.latest_epoch().unwrap(), latest);
+        assert!(p.record_epoch_as_leader(3).unwrap());
+        assert!(!p.record_epoch_as_leader(3).unwrap(), "recorded once");
+        assert_eq!(p.latest_epoch().unwrap(), Some(3));
+        assert_eq!(p.end_offset_for_epoch(3).unwrap(), Some((3, leo)));
+        let checkpoint = std::fs::read_to_string(dir.path().join("leader-epoch-checkpoint"));
+        assert!(checkpoint.unwrap().ends_with(&format!("3 {leo}\n")));
+
+        // Leader at 4, then a follower at 5 before the recording ran: nothing is added.
+        assert!(p.become_leader(4, 3, vec![1], vec![1, 2], 1, 0));
+        p.become_follower(2, 5);
+        assert!(!p.record_epoch_as_leader(4).unwrap());
+        assert!(!p.record_epoch_as_leader(5).unwrap());
+        assert_eq!(p.latest_epoch().unwrap(), Some(3));
     }
 }
