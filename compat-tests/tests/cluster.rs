@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use compat_tests::cluster::TestCluster;
+use compat_tests::cluster::{PartitionInfo, TestCluster};
 use compat_tests::load::{numbered_load, Acked};
 use compat_tests::rdk;
 use compat_tests::unique_topic;
@@ -43,6 +43,25 @@ async fn create_topic(
             panic!("CreateTopics {name}: {code:?}");
         }
     }
+}
+
+/// A new one-partition topic with three replicas and `min.insync.replicas=2` on `cluster`,
+/// once all three are in its ISR: the topic's name and its partition as Metadata shows it.
+async fn one_partition_on_three(cluster: &TestCluster, prefix: &str) -> (String, PartitionInfo) {
+    let topic = unique_topic(prefix);
+    create_topic(
+        &cluster.bootstrap(),
+        &topic,
+        1,
+        3,
+        &[("min.insync.replicas", "2")],
+    )
+    .await;
+    cluster.wait_for_partitions(&topic, Duration::from_secs(30), "full ISR", |ps| {
+        ps.len() == 1 && ps.first().is_some_and(|p| p.isr.len() == 3)
+    });
+    let part = TestCluster::partitions(&cluster.metadata_client(), &topic).unwrap()[0].clone();
+    (topic, part)
 }
 
 /// Waits until the high watermark of `topic`/`partition` reaches `at_least`, then reads every
@@ -287,13 +306,7 @@ async fn paused_follower_leaves_and_rejoins_the_isr() {
         ],
     );
     let bootstrap = cluster.bootstrap();
-    let topic = unique_topic("paused");
-    create_topic(&bootstrap, &topic, 1, 3, &[("min.insync.replicas", "2")]).await;
-    cluster.wait_for_partitions(&topic, Duration::from_secs(30), "full ISR", |ps| {
-        ps.len() == 1 && ps.first().is_some_and(|p| p.isr.len() == 3)
-    });
-    let client = cluster.metadata_client();
-    let part = TestCluster::partitions(&client, &topic).unwrap()[0].clone();
+    let (topic, part) = one_partition_on_three(&cluster, "paused").await;
     let follower = *part.replicas.iter().find(|r| **r != part.leader).unwrap();
     let producer = rdk::producer(&bootstrap, &[("message.timeout.ms", "30000")]);
     let send = |i: u64| send_to(&producer, &topic, 0, i.to_string(), Duration::from_secs(30));
@@ -408,13 +421,8 @@ async fn killing_the_active_controller_elects_another() {
 async fn losing_two_of_three_refuses_acks_all_and_keeps_acks_one() {
     let mut cluster = TestCluster::start(3, &[]);
     let bootstrap = cluster.bootstrap();
-    let topic = unique_topic("minisr");
-    create_topic(&bootstrap, &topic, 1, 3, &[("min.insync.replicas", "2")]).await;
-    cluster.wait_for_partitions(&topic, Duration::from_secs(30), "full ISR", |ps| {
-        ps.len() == 1 && ps.first().is_some_and(|p| p.isr.len() == 3)
-    });
-    let client = cluster.metadata_client();
-    let leader = TestCluster::partitions(&client, &topic).unwrap()[0].leader;
+    let (topic, part) = one_partition_on_three(&cluster, "minisr").await;
+    let leader = part.leader;
     let acks_all = rdk::producer(&bootstrap, &[("message.timeout.ms", "10000")]);
     for i in 0..50 {
         send_to(&acks_all, &topic, 0, i.to_string(), Duration::from_secs(10))
@@ -820,13 +828,8 @@ async fn a_follower_serves_consumer_fetches_v11() {
 async fn sigterm_hands_leadership_over_before_exiting() {
     let mut cluster = TestCluster::start(3, &[("broker.session.timeout.ms", "15000")]);
     let bootstrap = cluster.bootstrap();
-    let topic = unique_topic("controlled");
-    create_topic(&bootstrap, &topic, 1, 3, &[("min.insync.replicas", "2")]).await;
-    cluster.wait_for_partitions(&topic, Duration::from_secs(30), "full ISR", |ps| {
-        ps.first().is_some_and(|p| p.isr.len() == 3)
-    });
-    let client = cluster.metadata_client();
-    let leader = TestCluster::partitions(&client, &topic).unwrap()[0].leader;
+    let (topic, part) = one_partition_on_three(&cluster, "controlled").await;
+    let leader = part.leader;
     let producer = rdk::producer(&bootstrap, &[("message.timeout.ms", "30000")]);
     let send = |i: u64| send_to(&producer, &topic, 0, i.to_string(), Duration::from_secs(30));
     for i in 0..100 {
@@ -877,13 +880,9 @@ fn epoch_entries(partition_dir: &Path) -> Vec<(i32, i64)> {
 async fn a_new_leader_records_its_epoch_before_any_produce() {
     let mut cluster = TestCluster::start(3, &[]);
     let bootstrap = cluster.bootstrap();
-    let topic = unique_topic("epoch");
-    create_topic(&bootstrap, &topic, 1, 3, &[("min.insync.replicas", "2")]).await;
-    cluster.wait_for_partitions(&topic, Duration::from_secs(30), "full ISR", |ps| {
-        ps.first().is_some_and(|p| p.isr.len() == 3)
-    });
+    let (topic, part) = one_partition_on_three(&cluster, "epoch").await;
+    let leader = part.leader;
     let client = cluster.metadata_client();
-    let leader = TestCluster::partitions(&client, &topic).unwrap()[0].leader;
     let producer = rdk::producer(&bootstrap, &[("message.timeout.ms", "30000")]);
     for i in 0..10 {
         send_to(&producer, &topic, 0, i.to_string(), Duration::from_secs(30))
