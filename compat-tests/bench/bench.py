@@ -642,13 +642,12 @@ class Bench:
         """Deletes topics no later scenario reads, so that their logs' page cache is freed
         before the next scenario. These VMs hand freed memory back to the host and keep only
         some of it in the guest (`/sys/module/page_reporting/parameters`: 1.6 of 4 GiB freed
-        stayed unreported; `max_waiting_mib` is 1024);
-        while the logs of every earlier scenario stayed in the page cache, a late scenario's
-        writes landed on pages the host had taken back, and the first write to each cost a
-        host fault inside the kernel's copy into the page cache (the three-node produce then
-        cost 6.3-7.3 CPU-s/GB in a full run against 3.0 run alone; see
-        docs/performance.md, "Memory held across scenarios"). Freeing what is done makes every scenario start
-        from the same memory."""
+        stayed unreported; `max_waiting_mib` is 1024); while the logs of every earlier
+        scenario stayed in the page cache, a late scenario's writes landed on pages the host
+        had taken back, and the first write to each cost a host fault inside the kernel's copy
+        into the page cache (the three-node produce then cost 6.3-7.3 CPU-s/GB in a full run
+        against 3.0 run alone; see docs/performance.md, "Memory held across scenarios").
+        Freeing what is done makes every scenario start from the same memory."""
         names = [t for t in topics if t]
         if not names or self.args.keep_data:
             return
