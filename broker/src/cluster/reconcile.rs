@@ -32,7 +32,7 @@ pub async fn run(node: Arc<Node>, rt: Arc<ClusterRuntime>) {
     let mut offsets_topic_asked_ms: Option<i64> = None;
     loop {
         let state = Arc::clone(&state_rx.borrow_and_update());
-        apply(&node, &rt, &state);
+        apply_off_runtime(&node, &rt, Arc::clone(&state)).await;
         maybe_create_offsets_topic(&node, &rt, &state, &mut offsets_topic_asked_ms);
         tokio::select! {
             () = node.shutdown.cancelled() => return,
@@ -61,6 +61,18 @@ fn topic_metas(state: &ClusterState) -> BTreeMap<String, TopicMeta> {
             )
         })
         .collect()
+}
+
+/// Runs one pass on the blocking pool and waits for it, so passes stay serial. A pass
+/// creates, opens or deletes partition files and persists the topic list (fsyncs): a topic
+/// of 1,000 partitions takes over a second to open, which inline would stall the runtime
+/// worker under this task and every connection queued on it (single-node CreateTopics does
+/// the same work off the runtime, `handlers::util::create_off_runtime`).
+async fn apply_off_runtime(node: &Arc<Node>, rt: &Arc<ClusterRuntime>, state: Arc<ClusterState>) {
+    let (node, rt) = (Arc::clone(node), Arc::clone(rt));
+    if let Err(e) = tokio::task::spawn_blocking(move || apply(&node, &rt, &state)).await {
+        tracing::error!(error = %e, "metadata pass failed");
+    }
 }
 
 /// One pass: topics, partitions, roles.
@@ -167,10 +179,10 @@ pub fn apply(node: &Arc<Node>, rt: &ClusterRuntime, state: &ClusterState) {
 }
 
 /// Records a new leader's epoch in its log's checkpoint (Kafka's `Partition.makeLeader`) on
-/// the blocking pool: a file rewrite with two fsyncs per partition, which would otherwise
-/// stall this task (and the runtime worker under it) for every leadership an election moves,
-/// or land on the first produce after it. Until it is written, and if it fails (the first
-/// append then records it), OffsetForLeaderEpoch answers as if it were
+/// a blocking thread of its own: a file rewrite with two fsyncs per partition, which would
+/// otherwise hold up the rest of the pass (every other role it changes) for each leadership
+/// an election moves, or land on the first produce after it. Until it is written, and if it
+/// fails (the first append then records it), OffsetForLeaderEpoch answers as if it were
 /// (`partition::leader_epoch`).
 fn record_epoch(partition: &Arc<Partition>, leader_epoch: i32) {
     let partition = Arc::clone(partition);
