@@ -194,7 +194,7 @@ impl Node {
         partition: i32,
     ) -> Result<Arc<crate::partition::Partition>, ErrorKind> {
         match self.partitions.get(topic, partition) {
-            Some(p) if p.role().serves_reads() => Ok(p),
+            Some(p) if p.serves_reads() => Ok(p),
             Some(_) => Err(ErrorKind::NotLeaderOrFollower),
             None => {
                 let known = self
@@ -222,7 +222,7 @@ impl Node {
         match self.leader_partition(topic, partition) {
             Err(ErrorKind::NotLeaderOrFollower) if from_follower => {
                 match self.partitions.get(topic, partition) {
-                    Some(p) if matches!(p.role(), crate::partition::Role::Follower { .. }) => Ok(p),
+                    Some(p) if p.is_follower() => Ok(p),
                     _ => Err(ErrorKind::NotLeaderOrFollower),
                 }
             }

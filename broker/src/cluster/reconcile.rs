@@ -18,7 +18,7 @@ use crate::controller::records::Command;
 use crate::controller::state::ClusterState;
 use crate::metadata::{TopicMeta, CONSUMER_OFFSETS_TOPIC};
 use crate::node::Node;
-use crate::partition::{Partition, Role, TopicPartition};
+use crate::partition::{Partition, TopicPartition};
 
 /// Runs until shutdown.
 pub async fn run(node: Arc<Node>, rt: Arc<ClusterRuntime>) {
@@ -135,7 +135,7 @@ pub fn apply(node: &Arc<Node>, rt: &ClusterRuntime, state: &ClusterState) {
                 }
             }
         };
-        let was_leader = matches!(partition.role(), Role::Leader(_));
+        let was_leader = partition.is_leader();
         if p.leader == me {
             rt.fetchers.remove(&tp);
             let new_leadership = partition.become_leader(
@@ -197,7 +197,7 @@ fn record_epoch(partition: &Arc<Partition>, leader_epoch: i32) {
 fn remove_partition(node: &Arc<Node>, rt: &ClusterRuntime, tp: &TopicPartition) {
     rt.fetchers.remove(tp);
     if let Some(p) = node.partitions.remove(tp) {
-        if matches!(p.role(), Role::Leader(_)) && tp.topic == CONSUMER_OFFSETS_TOPIC {
+        if p.is_leader() && tp.topic == CONSUMER_OFFSETS_TOPIC {
             node.on_offsets_leadership(tp.partition, false);
         }
         tracing::info!(partition = %tp, "removing replica (no longer assigned here)");

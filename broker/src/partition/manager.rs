@@ -9,6 +9,7 @@ use storage::LogConfig;
 use uuid::Uuid;
 
 use super::flusher::{run_flusher, FlushContext, SyncData};
+use super::lookup_key::PartitionLookup;
 use super::{DurabilityPolicy, Partition, PartitionError, SyncFailures, TopicPartition};
 
 #[derive(Debug)]
@@ -71,10 +72,7 @@ impl PartitionManager {
 
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
         self.partitions
-            .get(&TopicPartition {
-                topic: topic.to_string(),
-                partition,
-            })
+            .get(&(topic, partition) as &dyn PartitionLookup)
             .map(|p| Arc::clone(p.value()))
     }
 

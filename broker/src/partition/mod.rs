@@ -10,6 +10,7 @@ mod flusher;
 #[cfg(test)]
 mod flusher_tests;
 mod leader_epoch;
+mod lookup_key;
 mod manager;
 mod replica;
 pub mod role;

@@ -289,9 +289,21 @@ impl Partition {
 
     // ---- cluster roles -------------------------------------------------------------------
 
-    /// The role, for inspection.
-    pub fn role(&self) -> Role {
-        self.role.lock().clone()
+    /// Whether this replica takes writes and serves reads (the single copy, or the cluster
+    /// leader). Asked for every partition of every produce and fetch, so it reads the role in
+    /// place: a copy of a leader's role clones its follower bookkeeping.
+    pub fn serves_reads(&self) -> bool {
+        self.role.lock().serves_reads()
+    }
+
+    /// Whether this replica is the cluster leader.
+    pub fn is_leader(&self) -> bool {
+        matches!(*self.role.lock(), Role::Leader(_))
+    }
+
+    /// Whether this replica follows a leader.
+    pub fn is_follower(&self) -> bool {
+        matches!(*self.role.lock(), Role::Follower { .. })
     }
 
     /// Become the leader at `leader_epoch` with this ISR and replica set. Idempotent for the
