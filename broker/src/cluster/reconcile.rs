@@ -75,8 +75,9 @@ async fn apply_off_runtime(node: &Arc<Node>, rt: &Arc<ClusterRuntime>, state: Ar
     }
 }
 
-/// One pass: topics, partitions, roles.
-pub fn apply(node: &Arc<Node>, rt: &ClusterRuntime, state: &ClusterState) {
+/// One pass: topics, partitions, roles. Blocking file I/O: run only through
+/// `apply_off_runtime`.
+fn apply(node: &Arc<Node>, rt: &ClusterRuntime, state: &ClusterState) {
     let me = rt.node_id;
     let now = node.now_ms();
     let desired_topics = topic_metas(state);
