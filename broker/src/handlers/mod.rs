@@ -235,7 +235,13 @@ fn encode(
     match encode_response(api_key, version, correlation_id, &kind) {
         Ok(frame) => Some(vec![OutChunk::Bytes(frame)]),
         Err(e) => {
-            tracing::error!(error = %e, "cannot encode response; closing connection");
+            tracing::error!(
+                api = ?api_key,
+                version,
+                correlation_id,
+                error = %e,
+                "cannot encode response; closing connection"
+            );
             None
         }
     }
@@ -244,7 +250,11 @@ fn encode(
 /// Encodes a Fetch response whose `files` record sets go out as `OutChunk::File`.
 fn encode_with_files(version: i16, correlation_id: i32, out: Outgoing) -> Option<Vec<OutChunk>> {
     let ResponseKind::Fetch(body) = out.kind else {
-        tracing::error!("only Fetch responses carry file records; closing connection");
+        tracing::error!(
+            version,
+            correlation_id,
+            "only Fetch responses carry file records; closing connection"
+        );
         return None;
     };
     let external: Vec<ExternalRecords> = out.files.iter().map(|(e, _)| *e).collect();
@@ -260,7 +270,13 @@ fn encode_with_files(version: i16, correlation_id: i32, out: Outgoing) -> Option
             })
             .collect(),
         Err(e) => {
-            tracing::error!(error = %e, "cannot encode response; closing connection");
+            tracing::error!(
+                api = "Fetch",
+                version,
+                correlation_id,
+                error = %e,
+                "cannot encode response; closing connection"
+            );
             None
         }
     }

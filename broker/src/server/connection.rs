@@ -80,7 +80,11 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
                 };
                 match decode_request(frame) {
                     Ok(request) => {
-                        let span = tracing::info_span!(
+                        // A `debug` span: at the default `info` level it is disabled and
+                        // costs nothing, where formatting its fields for every request was
+                        // 3-4 % of the broker's CPU at 10,000 requests/s. Events a request
+                        // logs at `info` and above name what they are about themselves.
+                        let span = tracing::debug_span!(
                             "request",
                             api = ?request.api_key,
                             version = request.version,
