@@ -81,6 +81,15 @@ impl TopicStore {
         self.topics.read().values().find(|t| t.id == id).cloned()
     }
 
+    /// The name of the topic with this id, without copying the rest of its metadata.
+    pub fn name_of_id(&self, id: Uuid) -> Option<String> {
+        self.topics
+            .read()
+            .values()
+            .find(|t| t.id == id)
+            .map(|t| t.name.clone())
+    }
+
     pub fn all(&self) -> Vec<TopicMeta> {
         self.topics.read().values().cloned().collect()
     }

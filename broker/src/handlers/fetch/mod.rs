@@ -159,7 +159,7 @@ impl FetchContext {
         let mut answer_now = false;
         let mut partitions = Vec::new();
         let mut files = HashMap::new();
-        for w in &self.plan.wanted {
+        for w in self.plan.wanted.iter() {
             let mut data = PartitionData::default()
                 .with_partition_index(w.key.partition)
                 .with_high_watermark(-1)

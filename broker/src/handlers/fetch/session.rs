@@ -8,10 +8,13 @@
 //! (INVALID_FETCH_SESSION_EPOCH). An incremental response carries a partition only if it has
 //! records, an error, or a new high watermark or log start offset since the last response.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use indexmap::{Equivalent, IndexMap};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::FetchRequest;
 use parking_lot::Mutex;
@@ -25,10 +28,11 @@ use crate::node::Node;
 const SESSION_IDLE: Duration = Duration::from_secs(120);
 
 /// A partition as the request names it: by topic name (v<13) or topic id (v13+), resolved to
-/// a name where the topic exists.
+/// a name where the topic exists. The name is shared: a session's rounds clone keys for
+/// every partition it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PartitionKey {
-    pub topic: Option<String>,
+    pub topic: Option<Arc<str>>,
     pub topic_id: Uuid,
     pub partition: i32,
 }
@@ -36,11 +40,43 @@ pub struct PartitionKey {
 /// The partitions to read for one request, and what to do with the response.
 #[derive(Debug)]
 pub struct FetchPlan {
-    pub wanted: Vec<WantedPartition>,
+    /// Shared with the session while it does not change, so an incremental fetch that adds,
+    /// alters and forgets nothing costs no copy of the session's partitions.
+    pub wanted: Arc<Vec<WantedPartition>>,
     /// Session id to put in the response (0 = none).
     pub response_session_id: i32,
     /// Incremental responses are filtered against the session's cache.
     pub incremental: bool,
+}
+
+/// How a session keys its partitions: topic name (empty for an unknown topic id) and index.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SessionKey(Arc<str>, i32);
+
+/// A `SessionKey` looked up without building one. Hashes as `SessionKey` does (a derived
+/// `Hash` of a `str` then an `i32`; `Arc<str>` hashes as its `str`).
+struct SessionKeyRef<'a>(&'a str, i32);
+
+impl Hash for SessionKeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+        self.1.hash(state);
+    }
+}
+
+impl Equivalent<SessionKey> for SessionKeyRef<'_> {
+    fn equivalent(&self, key: &SessionKey) -> bool {
+        self.1 == key.1 && self.0 == &*key.0
+    }
+}
+
+impl SessionKey {
+    fn of(key: &PartitionKey) -> Self {
+        SessionKey(
+            key.topic.clone().unwrap_or_else(|| Arc::from("")),
+            key.partition,
+        )
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -50,12 +86,33 @@ struct Cached {
     last_log_start_offset: i64,
 }
 
+impl Cached {
+    fn new(wanted: WantedPartition) -> Self {
+        Self {
+            wanted,
+            last_high_watermark: -1,
+            last_log_start_offset: -1,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Session {
     next_epoch: i32,
-    partitions: BTreeMap<(String, i32), Cached>,
-    order: Vec<(String, i32)>,
+    /// In the order the partitions were added: the order they are read and answered in.
+    partitions: IndexMap<SessionKey, Cached>,
+    /// What `partitions` asks for, built again only after the session changed.
+    wanted: Option<Arc<Vec<WantedPartition>>>,
     last_used: Instant,
+}
+
+impl Session {
+    fn wanted(&mut self) -> Arc<Vec<WantedPartition>> {
+        let partitions = &self.partitions;
+        Arc::clone(self.wanted.get_or_insert_with(|| {
+            Arc::new(partitions.values().map(|c| c.wanted.clone()).collect())
+        }))
+    }
 }
 
 /// All live sessions of this broker, bounded in number.
@@ -78,8 +135,11 @@ impl FetchSessionCache {
     /// Drops a deleted topic from every session.
     pub fn forget_topic(&self, topic: &str) {
         for s in self.sessions.lock().values_mut() {
-            s.partitions.retain(|(t, _), _| t != topic);
-            s.order.retain(|(t, _)| t != topic);
+            let before = s.partitions.len();
+            s.partitions.retain(|k, _| &*k.0 != topic);
+            if s.partitions.len() != before {
+                s.wanted = None;
+            }
         }
     }
 
@@ -94,6 +154,7 @@ impl FetchSessionCache {
     }
 
     /// Keeps only what an incremental response must carry, and remembers what was sent.
+    /// `entries` come in the plan's order, which is the session's unless it changed since.
     pub fn filter_response(
         &self,
         plan: &FetchPlan,
@@ -108,9 +169,16 @@ impl FetchSessionCache {
         };
         entries
             .into_iter()
-            .filter(|(key, data)| {
-                let name = key.topic.clone().unwrap_or_default();
-                let Some(cached) = session.partitions.get_mut(&(name, key.partition)) else {
+            .enumerate()
+            .filter(|(i, (key, data))| {
+                let name = key.topic.as_deref().unwrap_or("");
+                let lookup = SessionKeyRef(name, key.partition);
+                let index = match session.partitions.get_index(*i) {
+                    Some((k, _)) if lookup.equivalent(k) => Some(*i),
+                    _ => session.partitions.get_index_of(&lookup),
+                };
+                let Some((_, cached)) = index.and_then(|j| session.partitions.get_index_mut(j))
+                else {
                     return true;
                 };
                 let changed = data.records.as_ref().is_some_and(|r| !r.is_empty())
@@ -121,49 +189,46 @@ impl FetchSessionCache {
                 cached.last_log_start_offset = data.log_start_offset;
                 !plan.incremental || changed
             })
+            .map(|(_, entry)| entry)
             .collect()
     }
 }
 
-fn resolve_key(
+/// The topic a request's topic entry names: its name (v<13) or the name of its id (v13+;
+/// `None` for an unknown id). Once per topic entry, not per partition.
+fn resolve_topic(
     node: &Node,
     name: &str,
     topic_id: Uuid,
-    partition: i32,
     version: i16,
-) -> PartitionKey {
+) -> (Option<Arc<str>>, Uuid) {
     if version >= 13 {
-        PartitionKey {
-            topic: node.topics.get_by_id(topic_id).map(|t| t.name),
-            topic_id,
-            partition,
-        }
+        (node.topics.name_of_id(topic_id).map(Arc::from), topic_id)
     } else {
-        PartitionKey {
-            topic: Some(name.to_string()),
-            topic_id: Uuid::nil(),
-            partition,
-        }
+        (Some(Arc::from(name)), Uuid::nil())
     }
 }
 
 fn requested(node: &Node, request: &FetchRequest, version: i16) -> Vec<WantedPartition> {
-    request
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions.iter().map(move |p| WantedPartition {
-                key: resolve_key(node, t.topic.0.as_str(), t.topic_id, p.partition, version),
-                fetch_offset: p.fetch_offset,
-                partition_max_bytes: p.partition_max_bytes,
-                current_leader_epoch: if version >= 9 {
-                    p.current_leader_epoch
-                } else {
-                    -1
-                },
-            })
-        })
-        .collect()
+    let mut wanted = Vec::with_capacity(request.topics.iter().map(|t| t.partitions.len()).sum());
+    for t in &request.topics {
+        let (topic, topic_id) = resolve_topic(node, t.topic.0.as_str(), t.topic_id, version);
+        wanted.extend(t.partitions.iter().map(|p| WantedPartition {
+            key: PartitionKey {
+                topic: topic.clone(),
+                topic_id,
+                partition: p.partition,
+            },
+            fetch_offset: p.fetch_offset,
+            partition_max_bytes: p.partition_max_bytes,
+            current_leader_epoch: if version >= 9 {
+                p.current_leader_epoch
+            } else {
+                -1
+            },
+        }));
+    }
+    wanted
 }
 
 /// Works out the partitions to read and updates the session cache.
@@ -171,7 +236,7 @@ pub fn plan(node: &Node, request: &FetchRequest, version: i16) -> Result<FetchPl
     let wanted = requested(node, request, version);
     if version < 7 {
         return Ok(FetchPlan {
-            wanted,
+            wanted: Arc::new(wanted),
             response_session_id: 0,
             incremental: false,
         });
@@ -187,27 +252,24 @@ pub fn plan(node: &Node, request: &FetchRequest, version: i16) -> Result<FetchPl
             sessions.remove(&id);
         }
         let mut response_session_id = 0;
+        let wanted = Arc::new(wanted);
         if epoch == 0 && sessions.len() < cache.capacity {
             let new_id = cache.new_session_id();
-            let mut session = Session {
-                next_epoch: 1,
-                partitions: BTreeMap::new(),
-                order: Vec::new(),
-                last_used: now,
-            };
-            for w in &wanted {
-                let k = (w.key.topic.clone().unwrap_or_default(), w.key.partition);
-                session.order.push(k.clone());
-                session.partitions.insert(
-                    k,
-                    Cached {
-                        wanted: w.clone(),
-                        last_high_watermark: -1,
-                        last_log_start_offset: -1,
-                    },
-                );
+            let mut partitions = IndexMap::with_capacity(wanted.len());
+            for w in wanted.iter() {
+                partitions.insert(SessionKey::of(&w.key), Cached::new(w.clone()));
             }
-            sessions.insert(new_id, session);
+            // A request naming a partition twice leaves one entry: build the list again.
+            let same = partitions.len() == wanted.len();
+            sessions.insert(
+                new_id,
+                Session {
+                    next_epoch: 1,
+                    partitions,
+                    wanted: same.then(|| Arc::clone(&wanted)),
+                    last_used: now,
+                },
+            );
             response_session_id = new_id;
         }
         return Ok(FetchPlan {
@@ -224,46 +286,46 @@ pub fn plan(node: &Node, request: &FetchRequest, version: i16) -> Result<FetchPl
     }
     session.next_epoch = if epoch == i32::MAX { 1 } else { epoch + 1 };
     session.last_used = now;
+    if !wanted.is_empty() {
+        session.wanted = None;
+    }
     for w in wanted {
-        let k = (w.key.topic.clone().unwrap_or_default(), w.key.partition);
-        match session.partitions.get_mut(&k) {
+        let name = w.key.topic.as_deref().unwrap_or("");
+        match session
+            .partitions
+            .get_mut(&SessionKeyRef(name, w.key.partition))
+        {
             Some(c) => c.wanted = w,
             None => {
-                session.order.push(k.clone());
-                session.partitions.insert(
-                    k,
-                    Cached {
-                        wanted: w,
-                        last_high_watermark: -1,
-                        last_log_start_offset: -1,
-                    },
-                );
+                session
+                    .partitions
+                    .insert(SessionKey::of(&w.key), Cached::new(w));
             }
         }
     }
     for f in &request.forgotten_topics_data {
         let name = if version >= 13 {
-            node.topics
-                .get_by_id(f.topic_id)
-                .map(|t| t.name)
-                .unwrap_or_default()
+            node.topics.name_of_id(f.topic_id).unwrap_or_default()
         } else {
             f.topic.0.as_str().to_string()
         };
         for p in &f.partitions {
-            let k = (name.clone(), *p);
-            session.partitions.remove(&k);
-            session.order.retain(|x| *x != k);
+            if session
+                .partitions
+                .shift_remove(&SessionKeyRef(&name, *p))
+                .is_some()
+            {
+                session.wanted = None;
+            }
         }
     }
-    let wanted = session
-        .order
-        .iter()
-        .filter_map(|k| session.partitions.get(k).map(|c| c.wanted.clone()))
-        .collect();
     Ok(FetchPlan {
-        wanted,
+        wanted: session.wanted(),
         response_session_id: id,
         incremental: true,
     })
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

@@ -1,0 +1,252 @@
+//! Fetch sessions: what a round reads, in what order, and what an incremental answer keeps.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::FetchRequest;
+use uuid::Uuid;
+
+use super::*;
+use crate::clock::SystemClock;
+use crate::config::{BrokerConfig, BrokerSettings};
+use crate::handlers::util::topic_name;
+
+fn node_with(topics: &[(&str, i32)]) -> (tempfile::TempDir, Arc<Node>) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(
+        BrokerConfig::for_tests(dir.path(), BrokerSettings::default()),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    for (name, partitions) in topics {
+        node.create_topic(name, *partitions, 1, Default::default(), false)
+            .unwrap();
+    }
+    (dir, node)
+}
+
+/// A Fetch naming `parts` (topic, partition, fetch offset) by name, or by id at v13+.
+fn request(
+    node: &Node,
+    version: i16,
+    session: (i32, i32),
+    parts: &[(&str, i32, i64)],
+    forgotten: &[(&str, i32)],
+) -> FetchRequest {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for (name, partition, offset) in parts {
+        let id = node.topics.get(name).map_or(Uuid::nil(), |t| t.id);
+        if topics.last().is_none_or(|t| t.topic.0.as_str() != *name) {
+            topics.push(
+                FetchTopic::default()
+                    .with_topic(topic_name(name))
+                    .with_topic_id(if version >= 13 { id } else { Uuid::nil() }),
+            );
+        }
+        if let Some(t) = topics.last_mut() {
+            t.partitions.push(
+                FetchPartition::default()
+                    .with_partition(*partition)
+                    .with_fetch_offset(*offset)
+                    .with_partition_max_bytes(1 << 20),
+            );
+        }
+    }
+    let forgotten = forgotten
+        .iter()
+        .map(|(name, p)| {
+            ForgottenTopic::default()
+                .with_topic(topic_name(name))
+                .with_topic_id(node.topics.get(name).map_or(Uuid::nil(), |t| t.id))
+                .with_partitions(vec![*p])
+        })
+        .collect();
+    FetchRequest::default()
+        .with_session_id(session.0)
+        .with_session_epoch(session.1)
+        .with_topics(topics)
+        .with_forgotten_topics_data(forgotten)
+}
+
+fn names(plan: &FetchPlan) -> Vec<(String, i32, i64)> {
+    plan.wanted
+        .iter()
+        .map(|w| {
+            (
+                w.key.topic.as_deref().unwrap_or("?").to_string(),
+                w.key.partition,
+                w.fetch_offset,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_round_that_changes_nothing_reads_the_sessions_list_without_copying_it() {
+    let (_dir, node) = node_with(&[("a", 3), ("b", 1)]);
+    let parts = [("a", 0, 0), ("a", 1, 0), ("a", 2, 0), ("b", 0, 0)];
+    let full = plan(&node, &request(&node, 12, (0, 0), &parts, &[]), 12).unwrap();
+    let id = full.response_session_id;
+    assert!(id > 0 && !full.incremental);
+    let first = plan(&node, &request(&node, 12, (id, 1), &[], &[]), 12).unwrap();
+    let second = plan(&node, &request(&node, 12, (id, 2), &[], &[]), 12).unwrap();
+    assert!(first.incremental && second.incremental);
+    assert!(Arc::ptr_eq(&full.wanted, &first.wanted));
+    assert!(Arc::ptr_eq(&first.wanted, &second.wanted));
+    assert_eq!(names(&second).len(), 4);
+}
+
+#[tokio::test]
+async fn rounds_add_alter_and_forget_partitions_keeping_the_order_they_were_added_in() {
+    let (_dir, node) = node_with(&[("a", 3), ("b", 2)]);
+    let full = plan(
+        &node,
+        &request(
+            &node,
+            12,
+            (0, 0),
+            &[("a", 0, 0), ("a", 1, 0), ("a", 2, 0)],
+            &[],
+        ),
+        12,
+    )
+    .unwrap();
+    let id = full.response_session_id;
+    // Adds b-1 and alters a-1's offset.
+    let round = plan(
+        &node,
+        &request(&node, 12, (id, 1), &[("a", 1, 7), ("b", 1, 3)], &[]),
+        12,
+    )
+    .unwrap();
+    assert!(!Arc::ptr_eq(&full.wanted, &round.wanted));
+    assert_eq!(
+        names(&round),
+        vec![
+            ("a".into(), 0, 0),
+            ("a".into(), 1, 7),
+            ("a".into(), 2, 0),
+            ("b".into(), 1, 3)
+        ]
+    );
+    // Forgets a-0 (and a partition the session never had).
+    let round = plan(
+        &node,
+        &request(&node, 12, (id, 2), &[], &[("a", 0), ("b", 0)]),
+        12,
+    )
+    .unwrap();
+    assert_eq!(
+        names(&round),
+        vec![("a".into(), 1, 7), ("a".into(), 2, 0), ("b".into(), 1, 3)]
+    );
+    // A wrong epoch or an unknown session is refused.
+    assert_eq!(
+        plan(&node, &request(&node, 12, (id, 2), &[], &[]), 12).unwrap_err(),
+        ErrorKind::InvalidFetchSessionEpoch
+    );
+    assert_eq!(
+        plan(&node, &request(&node, 12, (id + 1000, 1), &[], &[]), 12).unwrap_err(),
+        ErrorKind::FetchSessionIdNotFound
+    );
+    // Deleting a topic drops it from the session.
+    node.fetch_sessions.forget_topic("b");
+    let round = plan(&node, &request(&node, 12, (id, 3), &[], &[]), 12).unwrap();
+    assert_eq!(names(&round), vec![("a".into(), 1, 7), ("a".into(), 2, 0)]);
+}
+
+#[tokio::test]
+async fn topic_ids_resolve_to_one_shared_name_per_topic_and_unknown_ids_to_none() {
+    let (_dir, node) = node_with(&[("a", 3)]);
+    let full = plan(
+        &node,
+        &request(
+            &node,
+            13,
+            (0, -1),
+            &[("a", 0, 0), ("a", 1, 0), ("a", 2, 0)],
+            &[],
+        ),
+        13,
+    )
+    .unwrap();
+    let topics: Vec<_> = full.wanted.iter().map(|w| w.key.topic.clone()).collect();
+    let first = topics[0].clone().expect("a's name");
+    assert_eq!(&*first, "a");
+    for t in &topics {
+        assert!(Arc::ptr_eq(&first, t.as_ref().expect("a's name")));
+    }
+    let unknown = FetchRequest::default()
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic_id(Uuid::from_u128(42))
+            .with_partitions(vec![FetchPartition::default()])]);
+    let plan = plan(&node, &unknown, 13).unwrap();
+    assert_eq!(plan.wanted.len(), 1);
+    assert_eq!(plan.wanted[0].key.topic, None);
+    assert_eq!(plan.wanted[0].key.topic_id, Uuid::from_u128(42));
+}
+
+#[tokio::test]
+async fn an_incremental_answer_keeps_only_partitions_that_changed_in_any_order() {
+    let (_dir, node) = node_with(&[("a", 3)]);
+    let parts = [("a", 0, 0), ("a", 1, 0), ("a", 2, 0)];
+    let full = plan(&node, &request(&node, 12, (0, 0), &parts, &[]), 12).unwrap();
+    let entries = |hw: [i64; 3], reversed: bool| {
+        let mut e: Vec<_> = full
+            .wanted
+            .iter()
+            .zip(hw)
+            .map(|(w, hw)| {
+                (
+                    w.key.clone(),
+                    PartitionData::default()
+                        .with_partition_index(w.key.partition)
+                        .with_high_watermark(hw)
+                        .with_log_start_offset(0),
+                )
+            })
+            .collect();
+        if reversed {
+            e.reverse();
+        }
+        e
+    };
+    // The full answer keeps everything and records what it sent.
+    let kept = node
+        .fetch_sessions
+        .filter_response(&full, entries([0, 0, 0], false));
+    assert_eq!(kept.len(), 3);
+    let id = full.response_session_id;
+    let round = plan(&node, &request(&node, 12, (id, 1), &[], &[]), 12).unwrap();
+    let kept = node
+        .fetch_sessions
+        .filter_response(&round, entries([0, 5, 0], false));
+    let kept: Vec<i32> = kept.iter().map(|(k, _)| k.partition).collect();
+    assert_eq!(kept, vec![1]);
+    // Out of the session's order (entries are matched by key, not position).
+    let round = plan(&node, &request(&node, 12, (id, 2), &[], &[]), 12).unwrap();
+    let kept = node
+        .fetch_sessions
+        .filter_response(&round, entries([4, 5, 0], true));
+    let kept: Vec<i32> = kept.iter().map(|(k, _)| k.partition).collect();
+    assert_eq!(kept, vec![0]);
+}
+
+#[test]
+fn a_borrowed_session_key_hashes_and_compares_as_the_owned_one() {
+    let state = RandomState::new();
+    for (name, partition) in [("", 0), ("orders", 7), ("é-topic", i32::MAX), ("x", -1)] {
+        let owned = SessionKey(Arc::from(name), partition);
+        let borrowed = SessionKeyRef(name, partition);
+        assert_eq!(state.hash_one(&owned), state.hash_one(&borrowed));
+        assert!(borrowed.equivalent(&owned));
+        assert!(!SessionKeyRef(name, partition.wrapping_add(1)).equivalent(&owned));
+        assert!(!SessionKeyRef("other", partition).equivalent(&owned));
+    }
+}
