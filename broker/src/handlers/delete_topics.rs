@@ -33,11 +33,7 @@ pub async fn handle(
         responses.push({
             let resolved = match (&name, id.is_nil()) {
                 (Some(n), _) => Ok(n.clone()),
-                (None, false) => node
-                    .topics
-                    .get_by_id(id)
-                    .map(|t| t.name)
-                    .ok_or(ErrorKind::UnknownTopicId),
+                (None, false) => node.topics.name_of_id(id).ok_or(ErrorKind::UnknownTopicId),
                 (None, true) => Err(ErrorKind::InvalidRequest),
             };
             let mut out = DeletableTopicResult::default()
