@@ -8,6 +8,10 @@
 //! OffsetForLeaderEpoch, where the follower's latest epoch ends on the leader, and truncates
 //! to the smaller of that and its own end of the epoch the leader answered with.
 //!
+//! Each fetcher keeps a fetch session with its leader (KIP-227, `fetch_session`): after the
+//! first round, a request names only the partitions whose fetch state changed and the answer
+//! carries only partitions with news, so an idle partition costs no bytes on the wire.
+//!
 //! Durability: a follower fetches from its *durable* log end (it waits for the fsync of what
 //! it appended before the next fetch), so the leader's high watermark (and acks=all) only
 //! counts records that are on disk on every in-sync replica.
@@ -16,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
@@ -30,6 +34,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::fetch_session::{FollowerSession, RoundEntry, RoundPlan, Sent, Stamp};
 use super::kafka_client::{ClientError, KafkaConnection};
 use super::{ClusterRuntime, ClusterSettings};
 use crate::controller::state::ClusterState;
@@ -55,6 +60,8 @@ struct Target {
     needs_truncation: bool,
     /// Skip until then (after an error).
     backoff_until: Option<Instant>,
+    /// What the fetch session holds for this partition (`fetch_session`).
+    stamp: Option<Stamp>,
 }
 
 /// What one fetcher task shares with the manager.
@@ -122,6 +129,7 @@ impl FetcherManager {
                     leader_epoch,
                     needs_truncation: true,
                     backoff_until: None,
+                    stamp: None,
                 },
             );
             fetcher.wake.notify_one();
@@ -161,6 +169,7 @@ async fn run_fetcher(
 ) {
     let backoff = Duration::from_millis(settings.replica_fetch_backoff_ms);
     let mut conn: Option<KafkaConnection> = None;
+    let mut session = FollowerSession::new();
     tracing::info!(leader = fetcher.leader, "replica fetcher started");
     loop {
         if fetcher.cancel.is_cancelled() || node.shutdown.is_cancelled() {
@@ -196,6 +205,7 @@ async fn run_fetcher(
                     sleep_or_cancel(&fetcher, &node, backoff).await;
                     continue;
                 };
+                session.reset();
                 match KafkaConnection::connect(
                     &endpoint,
                     format!("sluice-replica-{my_id}"),
@@ -215,7 +225,7 @@ async fn run_fetcher(
         let result = tokio::select! {
             () = fetcher.cancel.cancelled() => continue,
             () = node.shutdown.cancelled() => continue,
-            r = fetch_round(c, &fetcher, &targets, my_id, &settings) => r,
+            r = fetch_round(c, &fetcher, &mut session, &targets, my_id, &settings) => r,
         };
         if let Err(e) = result {
             tracing::debug!(leader = fetcher.leader, error = %e, "replica fetch failed; reconnecting");
@@ -262,10 +272,12 @@ fn update_target(
     }
 }
 
-/// One round: divergence checks where needed, then one Fetch for every target.
+/// One round: divergence checks where needed, then one Fetch for every target (naming, in a
+/// session, only what changed).
 async fn fetch_round(
     conn: &mut KafkaConnection,
     fetcher: &Fetcher,
+    session: &mut FollowerSession,
     targets: &[(TopicPartition, Target)],
     my_id: i32,
     settings: &ClusterSettings,
@@ -293,38 +305,30 @@ async fn fetch_round(
         return Ok(());
     }
 
-    // One FetchTopic per topic, in target order (targets are sorted by topic).
-    let mut topics: Vec<FetchTopic> = Vec::new();
-    for (tp, target) in &ready {
-        let fetch_offset = match target.partition.log_end_offset() {
-            Ok(o) => o,
-            Err(_) => continue,
-        };
-        let part = FetchPartition::default()
-            .with_partition(tp.partition)
-            .with_current_leader_epoch(target.leader_epoch)
-            .with_fetch_offset(fetch_offset)
-            .with_last_fetched_epoch(-1)
-            .with_log_start_offset(target.partition.log_start_offset().unwrap_or(-1))
-            .with_partition_max_bytes(settings.replica_fetch_max_bytes);
-        match topics.last_mut() {
-            Some(t) if t.topic.0.as_str() == tp.topic => t.partitions.push(part),
-            _ => topics.push(
-                FetchTopic::default()
-                    .with_topic(topic_name(&tp.topic))
-                    .with_partitions(vec![part]),
-            ),
-        }
-    }
-    let request = FetchRequest::default()
-        .with_replica_id(BrokerId(my_id))
-        .with_max_wait_ms(settings.replica_fetch_wait_max_ms)
-        .with_min_bytes(1)
-        .with_max_bytes(settings.replica_fetch_response_max_bytes)
-        .with_isolation_level(0)
-        .with_session_id(0)
-        .with_session_epoch(-1)
-        .with_topics(topics);
+    // The round's partitions in target order (sorted by topic and index), with what each
+    // would send.
+    let entries: Vec<(RoundEntry<'_>, &Target)> = ready
+        .iter()
+        .filter_map(|(tp, target)| {
+            let (log_start_offset, fetch_offset) = target.partition.log_offsets().ok()?;
+            let sent = Sent {
+                fetch_offset,
+                leader_epoch: target.leader_epoch,
+                log_start_offset,
+            };
+            Some((
+                RoundEntry {
+                    tp,
+                    sent,
+                    stamp: target.stamp,
+                },
+                target,
+            ))
+        })
+        .collect();
+    let (round, used): (Vec<RoundEntry<'_>>, Vec<&Target>) = entries.into_iter().unzip();
+    let plan = session.plan(&round);
+    let request = round_request(&plan, &round, my_id, settings);
     let timeout = Duration::from_millis(
         u64::try_from(settings.replica_fetch_wait_max_ms).unwrap_or(500) + 15_000,
     );
@@ -332,6 +336,18 @@ async fn fetch_round(
         .send(ApiKey::Fetch, FETCH_VERSION, &request, timeout)
         .await?;
     if response.error_code != 0 {
+        session.reset();
+        if response.error_code == ErrorKind::FetchSessionIdNotFound.code()
+            || response.error_code == ErrorKind::InvalidFetchSessionEpoch.code()
+        {
+            // The leader lost or evicted the session: the next round opens a new one.
+            tracing::debug!(
+                leader = fetcher.leader,
+                code = response.error_code,
+                "fetch session reset"
+            );
+            return Ok(());
+        }
         tracing::debug!(
             leader = fetcher.leader,
             code = response.error_code,
@@ -342,26 +358,24 @@ async fn fetch_round(
         }
         return Ok(());
     }
+    if let Some(stamps) = session.complete(&plan, &round, response.session_id) {
+        stamp_targets(fetcher, &plan, &round, &used, &stamps);
+    }
 
-    let by_tp: HashMap<(&str, i32), &Target> = ready
-        .iter()
-        .map(|(tp, t)| ((tp.topic.as_str(), tp.partition), t))
-        .collect();
     let mut appended: Vec<(Arc<Partition>, i64, i64)> = Vec::new();
     for topic in &response.responses {
+        let name = topic.topic.0.as_str();
         for data in &topic.partitions {
-            let key = (topic.topic.0.as_str(), data.partition_index);
-            let Some(target) = by_tp.get(&key) else {
+            let Ok(i) = round.binary_search_by(|e| {
+                (e.tp.topic.as_str(), e.tp.partition).cmp(&(name, data.partition_index))
+            }) else {
                 continue;
             };
-            let tp = TopicPartition {
-                topic: key.0.to_string(),
-                partition: key.1,
-            };
+            let (tp, target) = (round[i].tp, used[i]);
             if data.error_code != 0 {
                 tracing::debug!(partition = %tp, code = data.error_code, "follower fetch error");
                 let truncate = data.error_code == ErrorKind::OffsetOutOfRange.code();
-                back_off(fetcher, &tp, target, backoff, truncate);
+                back_off(fetcher, tp, target, backoff, truncate);
                 continue;
             }
             let records = data.records.as_ref().filter(|r| !r.is_empty());
@@ -372,7 +386,7 @@ async fn fetch_round(
                     }
                     Err(e) => {
                         tracing::warn!(partition = %tp, error = %e, "cannot append replicated batches");
-                        back_off(fetcher, &tp, target, backoff, true);
+                        back_off(fetcher, tp, target, backoff, true);
                     }
                 },
                 None => target.partition.set_follower_hw(data.high_watermark),
@@ -388,6 +402,84 @@ async fn fetch_round(
         }
     }
     Ok(())
+}
+
+/// The Fetch request for `plan`: one FetchTopic per topic, in round order.
+fn round_request(
+    plan: &RoundPlan,
+    round: &[RoundEntry<'_>],
+    my_id: i32,
+    settings: &ClusterSettings,
+) -> FetchRequest {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for e in plan.include.iter().filter_map(|&i| round.get(i)) {
+        let part = FetchPartition::default()
+            .with_partition(e.tp.partition)
+            .with_current_leader_epoch(e.sent.leader_epoch)
+            .with_fetch_offset(e.sent.fetch_offset)
+            .with_last_fetched_epoch(-1)
+            .with_log_start_offset(e.sent.log_start_offset)
+            .with_partition_max_bytes(settings.replica_fetch_max_bytes);
+        match topics.last_mut() {
+            Some(t) if t.topic.0.as_str() == e.tp.topic => t.partitions.push(part),
+            _ => topics.push(
+                FetchTopic::default()
+                    .with_topic(topic_name(&e.tp.topic))
+                    .with_partitions(vec![part]),
+            ),
+        }
+    }
+    let mut forgotten: Vec<ForgottenTopic> = Vec::new();
+    for tp in &plan.forget {
+        match forgotten.last_mut() {
+            Some(t) if t.topic.0.as_str() == tp.topic => t.partitions.push(tp.partition),
+            _ => forgotten.push(
+                ForgottenTopic::default()
+                    .with_topic(topic_name(&tp.topic))
+                    .with_partitions(vec![tp.partition]),
+            ),
+        }
+    }
+    FetchRequest::default()
+        .with_replica_id(BrokerId(my_id))
+        .with_max_wait_ms(settings.replica_fetch_wait_max_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(settings.replica_fetch_response_max_bytes)
+        .with_isolation_level(0)
+        .with_session_id(plan.session_id)
+        .with_session_epoch(plan.epoch)
+        .with_topics(topics)
+        .with_forgotten_topics_data(forgotten)
+}
+
+/// After an answered round: stamps the partitions the plan named with what the session now
+/// holds for them, and clears the stamps of those it forgot, under one lock.
+fn stamp_targets(
+    fetcher: &Fetcher,
+    plan: &RoundPlan,
+    round: &[RoundEntry<'_>],
+    used: &[&Target],
+    stamps: &[Stamp],
+) {
+    if plan.include.is_empty() && plan.forget.is_empty() {
+        return;
+    }
+    let mut targets = fetcher.targets.lock();
+    for (&i, stamp) in plan.include.iter().zip(stamps) {
+        let (Some(e), Some(u)) = (round.get(i), used.get(i)) else {
+            continue;
+        };
+        if let Some(t) = targets.get_mut(e.tp) {
+            if Arc::ptr_eq(&t.partition, &u.partition) && t.leader_epoch == u.leader_epoch {
+                t.stamp = Some(*stamp);
+            }
+        }
+    }
+    for tp in &plan.forget {
+        if let Some(t) = targets.get_mut(tp) {
+            t.stamp = None;
+        }
+    }
 }
 
 /// Asks the leader where our latest epoch ends and truncates a divergent suffix. The outer

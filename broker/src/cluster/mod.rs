@@ -5,7 +5,7 @@
 //!   controller, the metadata view handlers read);
 //! - `reconcile`: applies the controller's state to local topics, partitions and roles;
 //! - `fetcher`: follower replication (Fetch from the leader, divergence check with
-//!   OffsetForLeaderEpoch, verbatim append);
+//!   OffsetForLeaderEpoch, verbatim append); `fetch_session`: its KIP-227 session;
 //! - `isr`: the leader's ISR shrink/expand proposals;
 //! - `topic_admin`: CreateTopics / DeleteTopics / CreatePartitions through the controller;
 //! - `kafka_client`: the broker-to-broker Kafka wire client.
@@ -14,6 +14,7 @@
 //! does only once this node's copy of the metadata log reached its registration, so a
 //! restarted node never acts on a stale leadership.
 
+pub mod fetch_session;
 pub mod fetcher;
 pub mod isr;
 pub mod kafka_client;

@@ -628,6 +628,11 @@ impl Partition {
         self.with_log(|log| Ok(log.log_end_offset()))
     }
 
+    /// The log start and end offsets, read together.
+    pub fn log_offsets(&self) -> Result<(i64, i64), PartitionError> {
+        self.with_log(|log| Ok((log.log_start_offset(), log.log_end_offset())))
+    }
+
     pub fn offset_for_timestamp(
         &self,
         ts: i64,

@@ -159,6 +159,8 @@ impl FetchContext {
         let mut answer_now = false;
         let mut partitions = Vec::new();
         let mut files = HashMap::new();
+        // One clock read per round, not per partition (a follower's fetch time per partition).
+        let now_ms = self.follower.map(|_| self.node.now_ms());
         for w in self.plan.wanted.iter() {
             let mut data = PartitionData::default()
                 .with_partition_index(w.key.partition)
@@ -170,7 +172,14 @@ impl FetchContext {
             if self.read_committed {
                 data.aborted_transactions = Some(Vec::new());
             }
-            let error = self.read_partition(w, &mut data, &mut bytes, &mut partitions, &mut files);
+            let error = self.read_partition(
+                w,
+                now_ms,
+                &mut data,
+                &mut bytes,
+                &mut partitions,
+                &mut files,
+            );
             answer_now |= data.preferred_read_replica.0 >= 0;
             if error != ErrorKind::None {
                 has_error = true;
@@ -204,6 +213,7 @@ impl FetchContext {
     fn read_partition(
         &self,
         w: &WantedPartition,
+        now_ms: Option<i64>,
         data: &mut PartitionData,
         bytes: &mut usize,
         partitions: &mut Vec<Arc<Partition>>,
@@ -239,8 +249,7 @@ impl FetchContext {
                 ErrorKind::FencedLeaderEpoch
             };
         }
-        if let Some(follower) = self.follower {
-            let now = self.node.now_ms();
+        if let (Some(follower), Some(now)) = (self.follower, now_ms) {
             match partition.record_follower_fetch(follower, w.fetch_offset, now) {
                 Some(f) if f.should_join_isr => {
                     if let Some(rt) = self.node.cluster() {

@@ -101,7 +101,8 @@ struct Session {
     next_epoch: i32,
     /// In the order the partitions were added: the order they are read and answered in.
     partitions: IndexMap<SessionKey, Cached>,
-    /// What `partitions` asks for, built again only after the session changed.
+    /// What `partitions` asks for, in the same order: updated in place when a round alters a
+    /// partition, built again only after one is added or forgotten.
     wanted: Option<Arc<Vec<WantedPartition>>>,
     last_used: Instant,
 }
@@ -286,17 +287,28 @@ pub fn plan(node: &Node, request: &FetchRequest, version: i16) -> Result<FetchPl
     }
     session.next_epoch = if epoch == i32::MAX { 1 } else { epoch + 1 };
     session.last_used = now;
-    if !wanted.is_empty() {
-        session.wanted = None;
-    }
     for w in wanted {
         let name = w.key.topic.as_deref().unwrap_or("");
         match session
             .partitions
-            .get_mut(&SessionKeyRef(name, w.key.partition))
+            .get_full_mut(&SessionKeyRef(name, w.key.partition))
         {
-            Some(c) => c.wanted = w,
+            Some((i, _, c)) => {
+                // The list is in the session's order: change its entry in place (copying the
+                // list only if a request still reads it).
+                let in_place = session
+                    .wanted
+                    .as_mut()
+                    .and_then(|list| Arc::make_mut(list).get_mut(i))
+                    .map(|slot| *slot = w.clone())
+                    .is_some();
+                if !in_place {
+                    session.wanted = None;
+                }
+                c.wanted = w;
+            }
             None => {
+                session.wanted = None;
                 session
                     .partitions
                     .insert(SessionKey::of(&w.key), Cached::new(w));

@@ -250,3 +250,31 @@ fn a_borrowed_session_key_hashes_and_compares_as_the_owned_one() {
         assert!(!SessionKeyRef("other", partition).equivalent(&owned));
     }
 }
+
+#[tokio::test]
+async fn a_round_that_alters_a_partition_changes_the_list_in_place_and_never_under_a_reader() {
+    let (_dir, node) = node_with(&[("a", 3)]);
+    let parts = [("a", 0, 0), ("a", 1, 0), ("a", 2, 0)];
+    let full = plan(&node, &request(&node, 12, (0, 0), &parts, &[]), 12).unwrap();
+    let id = full.response_session_id;
+    // `full` still reads the list: the round gets its own copy and `full` keeps its offsets.
+    let round = plan(&node, &request(&node, 12, (id, 1), &[("a", 1, 9)], &[]), 12).unwrap();
+    assert_eq!(names(&full)[1], ("a".into(), 1, 0));
+    assert_eq!(
+        names(&round),
+        vec![("a".into(), 0, 0), ("a".into(), 1, 9), ("a".into(), 2, 0)]
+    );
+    // With no reader left, the next alteration lands in the session's own list.
+    drop(full);
+    let before = Arc::as_ptr(&round.wanted);
+    drop(round);
+    let round = plan(&node, &request(&node, 12, (id, 2), &[("a", 2, 4)], &[]), 12).unwrap();
+    assert_eq!(Arc::as_ptr(&round.wanted), before);
+    assert_eq!(
+        names(&round),
+        vec![("a".into(), 0, 0), ("a".into(), 1, 9), ("a".into(), 2, 4)]
+    );
+    // An unchanged round then shares that list.
+    let same = plan(&node, &request(&node, 12, (id, 3), &[], &[]), 12).unwrap();
+    assert!(Arc::ptr_eq(&round.wanted, &same.wanted));
+}
