@@ -177,12 +177,14 @@ async fn run_fetcher(
             return;
         }
         let now = Instant::now();
-        let targets: Vec<(TopicPartition, Target)> = fetcher
+        // The round's targets, in name order; each names itself (`partition.tp`, the map's
+        // key), so the snapshot copies no names.
+        let targets: Vec<Target> = fetcher
             .targets
             .lock()
-            .iter()
-            .filter(|(_, t)| t.backoff_until.is_none_or(|b| b <= now))
-            .map(|(k, t)| (k.clone(), t.clone()))
+            .values()
+            .filter(|t| t.backoff_until.is_none_or(|b| b <= now))
+            .cloned()
             .collect();
         if targets.is_empty() {
             tokio::select! {
@@ -278,22 +280,22 @@ async fn fetch_round(
     conn: &mut KafkaConnection,
     fetcher: &Fetcher,
     session: &mut FollowerSession,
-    targets: &[(TopicPartition, Target)],
+    targets: &[Target],
     my_id: i32,
     settings: &ClusterSettings,
 ) -> Result<(), ClientError> {
     let backoff = Duration::from_millis(settings.replica_fetch_backoff_ms);
-    let mut ready: Vec<&(TopicPartition, Target)> = Vec::with_capacity(targets.len());
-    for entry in targets {
-        let (tp, target) = entry;
+    let mut ready: Vec<&Target> = Vec::with_capacity(targets.len());
+    for target in targets {
+        let tp = &target.partition.tp;
         if !target.needs_truncation {
-            ready.push(entry);
+            ready.push(target);
             continue;
         }
         match truncate_divergent(conn, tp, target, my_id).await? {
             Ok(()) => {
                 update_target(fetcher, tp, target, |t| t.needs_truncation = false);
-                ready.push(entry);
+                ready.push(target);
             }
             Err(reason) => {
                 tracing::debug!(partition = %tp, %reason, "divergence check failed; retrying");
@@ -309,7 +311,7 @@ async fn fetch_round(
     // would send.
     let entries: Vec<(RoundEntry<'_>, &Target)> = ready
         .iter()
-        .filter_map(|(tp, target)| {
+        .filter_map(|&target| {
             let (log_start_offset, fetch_offset) = target.partition.log_offsets().ok()?;
             let sent = Sent {
                 fetch_offset,
@@ -318,7 +320,7 @@ async fn fetch_round(
             };
             Some((
                 RoundEntry {
-                    tp,
+                    tp: &target.partition.tp,
                     sent,
                     stamp: target.stamp,
                 },
@@ -353,8 +355,8 @@ async fn fetch_round(
             code = response.error_code,
             "fetch refused"
         );
-        for (tp, target) in &ready {
-            back_off(fetcher, tp, target, backoff, false);
+        for target in &ready {
+            back_off(fetcher, &target.partition.tp, target, backoff, false);
         }
         return Ok(());
     }

@@ -514,6 +514,11 @@ impl Partition {
     }
 
     fn advance_high_watermark(&self, to: i64) {
+        // Most calls (a follower fetch of an idle partition) change nothing: check under the
+        // shared lock before taking the exclusive one.
+        if to <= *self.high_watermark.borrow() {
+            return;
+        }
         self.high_watermark.send_if_modified(|hw| {
             if to > *hw {
                 *hw = to;

@@ -228,17 +228,30 @@ impl FetchContext {
         // Kafka serves a consumer from a follower when the request has client metadata.
         let from_follower =
             self.follower.is_none() && self.version >= 11 && self.node.cluster().is_some();
-        let partition =
-            match self
+        // A replica fetch takes the partition as it is here and asks its role once, when it
+        // records the fetch (not a leader: NOT_LEADER_OR_FOLLOWER), after the epoch check as
+        // in Kafka; a consumer's is checked for reads first.
+        let found = match self.follower {
+            Some(_) => match self.node.partitions.get(name, w.key.partition) {
+                Some(p) => Ok(p),
+                // Not hosted here: the error a consumer would get.
+                None => Err(self
+                    .node
+                    .leader_partition(name, w.key.partition)
+                    .err()
+                    .unwrap_or(ErrorKind::NotLeaderOrFollower)),
+            },
+            None => self
                 .node
-                .consumer_fetch_partition(name, w.key.partition, from_follower)
-            {
-                Ok(p) => p,
-                Err(ErrorKind::UnknownTopicOrPartition) if self.version >= 13 => {
-                    return ErrorKind::UnknownTopicId
-                }
-                Err(kind) => return kind,
-            };
+                .consumer_fetch_partition(name, w.key.partition, from_follower),
+        };
+        let partition = match found {
+            Ok(p) => p,
+            Err(ErrorKind::UnknownTopicOrPartition) if self.version >= 13 => {
+                return ErrorKind::UnknownTopicId
+            }
+            Err(kind) => return kind,
+        };
         if w.key.topic_id != Uuid::nil() && w.key.topic_id != partition.topic_id {
             return ErrorKind::UnknownTopicId;
         }
