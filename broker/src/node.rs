@@ -193,7 +193,17 @@ impl Node {
         topic: &str,
         partition: i32,
     ) -> Result<Arc<crate::partition::Partition>, ErrorKind> {
-        match self.partitions.get(topic, partition) {
+        self.leader_of(topic, partition, self.partitions.get(topic, partition))
+    }
+
+    /// `leader_partition` for a partition already looked up (`found`, `None` if not hosted).
+    fn leader_of(
+        &self,
+        topic: &str,
+        partition: i32,
+        found: Option<Arc<crate::partition::Partition>>,
+    ) -> Result<Arc<crate::partition::Partition>, ErrorKind> {
+        match found {
             Some(p) if p.serves_reads() => Ok(p),
             Some(_) => Err(ErrorKind::NotLeaderOrFollower),
             None => {
@@ -213,20 +223,23 @@ impl Node {
     /// The replica a consumer fetch may read: the leader's, or with `from_follower` (Fetch
     /// v11+, KIP-392: Kafka serves consumers that send client metadata from followers too)
     /// also a follower's, which reads up to the high watermark the leader last sent it.
+    /// `found`: the partition as a fetch session last found it (`get` finds it otherwise).
     pub fn consumer_fetch_partition(
         &self,
         topic: &str,
         partition: i32,
         from_follower: bool,
+        found: Option<Arc<crate::partition::Partition>>,
     ) -> Result<Arc<crate::partition::Partition>, ErrorKind> {
-        match self.leader_partition(topic, partition) {
-            Err(ErrorKind::NotLeaderOrFollower) if from_follower => {
-                match self.partitions.get(topic, partition) {
-                    Some(p) if p.is_follower() => Ok(p),
-                    _ => Err(ErrorKind::NotLeaderOrFollower),
+        match found.or_else(|| self.partitions.get(topic, partition)) {
+            Some(p) if from_follower && !p.serves_reads() => {
+                if p.is_follower() {
+                    Ok(p)
+                } else {
+                    Err(ErrorKind::NotLeaderOrFollower)
                 }
             }
-            other => other,
+            other => self.leader_of(topic, partition, other),
         }
     }
 

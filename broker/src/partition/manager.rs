@@ -1,6 +1,7 @@
 //! Finds partitions by topic and index, opens them (spawning their flusher) and removes them.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -17,6 +18,9 @@ pub struct PartitionManager {
     /// Root data directory; partition `t-p` lives in `<data_dir>/t-p`.
     data_dir: PathBuf,
     partitions: DashMap<TopicPartition, Arc<Partition>>,
+    /// Bumped after every insert and removal, so a list of partitions found earlier (a fetch
+    /// session's) knows whether it still holds.
+    generation: AtomicU64,
     policy: DurabilityPolicy,
     /// What the flushers share: the fsync histogram, the fsync itself, where failures go.
     flush: FlushContext,
@@ -27,6 +31,7 @@ impl PartitionManager {
         Self {
             data_dir: data_dir.to_path_buf(),
             partitions: DashMap::new(),
+            generation: AtomicU64::new(0),
             policy,
             flush: FlushContext {
                 fsync_seconds,
@@ -67,7 +72,14 @@ impl PartitionManager {
         let partition = Partition::open(&dir, tp.clone(), topic_id, config, self.policy, now_ms)?;
         tokio::spawn(run_flusher(Arc::clone(&partition), self.flush.clone()));
         self.partitions.insert(tp, Arc::clone(&partition));
+        self.generation.fetch_add(1, Ordering::Release);
         Ok(partition)
+    }
+
+    /// Changes whenever a partition is opened or removed: partitions found while it held one
+    /// value are still the ones `get` finds while it holds it.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
@@ -77,7 +89,9 @@ impl PartitionManager {
     }
 
     pub fn remove(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
-        self.partitions.remove(tp).map(|(_, p)| p)
+        let removed = self.partitions.remove(tp).map(|(_, p)| p);
+        self.generation.fetch_add(1, Ordering::Release);
+        removed
     }
 
     pub fn all(&self) -> Vec<Arc<Partition>> {

@@ -11,7 +11,7 @@ mod session;
 pub use session::FetchSessionCache;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -161,7 +161,8 @@ impl FetchContext {
         let mut files = HashMap::new();
         // One clock read per round, not per partition (a follower's fetch time per partition).
         let now_ms = self.follower.map(|_| self.node.now_ms());
-        for w in self.plan.wanted.iter() {
+        let found = self.plan.found.as_deref();
+        for (i, w) in self.plan.wanted.iter().enumerate() {
             let mut data = PartitionData::default()
                 .with_partition_index(w.key.partition)
                 .with_high_watermark(-1)
@@ -174,6 +175,7 @@ impl FetchContext {
             }
             let error = self.read_partition(
                 w,
+                found.and_then(|f| f.get(i)).and_then(Weak::upgrade),
                 now_ms,
                 &mut data,
                 &mut bytes,
@@ -213,6 +215,7 @@ impl FetchContext {
     fn read_partition(
         &self,
         w: &WantedPartition,
+        found: Option<Arc<Partition>>,
         now_ms: Option<i64>,
         data: &mut PartitionData,
         bytes: &mut usize,
@@ -232,7 +235,7 @@ impl FetchContext {
         // records the fetch (not a leader: NOT_LEADER_OR_FOLLOWER), after the epoch check as
         // in Kafka; a consumer's is checked for reads first.
         let found = match self.follower {
-            Some(_) => match self.node.partitions.get(name, w.key.partition) {
+            Some(_) => match found.or_else(|| self.node.partitions.get(name, w.key.partition)) {
                 Some(p) => Ok(p),
                 // Not hosted here: the error a consumer would get.
                 None => Err(self
@@ -243,7 +246,7 @@ impl FetchContext {
             },
             None => self
                 .node
-                .consumer_fetch_partition(name, w.key.partition, from_follower),
+                .consumer_fetch_partition(name, w.key.partition, from_follower, found),
         };
         let partition = match found {
             Ok(p) => p,

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use indexmap::{Equivalent, IndexMap};
@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use super::WantedPartition;
 use crate::node::Node;
+use crate::partition::Partition;
 
 /// Sessions unused this long are evicted.
 const SESSION_IDLE: Duration = Duration::from_secs(120);
@@ -43,6 +44,11 @@ pub struct FetchPlan {
     /// Shared with the session while it does not change, so an incremental fetch that adds,
     /// alters and forgets nothing costs no copy of the session's partitions.
     pub wanted: Arc<Vec<WantedPartition>>,
+    /// In an incremental fetch, the partitions `wanted` names as the session found them (same
+    /// order; an empty `Weak` where none was), valid while the partition manager's generation
+    /// is unchanged: a round looks none of them up again. Weak, so an idle session keeps no
+    /// deleted partition open.
+    pub found: Option<Arc<Vec<Weak<Partition>>>>,
     /// Session id to put in the response (0 = none).
     pub response_session_id: i32,
     /// Incremental responses are filtered against the session's cache.
@@ -104,6 +110,8 @@ struct Session {
     /// What `partitions` asks for, in the same order: updated in place when a round alters a
     /// partition, built again only after one is added or forgotten.
     wanted: Option<Arc<Vec<WantedPartition>>>,
+    /// The partitions `wanted` names, found at the manager's generation given.
+    found: Option<(u64, Arc<Vec<Weak<Partition>>>)>,
     last_used: Instant,
 }
 
@@ -113,6 +121,37 @@ impl Session {
         Arc::clone(self.wanted.get_or_insert_with(|| {
             Arc::new(partitions.values().map(|c| c.wanted.clone()).collect())
         }))
+    }
+
+    /// The session's partitions were added to or forgotten: its lists are built again.
+    fn changed(&mut self) {
+        self.wanted = None;
+        self.found = None;
+    }
+
+    /// The partitions `wanted` (the session's list) names, found again only when the session
+    /// changed or a partition was opened or removed since.
+    fn found(&mut self, node: &Node, wanted: &[WantedPartition]) -> Arc<Vec<Weak<Partition>>> {
+        let generation = node.partitions.generation();
+        if let Some((g, found)) = &self.found {
+            if *g == generation && found.len() == wanted.len() {
+                return Arc::clone(found);
+            }
+        }
+        let found: Arc<Vec<Weak<Partition>>> = Arc::new(
+            wanted
+                .iter()
+                .map(|w| {
+                    w.key
+                        .topic
+                        .as_deref()
+                        .and_then(|t| node.partitions.get(t, w.key.partition))
+                        .map_or_else(Weak::new, |p| Arc::downgrade(&p))
+                })
+                .collect(),
+        );
+        self.found = Some((generation, Arc::clone(&found)));
+        found
     }
 }
 
@@ -139,7 +178,7 @@ impl FetchSessionCache {
             let before = s.partitions.len();
             s.partitions.retain(|k, _| &*k.0 != topic);
             if s.partitions.len() != before {
-                s.wanted = None;
+                s.changed();
             }
         }
     }
@@ -238,6 +277,7 @@ pub fn plan(node: &Node, request: &FetchRequest, version: i16) -> Result<FetchPl
     if version < 7 {
         return Ok(FetchPlan {
             wanted: Arc::new(wanted),
+            found: None,
             response_session_id: 0,
             incremental: false,
         });
@@ -268,6 +308,7 @@ pub fn plan(node: &Node, request: &FetchRequest, version: i16) -> Result<FetchPl
                     next_epoch: 1,
                     partitions,
                     wanted: same.then(|| Arc::clone(&wanted)),
+                    found: None,
                     last_used: now,
                 },
             );
@@ -275,6 +316,7 @@ pub fn plan(node: &Node, request: &FetchRequest, version: i16) -> Result<FetchPl
         }
         return Ok(FetchPlan {
             wanted,
+            found: None,
             response_session_id,
             incremental: false,
         });
@@ -302,13 +344,13 @@ pub fn plan(node: &Node, request: &FetchRequest, version: i16) -> Result<FetchPl
                     .and_then(|list| Arc::make_mut(list).get_mut(i))
                     .map(|slot| *slot = w.clone())
                     .is_some();
-                if !in_place {
-                    session.wanted = None;
-                }
                 c.wanted = w;
+                if !in_place {
+                    session.changed();
+                }
             }
             None => {
-                session.wanted = None;
+                session.changed();
                 session
                     .partitions
                     .insert(SessionKey::of(&w.key), Cached::new(w));
@@ -327,12 +369,15 @@ pub fn plan(node: &Node, request: &FetchRequest, version: i16) -> Result<FetchPl
                 .shift_remove(&SessionKeyRef(&name, *p))
                 .is_some()
             {
-                session.wanted = None;
+                session.changed();
             }
         }
     }
+    let wanted = session.wanted();
+    let found = session.found(node, &wanted);
     Ok(FetchPlan {
-        wanted: session.wanted(),
+        wanted,
+        found: Some(found),
         response_session_id: id,
         incremental: true,
     })

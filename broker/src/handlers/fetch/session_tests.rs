@@ -278,3 +278,40 @@ async fn a_round_that_alters_a_partition_changes_the_list_in_place_and_never_und
     let same = plan(&node, &request(&node, 12, (id, 3), &[], &[]), 12).unwrap();
     assert!(Arc::ptr_eq(&round.wanted, &same.wanted));
 }
+
+#[tokio::test]
+async fn incremental_rounds_reuse_the_partitions_found_until_one_is_opened_or_removed() {
+    let (_dir, node) = node_with(&[("a", 2)]);
+    let parts = [("a", 0, 0), ("a", 1, 0), ("b", 0, 0)];
+    let full = plan(&node, &request(&node, 12, (0, 0), &parts, &[]), 12).unwrap();
+    assert!(full.found.is_none());
+    let id = full.response_session_id;
+    let first = plan(&node, &request(&node, 12, (id, 1), &[], &[]), 12).unwrap();
+    let found = first.found.clone().unwrap();
+    let partition_of = |w: &Weak<Partition>| w.upgrade().map(|p| p.tp.to_string());
+    assert_eq!(
+        found.iter().map(partition_of).collect::<Vec<_>>(),
+        vec![Some("a-0".to_string()), Some("a-1".to_string()), None]
+    );
+    // Altering an offset keeps the same partitions: nothing is looked up again.
+    let second = plan(&node, &request(&node, 12, (id, 2), &[("a", 1, 5)], &[]), 12).unwrap();
+    assert!(Arc::ptr_eq(&found, second.found.as_ref().unwrap()));
+    // Opening b-0 changes the manager's generation: the next round finds it.
+    node.create_topic("b", 1, 1, Default::default(), false)
+        .unwrap();
+    let third = plan(&node, &request(&node, 12, (id, 3), &[], &[]), 12).unwrap();
+    let again = third.found.unwrap();
+    assert!(!Arc::ptr_eq(&found, &again));
+    assert_eq!(partition_of(&again[2]), Some("b-0".to_string()));
+    // Forgetting a partition builds the list again, in the session's new order.
+    let fourth = plan(&node, &request(&node, 12, (id, 4), &[], &[("a", 0)]), 12).unwrap();
+    assert_eq!(
+        fourth
+            .found
+            .unwrap()
+            .iter()
+            .map(partition_of)
+            .collect::<Vec<_>>(),
+        vec![Some("a-1".to_string()), Some("b-0".to_string())]
+    );
+}
