@@ -10,7 +10,6 @@ mod session;
 
 pub use session::FetchSessionCache;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -30,6 +29,50 @@ use crate::partition::Partition;
 use protocol_shim::fetch_frame::ExternalRecords;
 use session::{FetchPlan, PartitionKey};
 use storage::{FileRegion, StoredRecords};
+
+/// What one partition's read found. It becomes a `PartitionData` only if the answer carries
+/// it: an incremental round over many idle partitions builds, moves and drops no response
+/// entries for those it leaves out.
+#[derive(Debug)]
+pub struct PartitionRead {
+    pub error: ErrorKind,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    /// KIP-392: the replica the consumer should read from instead (-1: none).
+    pub preferred_read_replica: i32,
+    pub records: ReadRecords,
+    /// KIP-951: the leader's id and epoch, with NOT_LEADER_OR_FOLLOWER.
+    pub current_leader: Option<(i32, i32)>,
+}
+
+/// A partition's records in an answer: in memory, or a segment file region sent as it is.
+#[derive(Debug)]
+pub enum ReadRecords {
+    Bytes(Bytes),
+    File(FileRegion),
+}
+
+impl ReadRecords {
+    pub fn is_empty(&self) -> bool {
+        match self {
+            ReadRecords::Bytes(b) => b.is_empty(),
+            ReadRecords::File(region) => region.len == 0,
+        }
+    }
+}
+
+impl PartitionRead {
+    fn new() -> Self {
+        Self {
+            error: ErrorKind::None,
+            high_watermark: -1,
+            log_start_offset: -1,
+            preferred_read_replica: -1,
+            records: ReadRecords::Bytes(Bytes::new()),
+            current_leader: None,
+        }
+    }
+}
 
 /// Upper bound on `max_wait_ms`, whatever the client asks.
 const MAX_WAIT_MS: i32 = 300_000;
@@ -138,17 +181,13 @@ struct FetchContext {
 }
 
 struct Collected {
-    /// (key, response) in request order.
-    entries: Vec<(PartitionKey, PartitionData)>,
+    /// One per partition of the plan, in its order.
+    entries: Vec<PartitionRead>,
     bytes: usize,
     has_error: bool,
     /// A partition names a preferred read replica: answer at once, as Kafka does.
     answer_now: bool,
     partitions: Vec<Arc<Partition>>,
-    /// Records sent from segment files, by the address of the placeholder that stands in the
-    /// entry's `records` (a one-byte allocation of its own, so the address is unique while the
-    /// entry holds it; non-empty, so an incremental session keeps the entry).
-    files: HashMap<usize, FileRegion>,
 }
 
 impl FetchContext {
@@ -158,49 +197,33 @@ impl FetchContext {
         let mut has_error = false;
         let mut answer_now = false;
         let mut partitions = Vec::new();
-        let mut files = HashMap::new();
         // One clock read per round, not per partition (a follower's fetch time per partition).
         let now_ms = self.follower.map(|_| self.node.now_ms());
         let found = self.plan.found.as_deref();
         for (i, w) in self.plan.wanted.iter().enumerate() {
-            let mut data = PartitionData::default()
-                .with_partition_index(w.key.partition)
-                .with_high_watermark(-1)
-                .with_last_stable_offset(-1)
-                .with_log_start_offset(-1)
-                .with_preferred_read_replica(BrokerId(-1))
-                .with_records(Some(Bytes::new()));
-            if self.read_committed {
-                data.aborted_transactions = Some(Vec::new());
-            }
-            let error = self.read_partition(
+            let mut read = PartitionRead::new();
+            read.error = self.read_partition(
                 w,
                 found.and_then(|f| f.get(i)).and_then(Weak::upgrade),
                 now_ms,
-                &mut data,
+                &mut read,
                 &mut bytes,
                 &mut partitions,
-                &mut files,
             );
-            answer_now |= data.preferred_read_replica.0 >= 0;
-            if error != ErrorKind::None {
+            answer_now |= read.preferred_read_replica >= 0;
+            if read.error != ErrorKind::None {
                 has_error = true;
-                data.error_code = error.code();
-                if error == ErrorKind::NotLeaderOrFollower && self.version >= 12 {
+                if read.error == ErrorKind::NotLeaderOrFollower && self.version >= 12 {
                     // KIP-951: where the leader went (endpoints are added in `finish`).
-                    if let Some((id, epoch, ..)) = w
+                    read.current_leader = w
                         .key
                         .topic
                         .as_deref()
                         .and_then(|t| self.node.leader_hint(t, w.key.partition))
-                    {
-                        data.current_leader = LeaderIdAndEpoch::default()
-                            .with_leader_id(BrokerId(id))
-                            .with_leader_epoch(epoch);
-                    }
+                        .map(|(id, epoch, ..)| (id, epoch));
                 }
             }
-            entries.push((w.key.clone(), data));
+            entries.push(read);
         }
         Collected {
             entries,
@@ -208,7 +231,6 @@ impl FetchContext {
             has_error,
             answer_now,
             partitions,
-            files,
         }
     }
 
@@ -217,10 +239,9 @@ impl FetchContext {
         w: &WantedPartition,
         found: Option<Arc<Partition>>,
         now_ms: Option<i64>,
-        data: &mut PartitionData,
+        data: &mut PartitionRead,
         bytes: &mut usize,
         partitions: &mut Vec<Arc<Partition>>,
-        files: &mut HashMap<usize, FileRegion>,
     ) -> ErrorKind {
         let Some(name) = w.key.topic.as_deref() else {
             return ErrorKind::UnknownTopicId;
@@ -279,9 +300,8 @@ impl FetchContext {
         if from_follower {
             if let Some(id) = self.preferred_read_replica(&partition, w.fetch_offset) {
                 // KIP-392: no records, the consumer goes to `id`.
-                data.preferred_read_replica = BrokerId(id);
+                data.preferred_read_replica = id;
                 data.high_watermark = partition.high_watermark();
-                data.last_stable_offset = data.high_watermark;
                 data.log_start_offset = partition.log_start_offset().unwrap_or(-1);
                 return ErrorKind::None;
             }
@@ -295,23 +315,17 @@ impl FetchContext {
         match partition.read_for_fetch(w.fetch_offset, limit, min_one, self.follower.is_some()) {
             Ok(read) => {
                 data.high_watermark = read.high_watermark;
-                data.last_stable_offset = read.high_watermark;
                 data.log_start_offset = read.log_start_offset;
                 *bytes += read.records.len();
-                data.records = Some(match read.records {
-                    StoredRecords::Bytes(b) => b,
-                    StoredRecords::File(region) => {
-                        let placeholder = Bytes::from(vec![0u8; 1]);
-                        files.insert(placeholder.as_ptr() as usize, region);
-                        placeholder
-                    }
-                });
+                data.records = match read.records {
+                    StoredRecords::Bytes(b) => ReadRecords::Bytes(b),
+                    StoredRecords::File(region) => ReadRecords::File(region),
+                };
                 ErrorKind::None
             }
             Err(e) => {
                 let kind = partition_error_kind(&e);
                 data.high_watermark = partition.high_watermark();
-                data.last_stable_offset = data.high_watermark;
                 data.log_start_offset = partition.log_start_offset().unwrap_or(-1);
                 kind
             }
@@ -340,7 +354,6 @@ impl FetchContext {
     }
 
     fn finish(&self, collected: Collected) -> Outgoing {
-        let mut files = collected.files;
         let mut external = Vec::new();
         let entries = self
             .node
@@ -348,8 +361,11 @@ impl FetchContext {
             .filter_response(&self.plan, collected.entries);
         let mut topics: Vec<FetchableTopicResponse> = Vec::new();
         let mut endpoints: Vec<NodeEndpoint> = Vec::new();
-        for (key, data) in entries {
-            let leader = data.current_leader.leader_id.0;
+        for (i, read) in entries {
+            let Some(key) = self.plan.wanted.get(i).map(|w| &w.key) else {
+                continue;
+            };
+            let leader = read.current_leader.map_or(-1, |(id, _)| id);
             if self.version >= 16 && leader >= 0 && !endpoints.iter().any(|e| e.node_id.0 == leader)
             {
                 if let Some((id, _, host, port, rack)) = key
@@ -380,24 +396,42 @@ impl FetchContext {
                         .with_topic_id(key.topic_id),
                 );
             }
-            let mut data = data;
-            let mut sent = data.records.as_ref().map_or(0, Bytes::len);
-            let file = data
-                .records
-                .as_ref()
-                .and_then(|r| files.remove(&(r.as_ptr() as usize)));
-            if let (Some(region), Some(t)) = (file, topics.last()) {
-                sent = usize::try_from(region.len).unwrap_or(usize::MAX);
-                data.records = None;
-                external.push((
-                    ExternalRecords {
-                        topic: topics.len() - 1,
-                        partition: t.partitions.len(),
-                        len: sent,
-                    },
-                    region,
-                ));
+            let mut data = PartitionData::default()
+                .with_partition_index(key.partition)
+                .with_error_code(read.error.code())
+                .with_high_watermark(read.high_watermark)
+                .with_last_stable_offset(read.high_watermark)
+                .with_log_start_offset(read.log_start_offset)
+                .with_preferred_read_replica(BrokerId(read.preferred_read_replica));
+            if let Some((id, epoch)) = read.current_leader {
+                data.current_leader = LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(id))
+                    .with_leader_epoch(epoch);
             }
+            if self.read_committed {
+                data.aborted_transactions = Some(Vec::new());
+            }
+            let sent = match read.records {
+                ReadRecords::Bytes(b) => {
+                    let len = b.len();
+                    data.records = Some(b);
+                    len
+                }
+                ReadRecords::File(region) => {
+                    let len = usize::try_from(region.len).unwrap_or(usize::MAX);
+                    if let Some(t) = topics.last() {
+                        external.push((
+                            ExternalRecords {
+                                topic: topics.len() - 1,
+                                partition: t.partitions.len(),
+                                len,
+                            },
+                            region,
+                        ));
+                    }
+                    len
+                }
+            };
             if let Some(name) = key.topic.as_deref() {
                 self.node.metrics.add_bytes_out(name, sent);
             }

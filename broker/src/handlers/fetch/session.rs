@@ -15,13 +15,12 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use indexmap::{Equivalent, IndexMap};
-use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::FetchRequest;
 use parking_lot::Mutex;
 use protocol_shim::ErrorKind;
 use uuid::Uuid;
 
-use super::WantedPartition;
+use super::{PartitionRead, WantedPartition};
 use crate::node::Node;
 use crate::partition::Partition;
 
@@ -194,23 +193,27 @@ impl FetchSessionCache {
     }
 
     /// Keeps only what an incremental response must carry, and remembers what was sent.
-    /// `entries` come in the plan's order, which is the session's unless it changed since.
+    /// `entries` are the plan's partitions in its order (the session's unless it changed
+    /// since); what is kept comes with its index in the plan.
     pub fn filter_response(
         &self,
         plan: &FetchPlan,
-        entries: Vec<(PartitionKey, PartitionData)>,
-    ) -> Vec<(PartitionKey, PartitionData)> {
+        entries: Vec<PartitionRead>,
+    ) -> Vec<(usize, PartitionRead)> {
         if plan.response_session_id == 0 {
-            return entries;
+            return entries.into_iter().enumerate().collect();
         }
         let mut sessions = self.sessions.lock();
         let Some(session) = sessions.get_mut(&plan.response_session_id) else {
-            return entries;
+            return entries.into_iter().enumerate().collect();
         };
         entries
             .into_iter()
             .enumerate()
-            .filter(|(i, (key, data))| {
+            .filter(|(i, read)| {
+                let Some(key) = plan.wanted.get(*i).map(|w| &w.key) else {
+                    return true;
+                };
                 let name = key.topic.as_deref().unwrap_or("");
                 let lookup = SessionKeyRef(name, key.partition);
                 let index = match session.partitions.get_index(*i) {
@@ -221,15 +224,14 @@ impl FetchSessionCache {
                 else {
                     return true;
                 };
-                let changed = data.records.as_ref().is_some_and(|r| !r.is_empty())
-                    || data.error_code != 0
-                    || data.high_watermark != cached.last_high_watermark
-                    || data.log_start_offset != cached.last_log_start_offset;
-                cached.last_high_watermark = data.high_watermark;
-                cached.last_log_start_offset = data.log_start_offset;
+                let changed = !read.records.is_empty()
+                    || read.error != ErrorKind::None
+                    || read.high_watermark != cached.last_high_watermark
+                    || read.log_start_offset != cached.last_log_start_offset;
+                cached.last_high_watermark = read.high_watermark;
+                cached.last_log_start_offset = read.log_start_offset;
                 !plan.incremental || changed
             })
-            .map(|(_, entry)| entry)
             .collect()
     }
 }

@@ -7,14 +7,15 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
-use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::FetchRequest;
 use uuid::Uuid;
 
 use super::*;
 use crate::clock::SystemClock;
 use crate::config::{BrokerConfig, BrokerSettings};
+use crate::handlers::fetch::{PartitionRead, ReadRecords};
 use crate::handlers::util::topic_name;
+use bytes::Bytes;
 
 fn node_with(topics: &[(&str, i32)]) -> (tempfile::TempDir, Arc<Node>) {
     let dir = tempfile::tempdir().unwrap();
@@ -197,45 +198,70 @@ async fn an_incremental_answer_keeps_only_partitions_that_changed_in_any_order()
     let (_dir, node) = node_with(&[("a", 3)]);
     let parts = [("a", 0, 0), ("a", 1, 0), ("a", 2, 0)];
     let full = plan(&node, &request(&node, 12, (0, 0), &parts, &[]), 12).unwrap();
-    let entries = |hw: [i64; 3], reversed: bool| {
-        let mut e: Vec<_> = full
-            .wanted
-            .iter()
-            .zip(hw)
-            .map(|(w, hw)| {
-                (
-                    w.key.clone(),
-                    PartitionData::default()
-                        .with_partition_index(w.key.partition)
-                        .with_high_watermark(hw)
-                        .with_log_start_offset(0),
-                )
+    let entries = |hw: [i64; 3]| {
+        hw.iter()
+            .map(|&hw| {
+                let mut read = PartitionRead::new();
+                read.high_watermark = hw;
+                read.log_start_offset = 0;
+                read
             })
-            .collect();
-        if reversed {
-            e.reverse();
-        }
-        e
+            .collect::<Vec<_>>()
     };
     // The full answer keeps everything and records what it sent.
     let kept = node
         .fetch_sessions
-        .filter_response(&full, entries([0, 0, 0], false));
+        .filter_response(&full, entries([0, 0, 0]));
     assert_eq!(kept.len(), 3);
     let id = full.response_session_id;
     let round = plan(&node, &request(&node, 12, (id, 1), &[], &[]), 12).unwrap();
     let kept = node
         .fetch_sessions
-        .filter_response(&round, entries([0, 5, 0], false));
-    let kept: Vec<i32> = kept.iter().map(|(k, _)| k.partition).collect();
+        .filter_response(&round, entries([0, 5, 0]));
+    let kept: Vec<usize> = kept.iter().map(|(i, _)| *i).collect();
     assert_eq!(kept, vec![1]);
-    // Out of the session's order (entries are matched by key, not position).
+    // Records, an error or a new log start offset are news too; an unchanged partition is not.
     let round = plan(&node, &request(&node, 12, (id, 2), &[], &[]), 12).unwrap();
-    let kept = node
-        .fetch_sessions
-        .filter_response(&round, entries([4, 5, 0], true));
-    let kept: Vec<i32> = kept.iter().map(|(k, _)| k.partition).collect();
-    assert_eq!(kept, vec![0]);
+    let mut e = entries([0, 5, 0]);
+    e[0].records = ReadRecords::Bytes(Bytes::from_static(b"x"));
+    e[2].error = ErrorKind::NotLeaderOrFollower;
+    let kept = node.fetch_sessions.filter_response(&round, e);
+    let kept: Vec<usize> = kept.iter().map(|(i, _)| *i).collect();
+    assert_eq!(kept, vec![0, 2]);
+    let round = plan(&node, &request(&node, 12, (id, 3), &[], &[]), 12).unwrap();
+    let mut e = entries([0, 5, 0]);
+    e[1].log_start_offset = 3;
+    let kept = node.fetch_sessions.filter_response(&round, e);
+    assert_eq!(kept.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1]);
+}
+
+#[tokio::test]
+async fn an_answer_in_a_changed_order_is_matched_to_the_session_by_key() {
+    let (_dir, node) = node_with(&[("a", 3)]);
+    let parts = [("a", 0, 0), ("a", 1, 0), ("a", 2, 0)];
+    let full = plan(&node, &request(&node, 12, (0, 0), &parts, &[]), 12).unwrap();
+    let id = full.response_session_id;
+    let quiet = |n: usize| {
+        (0..n)
+            .map(|_| {
+                let mut read = PartitionRead::new();
+                read.high_watermark = 0;
+                read.log_start_offset = 0;
+                read
+            })
+            .collect::<Vec<_>>()
+    };
+    node.fetch_sessions.filter_response(&full, quiet(3));
+    // Forgetting a-0 shifts the session: its list is a-1, a-2; a-2's high watermark moved.
+    let round = plan(&node, &request(&node, 12, (id, 1), &[], &[("a", 0)]), 12).unwrap();
+    let mut e = quiet(2);
+    e[1].high_watermark = 7;
+    let kept = node.fetch_sessions.filter_response(&round, e);
+    let kept: Vec<i32> = kept
+        .iter()
+        .map(|(i, _)| round.wanted[*i].key.partition)
+        .collect();
+    assert_eq!(kept, vec![2]);
 }
 
 #[test]
