@@ -87,6 +87,14 @@ fn names(plan: &FetchPlan) -> Vec<(String, i32, i64)> {
         .collect()
 }
 
+/// A read that found no records and no error, at high watermark `hw` and log start 0.
+fn quiet_read(hw: i64) -> PartitionRead {
+    let mut read = PartitionRead::new();
+    read.high_watermark = hw;
+    read.log_start_offset = 0;
+    read
+}
+
 #[tokio::test]
 async fn a_round_that_changes_nothing_reads_the_sessions_list_without_copying_it() {
     let (_dir, node) = node_with(&[("a", 3), ("b", 1)]);
@@ -198,16 +206,7 @@ async fn an_incremental_answer_keeps_only_partitions_that_changed_in_any_order()
     let (_dir, node) = node_with(&[("a", 3)]);
     let parts = [("a", 0, 0), ("a", 1, 0), ("a", 2, 0)];
     let full = plan(&node, &request(&node, 12, (0, 0), &parts, &[]), 12).unwrap();
-    let entries = |hw: [i64; 3]| {
-        hw.iter()
-            .map(|&hw| {
-                let mut read = PartitionRead::new();
-                read.high_watermark = hw;
-                read.log_start_offset = 0;
-                read
-            })
-            .collect::<Vec<_>>()
-    };
+    let entries = |hw: [i64; 3]| hw.iter().map(|&hw| quiet_read(hw)).collect::<Vec<_>>();
     // The full answer keeps everything and records what it sent.
     let kept = node
         .fetch_sessions
@@ -241,16 +240,7 @@ async fn an_answer_in_a_changed_order_is_matched_to_the_session_by_key() {
     let parts = [("a", 0, 0), ("a", 1, 0), ("a", 2, 0)];
     let full = plan(&node, &request(&node, 12, (0, 0), &parts, &[]), 12).unwrap();
     let id = full.response_session_id;
-    let quiet = |n: usize| {
-        (0..n)
-            .map(|_| {
-                let mut read = PartitionRead::new();
-                read.high_watermark = 0;
-                read.log_start_offset = 0;
-                read
-            })
-            .collect::<Vec<_>>()
-    };
+    let quiet = |n: usize| (0..n).map(|_| quiet_read(0)).collect::<Vec<_>>();
     node.fetch_sessions.filter_response(&full, quiet(3));
     // Forgetting a-0 shifts the session: its list is a-1, a-2; a-2's high watermark moved.
     let round = plan(&node, &request(&node, 12, (id, 1), &[], &[("a", 0)]), 12).unwrap();
