@@ -1,7 +1,7 @@
 //! A three-node cluster of real `sluice` processes (controller + broker each) driven by
 //! librdkafka: replication, leader failover under an idempotent acks=all load, a paused
-//! follower leaving and rejoining the ISR, the active controller's death, and losing two of
-//! three nodes. The figures (acknowledged-but-lost, failover and ISR times) are printed for
+//! follower leaving and rejoining the ISR, the active controller's death, losing two of
+//! three nodes, and follower fetch sessions as topics come and go. The figures (acknowledged-but-lost, failover and ISR times) are printed for
 //! the README's reliability section.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -917,5 +917,99 @@ async fn a_new_leader_records_its_epoch_before_any_produce() {
     assert!(
         last.is_some_and(|(epoch, offset)| epoch > 0 && offset == 10),
         "the new leader's epoch, starting at its log end (10): {entries:?}"
+    );
+}
+
+/// Replica fetch sessions (KIP-227): after their first round, followers name only the
+/// partitions that changed. A new topic's partitions join each follower's session, a deleted
+/// topic's leave it, and replication of the rest goes on at once: acks=all sends are answered
+/// in milliseconds (median under 500 ms, each under 5 s; a follower whose session missed a
+/// change would hold the high watermark until the ISR changed, about a second per send
+/// here), and every replica stays in the ISR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_keep_replicating_as_topics_join_and_leave_their_sessions() {
+    let cluster = TestCluster::start(3, &[]);
+    let bootstrap = cluster.bootstrap();
+    let full_isr = |ps: &[PartitionInfo]| ps.len() == 3 && ps.iter().all(|p| p.isr.len() == 3);
+    let first = unique_topic("sess-a");
+    create_topic(&bootstrap, &first, 3, 3, &[("min.insync.replicas", "2")]).await;
+    cluster.wait_for_partitions(&first, Duration::from_secs(30), "full ISR", full_isr);
+    // A send fails after 10 s, and must be answered within 5.
+    let producer = rdk::producer(
+        &bootstrap,
+        &[("acks", "all"), ("message.timeout.ms", "10000")],
+    );
+    let quick = Duration::from_secs(10);
+    let took = Mutex::new(Vec::new());
+    let in_time = |sent: Instant, acked: Instant, what: &str| {
+        let t = acked.duration_since(sent);
+        assert!(t < Duration::from_secs(5), "{what} took {t:?}");
+        took.lock().unwrap().push(t);
+    };
+    for p in 0..3 {
+        let sent = Instant::now();
+        let acked = send_to(&producer, &first, p, format!("a{p}"), quick)
+            .await
+            .unwrap();
+        in_time(sent, acked, &format!("{first}-{p} a{p}"));
+    }
+    // A second topic joins the sessions the first one opened.
+    let second = unique_topic("sess-b");
+    create_topic(&bootstrap, &second, 3, 3, &[("min.insync.replicas", "2")]).await;
+    cluster.wait_for_partitions(&second, Duration::from_secs(30), "full ISR", full_isr);
+    for round in 0..3 {
+        for p in 0..3 {
+            let sent = Instant::now();
+            let acked = send_to(&producer, &second, p, format!("b{round}"), quick)
+                .await
+                .unwrap();
+            in_time(sent, acked, &format!("{second}-{p} b{round}"));
+            let sent = Instant::now();
+            let acked = send_to(&producer, &first, p, format!("a{round}"), quick)
+                .await
+                .unwrap();
+            in_time(sent, acked, &format!("{first}-{p} a{round}"));
+        }
+    }
+    // The first topic leaves them.
+    let admin = rdk::admin(&bootstrap);
+    let deleted = admin
+        .delete_topics(&[&first], &rdk::admin_options())
+        .await
+        .unwrap();
+    assert_eq!(deleted, vec![Ok(first.clone())]);
+    let client = cluster.metadata_client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // All topics' metadata (naming the topic could ask for it to be created again).
+    while client
+        .fetch_metadata(None, Duration::from_secs(3))
+        .map_or(true, |m| m.topics().iter().any(|t| t.name() == first))
+    {
+        assert!(Instant::now() < deadline, "{first} still listed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for round in 3..8 {
+        for p in 0..3 {
+            let sent = Instant::now();
+            let acked = send_to(&producer, &second, p, format!("b{round}"), quick)
+                .await
+                .unwrap();
+            in_time(sent, acked, &format!("{second}-{p} b{round}"));
+        }
+    }
+    let mut took = took.into_inner().unwrap();
+    took.sort();
+    let median = took[took.len() / 2];
+    assert!(
+        median < Duration::from_millis(500),
+        "median acks=all send {median:?}; all: {took:?}"
+    );
+    let parts = TestCluster::partitions(&client, &second).unwrap();
+    assert!(full_isr(&parts), "every replica in sync: {parts:?}");
+    let values = read_partition(&bootstrap, &second, 0, 8);
+    assert_eq!(
+        values,
+        (0..8).map(|r| (r, format!("b{r}"))).collect::<Vec<_>>(),
+        "partition 0 of {second}"
     );
 }
