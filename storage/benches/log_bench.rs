@@ -163,6 +163,40 @@ fn bench_reads(batch: &[u8]) {
     );
 }
 
+/// A log of many small segments, read at its tail (a follower or consumer caught up, whose
+/// read must find the last segment among all of them).
+fn bench_many_segments(batch: &[u8]) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 32 * 1024,
+        ..config(TimestampType::CreateTime)
+    };
+    let mut log = Log::open(dir.path(), config, 0).unwrap();
+    for i in 0..20_000 {
+        log.append(batch, 1, i as i64).unwrap();
+    }
+    let end = log.log_end_offset();
+    let segments = log.segment_count();
+    let n: usize = 100_000;
+    let mut best = Duration::MAX;
+    for _ in 0..ROUNDS {
+        let start = Instant::now();
+        for i in 0..n {
+            // The last batch, then nothing (at the end), alternately.
+            let offset = if i % 2 == 0 { end - 1 } else { end };
+            let r = log.read_region(offset, end, FETCH_BYTES, true).unwrap();
+            assert_eq!(r.records.len(), if offset < end { batch.len() } else { 0 });
+        }
+        best = best.min(start.elapsed());
+    }
+    report(
+        &format!("tail read_region, {segments} segments"),
+        n,
+        n / 2 * batch.len(),
+        best,
+    );
+}
+
 fn main() {
     // `cargo test --benches` lists benchmarks; there is nothing to list.
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -170,7 +204,8 @@ fn main() {
         return;
     }
     // Optional filter: `cargo bench --bench log_bench -- append` runs only the append cases,
-    // `-- partitions` only the 1,000-log case.
+    // `-- partitions` only the 1,000-log case, `-- segments` only the tail reads of a log of
+    // many segments.
     let filter = args.iter().find(|a| !a.starts_with('-')).cloned();
     let wanted = |group: &str| filter.as_deref().is_none_or(|f| group.contains(f));
     let batch = one_kib_batch();
@@ -191,5 +226,8 @@ fn main() {
     }
     if wanted("read") {
         bench_reads(&batch);
+    }
+    if wanted("read segments") {
+        bench_many_segments(&batch);
     }
 }

@@ -277,6 +277,20 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         prop_assert_eq!(log.log_end_offset(), model.end);
         prop_assert_eq!(log.log_start_offset(), model.start);
         prop_assert_eq!(log.epoch_entries(), model.epochs.entries());
+        // `segments_from` starts at the segment holding the offset: the same segments as
+        // filtering all of them, for every offset around the log.
+        for offset in model.start - 1..=model.end + 1 {
+            let from: Vec<i64> = log
+                .segments_from(offset)
+                .map(Segment::base_offset)
+                .collect();
+            let all: Vec<i64> = log
+                .segments()
+                .filter(|s| s.next_offset() > offset)
+                .map(Segment::base_offset)
+                .collect();
+            prop_assert_eq!(from, all, "segments from {}", offset);
+        }
     }
     Ok(())
 }

@@ -96,9 +96,20 @@ impl Log {
         Ok(log_end)
     }
 
-    /// Segments that may hold `offset` or anything after it, in order.
+    /// Segments that may hold `offset` or anything after it, in order. Starts at the last
+    /// sealed segment based at or below `offset` (each segment ends at or before the next one's
+    /// base, so none before it can), not at the first of the log.
     pub(crate) fn segments_from(&self, offset: i64) -> impl Iterator<Item = &Segment> {
-        self.segments().filter(move |s| s.next_offset() > offset)
+        let first = self
+            .sealed
+            .range(..=offset)
+            .next_back()
+            .map_or(i64::MIN, |(base, _)| *base);
+        self.sealed
+            .range(first..)
+            .map(|(_, s)| s)
+            .chain(std::iter::once(&self.active))
+            .filter(move |s| s.next_offset() > offset)
     }
 
     /// The first record (in offset order, at or above the log start) whose timestamp is >= `ts`.
