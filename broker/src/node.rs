@@ -193,30 +193,25 @@ impl Node {
         topic: &str,
         partition: i32,
     ) -> Result<Arc<crate::partition::Partition>, ErrorKind> {
-        self.leader_of(topic, partition, self.partitions.get(topic, partition))
-    }
-
-    /// `leader_partition` for a partition already looked up (`found`, `None` if not hosted).
-    fn leader_of(
-        &self,
-        topic: &str,
-        partition: i32,
-        found: Option<Arc<crate::partition::Partition>>,
-    ) -> Result<Arc<crate::partition::Partition>, ErrorKind> {
-        match found {
+        match self.partitions.get(topic, partition) {
             Some(p) if p.serves_reads() => Ok(p),
             Some(_) => Err(ErrorKind::NotLeaderOrFollower),
-            None => {
-                let known = self
-                    .topics
-                    .get(topic)
-                    .is_some_and(|t| partition >= 0 && partition < t.partitions);
-                if known && self.cluster().is_some() {
-                    Err(ErrorKind::NotLeaderOrFollower)
-                } else {
-                    Err(ErrorKind::UnknownTopicOrPartition)
-                }
-            }
+            None => Err(self.not_hosted_error(topic, partition)),
+        }
+    }
+
+    /// What a request for a partition not hosted here gets: NOT_LEADER_OR_FOLLOWER for a
+    /// partition of a known topic in a cluster (it is hosted elsewhere, so the client
+    /// refreshes its metadata), UNKNOWN_TOPIC_OR_PARTITION otherwise.
+    pub fn not_hosted_error(&self, topic: &str, partition: i32) -> ErrorKind {
+        let known = self
+            .topics
+            .get(topic)
+            .is_some_and(|t| partition >= 0 && partition < t.partitions);
+        if known && self.cluster().is_some() {
+            ErrorKind::NotLeaderOrFollower
+        } else {
+            ErrorKind::UnknownTopicOrPartition
         }
     }
 
@@ -231,15 +226,13 @@ impl Node {
         from_follower: bool,
         found: Option<Arc<crate::partition::Partition>>,
     ) -> Result<Arc<crate::partition::Partition>, ErrorKind> {
-        match found.or_else(|| self.partitions.get(topic, partition)) {
-            Some(p) if from_follower && !p.serves_reads() => {
-                if p.is_follower() {
-                    Ok(p)
-                } else {
-                    Err(ErrorKind::NotLeaderOrFollower)
-                }
-            }
-            other => self.leader_of(topic, partition, other),
+        let Some(p) = found.or_else(|| self.partitions.get(topic, partition)) else {
+            return Err(self.not_hosted_error(topic, partition));
+        };
+        if p.serves_reads() || (from_follower && p.is_follower()) {
+            Ok(p)
+        } else {
+            Err(ErrorKind::NotLeaderOrFollower)
         }
     }
 

@@ -928,6 +928,23 @@ async fn a_new_leader_records_its_epoch_before_any_produce() {
 /// here), and every replica stays in the ISR.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followers_keep_replicating_as_topics_join_and_leave_their_sessions() {
+    /// Sends `value` acks=all and returns how long its answer took (under 5 s).
+    async fn timed_send(
+        producer: &FutureProducer,
+        topic: &str,
+        partition: i32,
+        value: String,
+    ) -> Duration {
+        let what = format!("{topic}-{partition} {value}");
+        let sent = Instant::now();
+        let acked = send_to(producer, topic, partition, value, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let took = acked.duration_since(sent);
+        assert!(took < Duration::from_secs(5), "{what} took {took:?}");
+        took
+    }
+
     let cluster = TestCluster::start(3, &[]);
     let bootstrap = cluster.bootstrap();
     let full_isr = |ps: &[PartitionInfo]| ps.len() == 3 && ps.iter().all(|p| p.isr.len() == 3);
@@ -939,19 +956,9 @@ async fn followers_keep_replicating_as_topics_join_and_leave_their_sessions() {
         &bootstrap,
         &[("acks", "all"), ("message.timeout.ms", "10000")],
     );
-    let quick = Duration::from_secs(10);
-    let took = Mutex::new(Vec::new());
-    let in_time = |sent: Instant, acked: Instant, what: &str| {
-        let t = acked.duration_since(sent);
-        assert!(t < Duration::from_secs(5), "{what} took {t:?}");
-        took.lock().unwrap().push(t);
-    };
+    let mut took = Vec::new();
     for p in 0..3 {
-        let sent = Instant::now();
-        let acked = send_to(&producer, &first, p, format!("a{p}"), quick)
-            .await
-            .unwrap();
-        in_time(sent, acked, &format!("{first}-{p} a{p}"));
+        took.push(timed_send(&producer, &first, p, format!("a{p}")).await);
     }
     // A second topic joins the sessions the first one opened.
     let second = unique_topic("sess-b");
@@ -959,16 +966,8 @@ async fn followers_keep_replicating_as_topics_join_and_leave_their_sessions() {
     cluster.wait_for_partitions(&second, Duration::from_secs(30), "full ISR", full_isr);
     for round in 0..3 {
         for p in 0..3 {
-            let sent = Instant::now();
-            let acked = send_to(&producer, &second, p, format!("b{round}"), quick)
-                .await
-                .unwrap();
-            in_time(sent, acked, &format!("{second}-{p} b{round}"));
-            let sent = Instant::now();
-            let acked = send_to(&producer, &first, p, format!("a{round}"), quick)
-                .await
-                .unwrap();
-            in_time(sent, acked, &format!("{first}-{p} a{round}"));
+            took.push(timed_send(&producer, &second, p, format!("b{round}")).await);
+            took.push(timed_send(&producer, &first, p, format!("a{round}")).await);
         }
     }
     // The first topic leaves them.
@@ -990,14 +989,9 @@ async fn followers_keep_replicating_as_topics_join_and_leave_their_sessions() {
     }
     for round in 3..8 {
         for p in 0..3 {
-            let sent = Instant::now();
-            let acked = send_to(&producer, &second, p, format!("b{round}"), quick)
-                .await
-                .unwrap();
-            in_time(sent, acked, &format!("{second}-{p} b{round}"));
+            took.push(timed_send(&producer, &second, p, format!("b{round}")).await);
         }
     }
-    let mut took = took.into_inner().unwrap();
     took.sort();
     let median = took[took.len() / 2];
     assert!(

@@ -75,9 +75,11 @@ impl FollowerSession {
         self.members.clear();
     }
 
+    /// What the leader's session holds for a partition, if its stamp is of this session
+    /// (asked only while one is open).
     fn current(&self, stamp: Option<Stamp>) -> Option<Sent> {
         stamp
-            .filter(|s| self.id != 0 && s.generation == self.generation)
+            .filter(|s| s.generation == self.generation)
             .map(|s| s.sent)
     }
 

@@ -255,21 +255,15 @@ impl FetchContext {
         // A replica fetch takes the partition as it is here and asks its role once, when it
         // records the fetch (not a leader: NOT_LEADER_OR_FOLLOWER), after the epoch check as
         // in Kafka; a consumer's is checked for reads first.
-        let found = match self.follower {
-            Some(_) => match found.or_else(|| self.node.partitions.get(name, w.key.partition)) {
-                Some(p) => Ok(p),
-                // Not hosted here: the error a consumer would get.
-                None => Err(self
-                    .node
-                    .leader_partition(name, w.key.partition)
-                    .err()
-                    .unwrap_or(ErrorKind::NotLeaderOrFollower)),
-            },
+        let partition = match self.follower {
+            Some(_) => found
+                .or_else(|| self.node.partitions.get(name, w.key.partition))
+                .ok_or_else(|| self.node.not_hosted_error(name, w.key.partition)),
             None => self
                 .node
                 .consumer_fetch_partition(name, w.key.partition, from_follower, found),
         };
-        let partition = match found {
+        let partition = match partition {
             Ok(p) => p,
             Err(ErrorKind::UnknownTopicOrPartition) if self.version >= 13 => {
                 return ErrorKind::UnknownTopicId
