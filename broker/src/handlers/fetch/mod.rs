@@ -7,6 +7,9 @@
 //! (`preferred_read_replica`, KIP-392).
 
 mod session;
+#[cfg(test)]
+#[path = "wait_tests.rs"]
+mod wait_tests;
 
 pub use session::FetchSessionCache;
 
@@ -14,12 +17,14 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::future::select_all;
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
 use kafka_protocol::messages::fetch_response::{
     FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ResponseKind};
 use protocol_shim::ErrorKind;
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::util::{partition_error_kind, topic_name};
@@ -53,6 +58,13 @@ pub enum ReadRecords {
 }
 
 impl ReadRecords {
+    pub fn len(&self) -> usize {
+        match self {
+            ReadRecords::Bytes(b) => b.len(),
+            ReadRecords::File(region) => usize::try_from(region.len).unwrap_or(usize::MAX),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         match self {
             ReadRecords::Bytes(b) => b.is_empty(),
@@ -87,85 +99,26 @@ pub struct WantedPartition {
 }
 
 pub fn handle(node: &Arc<Node>, request: FetchRequest, version: i16) -> Reply {
-    let deadline = tokio::time::Instant::now()
-        + Duration::from_millis(
-            u64::try_from(request.max_wait_ms.clamp(0, MAX_WAIT_MS)).unwrap_or(0),
-        );
-    let replica_id = if version >= 15 {
-        request.replica_state.replica_id.0
-    } else {
-        request.replica_id.0
-    };
-    let plan = match session::plan(node, &request, version) {
-        Ok(plan) => plan,
+    let ctx = match FetchContext::new(node, &request, version) {
+        Ok(ctx) => ctx,
         Err(kind) => {
             return Reply::Now(Box::new(ResponseKind::Fetch(
                 FetchResponse::default().with_error_code(kind.code()),
             )))
         }
     };
-    let broker_max = node.config.settings.i32("fetch.max.bytes").max(1);
-    let max_bytes = if request.max_bytes <= 0 {
-        broker_max
-    } else {
-        request.max_bytes.min(broker_max)
-    };
-    let ctx = FetchContext {
-        node: Arc::clone(node),
-        version,
-        max_bytes: usize::try_from(max_bytes).unwrap_or(0),
-        read_committed: request.isolation_level == 1,
-        follower: (replica_id >= 0).then_some(replica_id),
-        client_rack: request.rack_id.as_str().to_string(),
-        plan,
-    };
-    let min_bytes = usize::try_from(request.min_bytes.max(0)).unwrap_or(0);
-    let first = ctx.collect();
-    if first.bytes >= min_bytes.max(1)
-        || first.has_error
-        || first.answer_now
-        || request.max_wait_ms <= 0
-    {
+    let first = ctx.collect(ctx.may_wait);
+    if first.bytes >= ctx.min_bytes || first.has_error || first.answer_now || !ctx.may_wait {
         return Reply::WithFiles(Box::pin(std::future::ready(ctx.finish(first))));
     }
-    let partitions: Vec<Arc<Partition>> = first.partitions.clone();
-    Reply::WithFiles(Box::pin(async move {
-        drop(first);
-        // Consumers wait for the high watermark, followers for the log end.
-        let mut receivers: Vec<_> = partitions
-            .iter()
-            .map(|p| {
-                if ctx.follower.is_some() {
-                    p.subscribe_log_end()
-                } else {
-                    p.subscribe_high_watermark()
-                }
-            })
-            .collect();
-        loop {
-            if receivers.is_empty() {
-                tokio::time::sleep_until(deadline).await;
-                break;
-            }
-            let changed = select_all(receivers.iter_mut().map(|rx| Box::pin(rx.changed())));
-            tokio::select! {
-                () = tokio::time::sleep_until(deadline) => break,
-                () = ctx.node.shutdown.cancelled() => break,
-                (res, _, _) = changed => {
-                    if res.is_err() {
-                        // A partition was closed; answer with what we have.
-                        break;
-                    }
-                }
-            }
-            let result = ctx.collect();
-            if result.bytes >= min_bytes || result.has_error {
-                return ctx.finish(result);
-            }
-        }
-        let result = ctx.collect();
-        ctx.finish(result)
-    }))
+    Reply::WithFiles(Box::pin(async move { ctx.wait_for_bytes(first).await }))
+}
+
+/// Waits until `rx` sees a change (`false`: its partition was closed); hands the receiver
+/// back with `k`, which names its partition.
+async fn changed(k: usize, mut rx: watch::Receiver<i64>) -> (usize, watch::Receiver<i64>, bool) {
+    let open = rx.changed().await.is_ok();
+    (k, rx, open)
 }
 
 struct FetchContext {
@@ -178,6 +131,12 @@ struct FetchContext {
     /// The consumer's `client.rack` (v11+; empty if unset).
     client_rack: String,
     plan: FetchPlan,
+    /// The request may long-poll (`max_wait_ms` > 0).
+    may_wait: bool,
+    /// Answer once this many bytes are there (0: at once, as Kafka).
+    min_bytes: usize,
+    /// When a long-poll ends without them.
+    deadline: tokio::time::Instant,
 }
 
 struct Collected {
@@ -187,28 +146,73 @@ struct Collected {
     has_error: bool,
     /// A partition names a preferred read replica: answer at once, as Kafka does.
     answer_now: bool,
-    partitions: Vec<Arc<Partition>>,
+    /// When collected to wait: each partition read without error, with what ends a wait for
+    /// it as the read saw it.
+    waits: Vec<PartitionWait>,
+}
+
+struct PartitionWait {
+    /// Its index in the plan.
+    index: usize,
+    partition: Arc<Partition>,
+    /// The value the wait watches, as of the read: the high watermark for a consumer, the
+    /// log end for a follower. A wait that subscribes to a different one reads again at once
+    /// (it changed between the read and the subscription).
+    seen: i64,
 }
 
 impl FetchContext {
-    fn collect(&self) -> Collected {
+    fn new(node: &Arc<Node>, request: &FetchRequest, version: i16) -> Result<Self, ErrorKind> {
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_millis(
+                u64::try_from(request.max_wait_ms.clamp(0, MAX_WAIT_MS)).unwrap_or(0),
+            );
+        let replica_id = if version >= 15 {
+            request.replica_state.replica_id.0
+        } else {
+            request.replica_id.0
+        };
+        let plan = session::plan(node, request, version)?;
+        let broker_max = node.config.settings.i32("fetch.max.bytes").max(1);
+        let max_bytes = if request.max_bytes <= 0 {
+            broker_max
+        } else {
+            request.max_bytes.min(broker_max)
+        };
+        Ok(FetchContext {
+            node: Arc::clone(node),
+            version,
+            max_bytes: usize::try_from(max_bytes).unwrap_or(0),
+            read_committed: request.isolation_level == 1,
+            follower: (replica_id >= 0).then_some(replica_id),
+            client_rack: request.rack_id.as_str().to_string(),
+            plan,
+            may_wait: request.max_wait_ms > 0,
+            min_bytes: usize::try_from(request.min_bytes.max(0)).unwrap_or(0),
+            deadline,
+        })
+    }
+
+    /// Reads every partition of the plan; with `watch`, notes what a long-poll would wait on.
+    fn collect(&self, watch: bool) -> Collected {
         let mut entries = Vec::with_capacity(self.plan.wanted.len());
         let mut bytes = 0usize;
         let mut has_error = false;
         let mut answer_now = false;
-        let mut partitions = Vec::new();
+        let mut waits = Vec::new();
         // One clock read per round, not per partition (a follower's fetch time per partition).
         let now_ms = self.follower.map(|_| self.node.now_ms());
         let found = self.plan.found.as_deref();
         for (i, w) in self.plan.wanted.iter().enumerate() {
             let mut read = PartitionRead::new();
             read.error = self.read_partition(
+                i,
                 w,
                 found.and_then(|f| f.get(i)).and_then(Weak::upgrade),
                 now_ms,
                 &mut read,
                 &mut bytes,
-                &mut partitions,
+                watch.then_some(&mut waits),
             );
             answer_now |= read.preferred_read_replica >= 0;
             if read.error != ErrorKind::None {
@@ -230,18 +234,107 @@ impl FetchContext {
             bytes,
             has_error,
             answer_now,
-            partitions,
+            waits,
         }
     }
 
+    /// Long-polls: waits until `min_bytes` are there, an error, the deadline or shutdown. A
+    /// change reads again only the partitions that changed (the others' reads stand; Kafka
+    /// also completes a delayed fetch by reading again, but every partition of it), and the
+    /// deadline reads all of them once more.
+    async fn wait_for_bytes(&self, mut result: Collected) -> Outgoing {
+        let mut waiting = FuturesUnordered::new();
+        let mut partitions = Vec::with_capacity(result.waits.len());
+        let mut moved = Vec::new();
+        for (k, wait) in std::mem::take(&mut result.waits).into_iter().enumerate() {
+            // Consumers wait for the high watermark, followers for the log end.
+            let rx = if self.follower.is_some() {
+                wait.partition.subscribe_log_end()
+            } else {
+                wait.partition.subscribe_high_watermark()
+            };
+            if *rx.borrow() != wait.seen {
+                moved.push(k);
+            }
+            // The receiver moves into its future and comes back with the change.
+            waiting.push(changed(k, rx));
+            partitions.push((wait.index, wait.partition));
+        }
+        for k in moved {
+            if let Some((index, partition)) = partitions.get(k) {
+                self.read_again(&mut result, *index, partition);
+            }
+        }
+        if result.bytes >= self.min_bytes || result.has_error {
+            return self.finish(result);
+        }
+        let sleep = tokio::time::sleep_until(self.deadline);
+        tokio::pin!(sleep);
+        loop {
+            let next = tokio::select! {
+                () = &mut sleep => break,
+                () = self.node.shutdown.cancelled() => break,
+                next = waiting.next(), if !waiting.is_empty() => next,
+            };
+            let Some(first) = next else { break };
+            let mut changed_now = vec![first];
+            while let Some(Some(more)) = waiting.next().now_or_never() {
+                changed_now.push(more);
+            }
+            if changed_now.iter().any(|(_, _, open)| !open) {
+                // A partition was closed; answer with what we have.
+                break;
+            }
+            for (k, rx, _) in changed_now {
+                if let Some((index, partition)) = partitions.get(k) {
+                    self.read_again(&mut result, *index, partition);
+                }
+                waiting.push(changed(k, rx));
+            }
+            if result.bytes >= self.min_bytes || result.has_error {
+                return self.finish(result);
+            }
+        }
+        drop(waiting);
+        let result = self.collect(false);
+        self.finish(result)
+    }
+
+    /// Reads one partition of a waiting request again after a change, within what the other
+    /// partitions' reads left of `max_bytes`.
+    fn read_again(&self, result: &mut Collected, index: usize, partition: &Arc<Partition>) {
+        let (Some(w), Some(old)) = (self.plan.wanted.get(index), result.entries.get(index)) else {
+            return;
+        };
+        let mut bytes = result.bytes.saturating_sub(old.records.len());
+        let now_ms = self.follower.map(|_| self.node.now_ms());
+        let mut read = PartitionRead::new();
+        read.error = self.read_partition(
+            index,
+            w,
+            Some(Arc::clone(partition)),
+            now_ms,
+            &mut read,
+            &mut bytes,
+            None,
+        );
+        result.has_error |= read.error != ErrorKind::None;
+        result.bytes = bytes;
+        if let Some(entry) = result.entries.get_mut(index) {
+            *entry = read;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn read_partition(
         &self,
+        index: usize,
         w: &WantedPartition,
         found: Option<Arc<Partition>>,
         now_ms: Option<i64>,
         data: &mut PartitionRead,
         bytes: &mut usize,
-        partitions: &mut Vec<Arc<Partition>>,
+        waits: Option<&mut Vec<PartitionWait>>,
     ) -> ErrorKind {
         let Some(name) = w.key.topic.as_deref() else {
             return ErrorKind::UnknownTopicId;
@@ -300,7 +393,6 @@ impl FetchContext {
                 return ErrorKind::None;
             }
         }
-        partitions.push(Arc::clone(&partition));
         let remaining = self.max_bytes.saturating_sub(*bytes);
         let limit = usize::try_from(w.partition_max_bytes.max(0))
             .unwrap_or(0)
@@ -308,6 +400,18 @@ impl FetchContext {
         let min_one = *bytes == 0;
         match partition.read_for_fetch(w.fetch_offset, limit, min_one, self.follower.is_some()) {
             Ok(read) => {
+                if let Some(waits) = waits {
+                    let seen = if self.follower.is_some() {
+                        read.log_end_offset
+                    } else {
+                        read.high_watermark
+                    };
+                    waits.push(PartitionWait {
+                        index,
+                        partition: Arc::clone(&partition),
+                        seen,
+                    });
+                }
                 data.high_watermark = read.high_watermark;
                 data.log_start_offset = read.log_start_offset;
                 *bytes += read.records.len();
