@@ -495,6 +495,11 @@ impl Partition {
         Ok(leo)
     }
 
+    /// The log end offset as last published to `subscribe_log_end` receivers.
+    pub fn published_log_end(&self) -> i64 {
+        *self.log_end.borrow()
+    }
+
     /// Subscribe to log end offset changes (follower fetches long-poll on it).
     pub fn subscribe_log_end(&self) -> watch::Receiver<i64> {
         self.log_end.subscribe()

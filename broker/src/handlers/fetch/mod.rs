@@ -155,9 +155,9 @@ struct PartitionWait {
     /// Its index in the plan.
     index: usize,
     partition: Arc<Partition>,
-    /// The value the wait watches, as of the read: the high watermark for a consumer, the
-    /// log end for a follower. A wait that subscribes to a different one reads again at once
-    /// (it changed between the read and the subscription).
+    /// The value the wait watches, as of the partition's last read: the high watermark for a
+    /// consumer, the log end for a follower. A wait reads again the partitions whose value
+    /// differs from it.
     seen: i64,
 }
 
@@ -238,33 +238,20 @@ impl FetchContext {
         }
     }
 
-    /// Long-polls: waits until `min_bytes` are there, an error, the deadline or shutdown. A
-    /// change reads again only the partitions that changed (the others' reads stand; Kafka
-    /// also completes a delayed fetch by reading again, but every partition of it), and the
-    /// deadline reads all of them once more.
+    /// Long-polls: waits until `min_bytes` are there, an error, the deadline or shutdown.
+    /// After a wake-up every partition whose watched value moved since its read is read
+    /// again (Kafka completes a delayed fetch by reading every partition again; one that did
+    /// not move would read the same), and the deadline reads all of them once more.
     async fn wait_for_bytes(&self, mut result: Collected) -> Outgoing {
         let mut waiting = FuturesUnordered::new();
-        let mut partitions = Vec::with_capacity(result.waits.len());
-        let mut moved = Vec::new();
-        for (k, wait) in std::mem::take(&mut result.waits).into_iter().enumerate() {
-            // Consumers wait for the high watermark, followers for the log end.
-            let rx = if self.follower.is_some() {
-                wait.partition.subscribe_log_end()
-            } else {
-                wait.partition.subscribe_high_watermark()
-            };
-            if *rx.borrow() != wait.seen {
-                moved.push(k);
-            }
+        let mut waits = std::mem::take(&mut result.waits);
+        for (k, wait) in waits.iter().enumerate() {
             // The receiver moves into its future and comes back with the change.
-            waiting.push(changed(k, rx));
-            partitions.push((wait.index, wait.partition));
+            waiting.push(changed(k, self.subscribe(&wait.partition)));
         }
-        for k in moved {
-            if let Some((index, partition)) = partitions.get(k) {
-                self.read_again(&mut result, *index, partition);
-            }
-        }
+        // A value that moved between a partition's read and the subscription is not a change
+        // the receiver reports: compare it with what the read saw.
+        self.read_moved(&mut result, &mut waits);
         if result.bytes >= self.min_bytes || result.has_error {
             return self.finish(result);
         }
@@ -277,20 +264,18 @@ impl FetchContext {
                 next = waiting.next(), if !waiting.is_empty() => next,
             };
             let Some(first) = next else { break };
-            let mut changed_now = vec![first];
+            let mut woken = vec![first];
             while let Some(Some(more)) = waiting.next().now_or_never() {
-                changed_now.push(more);
+                woken.push(more);
             }
-            if changed_now.iter().any(|(_, _, open)| !open) {
+            if woken.iter().any(|(_, _, open)| !open) {
                 // A partition was closed; answer with what we have.
                 break;
             }
-            for (k, rx, _) in changed_now {
-                if let Some((index, partition)) = partitions.get(k) {
-                    self.read_again(&mut result, *index, partition);
-                }
+            for (k, rx, _) in woken {
                 waiting.push(changed(k, rx));
             }
+            self.read_moved(&mut result, &mut waits);
             if result.bytes >= self.min_bytes || result.has_error {
                 return self.finish(result);
             }
@@ -300,28 +285,60 @@ impl FetchContext {
         self.finish(result)
     }
 
-    /// Reads one partition of a waiting request again after a change, within what the other
-    /// partitions' reads left of `max_bytes`.
-    fn read_again(&self, result: &mut Collected, index: usize, partition: &Arc<Partition>) {
-        let (Some(w), Some(old)) = (self.plan.wanted.get(index), result.entries.get(index)) else {
-            return;
-        };
-        let mut bytes = result.bytes.saturating_sub(old.records.len());
-        let now_ms = self.follower.map(|_| self.node.now_ms());
-        let mut read = PartitionRead::new();
-        read.error = self.read_partition(
-            index,
-            w,
-            Some(Arc::clone(partition)),
-            now_ms,
-            &mut read,
-            &mut bytes,
-            None,
-        );
-        result.has_error |= read.error != ErrorKind::None;
-        result.bytes = bytes;
-        if let Some(entry) = result.entries.get_mut(index) {
-            *entry = read;
+    /// What a wait watches on a partition: a consumer its high watermark, a follower its log
+    /// end.
+    fn subscribe(&self, partition: &Partition) -> watch::Receiver<i64> {
+        if self.follower.is_some() {
+            partition.subscribe_log_end()
+        } else {
+            partition.subscribe_high_watermark()
+        }
+    }
+
+    fn watched(&self, partition: &Partition) -> i64 {
+        if self.follower.is_some() {
+            partition.published_log_end()
+        } else {
+            partition.high_watermark()
+        }
+    }
+
+    /// Reads again each partition whose watched value is no longer what its last read saw,
+    /// within what the other partitions' reads left of `max_bytes`.
+    fn read_moved(&self, result: &mut Collected, waits: &mut [PartitionWait]) {
+        let mut now_ms = None;
+        for wait in waits.iter_mut() {
+            if self.watched(&wait.partition) == wait.seen {
+                continue;
+            }
+            let (Some(w), Some(old)) = (
+                self.plan.wanted.get(wait.index),
+                result.entries.get(wait.index),
+            ) else {
+                continue;
+            };
+            let mut bytes = result.bytes.saturating_sub(old.records.len());
+            if self.follower.is_some() && now_ms.is_none() {
+                now_ms = Some(self.node.now_ms());
+            }
+            let mut read = PartitionRead::new();
+            let mut seen = Vec::with_capacity(1);
+            read.error = self.read_partition(
+                wait.index,
+                w,
+                Some(Arc::clone(&wait.partition)),
+                now_ms,
+                &mut read,
+                &mut bytes,
+                Some(&mut seen),
+            );
+            // After an error nothing more is read: the answer goes out with it.
+            result.has_error |= read.error != ErrorKind::None;
+            wait.seen = seen.first().map_or(wait.seen, |s| s.seen);
+            result.bytes = bytes;
+            if let Some(entry) = result.entries.get_mut(wait.index) {
+                *entry = read;
+            }
         }
     }
 
@@ -401,6 +418,7 @@ impl FetchContext {
         match partition.read_for_fetch(w.fetch_offset, limit, min_one, self.follower.is_some()) {
             Ok(read) => {
                 if let Some(waits) = waits {
+                    // What `watched` gives, as of the read.
                     let seen = if self.follower.is_some() {
                         read.log_end_offset
                     } else {
