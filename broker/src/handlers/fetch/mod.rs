@@ -114,11 +114,10 @@ pub fn handle(node: &Arc<Node>, request: FetchRequest, version: i16) -> Reply {
     Reply::WithFiles(Box::pin(async move { ctx.wait_for_bytes(first).await }))
 }
 
-/// Waits until `rx` sees a change (`false`: its partition was closed); hands the receiver
-/// back with `k`, which names its partition.
-async fn changed(k: usize, mut rx: watch::Receiver<i64>) -> (usize, watch::Receiver<i64>, bool) {
+/// Waits until `rx` sees a change and hands it back (`false`: its partition was closed).
+async fn changed(mut rx: watch::Receiver<i64>) -> (watch::Receiver<i64>, bool) {
     let open = rx.changed().await.is_ok();
-    (k, rx, open)
+    (rx, open)
 }
 
 struct FetchContext {
@@ -245,9 +244,9 @@ impl FetchContext {
     async fn wait_for_bytes(&self, mut result: Collected) -> Outgoing {
         let mut waiting = FuturesUnordered::new();
         let mut waits = std::mem::take(&mut result.waits);
-        for (k, wait) in waits.iter().enumerate() {
+        for wait in &waits {
             // The receiver moves into its future and comes back with the change.
-            waiting.push(changed(k, self.subscribe(&wait.partition)));
+            waiting.push(changed(self.subscribe(&wait.partition)));
         }
         // A value that moved between a partition's read and the subscription is not a change
         // the receiver reports: compare it with what the read saw.
@@ -268,12 +267,12 @@ impl FetchContext {
             while let Some(Some(more)) = waiting.next().now_or_never() {
                 woken.push(more);
             }
-            if woken.iter().any(|(_, _, open)| !open) {
+            if woken.iter().any(|(_, open)| !open) {
                 // A partition was closed; answer with what we have.
                 break;
             }
-            for (k, rx, _) in woken {
-                waiting.push(changed(k, rx));
+            for (rx, _) in woken {
+                waiting.push(changed(rx));
             }
             self.read_moved(&mut result, &mut waits);
             if result.bytes >= self.min_bytes || result.has_error {
