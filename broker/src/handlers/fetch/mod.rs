@@ -11,6 +11,24 @@ mod session;
 #[path = "wait_tests.rs"]
 mod wait_tests;
 
+/// For the fetch tests: a single node in a temporary directory holding `topics` (name,
+/// partitions).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+fn node_with(topics: &[(&str, i32)]) -> (tempfile::TempDir, Arc<Node>) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(
+        crate::config::BrokerConfig::for_tests(dir.path(), Default::default()),
+        Arc::new(crate::clock::SystemClock),
+    )
+    .unwrap();
+    for (name, partitions) in topics {
+        node.create_topic(name, *partitions, 1, Default::default(), false)
+            .unwrap();
+    }
+    (dir, node)
+}
+
 pub use session::FetchSessionCache;
 
 use std::sync::{Arc, Weak};
@@ -331,7 +349,7 @@ impl FetchContext {
                 &mut bytes,
                 Some(&mut seen),
             );
-            // After an error nothing more is read: the answer goes out with it.
+            // An error sends the answer once this round of reads is done.
             result.has_error |= read.error != ErrorKind::None;
             wait.seen = seen.first().map_or(wait.seen, |s| s.seen);
             result.bytes = bytes;

@@ -11,25 +11,10 @@ use kafka_protocol::messages::FetchRequest;
 use uuid::Uuid;
 
 use super::*;
-use crate::clock::SystemClock;
-use crate::config::{BrokerConfig, BrokerSettings};
+use crate::handlers::fetch::node_with;
 use crate::handlers::fetch::{PartitionRead, ReadRecords};
 use crate::handlers::util::topic_name;
 use bytes::Bytes;
-
-fn node_with(topics: &[(&str, i32)]) -> (tempfile::TempDir, Arc<Node>) {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(
-        BrokerConfig::for_tests(dir.path(), BrokerSettings::default()),
-        Arc::new(SystemClock),
-    )
-    .unwrap();
-    for (name, partitions) in topics {
-        node.create_topic(name, *partitions, 1, Default::default(), false)
-            .unwrap();
-    }
-    (dir, node)
-}
 
 /// A Fetch naming `parts` (topic, partition, fetch offset) by name, or by id at v13+.
 fn request(

@@ -9,21 +9,7 @@ use kafka_protocol::messages::FetchResponse;
 use storage::BatchBuilder;
 
 use super::*;
-use crate::clock::SystemClock;
-use crate::config::{BrokerConfig, BrokerSettings};
 use crate::handlers::util::topic_name;
-
-fn node_with_topic(partitions: i32) -> (tempfile::TempDir, Arc<Node>) {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(
-        BrokerConfig::for_tests(dir.path(), BrokerSettings::default()),
-        Arc::new(SystemClock),
-    )
-    .unwrap();
-    node.create_topic("t", partitions, 1, Default::default(), false)
-        .unwrap();
-    (dir, node)
-}
 
 /// A consumer's sessionless Fetch v12 of every partition of "t" from offset 0.
 fn request(partitions: i32, max_wait_ms: i32, min_bytes: i32) -> FetchRequest {
@@ -83,7 +69,7 @@ fn record_lengths(out: Outgoing) -> Vec<usize> {
 /// once instead of waiting for `max_wait_ms`.
 #[tokio::test]
 async fn a_change_between_a_partitions_read_and_the_wait_ends_the_wait() {
-    let (_dir, node) = node_with_topic(3);
+    let (_dir, node) = node_with(&[("t", 3)]);
     let ctx = FetchContext::new(&node, &request(3, 30_000, 1), 12).unwrap();
     let first = ctx.collect(true);
     assert_eq!((first.bytes, first.waits.len()), (0, 3));
@@ -100,7 +86,7 @@ async fn a_change_between_a_partitions_read_and_the_wait_ends_the_wait() {
 /// and keeps the others' records, and the wait goes on until together they reach it.
 #[tokio::test]
 async fn a_wait_adds_up_the_partitions_that_changed_until_min_bytes() {
-    let (_dir, node) = node_with_topic(3);
+    let (_dir, node) = node_with(&[("t", 3)]);
     let reply = handle(&node, request(3, 30_000, 3_000), 12);
     let Reply::WithFiles(answer) = reply else {
         panic!("a fetch answer");
@@ -122,7 +108,7 @@ async fn a_wait_adds_up_the_partitions_that_changed_until_min_bytes() {
 /// As Kafka: a fetch that asks for no bytes is answered at once, whatever it may wait.
 #[tokio::test]
 async fn min_bytes_zero_answers_at_once() {
-    let (_dir, node) = node_with_topic(1);
+    let (_dir, node) = node_with(&[("t", 1)]);
     let Reply::WithFiles(answer) = handle(&node, request(1, 30_000, 0), 12) else {
         panic!("a fetch answer");
     };
@@ -135,7 +121,7 @@ async fn min_bytes_zero_answers_at_once() {
 /// A wait that meets nothing ends at `max_wait_ms` with a fresh read of every partition.
 #[tokio::test]
 async fn a_wait_without_changes_ends_at_max_wait() {
-    let (_dir, node) = node_with_topic(2);
+    let (_dir, node) = node_with(&[("t", 2)]);
     let Reply::WithFiles(answer) = handle(&node, request(2, 200, 1), 12) else {
         panic!("a fetch answer");
     };
