@@ -3,13 +3,13 @@
 //! This crate owns framing (`frame`), the request preamble and header (`header`), the one
 //! table of API versions Sluice advertises (`versions`), decoding a whole request frame into
 //! `kafka-protocol`'s message types (`request`), encoding responses (`response`), the
-//! ApiVersions API (`apis::api_versions`), zero-copy Fetch response frames (`fetch_frame`), and
-//! the single mapping from broker error kinds to
-//! Kafka error codes (`error`). It never touches files or sockets.
+//! ApiVersions API (`apis::api_versions`), Fetch responses encoded straight from the broker's
+//! answer without copying their records (`fetch_answer`), and the single mapping from broker
+//! error kinds to Kafka error codes (`error`). It never touches files or sockets.
 
 pub mod apis;
 pub mod error;
-pub mod fetch_frame;
+pub mod fetch_answer;
 pub mod frame;
 pub mod header;
 pub mod request;

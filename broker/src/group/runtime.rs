@@ -391,9 +391,11 @@ fn append(
             Ok((p, last_offset.saturating_add(1)))
         }
         Err(PartitionError::Storage(e)) => Err(storage_error_kind(&e)),
-        Err(PartitionError::Closed(_) | PartitionError::NotLeader(_)) => {
-            Err(ErrorKind::NotCoordinator)
-        }
+        Err(
+            PartitionError::Closed(_)
+            | PartitionError::NotLeader(_)
+            | PartitionError::NegativeIndex(_),
+        ) => Err(ErrorKind::NotCoordinator),
     }
 }
 

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
-use protocol_shim::fetch_frame::{encode_fetch_response_chunks, ExternalRecords, FrameChunk};
+use protocol_shim::fetch_answer::{encode_fetch_answer, FetchAnswer, FrameChunk};
 use protocol_shim::{encode_response, Request};
 use storage::FileRegion;
 use tracing::Instrument;
@@ -45,10 +45,11 @@ pub enum OutChunk {
     File(FileRegion),
 }
 
-/// A response body plus the record sets it leaves in segment files (Fetch).
+/// A Fetch answer plus the record sets it leaves in segment files (`AnswerRecords::External`
+/// index `i` is `files[i]`).
 pub struct Outgoing {
-    pub kind: ResponseKind,
-    pub files: Vec<(ExternalRecords, FileRegion)>,
+    pub answer: FetchAnswer,
+    pub files: Vec<FileRegion>,
 }
 
 /// What a handler produced.
@@ -222,16 +223,6 @@ fn encode(
     correlation_id: i32,
     kind: ResponseKind,
 ) -> Option<Vec<OutChunk>> {
-    if matches!(kind, ResponseKind::Fetch(_)) {
-        return encode_with_files(
-            version,
-            correlation_id,
-            Outgoing {
-                kind,
-                files: Vec::new(),
-            },
-        );
-    }
     match encode_response(api_key, version, correlation_id, &kind) {
         Ok(frame) => Some(vec![OutChunk::Bytes(frame)]),
         Err(e) => {
@@ -247,26 +238,14 @@ fn encode(
     }
 }
 
-/// Encodes a Fetch response whose `files` record sets go out as `OutChunk::File`.
+/// Encodes a Fetch answer whose `files` record sets go out as `OutChunk::File`.
 fn encode_with_files(version: i16, correlation_id: i32, out: Outgoing) -> Option<Vec<OutChunk>> {
-    let ResponseKind::Fetch(body) = out.kind else {
-        tracing::error!(
-            version,
-            correlation_id,
-            "only Fetch responses carry file records; closing connection"
-        );
-        return None;
-    };
-    let external: Vec<ExternalRecords> = out.files.iter().map(|(e, _)| *e).collect();
-    match encode_fetch_response_chunks(version, correlation_id, body, &external) {
+    match encode_fetch_answer(version, correlation_id, &out.answer) {
         Ok(chunks) => chunks
             .into_iter()
             .map(|c| match c {
                 FrameChunk::Bytes(b) => Some(OutChunk::Bytes(b)),
-                FrameChunk::External(i) => out
-                    .files
-                    .get(i)
-                    .map(|(_, region)| OutChunk::File(region.clone())),
+                FrameChunk::External(i) => out.files.get(i).cloned().map(OutChunk::File),
             })
             .collect(),
         Err(e) => {

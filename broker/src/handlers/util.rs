@@ -38,6 +38,7 @@ pub fn partition_error_kind(e: &PartitionError) -> ErrorKind {
     match e {
         PartitionError::Closed(_) | PartitionError::NotLeader(_) => ErrorKind::NotLeaderOrFollower,
         PartitionError::Storage(s) => storage_error_kind(s),
+        PartitionError::NegativeIndex(_) => ErrorKind::UnknownTopicOrPartition,
     }
 }
 

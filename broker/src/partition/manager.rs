@@ -1,4 +1,7 @@
 //! Finds partitions by topic and index, opens them (spawning their flusher) and removes them.
+//! The map is keyed by topic, each entry indexed by partition, so a request naming many
+//! partitions of one topic (every Fetch of a librdkafka consumer names all of its partitions)
+//! looks the name up once (`get_many`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,14 +13,14 @@ use storage::LogConfig;
 use uuid::Uuid;
 
 use super::flusher::{run_flusher, FlushContext, SyncData};
-use super::lookup_key::PartitionLookup;
 use super::{DurabilityPolicy, Partition, PartitionError, SyncFailures, TopicPartition};
 
 #[derive(Debug)]
 pub struct PartitionManager {
     /// Root data directory; partition `t-p` lives in `<data_dir>/t-p`.
     data_dir: PathBuf,
-    partitions: DashMap<TopicPartition, Arc<Partition>>,
+    /// Each topic's partitions hosted here, by index (`None`: not hosted here).
+    partitions: DashMap<Arc<str>, Vec<Option<Arc<Partition>>>>,
     /// Bumped after every insert and removal, so a list of partitions found earlier (a fetch
     /// session's) knows whether it still holds.
     generation: AtomicU64,
@@ -65,13 +68,23 @@ impl PartitionManager {
         config: LogConfig,
         now_ms: i64,
     ) -> Result<Arc<Partition>, PartitionError> {
-        if let Some(p) = self.partitions.get(&tp) {
-            return Ok(Arc::clone(p.value()));
+        if let Some(p) = self.get(&tp.topic, tp.partition) {
+            return Ok(p);
         }
+        let Ok(index) = usize::try_from(tp.partition) else {
+            return Err(PartitionError::NegativeIndex(tp));
+        };
         let dir = self.partition_dir(&tp);
-        let partition = Partition::open(&dir, tp.clone(), topic_id, config, self.policy, now_ms)?;
+        let topic = Arc::<str>::from(tp.topic.as_str());
+        let partition = Partition::open(&dir, tp, topic_id, config, self.policy, now_ms)?;
         tokio::spawn(run_flusher(Arc::clone(&partition), self.flush.clone()));
-        self.partitions.insert(tp, Arc::clone(&partition));
+        {
+            let mut slots = self.partitions.entry(topic).or_default();
+            if slots.len() <= index {
+                slots.resize(index + 1, None);
+            }
+            slots[index] = Some(Arc::clone(&partition));
+        }
         self.generation.fetch_add(1, Ordering::Release);
         Ok(partition)
     }
@@ -83,13 +96,50 @@ impl PartitionManager {
     }
 
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
-        self.partitions
-            .get(&(topic, partition) as &dyn PartitionLookup)
-            .map(|p| Arc::clone(p.value()))
+        let slots = self.partitions.get(topic)?;
+        slot(&slots, partition).cloned()
+    }
+
+    /// The partitions named by `wanted` (topic, index), in its order (`None`: not hosted
+    /// here), looking each run of one topic's partitions up with one search of the map.
+    pub fn get_many<'a>(
+        &self,
+        wanted: impl IntoIterator<Item = (Option<&'a str>, i32)>,
+    ) -> Vec<Option<Arc<Partition>>> {
+        let wanted = wanted.into_iter();
+        let mut found = Vec::with_capacity(wanted.size_hint().0);
+        // The run's topic and its entry; the guard holds its shard's read lock until the run
+        // ends (nothing here writes the map meanwhile).
+        let mut run: Option<(&str, Option<_>)> = None;
+        for (topic, partition) in wanted {
+            let Some(topic) = topic else {
+                found.push(None);
+                continue;
+            };
+            if run.as_ref().is_none_or(|(name, _)| *name != topic) {
+                // Let the last run's guard go before taking the next.
+                drop(run.take());
+                run = Some((topic, self.partitions.get(topic)));
+            }
+            let slots = run.as_ref().and_then(|(_, slots)| slots.as_ref());
+            found.push(slots.and_then(|s| slot(s, partition)).cloned());
+        }
+        found
     }
 
     pub fn remove(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
-        let removed = self.partitions.remove(tp).map(|(_, p)| p);
+        let removed = self
+            .partitions
+            .get_mut(tp.topic.as_str())
+            .and_then(|mut slots| {
+                usize::try_from(tp.partition)
+                    .ok()
+                    .and_then(|i| slots.get_mut(i))
+                    .and_then(Option::take)
+            });
+        self.partitions.remove_if(tp.topic.as_str(), |_, slots| {
+            slots.iter().all(Option::is_none)
+        });
         self.generation.fetch_add(1, Ordering::Release);
         removed
     }
@@ -97,18 +147,122 @@ impl PartitionManager {
     pub fn all(&self) -> Vec<Arc<Partition>> {
         self.partitions
             .iter()
-            .map(|e| Arc::clone(e.value()))
+            .flat_map(|e| e.value().iter().flatten().cloned().collect::<Vec<_>>())
             .collect()
     }
 
+    /// The topic's partitions hosted here, by index.
     pub fn of_topic(&self, topic: &str) -> Vec<Arc<Partition>> {
-        let mut v: Vec<_> = self
-            .partitions
+        self.partitions
+            .get(topic)
+            .map(|slots| slots.iter().flatten().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Partition `partition` of a topic's entry, if hosted here.
+fn slot(slots: &[Option<Arc<Partition>>], partition: i32) -> Option<&Arc<Partition>> {
+    usize::try_from(partition)
+        .ok()
+        .and_then(|i| slots.get(i))
+        .and_then(Option::as_ref)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn open(m: &PartitionManager, topic: &str, partition: i32) -> Arc<Partition> {
+        let tp = TopicPartition {
+            topic: topic.into(),
+            partition,
+        };
+        m.open(tp, Uuid::nil(), LogConfig::default(), 0).unwrap()
+    }
+
+    fn names(found: &[Option<Arc<Partition>>]) -> Vec<Option<String>> {
+        found
             .iter()
-            .filter(|e| e.key().topic == topic)
-            .map(|e| Arc::clone(e.value()))
-            .collect();
-        v.sort_by_key(|p| p.tp.partition);
-        v
+            .map(|p| p.as_ref().map(|p| p.tp.to_string()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn partitions_are_found_by_topic_and_index_one_at_a_time_or_many() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = PartitionManager::new(
+            dir.path(),
+            DurabilityPolicy::SyncOnAck,
+            Histogram::new([0.001].into_iter()),
+        );
+        // Opened out of order, with a gap (partition 1 of "a" is hosted elsewhere).
+        open(&m, "a", 2);
+        open(&m, "b", 0);
+        open(&m, "a", 0);
+        let again = open(&m, "a", 0);
+        assert!(Arc::ptr_eq(&again, &m.get("a", 0).unwrap()), "opened once");
+        assert!(matches!(
+            m.open(
+                TopicPartition {
+                    topic: "a".into(),
+                    partition: -1
+                },
+                Uuid::nil(),
+                LogConfig::default(),
+                0
+            ),
+            Err(PartitionError::NegativeIndex(_))
+        ));
+        assert!(m.get("a", 1).is_none() && m.get("a", 3).is_none() && m.get("a", -1).is_none());
+        assert!(m.get("c", 0).is_none());
+
+        let wanted = [
+            (Some("a"), 0),
+            (Some("a"), 1),
+            (Some("a"), 2),
+            (Some("b"), 0),
+            (None, 0),
+            (Some("a"), 2),
+            (Some("c"), 0),
+            (Some("a"), -5),
+        ];
+        let found = m.get_many(wanted);
+        assert_eq!(
+            names(&found),
+            [
+                Some("a-0"),
+                None,
+                Some("a-2"),
+                Some("b-0"),
+                None,
+                Some("a-2"),
+                None,
+                None
+            ]
+            .map(|n| n.map(String::from))
+        );
+        let of_a: Vec<String> = m.of_topic("a").iter().map(|p| p.tp.to_string()).collect();
+        assert_eq!(of_a, ["a-0", "a-2"]);
+        assert_eq!(m.all().len(), 3);
+
+        let before = m.generation();
+        let removed = m.remove(&TopicPartition {
+            topic: "a".into(),
+            partition: 0,
+        });
+        assert_eq!(removed.unwrap().tp.to_string(), "a-0");
+        assert!(m.generation() > before);
+        assert!(m.get("a", 0).is_none() && m.get("a", 2).is_some());
+        m.remove(&TopicPartition {
+            topic: "a".into(),
+            partition: 2,
+        });
+        assert!(m.of_topic("a").is_empty());
+        assert!(
+            !m.partitions.contains_key("a"),
+            "a topic with none left goes"
+        );
+        assert_eq!(names(&m.get_many([(Some("b"), 0)])), [Some("b-0".into())]);
     }
 }

@@ -10,7 +10,6 @@ mod flusher;
 #[cfg(test)]
 mod flusher_tests;
 mod leader_epoch;
-mod lookup_key;
 mod manager;
 mod replica;
 pub mod role;

@@ -28,6 +28,8 @@ pub enum PartitionError {
     /// This replica is not the partition's leader (cluster mode).
     #[error("this broker is not the leader of {0}")]
     NotLeader(TopicPartition),
+    #[error("partition {0} has a negative index")]
+    NegativeIndex(TopicPartition),
 }
 
 /// Fetch answers at least this large stay file regions, which the connection writer sends from

@@ -37,19 +37,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
-use kafka_protocol::messages::fetch_response::{
-    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
-};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ResponseKind};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind};
 use protocol_shim::ErrorKind;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::util::{partition_error_kind, topic_name};
+use super::util::partition_error_kind;
 use super::{Outgoing, Reply};
 use crate::node::Node;
 use crate::partition::Partition;
-use protocol_shim::fetch_frame::ExternalRecords;
+use protocol_shim::fetch_answer::{
+    AnswerRecords, Endpoint, FetchAnswer, PartitionAnswer, TopicAnswer,
+};
 use session::{FetchPlan, PartitionKey};
 use storage::{FileRegion, StoredRecords};
 
@@ -66,6 +65,9 @@ pub struct PartitionRead {
     pub records: ReadRecords,
     /// KIP-951: the leader's id and epoch, with NOT_LEADER_OR_FOLLOWER.
     pub current_leader: Option<(i32, i32)>,
+    /// After a read without error: the partition, and what a long-poll watches on it (its
+    /// high watermark for a consumer, its log end for a follower) as the read saw it.
+    watched: Option<(Arc<Partition>, i64)>,
 }
 
 /// A partition's records in an answer: in memory, or a segment file region sent as it is.
@@ -100,6 +102,7 @@ impl PartitionRead {
             preferred_read_replica: -1,
             records: ReadRecords::Bytes(Bytes::new()),
             current_leader: None,
+            watched: None,
         }
     }
 }
@@ -220,17 +223,31 @@ impl FetchContext {
         // One clock read per round, not per partition (a follower's fetch time per partition).
         let now_ms = self.follower.map(|_| self.node.now_ms());
         let found = self.plan.found.as_deref();
+        // Without a session's list, the partitions are looked up by name here, a topic at a
+        // time (a librdkafka Fetch names every partition its consumer reads).
+        let mut looked_up = match found {
+            Some(_) => Vec::new(),
+            None => self.node.partitions.get_many(
+                self.plan
+                    .wanted
+                    .iter()
+                    .map(|w| (w.key.topic.as_deref(), w.key.partition)),
+            ),
+        };
         for (i, w) in self.plan.wanted.iter().enumerate() {
+            let partition = match found {
+                Some(f) => f.get(i).and_then(Weak::upgrade),
+                None => looked_up.get_mut(i).and_then(Option::take),
+            };
             let mut read = PartitionRead::new();
-            read.error = self.read_partition(
-                i,
-                w,
-                found.and_then(|f| f.get(i)).and_then(Weak::upgrade),
-                now_ms,
-                &mut read,
-                &mut bytes,
-                watch.then_some(&mut waits),
-            );
+            read.error = self.read_partition(w, partition, now_ms, &mut read, &mut bytes);
+            if let (true, Some((partition, seen))) = (watch, read.watched.take()) {
+                waits.push(PartitionWait {
+                    index: i,
+                    partition,
+                    seen,
+                });
+            }
             answer_now |= read.preferred_read_replica >= 0;
             if read.error != ErrorKind::None {
                 has_error = true;
@@ -339,19 +356,18 @@ impl FetchContext {
                 now_ms = Some(self.node.now_ms());
             }
             let mut read = PartitionRead::new();
-            let mut seen = Vec::with_capacity(1);
             read.error = self.read_partition(
-                wait.index,
                 w,
                 Some(Arc::clone(&wait.partition)),
                 now_ms,
                 &mut read,
                 &mut bytes,
-                Some(&mut seen),
             );
             // An error sends the answer once this round of reads is done.
             result.has_error |= read.error != ErrorKind::None;
-            wait.seen = seen.first().map_or(wait.seen, |s| s.seen);
+            if let Some((_, seen)) = read.watched.take() {
+                wait.seen = seen;
+            }
             result.bytes = bytes;
             if let Some(entry) = result.entries.get_mut(wait.index) {
                 *entry = read;
@@ -359,16 +375,15 @@ impl FetchContext {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Reads one partition into `data` within what `bytes` (the answer so far) leaves of
+    /// `max_bytes`; `found`: the partition if already looked up.
     fn read_partition(
         &self,
-        index: usize,
         w: &WantedPartition,
         found: Option<Arc<Partition>>,
         now_ms: Option<i64>,
         data: &mut PartitionRead,
         bytes: &mut usize,
-        waits: Option<&mut Vec<PartitionWait>>,
     ) -> ErrorKind {
         let Some(name) = w.key.topic.as_deref() else {
             return ErrorKind::UnknownTopicId;
@@ -434,19 +449,13 @@ impl FetchContext {
         let min_one = *bytes == 0;
         match partition.read_for_fetch(w.fetch_offset, limit, min_one, self.follower.is_some()) {
             Ok(read) => {
-                if let Some(waits) = waits {
-                    // What `watched` gives, as of the read.
-                    let seen = if self.follower.is_some() {
-                        read.log_end_offset
-                    } else {
-                        read.high_watermark
-                    };
-                    waits.push(PartitionWait {
-                        index,
-                        partition: Arc::clone(&partition),
-                        seen,
-                    });
-                }
+                // What `watched` gives, as of the read.
+                let seen = if self.follower.is_some() {
+                    read.log_end_offset
+                } else {
+                    read.high_watermark
+                };
+                data.watched = Some((partition, seen));
                 data.high_watermark = read.high_watermark;
                 data.log_start_offset = read.log_start_offset;
                 *bytes += read.records.len();
@@ -486,100 +495,95 @@ impl FetchContext {
         )
     }
 
+    /// Adds a topic's records in the answer to its bytes-out counter.
+    fn count_out(&self, topic: Option<&TopicAnswer>, bytes: usize) {
+        if let Some(t) = topic.filter(|t| !t.name.is_empty()) {
+            self.node.metrics.add_bytes_out(&t.name, bytes);
+        }
+    }
+
     fn finish(&self, collected: Collected) -> Outgoing {
-        let mut external = Vec::new();
+        let mut files = Vec::new();
         let entries = self
             .node
             .fetch_sessions
             .filter_response(&self.plan, collected.entries);
-        let mut topics: Vec<FetchableTopicResponse> = Vec::new();
-        let mut endpoints: Vec<NodeEndpoint> = Vec::new();
+        let mut topics: Vec<TopicAnswer> = Vec::new();
+        let mut endpoints: Vec<Endpoint> = Vec::new();
+        // Bytes out are counted per run of one topic's partitions, not per partition.
+        let mut sent_of_topic = 0usize;
         for (i, read) in entries {
             let Some(key) = self.plan.wanted.get(i).map(|w| &w.key) else {
                 continue;
             };
             let leader = read.current_leader.map_or(-1, |(id, _)| id);
-            if self.version >= 16 && leader >= 0 && !endpoints.iter().any(|e| e.node_id.0 == leader)
-            {
+            if self.version >= 16 && leader >= 0 && !endpoints.iter().any(|e| e.node_id == leader) {
                 if let Some((id, _, host, port, rack)) = key
                     .topic
                     .as_deref()
                     .and_then(|t| self.node.leader_hint(t, key.partition))
                 {
-                    endpoints.push(
-                        NodeEndpoint::default()
-                            .with_node_id(BrokerId(id))
-                            .with_host(super::util::str_bytes(host))
-                            .with_port(port)
-                            .with_rack(rack.map(super::util::str_bytes)),
-                    );
+                    endpoints.push(Endpoint {
+                        node_id: id,
+                        host,
+                        port,
+                        rack,
+                    });
                 }
             }
             let same_topic = topics.last().is_some_and(|t| {
                 if self.version >= 13 {
                     t.topic_id == key.topic_id
                 } else {
-                    key.topic.as_deref() == Some(t.topic.0.as_str())
+                    key.topic.as_deref() == Some(&*t.name)
                 }
             });
             if !same_topic {
-                topics.push(
-                    FetchableTopicResponse::default()
-                        .with_topic(topic_name(key.topic.as_deref().unwrap_or("")))
-                        .with_topic_id(key.topic_id),
-                );
+                self.count_out(topics.last(), sent_of_topic);
+                sent_of_topic = 0;
+                topics.push(TopicAnswer {
+                    name: key.topic.clone().unwrap_or_else(|| Arc::from("")),
+                    topic_id: key.topic_id,
+                    partitions: Vec::new(),
+                });
             }
-            let mut data = PartitionData::default()
-                .with_partition_index(key.partition)
-                .with_error_code(read.error.code())
-                .with_high_watermark(read.high_watermark)
-                .with_last_stable_offset(read.high_watermark)
-                .with_log_start_offset(read.log_start_offset)
-                .with_preferred_read_replica(BrokerId(read.preferred_read_replica));
-            if let Some((id, epoch)) = read.current_leader {
-                data.current_leader = LeaderIdAndEpoch::default()
-                    .with_leader_id(BrokerId(id))
-                    .with_leader_epoch(epoch);
+            let mut data = PartitionAnswer::new(key.partition);
+            data.error_code = read.error.code();
+            data.high_watermark = read.high_watermark;
+            data.last_stable_offset = read.high_watermark;
+            data.log_start_offset = read.log_start_offset;
+            data.preferred_read_replica = read.preferred_read_replica;
+            if let Some(leader) = read.current_leader {
+                data.current_leader = leader;
             }
             if self.read_committed {
                 data.aborted_transactions = Some(Vec::new());
             }
-            let sent = match read.records {
-                ReadRecords::Bytes(b) => {
-                    let len = b.len();
-                    data.records = Some(b);
-                    len
-                }
+            data.records = Some(match read.records {
+                ReadRecords::Bytes(b) => AnswerRecords::Bytes(b),
                 ReadRecords::File(region) => {
                     let len = usize::try_from(region.len).unwrap_or(usize::MAX);
-                    if let Some(t) = topics.last() {
-                        external.push((
-                            ExternalRecords {
-                                topic: topics.len() - 1,
-                                partition: t.partitions.len(),
-                                len,
-                            },
-                            region,
-                        ));
+                    files.push(region);
+                    AnswerRecords::External {
+                        index: files.len() - 1,
+                        len,
                     }
-                    len
                 }
-            };
-            if let Some(name) = key.topic.as_deref() {
-                self.node.metrics.add_bytes_out(name, sent);
-            }
+            });
+            sent_of_topic += data.records.as_ref().map_or(0, AnswerRecords::len);
             if let Some(t) = topics.last_mut() {
                 t.partitions.push(data);
             }
         }
+        self.count_out(topics.last(), sent_of_topic);
         Outgoing {
-            kind: ResponseKind::Fetch(
-                FetchResponse::default()
-                    .with_session_id(self.plan.response_session_id)
-                    .with_responses(topics)
-                    .with_node_endpoints(endpoints),
-            ),
-            files: external,
+            answer: FetchAnswer {
+                session_id: self.plan.response_session_id,
+                topics,
+                node_endpoints: endpoints,
+                ..FetchAnswer::default()
+            },
+            files,
         }
     }
 }

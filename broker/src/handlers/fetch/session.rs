@@ -138,15 +138,14 @@ impl Session {
             }
         }
         let found: Arc<Vec<Weak<Partition>>> = Arc::new(
-            wanted
+            node.partitions
+                .get_many(
+                    wanted
+                        .iter()
+                        .map(|w| (w.key.topic.as_deref(), w.key.partition)),
+                )
                 .iter()
-                .map(|w| {
-                    w.key
-                        .topic
-                        .as_deref()
-                        .and_then(|t| node.partitions.get(t, w.key.partition))
-                        .map_or_else(Weak::new, |p| Arc::downgrade(&p))
-                })
+                .map(|p| p.as_ref().map_or_else(Weak::new, Arc::downgrade))
                 .collect(),
         );
         self.found = Some((generation, Arc::clone(&found)));

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::FetchResponse;
+use kafka_protocol::messages::BrokerId;
 use storage::BatchBuilder;
 
 use super::*;
@@ -53,11 +53,9 @@ async fn append_visible(node: &Node, p: i32, size: usize) {
 
 /// Each partition's records length in the answer, in partition order.
 fn record_lengths(out: Outgoing) -> Vec<usize> {
-    let ResponseKind::Fetch(FetchResponse { responses, .. }) = out.kind else {
-        panic!("a Fetch response");
-    };
     assert!(out.files.is_empty(), "small answers come as bytes");
-    responses
+    out.answer
+        .topics
         .into_iter()
         .flat_map(|t| t.partitions)
         .map(|p| p.records.map_or(0, |r| r.len()))

@@ -30,12 +30,7 @@ async fn resolve(reply: Reply) -> ResponseKind {
         Reply::Later(fut) => tokio::time::timeout(Duration::from_secs(5), fut)
             .await
             .unwrap(),
-        Reply::WithFiles(fut) => {
-            tokio::time::timeout(Duration::from_secs(5), fut)
-                .await
-                .unwrap()
-                .kind
-        }
+        Reply::WithFiles(_) => panic!("a Fetch answer, not a group API's"),
         Reply::Nothing => panic!("no response"),
     }
 }
