@@ -180,29 +180,23 @@ pub fn encode_fetch_answer(
         if version >= 16 && !answer.node_endpoints.is_empty() {
             w.uvarint(1);
             w.uvarint(0); // tag 0: node_endpoints
-            let size = compact_len_size(answer.node_endpoints.len())?
-                + answer
-                    .node_endpoints
-                    .iter()
-                    .map(|e| {
-                        Ok(4 + compact_string_size(&e.host)?
-                            + 4
-                            + e.rack.as_deref().map_or(Ok(1), compact_string_size)?
-                            + 1)
-                    })
-                    .sum::<Result<usize, EncodeError>>()?;
-            w.uvarint(u32::try_from(size).map_err(|_| error(version, "endpoints too large"))?);
-            w.array_len(Some(answer.node_endpoints.len()))?;
-            for e in &answer.node_endpoints {
-                w.buf.put_i32(e.node_id);
-                w.string(&e.host)?;
-                w.buf.put_i32(e.port);
-                match &e.rack {
-                    Some(rack) => w.string(rack)?,
-                    None => w.uvarint(0),
+                          // A tagged field is preceded by its size: encode the endpoints apart first.
+            let mut e = Writer::new(version, 32 * answer.node_endpoints.len());
+            e.array_len(Some(answer.node_endpoints.len()))?;
+            for endpoint in &answer.node_endpoints {
+                e.buf.put_i32(endpoint.node_id);
+                e.string(&endpoint.host)?;
+                e.buf.put_i32(endpoint.port);
+                match &endpoint.rack {
+                    Some(rack) => e.string(rack)?,
+                    None => e.uvarint(0),
                 }
-                w.buf.put_u8(0);
+                e.buf.put_u8(0);
             }
+            let size =
+                u32::try_from(e.buf.len()).map_err(|_| error(version, "endpoints too large"))?;
+            w.uvarint(size);
+            w.buf.put_slice(&e.buf);
         } else {
             w.buf.put_u8(0);
         }
@@ -216,28 +210,6 @@ fn error(version: i16, reason: &str) -> EncodeError {
         version,
         reason: reason.to_string(),
     }
-}
-
-/// The encoded size of a compact length (a `u32` varint of `len + 1`).
-fn compact_len_size(len: usize) -> Result<usize, EncodeError> {
-    let v = u32::try_from(len)
-        .ok()
-        .and_then(|l| l.checked_add(1))
-        .ok_or_else(|| error(LAST_VERSION, "length too large"))?;
-    Ok(uvarint_size(v))
-}
-
-fn compact_string_size(s: &str) -> Result<usize, EncodeError> {
-    Ok(compact_len_size(s.len())? + s.len())
-}
-
-fn uvarint_size(mut v: u32) -> usize {
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
-    }
-    n
 }
 
 /// Writes the frame, cutting it into chunks around records sent as they are.
