@@ -6,7 +6,8 @@
 #   compat-tests/librdkafka/run.sh --all           # every broker test (finds gaps)
 #   compat-tests/librdkafka/run.sh --tests 0001,0045/noautocreate
 #
-# Options: --timeout SECS (per test, default 300), --quick (test-runner's -Q:
+# Options: --jobs N (tests at once, default 3), --timeout SECS (per test,
+# default 300), --quick (test-runner's -Q:
 # skips every sub-test not marked quick, so some tests pass having run
 # nothing; for a fast look only), --keep (keep the brokers' data dirs),
 # --cluster (run every selected test against a three-node cluster).
@@ -17,7 +18,9 @@
 #    flags) matches. Installs missing build packages with apt-get.
 # 2. Runs each selected test on its own (TESTS=<number> ./test-runner -L -K),
 #    against a fresh Sluice process (a new data dir and port per test), so a
-#    failure, a hang or a broker crash cannot leak into the next test. The
+#    failure, a hang or a broker crash cannot leak into the next test. Up to
+#    --jobs tests run at once, each with its own broker (the tests mostly
+#    wait: group rebalance delays, timeouts); a cluster test runs alone. The
 #    broker is $SLUICE_BIN, default <target>/debug/sluice. Tests that need
 #    several brokers (replication factor 3, followers: CLUSTER_IDS below, the
 #    `cluster` marker in tests.allow, or --cluster) run against a fresh
@@ -58,6 +61,7 @@ CLUSTER_NODES=3
 mode=""
 tests_arg=""
 timeout_s=300
+jobs=3
 quick=0
 keep=0
 all_cluster=0
@@ -71,6 +75,10 @@ while [ $# -gt 0 ]; do
         shift
         ;;
     --tests=*) mode=tests tests_arg="${1#--tests=}" ;;
+    --jobs)
+        jobs="${2:?--jobs needs a number}"
+        shift
+        ;;
     --timeout)
         timeout_s="${2:?--timeout needs seconds}"
         shift
@@ -176,7 +184,7 @@ build_test_runner() {
         return
     fi
     log "building librdkafka $RDK_VERSION and test-runner in $BUILD"
-    local t0=$SECONDS jobs="${BUILD_JOBS:-$(nproc)}"
+    local t0=$SECONDS make_jobs="${BUILD_JOBS:-$(nproc)}"
     rm -rf "$BUILD"
     cp -a "$SRC" "$BUILD"
     chmod -R u+w "$BUILD"
@@ -184,8 +192,8 @@ build_test_runner() {
         cd "$BUILD"
         # shellcheck disable=SC2086
         ./configure $CONFIGURE_FLAGS >"$BASE/build.log" 2>&1
-        make -j"$jobs" libs >>"$BASE/build.log" 2>&1
-        make -j"$jobs" -C tests build >>"$BASE/build.log" 2>&1
+        make -j"$make_jobs" libs >>"$BASE/build.log" 2>&1
+        make -j"$make_jobs" -C tests build >>"$BASE/build.log" 2>&1
     ) || {
         echo "librdkafka build failed; last lines of $BASE/build.log:" >&2
         tail -n 40 "$BASE/build.log" >&2
@@ -300,7 +308,6 @@ stop_broker() {
     done
     BROKER_PIDS=()
 }
-trap stop_broker EXIT
 
 # brokers_alive: 0 if every broker process of the current test still runs.
 brokers_alive() {
@@ -411,15 +418,16 @@ start_cluster() {
     return 1
 }
 
-passed=0
-failed=0
-skipped=0
-FAILED_IDS=()
-ROWS=()
-t_start=$SECONDS
-
-log "broker: $SLUICE_BIN; librdkafka $RDK_VERSION; TEST_KAFKA_VERSION=$TEST_KAFKA_VERSION; ${#SELECTED[@]} test(s)"
-for id in "${SELECTED[@]}"; do
+# run_test ID: runs one selected test against a broker (or cluster) of its
+# own, in a subshell of its own (BROKER_PIDS is the subshell's), and leaves
+# "<result>\t<row>" in <id>.row for the summary. A broker that does not start
+# leaves no row file: the summary counts that test as failed.
+run_test() {
+    local id="$1" number scenario safe data_dir test_log broker_log conf
+    local t0 rc secs broker_alive result note shown row
+    BROKER_PIDS=()
+    trap stop_broker EXIT
+    trap 'exit 143' TERM INT
     number="${UNIT_NUMBER[$id]}"
     scenario="${UNIT_SCENARIO[$id]}"
     safe="${id//\//-}"
@@ -441,7 +449,8 @@ test.timeout.multiplier=2
 EOF
 
     # -L: no local tests; -K: no tests upstream marks as known issues;
-    # -p1: one at a time (more parallelism would also raise the timeouts).
+    # -p1: one test number at a time within this test-runner (run.sh's
+    # --jobs runs several test-runners, each against its own broker).
     args=(-L -K -p1)
     [ "$quick" = 1 ] && args+=(-Q)
     t0=$(date +%s.%N)
@@ -481,6 +490,46 @@ EOF
     if [ "$broker_alive" = 0 ]; then
         result=fail note="a broker exited during the test (see $broker_log); $note"
     fi
+    shown="$id"
+    [ -n "${ON_CLUSTER[$id]:-}" ] && shown="$id (cluster)"
+    row="$(printf '%-30s %-5s %7s  %s' "$shown" "$result" "$secs" "${note:0:200}")"
+    printf '%s\t%s\n' "$result" "$row" >"$RUN_DIR/$safe.row"
+    printf '%s\n' "$row" >&2
+}
+
+# Stop the tests still running if run.sh itself ends early.
+trap 'kill -TERM $(jobs -pr) 2>/dev/null || true' EXIT
+
+t_start=$SECONDS
+log "broker: $SLUICE_BIN; librdkafka $RDK_VERSION; TEST_KAFKA_VERSION=$TEST_KAFKA_VERSION; ${#SELECTED[@]} test(s), up to $jobs at a time"
+# Up to --jobs tests at once, in the selected order; a cluster test (three
+# brokers) waits for the others and runs alone.
+for id in "${SELECTED[@]}"; do
+    if [ -n "${ON_CLUSTER[$id]:-}" ]; then
+        wait || true
+        (run_test "$id") || true
+        continue
+    fi
+    while [ "$(jobs -pr | wc -l)" -ge "$jobs" ]; do
+        wait -n || true
+    done
+    (run_test "$id") &
+done
+wait || true
+
+passed=0
+failed=0
+skipped=0
+FAILED_IDS=()
+ROWS=()
+for id in "${SELECTED[@]}"; do
+    safe="${id//\//-}"
+    if [ -f "$RUN_DIR/$safe.row" ]; then
+        IFS=$'\t' read -r result row <"$RUN_DIR/$safe.row"
+    else
+        result=fail
+        row="$(printf '%-30s %-5s %7s  %s' "$id" fail "-" "no result: the broker did not start? (see $RUN_DIR/$safe.broker*.log)")"
+    fi
     case "$result" in
     pass) passed=$((passed + 1)) ;;
     skip) skipped=$((skipped + 1)) ;;
@@ -489,11 +538,7 @@ EOF
         FAILED_IDS+=("$id")
         ;;
     esac
-    shown="$id"
-    [ -n "${ON_CLUSTER[$id]:-}" ] && shown="$id (cluster)"
-    row="$(printf '%-30s %-5s %7s  %s' "$shown" "$result" "$secs" "${note:0:200}")"
     ROWS+=("$row")
-    printf '%s\n' "$row" >&2
 done
 
 echo
