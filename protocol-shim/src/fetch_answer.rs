@@ -280,13 +280,15 @@ impl Writer {
 
     fn partition(&mut self, p: &PartitionAnswer) -> Result<(), EncodeError> {
         let version = self.version;
-        self.buf.put_i32(p.partition_index);
-        self.buf.put_i16(p.error_code);
-        self.buf.put_i64(p.high_watermark);
-        self.buf.put_i64(p.last_stable_offset);
-        if version >= 5 {
-            self.buf.put_i64(p.log_start_offset);
-        }
+        // The fixed-size fields in one write (one capacity check instead of five).
+        let mut fixed = [0u8; 30];
+        fixed[0..4].copy_from_slice(&p.partition_index.to_be_bytes());
+        fixed[4..6].copy_from_slice(&p.error_code.to_be_bytes());
+        fixed[6..14].copy_from_slice(&p.high_watermark.to_be_bytes());
+        fixed[14..22].copy_from_slice(&p.last_stable_offset.to_be_bytes());
+        fixed[22..30].copy_from_slice(&p.log_start_offset.to_be_bytes());
+        self.buf
+            .put_slice(&fixed[..if version >= 5 { 30 } else { 22 }]);
         self.array_len(p.aborted_transactions.as_ref().map(Vec::len))?;
         for t in p.aborted_transactions.iter().flatten() {
             self.buf.put_i64(t.producer_id);

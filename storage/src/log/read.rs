@@ -24,6 +24,8 @@ impl Log {
     /// Whole batches from the one containing `start_offset`, stopping before a batch whose base
     /// offset is >= `max_offset` or that would take the total past `max_bytes` (except the first
     /// one if `min_one_batch`, KIP-74). Continues into the next segment when one is exhausted.
+    /// Nothing when `start_offset >= max_offset`, as Kafka's `LocalLog.read`: a fetch at or past
+    /// the high watermark gets no records, even from a batch that straddles it.
     pub fn read(
         &self,
         start_offset: i64,
@@ -32,7 +34,7 @@ impl Log {
         min_one_batch: bool,
     ) -> Result<ReadResult, StorageError> {
         let log_end = self.check_read_offset(start_offset)?;
-        if start_offset == log_end {
+        if start_offset == log_end || start_offset >= max_offset {
             return Ok(ReadResult::default());
         }
         let mut fetch = Fetch {

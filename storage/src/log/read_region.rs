@@ -18,7 +18,7 @@ impl Log {
     /// Whole batches from the one containing `start_offset`, stopping before a batch whose base
     /// offset is >= `max_offset` or that would take the total past `max_bytes` (except the first
     /// one if `min_one_batch`, KIP-74), all from one segment, as a `FileRegion` (empty records
-    /// when there is nothing to return).
+    /// when there is nothing to return). Nothing when `start_offset >= max_offset`, as `read`.
     pub fn read_region(
         &self,
         start_offset: i64,
@@ -27,9 +27,10 @@ impl Log {
         min_one_batch: bool,
     ) -> Result<RegionRead, StorageError> {
         self.check_read_offset(start_offset)?;
-        if max_bytes == 0 && !min_one_batch {
-            // No batch fits in nothing (a partition after a fetch's budget is spent): skip
-            // the read of its first header.
+        if (max_bytes == 0 && !min_one_batch) || start_offset >= max_offset {
+            // No batch fits in nothing (a partition after a fetch's budget is spent), and a
+            // consumer at the high watermark (below the log end while acks=all records wait
+            // for their fsync or replicas) gets nothing: skip the read of the first header.
             return Ok(RegionRead::default());
         }
         for segment in self.segments_from(start_offset) {

@@ -29,6 +29,9 @@ fn reference_read(
         });
     }
     let mut result = ReadResult::default();
+    if start_offset >= max_offset {
+        return Ok(result);
+    }
     let mut out = Vec::new();
     'segments: for segment in log.segments().filter(|s| s.next_offset() > start_offset) {
         let Some(first) = segment.find_batch(start_offset)? else {

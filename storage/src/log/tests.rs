@@ -116,6 +116,19 @@ fn read_limits_and_ranges() {
         .unwrap()
         .records
         .is_empty());
+    // A start at or past max_offset gets nothing, even from the batch that straddles it.
+    for start in [5, 6] {
+        assert!(log
+            .read(start, 5, usize::MAX, true)
+            .unwrap()
+            .records
+            .is_empty());
+        assert!(log
+            .read_region(start, 5, usize::MAX, true)
+            .unwrap()
+            .records
+            .is_empty());
+    }
     // max_bytes.
     let r = log.read(0, i64::MAX, one * 2 + one / 2, false).unwrap();
     assert_eq!(batch_offsets(&r.records).len(), 2);
