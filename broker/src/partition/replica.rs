@@ -610,12 +610,19 @@ impl Partition {
         to_log_end: bool,
     ) -> Result<FetchRead<StoredRecords>, PartitionError> {
         let hw = self.high_watermark();
-        // Under the lock only the batch headers are walked; small answers are read after it
-        // is released (stored bytes below the log end never change, except by a truncation,
-        // which a short read then reports), so producers do not wait on fetch I/O.
+        // Under the lock only the batch headers are walked; small answers the walk has not
+        // read already are read after it is released (stored bytes below the log end never
+        // change, except by a truncation, which a short read then reports), so producers do
+        // not wait on fetch I/O.
         let read = self.with_log(|log| {
             let upper = if to_log_end { log.log_end_offset() } else { hw };
-            let r = log.read_region(offset, upper, max_bytes, min_one_batch)?;
+            let r = log.read_region_inline(
+                offset,
+                upper,
+                max_bytes,
+                min_one_batch,
+                MIN_FILE_REGION_BYTES - 1,
+            )?;
             Ok(FetchRead {
                 records: r.records,
                 high_watermark: hw,

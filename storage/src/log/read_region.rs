@@ -26,6 +26,21 @@ impl Log {
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<RegionRead, StorageError> {
+        self.read_region_inline(start_offset, max_offset, max_bytes, min_one_batch, 0)
+    }
+
+    /// As `read_region`, but an answer of at most `inline_up_to` bytes that the header walk has
+    /// read already (a consumer near the log end: the first header's page holds the few
+    /// batches after it) comes back as bytes copied from that read, not as a region to read a
+    /// second time.
+    pub fn read_region_inline(
+        &self,
+        start_offset: i64,
+        max_offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+        inline_up_to: usize,
+    ) -> Result<RegionRead, StorageError> {
         self.check_read_offset(start_offset)?;
         if (max_bytes == 0 && !min_one_batch) || start_offset >= max_offset {
             // No batch fits in nothing (a partition after a fetch's budget is spent), and a
@@ -38,7 +53,8 @@ impl Log {
             let mut taken = 0usize;
             let mut result = RegionRead::default();
             let mut stop = false;
-            for info in segment.scan(segment.index_position(start_offset)) {
+            let mut scan = segment.scan(segment.index_position(start_offset));
+            for info in &mut scan {
                 let info = info?;
                 if info.last_offset < start_offset {
                     continue;
@@ -77,11 +93,19 @@ impl Log {
                 result.last_offset = Some(info.last_offset);
             }
             if taken > 0 {
-                result.records = StoredRecords::File(FileRegion {
-                    file: segment.log_file(),
-                    position: start_position,
-                    len: taken as u64,
-                });
+                let buffered = if taken <= inline_up_to {
+                    scan.buffered(start_position, taken)
+                } else {
+                    None
+                };
+                result.records = match buffered {
+                    Some(bytes) => StoredRecords::Bytes(bytes::Bytes::copy_from_slice(bytes)),
+                    None => StoredRecords::File(FileRegion {
+                        file: segment.log_file(),
+                        position: start_position,
+                        len: taken as u64,
+                    }),
+                };
                 return Ok(result);
             }
             if stop {
@@ -147,6 +171,55 @@ mod tests {
                 Err(StorageError::OffsetOutOfRange { .. })
             ));
         }
+    }
+
+    /// With `inline_up_to`, an answer the header walk has read already comes back as its bytes
+    /// (no second read), one larger than the limit or past what the walk read as a region; the
+    /// bytes are `read`'s either way.
+    #[test]
+    fn small_answers_the_walk_has_read_come_back_as_bytes() {
+        use crate::segment::segment::SCAN_FIRST_READ_BYTES;
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+        for i in 0..2_000 {
+            log.append(&batch(1 + i % 3, log.log_end_offset()), 0, 0)
+                .unwrap();
+        }
+        let end = log.log_end_offset();
+        let one_page = SCAN_FIRST_READ_BYTES;
+        for start in [0, 1, 7, end / 2, end - 3, end - 1] {
+            for (max_bytes, inline_up_to) in [
+                (usize::MAX, 0),
+                (usize::MAX, usize::MAX),
+                (500, usize::MAX),
+                (500, 499),
+                (one_page / 2, one_page),
+            ] {
+                let full = log.read(start, end, max_bytes, true).unwrap();
+                let r = log
+                    .read_region_inline(start, end, max_bytes, true, inline_up_to)
+                    .unwrap();
+                assert_eq!(bytes_of(&r), full.records.to_vec(), "start {start}");
+                assert_eq!(
+                    (r.first_offset, r.last_offset),
+                    (full.first_offset, full.last_offset)
+                );
+                let len = full.records.len();
+                // Small answers lie in what the walk read (a page from the index entry, then
+                // 64 KiB windows): here every one of them does, none crossing a window's end.
+                let inline = matches!(r.records, StoredRecords::Bytes(_));
+                if len > inline_up_to {
+                    assert!(!inline, "start {start}: {len} bytes > {inline_up_to}");
+                } else if max_bytes == 500 || max_bytes == one_page / 2 {
+                    assert!(inline, "start {start}: {len} bytes, read by the walk");
+                }
+            }
+        }
+        // The whole rest of a large segment is taken without walking: a region.
+        let r = log
+            .read_region_inline(0, end, usize::MAX, true, usize::MAX)
+            .unwrap();
+        assert!(matches!(r.records, StoredRecords::File(_)));
     }
 
     /// A read of the whole rest of a segment (below `max_offset`, within the budget) reads a

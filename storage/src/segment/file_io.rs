@@ -206,6 +206,12 @@ impl<'a> WindowReader<'a> {
         }
     }
 
+    /// `len` bytes at `position` if the last read already holds them (no read).
+    pub(crate) fn buffered(&self, position: u64, len: usize) -> Option<&[u8]> {
+        let from = usize::try_from(position.checked_sub(self.window_start)?).ok()?;
+        self.window.get(from..from.checked_add(len)?)
+    }
+
     /// `len` bytes at `position`; a miss reads `max(len, read_ahead)` bytes (capped at the limit).
     pub(crate) fn get(
         &mut self,

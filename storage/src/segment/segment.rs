@@ -649,9 +649,14 @@ pub(crate) struct BatchScan<'a> {
     failed: bool,
 }
 
-#[cfg(test)]
 impl BatchScan<'_> {
+    /// `len` bytes at `position` if the scan's last read holds them (no read).
+    pub(crate) fn buffered(&self, position: u64, len: usize) -> Option<&[u8]> {
+        self.reader.buffered(position, len)
+    }
+
     /// Reads made so far and the bytes they read.
+    #[cfg(test)]
     pub(crate) fn reads(&self) -> (usize, u64) {
         self.reader.reads
     }
