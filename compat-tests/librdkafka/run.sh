@@ -418,6 +418,11 @@ start_cluster() {
     return 1
 }
 
+# format_row SHOWN RESULT SECONDS NOTE: one row of the results table.
+format_row() {
+    printf '%-30s %-5s %7s  %s' "$1" "$2" "$3" "${4:0:200}"
+}
+
 # run_test ID: runs one selected test against a broker (or cluster) of its
 # own, in a subshell of its own (BROKER_PIDS is the subshell's), and leaves
 # "<result>\t<row>" in <id>.row for the summary. A broker that does not start
@@ -438,9 +443,9 @@ run_test() {
 
     if [ -n "${ON_CLUSTER[$id]:-}" ]; then
         broker_log="$RUN_DIR/$safe.broker-*.log"
-        start_cluster "$scenario" "$data_dir" "$RUN_DIR/$safe.broker"
+        start_cluster "$scenario" "$data_dir" "$RUN_DIR/$safe.broker" || return 1
     else
-        start_broker "$scenario" "$data_dir" "$broker_log"
+        start_broker "$scenario" "$data_dir" "$broker_log" || return 1
     fi
     cat >"$conf" <<EOF
 bootstrap.servers=$BROKER_ADDR
@@ -492,7 +497,7 @@ EOF
     fi
     shown="$id"
     [ -n "${ON_CLUSTER[$id]:-}" ] && shown="$id (cluster)"
-    row="$(printf '%-30s %-5s %7s  %s' "$shown" "$result" "$secs" "${note:0:200}")"
+    row="$(format_row "$shown" "$result" "$secs" "$note")"
     printf '%s\t%s\n' "$result" "$row" >"$RUN_DIR/$safe.row"
     printf '%s\n' "$row" >&2
 }
@@ -528,7 +533,7 @@ for id in "${SELECTED[@]}"; do
         IFS=$'\t' read -r result row <"$RUN_DIR/$safe.row"
     else
         result=fail
-        row="$(printf '%-30s %-5s %7s  %s' "$id" fail "-" "no result: the broker did not start? (see $RUN_DIR/$safe.broker*.log)")"
+        row="$(format_row "$id" fail "-" "no result: the broker did not start? (see $RUN_DIR/$safe.broker*.log)")"
     fi
     case "$result" in
     pass) passed=$((passed + 1)) ;;

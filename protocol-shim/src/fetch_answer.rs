@@ -179,8 +179,9 @@ pub fn encode_fetch_answer(
     if flexible {
         if version >= 16 && !answer.node_endpoints.is_empty() {
             w.uvarint(1);
-            w.uvarint(0); // tag 0: node_endpoints
-                          // A tagged field is preceded by its size: encode the endpoints apart first.
+            // Tag 0, node_endpoints. A tagged field is preceded by its size: encode the
+            // endpoints apart first.
+            w.uvarint(0);
             let mut e = Writer::new(version, 32 * answer.node_endpoints.len());
             e.array_len(Some(answer.node_endpoints.len()))?;
             for endpoint in &answer.node_endpoints {

@@ -187,8 +187,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let max_bytes = usize::from(max_bytes);
                 let mut expected = Vec::new();
                 // At or past `max_offset` nothing, even from a batch that straddles it (Kafka).
-                let from = if start < max_offset { start } else { i64::MAX };
-                for b in model.batches.iter().filter(|b| b.last >= from) {
+                let wanted = |b: &&StoredBatch| start < max_offset && b.last >= start;
+                for b in model.batches.iter().filter(wanted) {
                     if b.base >= max_offset {
                         break;
                     }
