@@ -424,14 +424,10 @@ impl Node {
         }
     }
 
-    /// Deletes a topic: unpersists it, then closes and removes its partitions.
-    pub fn delete_topic(&self, name: &str) -> Result<TopicMeta, TopicOpError> {
-        if !self.config.settings.bool("delete.topic.enable") {
-            return Err(TopicOpError::new(
-                ErrorKind::TopicDeletionDisabled,
-                "Topic deletion is disabled.",
-            ));
-        }
+    /// The topic `name` if DeleteTopics may delete it: known here and not an internal one
+    /// (Kafka's errors and messages otherwise). Whether deletion is enabled at all
+    /// (`delete.topic.enable`) the handler decides for the whole request first, as Kafka.
+    pub fn deletable_topic(&self, name: &str) -> Result<TopicMeta, TopicOpError> {
         let Some(meta) = self.topics.get(name) else {
             return Err(TopicOpError::new(
                 ErrorKind::UnknownTopicOrPartition,
@@ -444,6 +440,12 @@ impl Node {
                 "Internal topics cannot be deleted.",
             ));
         }
+        Ok(meta)
+    }
+
+    /// Deletes a topic: unpersists it, then closes and removes its partitions.
+    pub fn delete_topic(&self, name: &str) -> Result<TopicMeta, TopicOpError> {
+        let meta = self.deletable_topic(name)?;
         self.topics
             .update(|m| m.remove(name).is_some())
             .map_err(|e| TopicOpError::new(ErrorKind::KafkaStorageError, e.to_string()))?;

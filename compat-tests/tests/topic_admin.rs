@@ -1,8 +1,9 @@
 //! Topic administration against a real broker process, over raw sockets: the internal topic
 //! `__consumer_offsets` is protected (no client produce, no delete, `is_internal` in
 //! Metadata), DescribeConfigs reports each config's source and synonyms the way Kafka's
-//! `ConfigHelper` does, DeleteTopics v6 deletes by topic id, and a created partition records
-//! its leader epoch before any produce.
+//! `ConfigHelper` does, DeleteTopics v6 deletes by topic id and refuses every topic when
+//! `delete.topic.enable` is false, and a created partition records its leader epoch before
+//! any produce.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -29,6 +30,8 @@ const OFFSETS_TOPIC: &str = "__consumer_offsets";
 const INVALID_TOPIC_EXCEPTION: i16 = 17;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const UNKNOWN_TOPIC_ID: i16 = 100;
+const INVALID_REQUEST: i16 = 42;
+const TOPIC_DELETION_DISABLED: i16 = 73;
 /// `ConfigSource` ids (DescribeConfigsResponse).
 const DYNAMIC_TOPIC_CONFIG: i8 = 1;
 const STATIC_BROKER_CONFIG: i8 = 4;
@@ -360,6 +363,68 @@ fn delete_topics_v6_by_topic_id() {
     // The name can be reused, under a new id.
     let new_id = create_topic(&mut conn, &topic, &[]);
     assert_ne!(new_id, id);
+}
+
+/// With `delete.topic.enable=false` Kafka refuses the whole request before it looks at any
+/// topic (`ControllerApis.deleteTopics`): every entry, known or not, by name or by id, gets
+/// TOPIC_DELETION_DISABLED from v3 (which added that code) and INVALID_REQUEST before it.
+#[test]
+fn delete_topics_is_refused_for_every_topic_when_deletion_is_disabled() {
+    let broker = SluiceProcess::start(SluiceOptions::new().set("delete.topic.enable", "false"));
+    let mut conn = connect(&broker);
+    let topic = unique_topic("kept");
+    let id = create_topic(&mut conn, &topic, &[]);
+    let missing = unique_topic("never-created");
+    for (version, want) in [
+        (1, INVALID_REQUEST),
+        (2, INVALID_REQUEST),
+        (3, TOPIC_DELETION_DISABLED),
+        (5, TOPIC_DELETION_DISABLED),
+    ] {
+        let response = conn
+            .call(
+                &DeleteTopicsRequest::default()
+                    .with_topic_names(vec![topic_name(&topic), topic_name(&missing)])
+                    .with_timeout_ms(10_000),
+                version,
+            )
+            .unwrap();
+        let codes: Vec<i16> = response.responses.iter().map(|r| r.error_code).collect();
+        assert_eq!(codes, vec![want, want], "v{version}: {response:?}");
+    }
+    let unknown = Uuid::from_u128(0x5151_1ce0_0000_4000_8000_0000_0000_0073);
+    let by_id = conn
+        .call(
+            &DeleteTopicsRequest::default()
+                .with_topics(vec![
+                    DeleteTopicState::default()
+                        .with_name(None)
+                        .with_topic_id(id),
+                    DeleteTopicState::default()
+                        .with_name(None)
+                        .with_topic_id(unknown),
+                ])
+                .with_timeout_ms(10_000),
+            6,
+        )
+        .unwrap();
+    let answers: Vec<(Uuid, i16)> = by_id
+        .responses
+        .iter()
+        .map(|r| (r.topic_id, r.error_code))
+        .collect();
+    assert_eq!(
+        answers,
+        vec![
+            (id, TOPIC_DELETION_DISABLED),
+            (unknown, TOPIC_DELETION_DISABLED)
+        ],
+        "{by_id:?}"
+    );
+    // The topic is still there, under the same id.
+    let meta = metadata(&mut conn, Some(&[topic.as_str()]));
+    assert_eq!(meta[0].error_code, 0, "{meta:?}");
+    assert_eq!(meta[0].topic_id, id);
 }
 
 /// A created topic's partition records its leader epoch at once, as Kafka's new leader does

@@ -186,18 +186,7 @@ impl ClusterRuntime {
 
     /// Deletes a topic through the controller.
     pub async fn delete_topic(&self, node: &Node, name: &str) -> Result<TopicMeta, TopicOpError> {
-        let Some(meta) = node.topics.get(name) else {
-            return Err(TopicOpError::new(
-                ErrorKind::UnknownTopicOrPartition,
-                "This server does not host this topic-partition.",
-            ));
-        };
-        if meta.internal {
-            return Err(TopicOpError::new(
-                ErrorKind::InvalidTopic,
-                "Internal topics cannot be deleted.",
-            ));
-        }
+        let meta = node.deletable_topic(name)?;
         self.propose(Command::DeleteTopic { topic_id: meta.id })
             .await
             .map_err(proposal_error)?;

@@ -464,12 +464,8 @@ impl Shared {
         let Some(registration) = registration else {
             return ControllerReply::Applied(Err(CommandError::UnknownBroker(broker)));
         };
-        if registration.broker_epoch != broker_epoch {
-            return ControllerReply::Applied(Err(CommandError::StaleBrokerEpoch {
-                broker_id: broker,
-                given: broker_epoch,
-                current: registration.broker_epoch,
-            }));
+        if let Err(e) = registration.check_epoch(broker_epoch) {
+            return ControllerReply::Applied(Err(e));
         }
         self.record_heartbeat(broker);
         if !registration.fenced || metadata_offset < registration.registered_offset {

@@ -82,6 +82,19 @@ impl BrokerRegistration {
             port: self.port,
         })
     }
+
+    /// Refuses a request that carries another epoch than this registration's: it comes from
+    /// an earlier incarnation of the broker (or a later one the caller has not seen).
+    pub fn check_epoch(&self, broker_epoch: i64) -> Result<(), CommandError> {
+        if self.broker_epoch != broker_epoch {
+            return Err(CommandError::StaleBrokerEpoch {
+                broker_id: self.broker_id,
+                given: broker_epoch,
+                current: self.broker_epoch,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// One partition's replication state.
@@ -315,13 +328,7 @@ impl ClusterState {
             .brokers
             .get_mut(&broker_id)
             .ok_or(CommandError::UnknownBroker(broker_id))?;
-        if broker.broker_epoch != broker_epoch {
-            return Err(CommandError::StaleBrokerEpoch {
-                broker_id,
-                given: broker_epoch,
-                current: broker.broker_epoch,
-            });
-        }
+        broker.check_epoch(broker_epoch)?;
         let changed = broker.fenced != fenced;
         broker.fenced = fenced;
         Ok(CommandResult::BrokerFencing { fenced, changed })
@@ -531,13 +538,7 @@ impl ClusterState {
             .brokers
             .get(&broker_id)
             .ok_or(CommandError::UnknownBroker(broker_id))?;
-        if broker.broker_epoch != broker_epoch {
-            return Err(CommandError::StaleBrokerEpoch {
-                broker_id,
-                given: broker_epoch,
-                current: broker.broker_epoch,
-            });
-        }
+        broker.check_epoch(broker_epoch)?;
         // Kafka's order: a leader from an older epoch is fenced before anything else is looked
         // at, then the sender must be the leader, then its view must be the current one.
         if leader_epoch != current.leader_epoch {

@@ -145,6 +145,24 @@ pub struct CommitRequest {
     pub version: i16,
 }
 
+impl CommitRequest {
+    /// The answer that gives every partition `kind`, except those the handler found missing,
+    /// which keep their own error (Kafka answers unknown topics before asking the group).
+    pub fn answer_all(&self, kind: ErrorKind) -> CommitResponse {
+        self.topics
+            .iter()
+            .map(|t| {
+                let parts = t
+                    .partitions
+                    .iter()
+                    .map(|p| (p.partition, p.error.unwrap_or(kind)))
+                    .collect();
+                (t.name.clone(), parts)
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct CommitTopic {
     pub name: String,

@@ -45,21 +45,8 @@ fn validate_offset_commit(g: &ClassicGroup, req: &CommitRequest) -> Result<(), E
 impl GroupCoordinator {
     /// OffsetCommit: validates, then emits one record per accepted partition.
     pub fn commit_offsets(&mut self, now_ms: i64, req: CommitRequest) -> CommitResponse {
-        let with_error = |req: &CommitRequest, error: ErrorKind| -> CommitResponse {
-            req.topics
-                .iter()
-                .map(|t| {
-                    let parts = t
-                        .partitions
-                        .iter()
-                        .map(|p| (p.partition, p.error.unwrap_or(error)))
-                        .collect();
-                    (t.name.clone(), parts)
-                })
-                .collect()
-        };
         if !valid_group_id(&req.group_id) {
-            return with_error(&req, ErrorKind::InvalidGroupId);
+            return req.answer_all(ErrorKind::InvalidGroupId);
         }
         match self.groups.get(&req.group_id) {
             None if req.generation_id < 0 => {
@@ -75,11 +62,11 @@ impl GroupCoordinator {
                 } else {
                     ErrorKind::IllegalGeneration
                 };
-                return with_error(&req, e);
+                return req.answer_all(e);
             }
             Some(g) => {
                 if let Err(e) = validate_offset_commit(g, &req) {
-                    return with_error(&req, e);
+                    return req.answer_all(e);
                 }
             }
         }

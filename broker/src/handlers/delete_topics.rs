@@ -1,4 +1,5 @@
 //! DeleteTopics (key 20): by name (v1-v5, and v6 entries with a name) or by topic id (v6).
+//! With `delete.topic.enable=false` every entry is refused, before any is looked up.
 
 use std::sync::Arc;
 
@@ -28,6 +29,25 @@ pub async fn handle(
             .map(|n| (Some(n.0.as_str().to_string()), Uuid::nil()))
             .collect()
     };
+    if !node.config.settings.bool("delete.topic.enable") {
+        // Kafka refuses the whole request before it looks at any topic (`ControllerApis`):
+        // TOPIC_DELETION_DISABLED from v3, which added that code, INVALID_REQUEST before.
+        let kind = if version >= 3 {
+            ErrorKind::TopicDeletionDisabled
+        } else {
+            ErrorKind::InvalidRequest
+        };
+        let responses = targets
+            .into_iter()
+            .map(|(name, id)| {
+                DeletableTopicResult::default()
+                    .with_name(name.as_deref().map(topic_name))
+                    .with_topic_id(id)
+                    .with_error_code(kind.code())
+            })
+            .collect();
+        return DeleteTopicsResponse::default().with_responses(responses);
+    }
     let mut responses = Vec::with_capacity(targets.len());
     for (name, id) in targets {
         responses.push({
@@ -65,15 +85,7 @@ async fn delete(
     name: &str,
 ) -> Result<crate::metadata::TopicMeta, crate::node::TopicOpError> {
     match node.cluster() {
-        Some(rt) => {
-            if !node.config.settings.bool("delete.topic.enable") {
-                return Err(crate::node::TopicOpError::new(
-                    ErrorKind::TopicDeletionDisabled,
-                    "Topic deletion is disabled.",
-                ));
-            }
-            rt.delete_topic(node, name).await
-        }
+        Some(rt) => rt.delete_topic(node, name).await,
         None => node.delete_topic(name),
     }
 }

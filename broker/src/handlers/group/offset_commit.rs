@@ -63,7 +63,7 @@ pub fn handle(node: &Arc<Node>, request: OffsetCommitRequest, version: i16) -> R
     };
     let called = node.groups.call(node, |c, now, _| {
         Answer::Now(match c.group_error(&req.group_id) {
-            Some(kind) => not_coordinated(&req, kind),
+            Some(kind) => req.answer_all(kind),
             None => c.commit_offsets(now, req),
         })
     });
@@ -83,22 +83,6 @@ pub fn handle(node: &Arc<Node>, request: OffsetCommitRequest, version: i16) -> R
         }
         ResponseKind::OffsetCommit(encode(response))
     }))
-}
-
-/// Kafka's answer for a group this node does not coordinate: every partition gets `kind`,
-/// except those of unknown topics, which Kafka answers before asking the coordinator.
-fn not_coordinated(req: &CommitRequest, kind: ErrorKind) -> CommitResponse {
-    req.topics
-        .iter()
-        .map(|t| {
-            let parts = t
-                .partitions
-                .iter()
-                .map(|p| (p.partition, p.error.unwrap_or(kind)))
-                .collect();
-            (t.name.clone(), parts)
-        })
-        .collect()
 }
 
 fn encode(r: CommitResponse) -> OffsetCommitResponse {
