@@ -296,6 +296,18 @@ impl Node {
         Some((b.broker_id, b.host, i32::from(b.port)))
     }
 
+    /// Kafka's first checks of a topic to create: a legal name, not taken here.
+    pub fn check_new_topic_name(&self, name: &str) -> Result<(), TopicOpError> {
+        validate_topic_name(name).map_err(|m| TopicOpError::new(ErrorKind::InvalidTopic, m))?;
+        if self.topics.contains(name) {
+            return Err(TopicOpError::new(
+                ErrorKind::TopicAlreadyExists,
+                format!("Topic '{name}' already exists."),
+            ));
+        }
+        Ok(())
+    }
+
     /// Validates a create-topic request without changing anything.
     pub fn validate_new_topic(
         &self,
@@ -304,13 +316,7 @@ impl Node {
         replication_factor: i16,
         configs: &TopicConfigs,
     ) -> Result<(i32, i16), TopicOpError> {
-        validate_topic_name(name).map_err(|m| TopicOpError::new(ErrorKind::InvalidTopic, m))?;
-        if self.topics.contains(name) {
-            return Err(TopicOpError::new(
-                ErrorKind::TopicAlreadyExists,
-                format!("Topic '{name}' already exists."),
-            ));
-        }
+        self.check_new_topic_name(name)?;
         let partitions = if num_partitions == -1 {
             self.config.settings.i32("num.partitions")
         } else {

@@ -392,6 +392,42 @@ async fn killing_the_active_controller_elects_another() {
     cluster.wait_for_partitions(&before, Duration::from_secs(30), "leaders moved", |ps| {
         ps.iter().all(|p| p.leader > 0 && p.leader != controller)
     });
+    // DescribeCluster lists the dead (fenced) node only when asked to (v2's
+    // include_fenced_brokers, KIP-1073), flagged; v1 never does.
+    let survivor_addr = cluster.node(survivor).bootstrap();
+    let listed = |version: i16, include_fenced: bool| -> Vec<(i32, bool)> {
+        use kafka_protocol::messages::DescribeClusterRequest;
+        let mut conn = compat_tests::wire::RawConnection::connect(survivor_addr.as_str()).unwrap();
+        let r = conn
+            .call(
+                &DescribeClusterRequest::default().with_include_fenced_brokers(include_fenced),
+                version,
+            )
+            .unwrap();
+        assert_eq!(r.error_code, 0, "{r:?}");
+        let mut brokers: Vec<(i32, bool)> = r
+            .brokers
+            .iter()
+            .map(|b| (b.broker_id.0, b.is_fenced))
+            .collect();
+        brokers.sort_unstable();
+        brokers
+    };
+    let fenced_seen_at = Instant::now();
+    while !listed(2, true).contains(&(controller, true)) {
+        assert!(
+            fenced_seen_at.elapsed() < Duration::from_secs(30),
+            "the killed node never listed as fenced: {:?}",
+            listed(2, true)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let alive: Vec<(i32, bool)> = (1..=3)
+        .filter(|id| *id != controller)
+        .map(|id| (id, false))
+        .collect();
+    assert_eq!(listed(2, false), alive);
+    assert_eq!(listed(1, false), alive);
     let producer = rdk::producer(&live, &[]);
     for t in [&before, &after] {
         for p in 0..3 {

@@ -52,6 +52,7 @@ pub enum ErrorKind {
     ResourceNotFound,
     InvalidTxnState,
     MismatchedEndpointType,
+    UnsupportedEndpointType,
     // Consumer groups.
     OffsetMetadataTooLarge,
     CoordinatorLoadInProgress,
@@ -122,6 +123,7 @@ impl ErrorKind {
             ResourceNotFound => 91,
             UnknownTopicId => 100,
             MismatchedEndpointType => 114,
+            UnsupportedEndpointType => 115,
             InconsistentTopicId => 103,
             OffsetMetadataTooLarge => 12,
             CoordinatorLoadInProgress => 14,
@@ -203,6 +205,7 @@ mod tests {
             (ResourceNotFound, R::ResourceNotFound),
             (UnknownTopicId, R::UnknownTopicId),
             (MismatchedEndpointType, R::MismatchedEndpointType),
+            (UnsupportedEndpointType, R::UnsupportedEndpointType),
             (InconsistentTopicId, R::InconsistentTopicId),
             (OffsetMetadataTooLarge, R::OffsetMetadataTooLarge),
             (CoordinatorLoadInProgress, R::CoordinatorLoadInProgress),

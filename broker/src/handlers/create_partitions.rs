@@ -16,17 +16,31 @@ pub async fn handle(
     request: CreatePartitionsRequest,
     _version: i16,
 ) -> CreatePartitionsResponse {
+    // A name given twice is refused once and none of its entries is carried out, as Kafka's
+    // `ControllerApis.createPartitions` (those answers come first there, one per name).
     let mut seen = HashSet::new();
+    let mut duplicates: Vec<_> = Vec::new();
+    for t in &request.topics {
+        if !seen.insert(t.name.0.as_str()) && !duplicates.contains(&t.name) {
+            duplicates.push(t.name.clone());
+        }
+    }
     let mut results = Vec::with_capacity(request.topics.len());
+    for name in &duplicates {
+        results.push(
+            CreatePartitionsTopicResult::default()
+                .with_name(name.clone())
+                .with_error_code(ErrorKind::InvalidRequest.code())
+                .with_error_message(Some(str_bytes("Duplicate topic name."))),
+        );
+    }
     for t in request.topics {
+        if duplicates.contains(&t.name) {
+            continue;
+        }
         results.push({
             let name = t.name.0.as_str().to_string();
-            let result = if !seen.insert(name.clone()) {
-                Err(TopicOpError::new(
-                    ErrorKind::InvalidRequest,
-                    "Duplicate topic in request.",
-                ))
-            } else if let Some(rt) = node.cluster() {
+            let result = if let Some(rt) = node.cluster() {
                 let assignments = t.assignments.as_ref().map(|list| {
                     list.iter()
                         .map(|a| a.broker_ids.iter().map(|b| b.0).collect())

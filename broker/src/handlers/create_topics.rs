@@ -1,5 +1,5 @@
 //! CreateTopics (key 19): validates names, partition counts, replication factor, replica
-//! assignments and configs; creates (or with validate_only, only checks) each topic. From v5
+//! assignments and configs, in Kafka's order (name, existence, null config values, the rest); creates (or with validate_only, only checks) each topic. From v5
 //! the result carries the partition count, replication factor and every config's value.
 
 use std::collections::HashSet;
@@ -76,12 +76,7 @@ async fn create_in_cluster(
     topic: &CreatableTopic,
     validate_only: bool,
 ) -> Result<(Uuid, i32, i16, TopicConfigs), TopicOpError> {
-    let mut configs = TopicConfigs::new();
-    for c in &topic.configs {
-        if let Some(v) = &c.value {
-            configs.insert(c.name.as_str().to_string(), v.as_str().to_string());
-        }
-    }
+    let configs = requested_configs(node, topic)?;
     let assignments = if topic.assignments.is_empty() {
         None
     } else {
@@ -128,12 +123,7 @@ fn create_one(
     validate_only: bool,
 ) -> Result<(Uuid, i32, i16, TopicConfigs), TopicOpError> {
     let name = topic.name.0.as_str();
-    let mut configs = TopicConfigs::new();
-    for c in &topic.configs {
-        if let Some(v) = &c.value {
-            configs.insert(c.name.as_str().to_string(), v.as_str().to_string());
-        }
-    }
+    let configs = requested_configs(node, topic)?;
     let (mut partitions, mut rf) = (topic.num_partitions, topic.replication_factor);
     if !topic.assignments.is_empty() {
         if partitions != -1 || rf != -1 {
@@ -179,6 +169,36 @@ fn create_one(
     }
     let meta = node.create_topic(name, partitions, rf, configs, false)?;
     Ok((meta.id, meta.partitions, 1, meta.configs))
+}
+
+/// The topic's requested configs, after Kafka's first checks in its order
+/// (`ReplicationControlManager.createTopics`): a legal name not taken already, then no config
+/// without a value (INVALID_CONFIG, naming them all), and only then the rest of the request.
+fn requested_configs(node: &Node, topic: &CreatableTopic) -> Result<TopicConfigs, TopicOpError> {
+    node.check_new_topic_name(topic.name.0.as_str())?;
+    let nulls: Vec<&str> = topic
+        .configs
+        .iter()
+        .filter(|c| c.value.is_none())
+        .map(|c| c.name.as_str())
+        .collect();
+    if !nulls.is_empty() {
+        return Err(TopicOpError::new(
+            ErrorKind::InvalidConfig,
+            format!(
+                "Null value not supported for topic configs: {}",
+                nulls.join(",")
+            ),
+        ));
+    }
+    Ok(topic
+        .configs
+        .iter()
+        .filter_map(|c| {
+            let v = c.value.as_ref()?;
+            Some((c.name.as_str().to_string(), v.as_str().to_string()))
+        })
+        .collect())
 }
 
 fn describe(node: &Node, configs: &TopicConfigs) -> Vec<CreatableTopicConfigs> {

@@ -1,5 +1,5 @@
-//! DescribeCluster (key 60): the brokers (v2+: fenced ones too, flagged) and the active
-//! controller; on a single node, this node is both.
+//! DescribeCluster (key 60): the brokers (v2+: fenced ones too, flagged, when the request
+//! asks for them) and the active controller; on a single node, this node is both.
 
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use crate::node::Node;
 /// Endpoint type 1: brokers. Type 2 (controllers) is for clients bootstrapping from
 /// controller listeners, which this node does not have.
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
+const ENDPOINT_TYPE_CONTROLLERS: i8 = 2;
 
 pub fn handle(
     node: &Arc<Node>,
@@ -29,20 +30,32 @@ pub fn handle(
             OPERATIONS_NOT_REQUESTED
         });
     if version >= 1 && request.endpoint_type != ENDPOINT_TYPE_BROKERS {
+        // Kafka's `AuthHelper.computeDescribeClusterResponse`: a known type of another
+        // listener is a mismatch, an unknown one unsupported.
+        let (kind, message) = if request.endpoint_type == ENDPOINT_TYPE_CONTROLLERS {
+            (
+                ErrorKind::MismatchedEndpointType,
+                "The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type CONTROLLER".to_string(),
+            )
+        } else {
+            (
+                ErrorKind::UnsupportedEndpointType,
+                format!("Unsupported endpoint type {}", request.endpoint_type),
+            )
+        };
         return response
-            .with_error_code(ErrorKind::MismatchedEndpointType.code())
-            .with_error_message(Some(str_bytes(
-                "The request was sent to an endpoint of the wrong type.",
-            )))
+            .with_error_code(kind.code())
+            .with_error_message(Some(str_bytes(message)))
             .with_controller_id(BrokerId(-1));
     }
+    let with_fenced = version >= 2 && request.include_fenced_brokers;
     if let Some(rt) = node.cluster() {
         let state = rt.state();
         response.controller_id = BrokerId(rt.controller_id().unwrap_or(-1));
         response.brokers = state
             .brokers
             .values()
-            .filter(|b| version >= 2 || !b.fenced)
+            .filter(|b| with_fenced || !b.fenced)
             .map(|b| {
                 DescribeClusterBroker::default()
                     .with_broker_id(BrokerId(b.broker_id))

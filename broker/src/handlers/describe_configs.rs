@@ -15,6 +15,7 @@ use crate::config::{
     effective_topic_config, BrokerSettings, ConfigSource, ConfigType, BROKER_SETTINGS,
     TOPIC_CONFIGS,
 };
+use crate::metadata::validate_topic_name;
 use crate::node::Node;
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -44,36 +45,45 @@ pub fn handle(
             let mut out = DescribeConfigsResult::default()
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
+            // As Kafka's `ConfigHelper.describeConfigs`: a topic name is checked before it is
+            // looked up (INVALID_TOPIC_EXCEPTION), an unknown topic gets its code with no
+            // message, and the broker resource "" (the cluster-wide default entity) lists only
+            // the dynamic defaults set with AlterConfigs: none here.
             let entries = match res.resource_type {
-                RESOURCE_TOPIC => match node.topics.get(&name) {
-                    Some(meta) => Ok(topic_entries(node, &meta.configs)),
-                    None => Err((
-                        ErrorKind::UnknownTopicOrPartition,
-                        format!("Topic {name} does not exist."),
-                    )),
+                RESOURCE_TOPIC => match validate_topic_name(&name) {
+                    Err(message) => Err((ErrorKind::InvalidTopic, Some(message))),
+                    Ok(()) => match node.topics.get(&name) {
+                        Some(meta) => Ok(topic_entries(node, &meta.configs)),
+                        None => Err((ErrorKind::UnknownTopicOrPartition, None)),
+                    },
                 },
                 RESOURCE_BROKER => {
-                    if name.is_empty() || name == node.meta.node_id.to_string() {
+                    if name.is_empty() {
+                        Ok(Vec::new())
+                    } else if name == node.meta.node_id.to_string() {
                         Ok(broker_entries(node))
                     } else {
                         Err((
                             ErrorKind::InvalidRequest,
-                            format!(
+                            Some(format!(
                                 "Unexpected broker id, expected {} but received {name}",
                                 node.meta.node_id
-                            ),
+                            )),
                         ))
                     }
                 }
                 other => Err((
                     ErrorKind::InvalidRequest,
-                    format!("Unsupported resource type {other}"),
+                    Some(format!("Unsupported resource type {other}")),
                 )),
             };
             match entries {
                 Ok(entries) => {
+                    // No keys, or an empty list, asks for every config (Kafka's
+                    // `createResponseConfig`).
                     let keys: Option<Vec<String>> = res
                         .configuration_keys
+                        .filter(|k| !k.is_empty())
                         .map(|k| k.iter().map(|s| s.as_str().to_string()).collect());
                     out.configs = entries
                         .into_iter()
@@ -90,7 +100,7 @@ pub fn handle(
                 }
                 Err((kind, message)) => {
                     out.error_code = kind.code();
-                    out.error_message = Some(str_bytes(message));
+                    out.error_message = message.map(str_bytes);
                 }
             }
             out

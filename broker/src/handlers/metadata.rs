@@ -20,6 +20,16 @@ use crate::metadata::{validate_topic_name, TopicMeta};
 use crate::node::Node;
 
 pub async fn handle(node: &Arc<Node>, request: MetadataRequest, version: i16) -> MetadataResponse {
+    if version < 12 {
+        if let Some(list) = &request.topics {
+            if list
+                .iter()
+                .any(|t| t.name.is_none() || !t.topic_id.is_nil())
+            {
+                return by_id_before_v12(list);
+            }
+        }
+    }
     let include_ops = request.include_topic_authorized_operations;
     let describe = |t: &TopicMeta| describe_topic(node, t, include_ops);
     let topics: Vec<MetadataResponseTopic> = match request.topics {
@@ -191,4 +201,23 @@ pub fn describe_topic(node: &Node, meta: &TopicMeta, include_ops: bool) -> Metad
         } else {
             OPERATIONS_NOT_REQUESTED
         })
+}
+
+/// Kafka's answer to a v10-11 request that names a topic by id (or not at all): those versions
+/// have ids in the schema but no lookup by id, so `KafkaApis` refuses the whole request and
+/// `MetadataRequest.getErrorResponse` answers every topic INVALID_REQUEST, with "" for a
+/// missing name (the response's name is not nullable before v12) and nothing else.
+fn by_id_before_v12(
+    topics: &[kafka_protocol::messages::metadata_request::MetadataRequestTopic],
+) -> MetadataResponse {
+    let topics = topics
+        .iter()
+        .map(|t| {
+            MetadataResponseTopic::default()
+                .with_name(Some(t.name.clone().unwrap_or_else(|| topic_name(""))))
+                .with_topic_id(t.topic_id)
+                .with_error_code(ErrorKind::InvalidRequest.code())
+        })
+        .collect();
+    MetadataResponse::default().with_topics(topics)
 }

@@ -1,0 +1,295 @@
+//! Admin requests whose edge cases Kafka answers in a particular way, against a real broker
+//! process over raw sockets: a topic named twice in CreatePartitions, a config without a value
+//! in CreateTopics, DescribeConfigs with an empty key list, a malformed or unknown topic name
+//! and the default broker entity, Metadata naming a topic by id before v12, and DescribeCluster
+//! asked for an endpoint type this listener is not.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use compat_tests::process::SluiceProcess;
+use compat_tests::unique_topic;
+use compat_tests::wire::{topic_name, RawConnection};
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreateTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
+    MetadataRequest,
+};
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+/// Kafka's error codes used below.
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const INVALID_TOPIC_EXCEPTION: i16 = 17;
+const INVALID_CONFIG: i16 = 40;
+const INVALID_REQUEST: i16 = 42;
+const MISMATCHED_ENDPOINT_TYPE: i16 = 114;
+const UNSUPPORTED_ENDPOINT_TYPE: i16 = 115;
+/// `ConfigResource.Type` ids.
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+
+fn connect(broker: &SluiceProcess) -> RawConnection {
+    let mut c = RawConnection::connect(broker.bootstrap()).unwrap();
+    c.set_read_timeout(Duration::from_secs(20)).unwrap();
+    c
+}
+
+/// CreateTopics v7 of one topic with `partitions` and these configs; its error code and message.
+fn create(
+    conn: &mut RawConnection,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, Option<&str>)],
+) -> (i16, Option<String>) {
+    let request = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(topic_name(topic))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(k.to_string()))
+                            .with_value(v.map(|v| StrBytes::from_string(v.to_string())))
+                    })
+                    .collect(),
+            )])
+        .with_timeout_ms(10_000);
+    let response = conn.call(&request, 7).unwrap();
+    let t = &response.topics[0];
+    (
+        t.error_code,
+        t.error_message.as_ref().map(|m| m.to_string()),
+    )
+}
+
+/// Metadata v12 of one topic by name: its error code and partition count.
+fn partitions_of(conn: &mut RawConnection, topic: &str) -> (i16, usize) {
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
+        ]))
+        .with_allow_auto_topic_creation(false);
+    let response = conn.call(&request, 12).unwrap();
+    (
+        response.topics[0].error_code,
+        response.topics[0].partitions.len(),
+    )
+}
+
+#[test]
+fn create_partitions_refuses_a_topic_named_twice_and_changes_nothing() {
+    let broker = SluiceProcess::start_default();
+    let mut conn = connect(&broker);
+    let twice = unique_topic("twice");
+    let once = unique_topic("once");
+    for t in [&twice, &once] {
+        assert_eq!(create(&mut conn, t, 1, &[]).0, 0);
+    }
+    let grow = |name: &str, count: i32| {
+        CreatePartitionsTopic::default()
+            .with_name(topic_name(name))
+            .with_count(count)
+            .with_assignments(None)
+    };
+    let response = conn
+        .call(
+            &CreatePartitionsRequest::default()
+                .with_topics(vec![grow(&twice, 3), grow(&once, 2), grow(&twice, 5)])
+                .with_timeout_ms(10_000),
+            3,
+        )
+        .unwrap();
+    // One answer per name, as Kafka's: the repeated one refused, the other carried out.
+    let answers: Vec<(String, i16)> = response
+        .results
+        .iter()
+        .map(|r| (r.name.to_string(), r.error_code))
+        .collect();
+    assert_eq!(
+        answers,
+        vec![(twice.clone(), INVALID_REQUEST), (once.clone(), 0)],
+        "{response:?}"
+    );
+    assert_eq!(
+        partitions_of(&mut conn, &twice),
+        (0, 1),
+        "the repeated topic grew"
+    );
+    assert_eq!(partitions_of(&mut conn, &once), (0, 2));
+}
+
+#[test]
+fn create_topics_refuses_a_config_without_a_value() {
+    let broker = SluiceProcess::start_default();
+    let mut conn = connect(&broker);
+    let topic = unique_topic("nullcfg");
+    let (code, message) = create(
+        &mut conn,
+        &topic,
+        1,
+        &[
+            ("retention.ms", None),
+            ("segment.ms", Some("60000")),
+            ("cleanup.policy", None),
+        ],
+    );
+    assert_eq!(code, INVALID_CONFIG);
+    assert_eq!(
+        message.as_deref(),
+        Some("Null value not supported for topic configs: retention.ms,cleanup.policy")
+    );
+    assert_eq!(
+        partitions_of(&mut conn, &topic).0,
+        UNKNOWN_TOPIC_OR_PARTITION,
+        "the topic was created"
+    );
+    // An existing topic is refused as existing first, as in Kafka's order of checks.
+    assert_eq!(create(&mut conn, &topic, 1, &[]).0, 0);
+    assert_eq!(
+        create(&mut conn, &topic, 1, &[("retention.ms", None)]).0,
+        36
+    );
+}
+
+/// DescribeConfigs v4 of one resource with `keys`.
+fn describe(
+    conn: &mut RawConnection,
+    resource_type: i8,
+    name: &str,
+    keys: Option<Vec<&str>>,
+) -> kafka_protocol::messages::describe_configs_response::DescribeConfigsResult {
+    let request =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(StrBytes::from_string(name.to_owned()))
+            .with_configuration_keys(keys.map(|ks| {
+                ks.into_iter()
+                    .map(|k| StrBytes::from_string(k.to_owned()))
+                    .collect()
+            }))]);
+    let mut response = conn.call(&request, 4).unwrap();
+    response.results.remove(0)
+}
+
+#[test]
+fn describe_configs_edge_cases_answer_as_kafka_config_helper() {
+    let broker = SluiceProcess::start_default();
+    let mut conn = connect(&broker);
+    let topic = unique_topic("cfgs");
+    assert_eq!(create(&mut conn, &topic, 1, &[]).0, 0);
+    // No keys and an empty key list both ask for every config; a list picks.
+    let all = describe(&mut conn, RESOURCE_TOPIC, &topic, None);
+    assert_eq!(all.error_code, 0);
+    assert!(all.configs.len() > 10, "{all:?}");
+    let empty = describe(&mut conn, RESOURCE_TOPIC, &topic, Some(vec![]));
+    assert_eq!(empty.configs.len(), all.configs.len(), "{empty:?}");
+    let one = describe(
+        &mut conn,
+        RESOURCE_TOPIC,
+        &topic,
+        Some(vec!["retention.ms"]),
+    );
+    assert_eq!(one.configs.len(), 1);
+    // A malformed name is INVALID_TOPIC_EXCEPTION; a well-formed unknown one
+    // UNKNOWN_TOPIC_OR_PARTITION with no message.
+    for bad in ["", "a/b", ".."] {
+        let r = describe(&mut conn, RESOURCE_TOPIC, bad, None);
+        assert_eq!(r.error_code, INVALID_TOPIC_EXCEPTION, "{bad:?}: {r:?}");
+    }
+    let unknown = describe(&mut conn, RESOURCE_TOPIC, "no-such-topic", None);
+    assert_eq!(unknown.error_code, UNKNOWN_TOPIC_OR_PARTITION);
+    assert_eq!(unknown.error_message, None);
+    // The broker resource "" is the cluster-wide dynamic defaults: none are set.
+    let defaults = describe(&mut conn, RESOURCE_BROKER, "", None);
+    assert_eq!(defaults.error_code, 0);
+    assert!(defaults.configs.is_empty(), "{defaults:?}");
+    assert!(!describe(&mut conn, RESOURCE_BROKER, "1", None)
+        .configs
+        .is_empty());
+}
+
+#[test]
+fn metadata_before_v12_refuses_topics_by_id() {
+    let broker = SluiceProcess::start_default();
+    let mut conn = connect(&broker);
+    let topic = unique_topic("byid");
+    assert_eq!(create(&mut conn, &topic, 1, &[]).0, 0);
+    let id = Uuid::from_u128(0x5151_1ce0_0000_4000_8000_0000_0000_0012);
+    for version in [10, 11] {
+        // A topic by id alone, beside one by name: the whole request is refused, the missing
+        // name answered as "" (not nullable before v12).
+        let response = conn
+            .call(
+                &MetadataRequest::default().with_topics(Some(vec![
+                    MetadataRequestTopic::default().with_name(Some(topic_name(&topic))),
+                    MetadataRequestTopic::default()
+                        .with_name(None)
+                        .with_topic_id(id),
+                ])),
+                version,
+            )
+            .unwrap();
+        let answers: Vec<(Option<String>, i16)> = response
+            .topics
+            .iter()
+            .map(|t| (t.name.as_ref().map(|n| n.to_string()), t.error_code))
+            .collect();
+        assert_eq!(
+            answers,
+            vec![
+                (Some(topic.clone()), INVALID_REQUEST),
+                (Some(String::new()), INVALID_REQUEST)
+            ],
+            "v{version}: {response:?}"
+        );
+        // A name with an id is refused too.
+        let response = conn
+            .call(
+                &MetadataRequest::default()
+                    .with_topics(Some(vec![MetadataRequestTopic::default()
+                        .with_name(Some(topic_name(&topic)))
+                        .with_topic_id(id)])),
+                version,
+            )
+            .unwrap();
+        assert_eq!(response.topics[0].error_code, INVALID_REQUEST);
+    }
+    // v12 looks the id up.
+    let response = conn
+        .call(
+            &MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
+                .with_name(None)
+                .with_topic_id(id)])),
+            12,
+        )
+        .unwrap();
+    assert_eq!(response.topics[0].error_code, 100, "UNKNOWN_TOPIC_ID");
+}
+
+#[test]
+fn describe_cluster_names_the_endpoint_type_error() {
+    let broker = SluiceProcess::start_default();
+    let mut conn = connect(&broker);
+    for (endpoint_type, want) in [
+        (1, 0),
+        (2, MISMATCHED_ENDPOINT_TYPE),
+        (0, UNSUPPORTED_ENDPOINT_TYPE),
+        (9, UNSUPPORTED_ENDPOINT_TYPE),
+    ] {
+        let r = conn
+            .call(
+                &DescribeClusterRequest::default().with_endpoint_type(endpoint_type),
+                1,
+            )
+            .unwrap();
+        assert_eq!(r.error_code, want, "type {endpoint_type}: {r:?}");
+        assert_eq!(r.brokers.is_empty(), want != 0);
+    }
+}
