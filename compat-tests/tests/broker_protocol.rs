@@ -102,10 +102,31 @@ fn idempotent_sequences_are_checked_and_survive_kill9() {
         wire::produce(&mut conn, &topic, 0, gap).unwrap().error_code,
         45
     );
+    // A producer this partition holds no state for (new here, or its records deleted by
+    // retention) may start at any sequence, as in Kafka; the next must follow it.
+    let other = conn
+        .call(
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000),
+            4,
+        )
+        .unwrap()
+        .producer_id
+        .0;
+    let r = wire::produce(&mut conn, &topic, 0, idempotent_batch(other, 0, 5, &["o5"])).unwrap();
+    assert_eq!((r.error_code, r.base_offset), (0, 3));
+    let skipped = idempotent_batch(other, 0, 7, &["o7"]);
+    assert_eq!(
+        wire::produce(&mut conn, &topic, 0, skipped)
+            .unwrap()
+            .error_code,
+        45
+    );
     // An older epoch is fenced: INVALID_PRODUCER_EPOCH... first move to epoch 1.
     let next_epoch = idempotent_batch(pid, 1, 0, &["e1"]);
     let r = wire::produce(&mut conn, &topic, 0, next_epoch).unwrap();
-    assert_eq!((r.error_code, r.base_offset), (0, 3));
+    assert_eq!((r.error_code, r.base_offset), (0, 4));
     let stale = idempotent_batch(pid, 0, 3, &["old"]);
     assert_eq!(
         wire::produce(&mut conn, &topic, 0, stale)
@@ -123,15 +144,15 @@ fn idempotent_sequences_are_checked_and_survive_kill9() {
     let r = wire::produce(&mut conn, &topic, 0, dup).unwrap();
     assert_eq!(
         (r.error_code, r.base_offset),
-        (0, 3),
+        (0, 4),
         "duplicate after restart"
     );
     let next = idempotent_batch(pid, 1, 1, &["e1-2"]);
     let r = wire::produce(&mut conn, &topic, 0, next).unwrap();
-    assert_eq!((r.error_code, r.base_offset), (0, 4));
+    assert_eq!((r.error_code, r.base_offset), (0, 5));
     assert_eq!(
         all_batches(&mut conn, &topic, 0),
-        vec![(0, 3), (3, 1), (4, 1)]
+        vec![(0, 3), (3, 1), (4, 1), (5, 1)]
     );
     // A new producer id never repeats an old one, even after the crash.
     let init2 = conn
@@ -312,6 +333,44 @@ fn acks_zero_gets_no_response_but_is_stored() {
         (d.high_watermark == 1).then_some(())
     });
     assert!(stored.is_some(), "acks=0 record never became visible");
+    // A failed acks=0 produce (a partition the topic does not have) closes the connection, as
+    // Kafka does, so the client notices: no response to the request after it.
+    let failing = ProduceRequest::default()
+        .with_acks(0)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(&topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(7)
+                .with_records(Some(compat_tests::batch::build_batch(
+                    &[(b"k", b"lost")],
+                    now_ms(),
+                )))])]);
+    conn.send_request(0, 8, &wire::encode_body(&failing, 8))
+        .unwrap();
+    assert!(
+        conn.call(&ApiVersionsRequest::default(), 0).is_err(),
+        "the connection stayed open after a failed acks=0 produce"
+    );
+}
+
+/// `min.insync.replicas` above a partition's replica count asks for every replica, as Kafka's
+/// `Partition.effectiveMinIsr` (min of the setting and the replication factor): a single node
+/// with the common production setting 2 takes acks=all.
+#[test]
+fn min_insync_replicas_above_the_replication_factor_asks_for_every_replica() {
+    let broker = SluiceProcess::start(SluiceOptions::new().set("min.insync.replicas", "2"));
+    let mut conn = connect(&broker);
+    let topic = unique_topic("minisr");
+    create_topic(&mut conn, &topic, 1, &[("min.insync.replicas", "3")]);
+    for (i, t) in [unique_topic("minisr-default"), topic].iter().enumerate() {
+        if i == 0 {
+            create_topic(&mut conn, t, 1, &[]);
+        }
+        let batch = compat_tests::batch::build_batch(&[(b"k", b"v")], now_ms());
+        let r = wire::produce(&mut conn, t, 0, batch).unwrap();
+        assert_eq!((r.error_code, r.base_offset), (0, 0), "{t}: {r:?}");
+    }
 }
 
 #[test]

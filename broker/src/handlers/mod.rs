@@ -60,6 +60,10 @@ pub enum Reply {
     WithFiles(Pin<Box<dyn Future<Output = Outgoing> + Send>>),
     /// No response is sent (produce with acks=0).
     Nothing,
+    /// No response, and the connection closes once the responses before it are written: an
+    /// acks=0 produce that failed somewhere, so the client learns of it (reconnects and
+    /// refreshes its metadata), as Kafka's `handleProduceRequest` does.
+    Close,
 }
 
 /// Runs the in-order part of a request and returns what the writer must await.
@@ -151,6 +155,11 @@ pub async fn dispatch(
             node.metrics
                 .observe_request(api_name(api_key), started.elapsed());
             None
+        }
+        Reply::Close => {
+            node.metrics
+                .observe_request(api_name(api_key), started.elapsed());
+            Some(Box::pin(async { None }))
         }
         Reply::Now(kind) => {
             let frame = encode(api_key, version, correlation_id, *kind);

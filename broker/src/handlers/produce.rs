@@ -97,7 +97,7 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
                     ));
                 }
                 if acks == -1 {
-                    let min_isr = min_insync_replicas(node, meta);
+                    let min_isr = effective_min_isr(node, meta, &partition);
                     let lag_ms = node
                         .cluster()
                         .map_or(i64::MAX, |rt| rt.settings.replica_lag_time_max_ms);
@@ -145,7 +145,9 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
                         .with_base_offset(base)
                         .with_log_append_time_ms(append_time)
                         .with_log_start_offset(partition.log_start_offset().unwrap_or(-1));
-                    let min_isr = meta.as_ref().map_or(1, |m| min_insync_replicas(node, m));
+                    let min_isr = meta
+                        .as_ref()
+                        .map_or(1, |m| effective_min_isr(node, m, &partition));
                     waits.push((ti, pi, partition, last + 1, min_isr));
                 }
                 Err((kind, message)) => {
@@ -190,6 +192,14 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
     }
 
     if acks == 0 && acks_valid {
+        let failed = responses
+            .iter()
+            .flat_map(|t| &t.partition_responses)
+            .any(|p| p.error_code != 0);
+        if failed {
+            tracing::debug!("acks=0 produce failed; closing the connection as Kafka does");
+            return Reply::Close;
+        }
         return Reply::Nothing;
     }
     let response = ProduceResponse::default()
@@ -230,15 +240,22 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
     }))
 }
 
-/// The topic's `min.insync.replicas`, or the broker default.
-fn min_insync_replicas(node: &Node, meta: &crate::metadata::TopicMeta) -> usize {
+/// The topic's `min.insync.replicas` (or the broker default), capped by the partition's replica
+/// count as Kafka's `Partition.effectiveMinIsr` does: a setting above the replication factor
+/// (`min.insync.replicas=2` on a single node, or for an RF=1 topic) asks for every replica,
+/// not for the impossible.
+fn effective_min_isr(
+    node: &Node,
+    meta: &crate::metadata::TopicMeta,
+    partition: &crate::partition::Partition,
+) -> usize {
     meta.configs
         .get("min.insync.replicas")
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or_else(|| {
             usize::try_from(node.config.settings.i32("min.insync.replicas")).unwrap_or(1)
         })
-        .max(1)
+        .clamp(1, partition.replica_count())
 }
 
 #[cfg(test)]

@@ -371,6 +371,15 @@ impl Partition {
         }
     }
 
+    /// The replica set's size as this leader knows it (1 when not a cluster leader): the cap
+    /// on `min.insync.replicas` (Kafka's `Partition.effectiveMinIsr`).
+    pub fn replica_count(&self) -> usize {
+        match &*self.role.lock() {
+            Role::Leader(state) => state.replicas().len().max(1),
+            _ => 1,
+        }
+    }
+
     /// Kafka's under-replicated partition: this replica leads it and its ISR is smaller than
     /// its replica set.
     pub fn is_under_replicated(&self) -> bool {

@@ -80,6 +80,9 @@ struct Model {
     end: i64,
     /// The leader epoch entries the log must report.
     epochs: LeaderEpochCache,
+    /// Producer 1's next sequence, kept across retention: a producer whose batches were all
+    /// deleted goes on where it was, and the log, holding no state for it, must accept that.
+    next_seq: i32,
 }
 
 impl Model {
@@ -152,13 +155,17 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             }
             Op::AppendIdempotent { records, epoch } => {
-                let seq = model
-                    .last_idempotent()
-                    .map_or(0, |b| b.sequences.map_or(0, |s| s.1 + 1));
+                // After the last stored batch of the producer (a truncation may have cut
+                // later ones), or, with none left, where it was.
+                let seq = match model.last_idempotent() {
+                    Some(b) => b.sequences.map_or(0, |s| s.1 + 1),
+                    None => model.next_seq,
+                };
                 let payload = idempotent(1, 0, seq, records);
                 let outcome = log.append(&payload, epoch, 0).unwrap();
                 prop_assert_eq!(appended_base(outcome), Some(model.end));
                 model.push(&payload, Some((seq, seq + records as i32 - 1)), epoch);
+                model.next_seq = seq + records as i32;
             }
             Op::RetryLast { epoch } => {
                 // A duplicate writes nothing, so even a newer epoch is not recorded.

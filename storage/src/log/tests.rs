@@ -415,11 +415,14 @@ fn idempotent_duplicates_return_original_offsets() {
 fn idempotent_sequence_errors_and_epochs() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
+    // A producer the log has no state for starts at any sequence (Kafka: no current producer
+    // epoch); from then on the sequence must follow.
+    log.append(&idempotent(9, 0, 5, 1), 0, 0).unwrap();
     assert!(matches!(
-        log.append(&idempotent(1, 0, 5, 1), 0, 0),
+        log.append(&idempotent(9, 0, 7, 1), 0, 0),
         Err(StorageError::OutOfOrderSequence {
-            expected: 0,
-            received: 5,
+            expected: 6,
+            received: 7,
             ..
         })
     ));
@@ -452,7 +455,7 @@ fn idempotent_sequence_errors_and_epochs() {
             ..
         })
     ));
-    assert_eq!(log.log_end_offset(), 3);
+    assert_eq!(log.log_end_offset(), 4);
 }
 
 #[test]

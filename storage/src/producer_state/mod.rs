@@ -93,12 +93,12 @@ impl ProducerStateManager {
             expected,
             received: first_seq,
         };
+        // No state for the producer (new here, or its batches deleted by retention): any
+        // sequence is accepted, as Kafka's `ProducerAppendInfo.checkSequence` does when there is
+        // no current producer epoch; a long-lived producer on a quiet partition whose records
+        // aged out must not be refused.
         let Some(entry) = self.producers.get(&producer_id) else {
-            return if first_seq == 0 {
-                Ok(SequenceCheck::Accept)
-            } else {
-                Err(out_of_order(0))
-            };
+            return Ok(SequenceCheck::Accept);
         };
         if epoch < entry.epoch {
             return Err(StorageError::InvalidProducerEpoch {
@@ -192,10 +192,8 @@ mod tests {
     #[test]
     fn sequence_rules() {
         let mut s = ProducerStateManager::new();
-        assert!(matches!(
-            s.check(1, 0, 3, 4),
-            Err(StorageError::OutOfOrderSequence { expected: 0, .. })
-        ));
+        // No state: any sequence (Kafka's "no current producer epoch").
+        assert_eq!(s.check(1, 0, 3, 4).unwrap(), SequenceCheck::Accept);
         assert_eq!(s.check(1, 0, 0, 1).unwrap(), SequenceCheck::Accept);
         s.update(1, 0, meta(0, 1, 10));
         assert_eq!(

@@ -31,7 +31,7 @@ async fn resolve(reply: Reply) -> ResponseKind {
             .await
             .unwrap(),
         Reply::WithFiles(_) => panic!("a Fetch answer, not a group API's"),
-        Reply::Nothing => panic!("no response"),
+        Reply::Nothing | Reply::Close => panic!("no response"),
     }
 }
 
