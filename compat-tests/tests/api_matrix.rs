@@ -314,8 +314,11 @@ fn check(api: ApiKey, version: i16, ctx: &mut Ctx) -> Result<(), String> {
             expect_code("JoinGroup", r.error_code, 26)
         }
         ApiKey::SyncGroup => {
+            // v5+ must name the protocol type and name (else INCONSISTENT_GROUP_PROTOCOL).
             let req = SyncGroupRequest::default()
-                .with_group_id(GroupId(StrBytes::from_static_str("matrix-group")));
+                .with_group_id(GroupId(StrBytes::from_static_str("matrix-group")))
+                .with_protocol_type((version >= 5).then(|| StrBytes::from_static_str("consumer")))
+                .with_protocol_name((version >= 5).then(|| StrBytes::from_static_str("range")));
             let r = c.call(&req, version).map_err(e)?;
             expect_code("SyncGroup", r.error_code, 25)
         }
@@ -326,10 +329,29 @@ fn check(api: ApiKey, version: i16, ctx: &mut Ctx) -> Result<(), String> {
             expect_code("Heartbeat", r.error_code, 25)
         }
         ApiKey::LeaveGroup => {
+            // An unknown group: UNKNOWN_MEMBER_ID, at the top before v3 and per member from v3
+            // (no group-level error there, as Kafka).
+            let member = StrBytes::from_static_str("m");
             let req = LeaveGroupRequest::default()
-                .with_group_id(GroupId(StrBytes::from_static_str("matrix-group")));
+                .with_group_id(GroupId(StrBytes::from_static_str("matrix-group")))
+                .with_member_id(if version < 3 {
+                    member.clone()
+                } else {
+                    StrBytes::default()
+                })
+                .with_members(if version >= 3 {
+                    vec![leave_group_request::MemberIdentity::default().with_member_id(member)]
+                } else {
+                    Vec::new()
+                });
             let r = c.call(&req, version).map_err(e)?;
-            expect_code("LeaveGroup", r.error_code, 25)
+            if version < 3 {
+                expect_code("LeaveGroup", r.error_code, 25)
+            } else {
+                expect_code("LeaveGroup", r.error_code, 0)?;
+                let member_error = r.members.first().map_or(-1, |m| m.error_code);
+                expect_code("LeaveGroup member", member_error, 25)
+            }
         }
         ApiKey::OffsetCommit => {
             let req = OffsetCommitRequest::default()

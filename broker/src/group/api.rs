@@ -20,6 +20,9 @@ pub struct JoinRequest {
     pub protocols: Vec<(String, Bytes)>,
     /// JoinGroup v4+ without an instance id: an unknown member first gets MEMBER_ID_REQUIRED.
     pub require_known_member_id: bool,
+    /// JoinGroup v9+ (KIP-814): a static leader that rejoins a Stable group is told it leads,
+    /// with the members, and to skip the assignment.
+    pub supports_skip_assignment: bool,
 }
 
 /// One member as the leader sees it in its JoinGroup response.
@@ -40,6 +43,8 @@ pub struct JoinResponse {
     pub member_id: String,
     /// Non-empty only for the leader.
     pub members: Vec<JoinedMember>,
+    /// v9+: the leader keeps the current assignment (a static leader's rejoin, KIP-814).
+    pub skip_assignment: bool,
 }
 
 impl JoinResponse {
@@ -52,6 +57,7 @@ impl JoinResponse {
             leader: String::new(),
             member_id: member_id.into(),
             members: Vec::new(),
+            skip_assignment: false,
         }
     }
 }

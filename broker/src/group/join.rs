@@ -210,7 +210,10 @@ fn add_member_and_rebalance(
     req: JoinRequest,
     member_id: String,
 ) -> Answer<JoinResponse> {
-    if g.is(GroupState::PreparingRebalance) && g.generation_id == 0 {
+    // A join phase that started from Empty (any generation, as Kafka's `previousState() ==
+    // EMPTY`: a redeployed fleet rejoining a group that went empty too) waits out
+    // `group.initial.rebalance.delay.ms` again for each newcomer, up to the rebalance timeout.
+    if g.is(GroupState::PreparingRebalance) && g.initial_delay.is_some() {
         g.new_member_added = true;
     }
     g.add(Member {
@@ -303,8 +306,15 @@ fn update_static_member_and_rebalance(
         GroupState::Stable if g.select_protocol() == g.protocol_name => {
             tracing::info!(group = %g.group_id, instance, member = %new_member_id, "static member rejoined; no rebalance");
             cx.effects.records.push(rebalance::group_record(g));
-            // The old leader id is returned so a returning leader does not reassign a
-            // Stable group (its assignment would not be propagated).
+            if req.supports_skip_assignment {
+                // v9+ (KIP-814): a returning leader is told it leads, with the members (so it
+                // watches their subscriptions again), and to keep the current assignment.
+                let mut response = rebalance::current_join_response(g, &new_member_id);
+                response.skip_assignment = g.is_leader(&new_member_id);
+                return Answer::Now(response);
+            }
+            // Before v9 the old leader id is returned so a returning leader does not reassign
+            // a Stable group (its assignment would not be propagated).
             Answer::Now(JoinResponse {
                 error: ErrorKind::None,
                 generation_id: g.generation_id,
@@ -313,6 +323,7 @@ fn update_static_member_and_rebalance(
                 leader: current_leader,
                 member_id: new_member_id,
                 members: Vec::new(),
+                skip_assignment: false,
             })
         }
         _ => {

@@ -147,7 +147,16 @@ impl GroupCoordinator {
             return all(ErrorKind::InvalidGroupId, members);
         }
         let Some((g, mut cx)) = self.split(group_id, now_ms) else {
-            return all(ErrorKind::UnknownMemberId, members);
+            // Kafka's `GroupCoordinatorService.leaveGroup` for a group it does not know: no
+            // group-level error, every member UNKNOWN_MEMBER_ID (the admin client's
+            // removeMembersFromConsumerGroup reads them one by one).
+            return LeaveResponse {
+                error: ErrorKind::None,
+                members: members
+                    .into_iter()
+                    .map(|m| (m.member_id, m.group_instance_id, ErrorKind::UnknownMemberId))
+                    .collect(),
+            };
         };
         if g.is(GroupState::Dead) {
             return all(ErrorKind::CoordinatorNotAvailable, members);

@@ -87,7 +87,8 @@ impl GroupCoordinator {
                 let metadata = p.metadata.unwrap_or_default();
                 let error = if let Some(e) = p.error {
                     e
-                } else if metadata.len() > max_metadata {
+                } else if metadata.encode_utf16().count() > max_metadata {
+                    // Kafka compares `String.length()`: UTF-16 code units, not bytes.
                     ErrorKind::OffsetMetadataTooLarge
                 } else {
                     self.effects.records.push(GroupRecord::Offset {

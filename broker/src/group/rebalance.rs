@@ -120,6 +120,7 @@ pub fn current_join_response(g: &ClassicGroup, member_id: &str) -> JoinResponse 
         leader: g.leader_id.clone().unwrap_or_default(),
         member_id: member_id.to_string(),
         members,
+        skip_assignment: false,
     }
 }
 

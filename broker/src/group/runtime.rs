@@ -235,6 +235,12 @@ impl GroupRuntime {
         tracing::debug!(partition, "unloaded consumer group partition");
     }
 
+    /// Marks `partition` loading and leaves it so (tests of the answers given meanwhile).
+    #[cfg(test)]
+    pub fn begin_loading_for_tests(&self, partition: i32) {
+        self.inner.lock().coord.begin_loading(partition);
+    }
+
     /// Whether this node coordinates `group_id` (its partition is loaded).
     pub fn owns_group(&self, group_id: &str) -> bool {
         self.inner.lock().coord.owns_group(group_id)

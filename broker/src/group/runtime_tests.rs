@@ -59,6 +59,7 @@ async fn commits_and_groups_survive_a_restart() {
         protocol_type: "consumer".into(),
         protocols: vec![("range".into(), Bytes::from_static(b"m"))],
         require_known_member_id: false,
+        supports_skip_assignment: false,
     };
     let called = node
         .groups
@@ -220,6 +221,7 @@ async fn unload_and_load_a_partition_on_a_live_node() {
         protocol_type: "consumer".into(),
         protocols: vec![("range".into(), Bytes::from_static(b"m"))],
         require_known_member_id: false,
+        supports_skip_assignment: false,
     };
     // The initial rebalance delay (a minute here) keeps the join parked until the unload.
     let called = node

@@ -130,6 +130,7 @@ fn join_req(member: &str, client: &str, instance: Option<&str>, protocols: &[&st
             .map(|p| (p.to_string(), Bytes::from(format!("meta-{client}-{p}"))))
             .collect(),
         require_known_member_id: instance.is_none(),
+        supports_skip_assignment: false,
     }
 }
 
@@ -226,6 +227,39 @@ fn initial_delay_waits_and_extends_for_new_members() {
         2,
         "only the leader gets members"
     );
+}
+
+/// The same for a group that went Empty after earlier generations (a redeploy): Kafka
+/// extends the initial delay whenever the join phase started from Empty, not only for a new
+/// group.
+#[test]
+fn initial_delay_extends_for_a_group_that_went_empty() {
+    let mut h = Harness::with(CoordinatorConfig {
+        initial_rebalance_delay_ms: 3000,
+        ..config()
+    });
+    let (m0, t0) = h.join_dynamic("c0");
+    h.advance(3000);
+    assert_eq!(h.join_reply(t0).generation_id, 1);
+    h.c.leave(
+        h.now,
+        G,
+        vec![LeavingMember {
+            member_id: m0,
+            group_instance_id: None,
+        }],
+    );
+    h.drain();
+    assert_eq!(h.state(), GroupState::Empty);
+    let (_, t1) = h.join_dynamic("c1");
+    h.advance(2000);
+    let (_, t2) = h.join_dynamic("c2");
+    h.advance(1000); // first delay over, but a member arrived: extended
+    assert!(!h.replies.contains_key(&t1), "the join phase ended early");
+    h.advance(3000);
+    let (r1, r2) = (h.join_reply(t1), h.join_reply(t2));
+    assert_eq!((r1.generation_id, r2.generation_id), (3, 3));
+    assert_eq!(r1.members.len() + r2.members.len(), 2);
 }
 
 #[test]
@@ -362,8 +396,20 @@ fn leave_rebalances_and_last_leave_empties_the_group() {
         }],
     );
     assert_eq!(again.members[0].2, ErrorKind::UnknownMemberId);
-    let missing = h.c.leave(h.now, "nope", vec![]);
-    assert_eq!(missing.error, ErrorKind::UnknownMemberId);
+    // A group nobody knows: no group-level error, each member UNKNOWN_MEMBER_ID (Kafka).
+    let missing = h.c.leave(
+        h.now,
+        "nope",
+        vec![LeavingMember {
+            member_id: "m".into(),
+            group_instance_id: Some("i".into()),
+        }],
+    );
+    assert_eq!(missing.error, ErrorKind::None);
+    assert_eq!(
+        missing.members,
+        vec![("m".into(), Some("i".into()), ErrorKind::UnknownMemberId)]
+    );
 }
 
 #[test]
@@ -482,6 +528,60 @@ fn static_member_restart_keeps_assignment_without_rebalance() {
     assert!(matches!(a, Answer::Now(r) if r.error == ErrorKind::FencedInstanceId));
 }
 
+/// From JoinGroup v9 (KIP-814) a static leader that restarts is told it leads (the leader id
+/// is its new member id), gets the members, and is told to skip the assignment; a follower's
+/// restart gets neither. Kafka's `updateStaticMemberThenRebalanceOrCompleteJoin`.
+#[test]
+fn static_leader_restart_at_v9_is_told_it_leads_and_to_skip_the_assignment() {
+    let mut h = Harness::new();
+    let v9 = |client: &str, instance: &str| JoinRequest {
+        supports_skip_assignment: true,
+        ..join_req("", client, Some(instance), &["range"])
+    };
+    let (t1, _) = h.join(v9("c1", "i1"));
+    let (t2, _) = h.join(v9("c2", "i2"));
+    h.advance(0);
+    let (r1, r2) = (h.join_reply(t1), h.join_reply(t2));
+    let (leader, follower) = if r1.leader == r1.member_id {
+        (r1, r2)
+    } else {
+        (r2, r1)
+    };
+    let leader_instance = if leader.member_id.starts_with("i1-") {
+        "i1"
+    } else {
+        "i2"
+    };
+    let follower_instance = if leader_instance == "i1" { "i2" } else { "i1" };
+    for r in [&leader, &follower] {
+        let (s, _) = h.sync(sync_req(&r.member_id, 1, &[]));
+        let _ = s;
+    }
+    assert_eq!(h.state(), GroupState::Stable);
+    // The leader's process restarts.
+    let (_, a) = h.join(v9("c1", leader_instance));
+    let Answer::Now(r) = a else {
+        panic!("no rebalance expected")
+    };
+    assert_eq!((r.error, r.generation_id), (ErrorKind::None, 1));
+    assert_ne!(r.member_id, leader.member_id);
+    assert_eq!(r.leader, r.member_id, "told it leads");
+    assert!(r.skip_assignment);
+    let mut members: Vec<&str> = r.members.iter().map(|m| m.member_id.as_str()).collect();
+    members.sort_unstable();
+    let mut want = vec![r.member_id.as_str(), follower.member_id.as_str()];
+    want.sort_unstable();
+    assert_eq!(members, want);
+    // The follower's restart: the leader's id, no members, nothing to skip.
+    let (_, a) = h.join(v9("c2", follower_instance));
+    let Answer::Now(f) = a else {
+        panic!("no rebalance expected")
+    };
+    assert_eq!(f.leader, r.member_id);
+    assert!(!f.skip_assignment && f.members.is_empty());
+    assert_eq!(h.state(), GroupState::Stable);
+}
+
 #[test]
 fn static_member_that_does_not_return_expires_after_its_session() {
     let mut h = Harness::new();
@@ -562,6 +662,11 @@ fn offset_commit_validation_and_fetch() {
             .all(|r| !matches!(r, GroupRecord::Offset { .. })),
         "nothing committed"
     );
+    // The limit counts UTF-16 code units as Kafka's `String.length()`: 3,000 "é" are 6,000
+    // bytes but 3,000 units, within 4,096.
+    let mut req = commit_req(&m1, 1, 1);
+    req.topics[0].partitions[0].metadata = Some("é".repeat(3000));
+    assert_eq!(h.c.commit_offsets(h.now, req)[0].1[0].1, ErrorKind::None);
     assert_eq!(
         h.c.commit_offsets(h.now, commit_req(&m1, 1, 9))[0].1[0].1,
         ErrorKind::None

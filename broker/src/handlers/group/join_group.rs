@@ -33,6 +33,7 @@ pub fn handle(
         group_id: request.group_id.0.to_string(),
         member_id: member_id.clone(),
         require_known_member_id: version >= 4 && group_instance_id.is_none(),
+        supports_skip_assignment: version >= 9,
         group_instance_id,
         client_id: client_id.to_string(),
         // Kafka reports the member's host as InetAddress.toString(): "/1.2.3.4".
@@ -86,6 +87,7 @@ fn encode(r: JoinResponse, version: i16) -> JoinGroupResponse {
         .with_protocol_type(r.protocol_type.map(str_bytes))
         .with_protocol_name(protocol_name.map(str_bytes))
         .with_leader(str_bytes(r.leader))
+        .with_skip_assignment(version >= 9 && r.skip_assignment)
         .with_member_id(str_bytes(r.member_id))
         .with_members(
             r.members

@@ -61,6 +61,17 @@ pub fn handle(node: &Arc<Node>, request: OffsetCommitRequest, version: i16) -> R
         topics,
         version,
     };
+    if req
+        .topics
+        .iter()
+        .all(|t| t.partitions.iter().all(|p| p.error.is_some()))
+    {
+        // Nothing left to commit once unknown topics and partitions are answered (or nothing
+        // asked): Kafka's `handleOffsetCommitRequest` answers without the coordinator, so no
+        // "simple" group springs up for a commit that stored nothing.
+        let response = req.answer_all(ErrorKind::None);
+        return Reply::Now(Box::new(ResponseKind::OffsetCommit(encode(response))));
+    }
     let called = node.groups.call(node, |c, now, _| {
         Answer::Now(match c.group_error(&req.group_id) {
             Some(kind) => req.answer_all(kind),

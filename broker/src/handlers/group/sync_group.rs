@@ -1,6 +1,7 @@
 //! SyncGroup (key 14), v0-5. Followers' responses are parked until the leader sends the
 //! assignment; every response waits until the group record is durable. NOT_COORDINATOR (or
-//! COORDINATOR_LOAD_IN_PROGRESS) for a group this node does not coordinate.
+//! COORDINATOR_LOAD_IN_PROGRESS) for a group this node does not coordinate; from v5 a request
+//! without its protocol type and name is INCONSISTENT_GROUP_PROTOCOL.
 
 use std::sync::Arc;
 
@@ -15,6 +16,12 @@ use crate::handlers::Reply;
 use crate::node::Node;
 
 pub fn handle(node: &Arc<Node>, request: SyncGroupRequest, version: i16) -> Reply {
+    if version >= 5 && (request.protocol_type.is_none() || request.protocol_name.is_none()) {
+        // From v5 both are mandatory: Kafka's `handleSyncGroupRequest` refuses the request
+        // before it asks any coordinator.
+        let refused = SyncResponse::error(ErrorKind::InconsistentGroupProtocol);
+        return Reply::Now(Box::new(ResponseKind::SyncGroup(encode(refused, version))));
+    }
     let req = SyncRequest {
         group_id: request.group_id.0.to_string(),
         generation_id: request.generation_id,

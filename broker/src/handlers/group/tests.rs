@@ -104,7 +104,10 @@ async fn every_group_api_answers_not_coordinator_for_an_unowned_group() {
         );
     }
     for version in [0, 5] {
-        let req = SyncGroupRequest::default().with_group_id(gid("g"));
+        let req = SyncGroupRequest::default()
+            .with_group_id(gid("g"))
+            .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
+            .with_protocol_name(Some(StrBytes::from_static_str("range")));
         let ResponseKind::SyncGroup(r) =
             resolve(super::sync_group::handle(&node, req, version)).await
         else {
@@ -246,4 +249,86 @@ async fn every_group_api_answers_not_coordinator_for_an_unowned_group() {
     node.shutdown.cancel();
     tokio::time::sleep(Duration::from_millis(50)).await;
     node.close_partitions();
+}
+
+/// While the group's partition loads, Heartbeat answers no error (Kafka's "blindly respond")
+/// and the other group APIs COORDINATOR_LOAD_IN_PROGRESS.
+#[tokio::test]
+async fn heartbeat_while_the_group_loads_gets_no_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _) = node_without_g(dir.path()).await;
+    node.groups
+        .begin_loading_for_tests(node.groups.partition_for("g"));
+    let r = super::heartbeat::handle(
+        &node,
+        HeartbeatRequest::default()
+            .with_group_id(gid("g"))
+            .with_member_id(StrBytes::from_static_str("m")),
+        4,
+    );
+    assert_eq!(r.error_code, 0);
+    let req = SyncGroupRequest::default().with_group_id(gid("g"));
+    let ResponseKind::SyncGroup(r) = resolve(super::sync_group::handle(&node, req, 4)).await else {
+        panic!()
+    };
+    assert_eq!(r.error_code, 14, "COORDINATOR_LOAD_IN_PROGRESS");
+}
+
+/// SyncGroup v5 must carry its protocol type and name: without either Kafka refuses it with
+/// INCONSISTENT_GROUP_PROTOCOL before looking at the group, owned here or not.
+#[tokio::test]
+async fn sync_group_v5_without_protocol_type_or_name_is_inconsistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, owned) = node_without_g(dir.path()).await;
+    for group in ["g", owned.as_str()] {
+        for (protocol_type, protocol_name) in [(None, Some("range")), (Some("consumer"), None)] {
+            let req = SyncGroupRequest::default()
+                .with_group_id(gid(group))
+                .with_protocol_type(protocol_type.map(StrBytes::from_static_str))
+                .with_protocol_name(protocol_name.map(StrBytes::from_static_str));
+            let ResponseKind::SyncGroup(r) =
+                resolve(super::sync_group::handle(&node, req, 5)).await
+            else {
+                panic!()
+            };
+            assert_eq!(
+                r.error_code, 23,
+                "{group} {protocol_type:?} {protocol_name:?}"
+            );
+        }
+    }
+}
+
+/// A commit whose every topic is unknown stores nothing and is answered without the
+/// coordinator (Kafka's `handleOffsetCommitRequest`): no group appears for it.
+#[tokio::test]
+async fn a_commit_of_only_unknown_topics_creates_no_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _) = node_without_g(dir.path()).await;
+    let group = (0..)
+        .map(|i| format!("fresh-{i}"))
+        .find(|g| node.groups.owns_group(g))
+        .unwrap();
+    let req = OffsetCommitRequest::default()
+        .with_group_id(gid(&group))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(topic_name("missing"))
+                .with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default(),
+                ]),
+        ]);
+    let ResponseKind::OffsetCommit(r) = resolve(super::offset_commit::handle(&node, req, 8)).await
+    else {
+        panic!()
+    };
+    assert_eq!(
+        r.topics[0].partitions[0].error_code,
+        UNKNOWN_TOPIC_OR_PARTITION
+    );
+    assert!(
+        node.groups.read(|c| c.group(&group).is_none()),
+        "a group was created by a commit that stored nothing"
+    );
 }
