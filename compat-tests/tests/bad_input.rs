@@ -315,6 +315,71 @@ fn produce_with_bad_crc_is_rejected_and_not_stored() {
     assert_healthy(&mut broker, &seed);
 }
 
+/// Produce of one partition at `version` (acks=all); that partition's error code.
+fn produce_at(conn: &mut RawConnection, topic: &str, records: Bytes, version: i16) -> i16 {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::ProduceRequest;
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(wire::topic_name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])]);
+    let response = conn.call(&request, version).unwrap();
+    response.responses[0].partition_responses[0].error_code
+}
+
+/// Batches Kafka's produce path refuses, with its codes (`ProduceRequest.validateRecords`,
+/// `LogValidator.validateBatch`): a message set of another magic and a batch whose
+/// lastOffsetDelta disagrees with its record count are INVALID_RECORD, a zstd batch before
+/// Produce v7 UNSUPPORTED_COMPRESSION_TYPE; none is stored. Zstd from v7 is taken.
+#[test]
+fn produce_batches_kafka_refuses_get_its_codes_and_are_not_stored() {
+    const INVALID_RECORD: i16 = 87;
+    const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
+    let mut broker = start_broker();
+    let seed = seed(&broker);
+    let mut conn = RawConnection::connect(broker.bootstrap()).unwrap();
+    let good = build_batch(&[(b"k", b"v")], 1_700_000_003_000).to_vec();
+    let mut old_magic = good.clone();
+    old_magic[16] = 1; // magic: outside the CRC, which starts at the attributes
+    assert_eq!(
+        produce_at(&mut conn, &seed.topic, Bytes::from(old_magic), 8),
+        INVALID_RECORD
+    );
+    let mut inconsistent = good;
+    inconsistent[23..27].copy_from_slice(&4i32.to_be_bytes()); // lastOffsetDelta
+    storage::batch::header::reset_crc(&mut inconsistent).unwrap();
+    assert_eq!(
+        produce_at(&mut conn, &seed.topic, Bytes::from(inconsistent), 8),
+        INVALID_RECORD
+    );
+    let zstd = Bytes::from(
+        storage::batch::BatchBuilder::new()
+            .compression(storage::batch::Compression::Zstd)
+            .record(Some(b"k"), Some(b"zstd"), 1_700_000_003_000)
+            .build()
+            .unwrap(),
+    );
+    assert_eq!(
+        produce_at(&mut conn, &seed.topic, zstd.clone(), 6),
+        UNSUPPORTED_COMPRESSION_TYPE
+    );
+    let data = wire::fetch(&mut conn, &seed.topic, 0, 0).unwrap();
+    assert_eq!(
+        data.high_watermark,
+        seed.records.len() as i64,
+        "a refused batch was stored"
+    );
+    assert_healthy(&mut broker, &seed);
+    // (After the health check, whose decoder reads no zstd.)
+    assert_eq!(produce_at(&mut conn, &seed.topic, zstd, 7), NONE);
+    let data = wire::fetch(&mut conn, &seed.topic, 0, 0).unwrap();
+    assert_eq!(data.high_watermark, seed.records.len() as i64 + 1);
+}
+
 #[test]
 fn produce_to_missing_topic_without_auto_create_is_unknown_topic() {
     let mut broker = start_broker();

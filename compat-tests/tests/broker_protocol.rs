@@ -460,26 +460,39 @@ fn list_offsets_max_timestamp() {
             0
         );
     }
-    let r = conn
-        .call(
-            &ListOffsetsRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_topics(vec![ListOffsetsTopic::default()
-                    .with_name(topic_name(&topic))
-                    .with_partitions(vec![
-                        ListOffsetsPartition::default()
-                            .with_partition_index(0)
-                            .with_timestamp(-3),
-                        ListOffsetsPartition::default()
-                            .with_partition_index(0)
-                            .with_timestamp(6_000),
-                    ])]),
-            7,
-        )
-        .unwrap();
-    let p = &r.topics[0].partitions;
-    assert_eq!((p[0].offset, p[0].timestamp), (1, 9_000));
-    assert_eq!((p[1].offset, p[1].timestamp), (1, 9_000));
+    // (error, offset, timestamp) of each lookup of partition 0, all in one request at `version`.
+    let mut list = |timestamps: &[i64], version: i16| -> Vec<(i16, i64, i64)> {
+        let partitions = timestamps
+            .iter()
+            .map(|&ts| {
+                ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(ts)
+            })
+            .collect();
+        let r = conn
+            .call(
+                &ListOffsetsRequest::default()
+                    .with_replica_id(BrokerId(-1))
+                    .with_topics(vec![ListOffsetsTopic::default()
+                        .with_name(topic_name(&topic))
+                        .with_partitions(partitions)]),
+                version,
+            )
+            .unwrap();
+        r.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.error_code, p.offset, p.timestamp))
+            .collect()
+    };
+    assert_eq!(list(&[-3], 7), vec![(0, 1, 9_000)]);
+    assert_eq!(list(&[6_000], 7), vec![(0, 1, 9_000)]);
+    // A partition asked for twice: INVALID_REQUEST for each (Kafka's duplicatePartitions).
+    assert_eq!(list(&[-3, 6_000], 7), vec![(42, -1, -1), (42, -1, -1)]);
+    // -5 (latest tiered) from v9: no remote storage, no offset; -6 needs v11: UNSUPPORTED_VERSION.
+    assert_eq!(list(&[-5], 9), vec![(0, -1, -1)]);
+    assert_eq!(list(&[-6], 10), vec![(35, -1, -1)]);
 }
 
 fn fsync_count(broker: &SluiceProcess) -> Option<f64> {

@@ -1,8 +1,9 @@
 //! ListOffsets (key 2): earliest (-2), latest (-1: the high watermark, which is also the last
 //! stable offset while there are no transactions), max timestamp (-3), earliest local (-4),
-//! tiered-storage lookups (-5, -6: no remote storage, so no offset), and the first record at
-//! or after a timestamp.
+//! the latest tiered offset (-5: no remote storage, so none; -6 needs v11), and the first
+//! record at or after a timestamp. A partition asked for twice is INVALID_REQUEST.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use kafka_protocol::messages::list_offsets_response::{
@@ -23,6 +24,19 @@ const LATEST_TIERED: i64 = -5;
 const EARLIEST_PENDING_UPLOAD: i64 = -6;
 
 pub fn handle(node: &Arc<Node>, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    // A partition asked for twice is answered INVALID_REQUEST each time (Kafka's
+    // `ListOffsetsRequest.duplicatePartitions`).
+    let mut seen = HashSet::new();
+    let duplicates: HashSet<(String, i32)> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (t.name.0.as_str().to_string(), p.partition_index))
+        })
+        .filter(|tp| !seen.insert(tp.clone()))
+        .collect();
     let topics = request
         .topics
         .into_iter()
@@ -37,6 +51,9 @@ pub fn handle(node: &Arc<Node>, request: ListOffsetsRequest, version: i16) -> Li
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1);
+                    if duplicates.contains(&(name.clone(), p.partition_index)) {
+                        return resp.with_error_code(ErrorKind::InvalidRequest.code());
+                    }
                     let partition = match node.leader_partition(&name, p.partition_index) {
                         Ok(partition) => partition,
                         Err(kind) => return resp.with_error_code(kind.code()),
@@ -84,7 +101,10 @@ fn lookup(partition: &Partition, timestamp: i64, version: i16) -> Result<(i64, i
             Some(t) if t.offset < hw => Ok((t.offset, t.timestamp)),
             _ => Ok((-1, -1)),
         },
-        LATEST_TIERED | EARLIEST_PENDING_UPLOAD if version >= 9 => Ok((-1, -1)),
+        LATEST_TIERED if version >= 9 => Ok((-1, -1)),
+        // -6 needs v11 (KIP-1023), above what Sluice serves: UNSUPPORTED_VERSION, as Kafka's
+        // `timestampMinSupportedVersion`.
+        EARLIEST_PENDING_UPLOAD => Err(ErrorKind::UnsupportedVersion),
         ts if ts >= 0 => match partition.offset_for_timestamp(ts).map_err(err)? {
             Some(t) if t.offset < hw => Ok((t.offset, t.timestamp)),
             _ => Ok((-1, -1)),

@@ -13,7 +13,7 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, ResponseKind};
 use protocol_shim::ErrorKind;
-use storage::batch::BatchHeader;
+use storage::batch::{BatchHeader, Compression};
 use storage::AppendOutcome;
 
 use super::util::{partition_error_kind, str_bytes, topic_name};
@@ -87,9 +87,17 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
                     .records
                     .as_ref()
                     .ok_or((ErrorKind::InvalidRecord, "null records".to_string()))?;
-                let batch_is_transactional = BatchHeader::parse(records)
-                    .map(|h| h.is_transactional())
-                    .unwrap_or(false);
+                let header = BatchHeader::parse(records).ok();
+                if version < 7
+                    && header.as_ref().and_then(|h| h.compression().ok()) == Some(Compression::Zstd)
+                {
+                    // Kafka's `ProduceRequest.validateRecords`: zstd needs Produce v7 (KIP-110).
+                    return Err((
+                        ErrorKind::UnsupportedCompressionType,
+                        format!("Produce requests with version {version} are not allowed to use ZStandard compression"),
+                    ));
+                }
+                let batch_is_transactional = header.is_some_and(|h| h.is_transactional());
                 if transactional || batch_is_transactional {
                     return Err((
                         ErrorKind::TransactionalIdAuthorizationFailed,

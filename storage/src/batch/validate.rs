@@ -22,7 +22,13 @@ pub fn validate_produce(
             "produce payload shorter than a batch header",
         ));
     }
-    let header = BatchHeader::parse(records)?;
+    // Kafka's `ProduceRequest.validateRecords`: anything but a v2 batch is INVALID_RECORD.
+    let header = BatchHeader::parse(records).map_err(|e| match e {
+        StorageError::UnsupportedMagic(magic) => StorageError::invalid(format!(
+            "produce requests may only contain record batches with magic version 2, not {magic}"
+        )),
+        other => other,
+    })?;
     let size = records.len();
     if size > usize::try_from(max_message_bytes).unwrap_or(usize::MAX) {
         return Err(StorageError::MessageTooLarge {
@@ -52,7 +58,8 @@ pub fn validate_produce(
         return Err(StorageError::invalid(format!("recordsCount {count} < 1")));
     }
     if i64::from(header.last_offset_delta()) + 1 != i64::from(count) {
-        return Err(StorageError::corrupt(format!(
+        // Kafka's `LogValidator.validateBatch` ("Inconsistent batch offset range"): INVALID_RECORD.
+        return Err(StorageError::invalid(format!(
             "lastOffsetDelta {} does not match recordsCount {count}",
             header.last_offset_delta()
         )));
@@ -162,7 +169,7 @@ mod tests {
         b[MAGIC_AT] = 1;
         assert!(matches!(
             validate_produce(&b, 1 << 20),
-            Err(StorageError::UnsupportedMagic(1))
+            Err(StorageError::InvalidRecord(_))
         ));
     }
 
@@ -199,7 +206,7 @@ mod tests {
         put(&mut mismatch, LAST_OFFSET_DELTA_AT, &5i32.to_be_bytes());
         assert!(matches!(
             validate_produce(&mismatch, 1 << 20),
-            Err(StorageError::CorruptBatch(_))
+            Err(StorageError::InvalidRecord(_))
         ));
         // Count and delta agree with each other but not with the records present.
         let mut walk = batch();
