@@ -16,7 +16,9 @@ use uuid::Uuid;
 use crate::clock::SharedClock;
 use crate::config::{log_config_for, BrokerConfig, TopicConfigs};
 use crate::handlers::fetch::FetchSessionCache;
-use crate::metadata::{validate_topic_name, MetaProperties, TopicMeta, TopicStore};
+use crate::metadata::{
+    colliding_topic, validate_topic_name, MetaProperties, TopicMeta, TopicStore,
+};
 use crate::metrics::Metrics;
 use crate::partition::{DurabilityPolicy, PartitionManager, TopicPartition};
 use crate::producer_ids::ProducerIdAllocator;
@@ -296,7 +298,8 @@ impl Node {
         Some((b.broker_id, b.host, i32::from(b.port)))
     }
 
-    /// Kafka's first checks of a topic to create: a legal name, not taken here.
+    /// Kafka's first checks of a topic to create: a legal name, not taken here, and not one
+    /// that collides with an existing name ('.' read as '_').
     pub fn check_new_topic_name(&self, name: &str) -> Result<(), TopicOpError> {
         validate_topic_name(name).map_err(|m| TopicOpError::new(ErrorKind::InvalidTopic, m))?;
         if self.topics.contains(name) {
@@ -304,6 +307,15 @@ impl Node {
                 ErrorKind::TopicAlreadyExists,
                 format!("Topic '{name}' already exists."),
             ));
+        }
+        if name.contains(['.', '_']) {
+            let topics = self.topics.all();
+            if let Some(existing) = colliding_topic(name, topics.iter().map(|t| t.name.as_str())) {
+                return Err(TopicOpError::new(
+                    ErrorKind::InvalidTopic,
+                    format!("Topic '{name}' collides with existing topic: {existing}"),
+                ));
+            }
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! Admin requests whose edge cases Kafka answers in a particular way, against a real broker
 //! process over raw sockets: a topic named twice in CreatePartitions, a config without a value
-//! in CreateTopics, DescribeConfigs with an empty key list, a malformed or unknown topic name
+//! or a name colliding with another ('.' as '_') in CreateTopics, DescribeConfigs with an empty key list, a malformed or unknown topic name
 //! and the default broker entity, Metadata naming a topic by id before v12, and DescribeCluster
 //! asked for an endpoint type this listener is not.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -156,6 +156,30 @@ fn create_topics_refuses_a_config_without_a_value() {
         create(&mut conn, &topic, 1, &[("retention.ms", None)]).0,
         36
     );
+}
+
+/// Kafka refuses a topic whose name equals an existing one once '.' is read as '_' (their
+/// metric names would clash): INVALID_TOPIC_EXCEPTION, naming the existing topic.
+#[test]
+fn create_topics_refuses_a_name_that_collides_with_an_existing_one() {
+    let broker = SluiceProcess::start_default();
+    let mut conn = connect(&broker);
+    let base = unique_topic("collide");
+    let underscored = format!("{base}_x_y");
+    let dotted = format!("{base}.x_y");
+    assert_eq!(create(&mut conn, &underscored, 1, &[]).0, 0);
+    let (code, message) = create(&mut conn, &dotted, 1, &[]);
+    assert_eq!(code, INVALID_TOPIC_EXCEPTION);
+    assert_eq!(
+        message.as_deref(),
+        Some(format!("Topic '{dotted}' collides with existing topic: {underscored}").as_str())
+    );
+    assert_eq!(
+        partitions_of(&mut conn, &dotted).0,
+        UNKNOWN_TOPIC_OR_PARTITION
+    );
+    // A name that differs in more than the separators is fine.
+    assert_eq!(create(&mut conn, &format!("{base}.x-y"), 1, &[]).0, 0);
 }
 
 /// DescribeConfigs v4 of one resource with `keys`.

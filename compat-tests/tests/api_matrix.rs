@@ -51,8 +51,15 @@ fn check(api: ApiKey, version: i16, ctx: &mut Ctx) -> Result<(), String> {
     let e = |x: std::io::Error| x.to_string();
     match api {
         ApiKey::ApiVersions => {
-            let r = c.call(&ApiVersionsRequest::default(), version).map_err(e)?;
-            err("ApiVersions", r.error_code)
+            let r = c.call(&named_api_versions(), version).map_err(e)?;
+            err("ApiVersions", r.error_code)?;
+            // From v3 the client's software name must be one Kafka accepts.
+            let unnamed = c.call(&ApiVersionsRequest::default(), version).map_err(e)?;
+            expect_code(
+                "ApiVersions without a software name",
+                unnamed.error_code,
+                if version >= 3 { 42 } else { 0 },
+            )
         }
         ApiKey::Metadata => {
             let topics = vec![MetadataRequestTopic::default().with_name(Some(topic_name(&t)))];
@@ -462,7 +469,7 @@ fn every_advertised_api_at_every_advertised_version() {
     };
     // A first record so fetches at every version have something to return.
     compat_tests::wire::produce(&mut ctx.conn, &topic, 0, batch).unwrap();
-    let versions = ctx.conn.call(&ApiVersionsRequest::default(), 3).unwrap();
+    let versions = ctx.conn.call(&named_api_versions(), 3).unwrap();
     let mut failures = Vec::new();
     let mut checked = 0;
     for api in &versions.api_keys {
@@ -485,4 +492,11 @@ fn every_advertised_api_at_every_advertised_version() {
         broker.log_tail()
     );
     assert!(checked > 80, "only {checked} api versions checked");
+}
+
+/// An ApiVersions request naming its client as KIP-511 asks (v3+).
+fn named_api_versions() -> ApiVersionsRequest {
+    ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("sluice-api-matrix"))
+        .with_client_software_version(StrBytes::from_static_str("1.0"))
 }

@@ -14,7 +14,7 @@ use super::{ClusterRuntime, ProposalError};
 use crate::config::TopicConfigs;
 use crate::controller::placement::{assign_replicas, PlacementError};
 use crate::controller::records::{Command, CommandError};
-use crate::metadata::{validate_topic_name, TopicMeta};
+use crate::metadata::{colliding_topic, validate_topic_name, TopicMeta};
 use crate::node::{Node, TopicOpError};
 
 /// How long an admin call waits for this broker's metadata to show its change.
@@ -115,11 +115,20 @@ impl ClusterRuntime {
         validate_only: bool,
     ) -> Result<(uuid::Uuid, i32, i16, TopicConfigs), TopicOpError> {
         validate_topic_name(name).map_err(|m| TopicOpError::new(ErrorKind::InvalidTopic, m))?;
-        if self.state().topics.contains_key(name) {
-            return Err(TopicOpError::new(
-                ErrorKind::TopicAlreadyExists,
-                format!("Topic '{name}' already exists."),
-            ));
+        {
+            let state = self.state();
+            if state.topics.contains_key(name) {
+                return Err(TopicOpError::new(
+                    ErrorKind::TopicAlreadyExists,
+                    format!("Topic '{name}' already exists."),
+                ));
+            }
+            if let Some(existing) = colliding_topic(name, state.topics.keys().map(String::as_str)) {
+                return Err(TopicOpError::new(
+                    ErrorKind::InvalidTopic,
+                    format!("Topic '{name}' collides with existing topic: {existing}"),
+                ));
+            }
         }
         for (k, v) in &configs {
             crate::config::validate_topic_config(k, v)

@@ -126,6 +126,24 @@ impl TopicStore {
     }
 }
 
+/// Kafka's `Topic.hasCollision` check for a new topic: an existing name that differs from
+/// `name` but reads the same once every '.' is taken as '_' (their metric names would clash),
+/// the least such name for a stable message.
+pub fn colliding_topic<'a>(
+    name: &str,
+    existing: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    if !name.contains(['.', '_']) {
+        return None;
+    }
+    let normal = |n: &str| n.replace('.', "_");
+    let wanted = normal(name);
+    existing
+        .into_iter()
+        .filter(|e| *e != name && e.len() == name.len() && normal(e) == wanted)
+        .min()
+}
+
 /// Kafka's topic name rules: 1..=249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
 pub fn validate_topic_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
@@ -154,6 +172,23 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_collide_when_dots_read_as_underscores() {
+        let existing = ["a_b", "x.y.z", "plain", "a-b"];
+        assert_eq!(colliding_topic("a.b", existing), Some("a_b"));
+        assert_eq!(colliding_topic("x_y.z", existing), Some("x.y.z"));
+        assert_eq!(
+            colliding_topic("a_b", existing),
+            None,
+            "the same name is no collision"
+        );
+        assert_eq!(colliding_topic("a.c", existing), None);
+        assert_eq!(colliding_topic("plain", existing), None);
+        assert_eq!(colliding_topic("a.b", ["a_b.", "a__b"]), None);
+        // The least colliding name, so the message is stable.
+        assert_eq!(colliding_topic("a.b_c", ["a_b_c", "a_b.c"]), Some("a_b.c"));
+    }
 
     #[test]
     fn persists_across_reopen() {
