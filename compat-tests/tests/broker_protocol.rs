@@ -164,6 +164,24 @@ fn idempotent_sequences_are_checked_and_survive_kill9() {
         )
         .unwrap();
     assert_ne!(init2.producer_id.0, pid);
+    // v3+: an old id without its epoch (or the reverse) is INVALID_REQUEST; both together get
+    // a fresh id, as Kafka gives an idempotent producer re-initialising (KIP-360).
+    for (id, epoch, want) in [(pid, -1i16, 42i16), (-1, 1, 42), (pid, 1, 0)] {
+        let r = conn
+            .call(
+                &InitProducerIdRequest::default()
+                    .with_transactional_id(None)
+                    .with_transaction_timeout_ms(60_000)
+                    .with_producer_id(kafka_protocol::messages::ProducerId(id))
+                    .with_producer_epoch(epoch),
+                4,
+            )
+            .unwrap();
+        assert_eq!(r.error_code, want, "id {id} epoch {epoch}: {r:?}");
+        if want == 0 {
+            assert!(r.producer_id.0 >= 0 && r.producer_id.0 != pid);
+        }
+    }
     // Transactional ids are refused until transactions land.
     let txn = InitProducerIdRequest::default()
         .with_transactional_id(Some(kafka_protocol::messages::TransactionalId(

@@ -932,6 +932,40 @@ async fn a_new_leader_records_its_epoch_before_any_produce() {
             .is_some_and(|p| p.leader >= 0 && p.leader != leader)
     });
     let new_leader = TestCluster::partitions(&client, &topic).unwrap()[0].leader;
+    // ListOffsets (latest) on the new leader never answers a stale high watermark: while its
+    // high watermark is below the log end it was elected at, OFFSET_NOT_AVAILABLE (78, Kafka's
+    // answer; the client retries), then the end, 10.
+    let new_leader_addr = cluster.node(new_leader).bootstrap();
+    let mut conn = compat_tests::wire::RawConnection::connect(new_leader_addr.as_str()).unwrap();
+    let asked_at = Instant::now();
+    loop {
+        use kafka_protocol::messages::list_offsets_request::{
+            ListOffsetsPartition, ListOffsetsTopic,
+        };
+        use kafka_protocol::messages::{BrokerId, ListOffsetsRequest};
+        let r = conn
+            .call(
+                &ListOffsetsRequest::default()
+                    .with_replica_id(BrokerId(-1))
+                    .with_topics(vec![ListOffsetsTopic::default()
+                        .with_name(compat_tests::wire::topic_name(&topic))
+                        .with_partitions(vec![ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(-1)])]),
+                5,
+            )
+            .unwrap();
+        let p = &r.topics[0].partitions[0];
+        match (p.error_code, p.offset) {
+            (0, 10) => break,
+            // Not applied its leadership yet (the metadata came from another node), or
+            // not sure of its high watermark yet.
+            (6 | 78, _) => {}
+            other => panic!("the new leader answered latest = {other:?}, not 10 or 78"),
+        }
+        assert!(asked_at.elapsed() < Duration::from_secs(10), "never 10");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let dir = cluster
         .node(new_leader)
         .data_dir()

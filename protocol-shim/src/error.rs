@@ -53,6 +53,7 @@ pub enum ErrorKind {
     InvalidTxnState,
     MismatchedEndpointType,
     UnsupportedEndpointType,
+    OffsetNotAvailable,
     // Consumer groups.
     OffsetMetadataTooLarge,
     CoordinatorLoadInProgress,
@@ -124,6 +125,7 @@ impl ErrorKind {
             UnknownTopicId => 100,
             MismatchedEndpointType => 114,
             UnsupportedEndpointType => 115,
+            OffsetNotAvailable => 78,
             InconsistentTopicId => 103,
             OffsetMetadataTooLarge => 12,
             CoordinatorLoadInProgress => 14,
@@ -206,6 +208,7 @@ mod tests {
             (UnknownTopicId, R::UnknownTopicId),
             (MismatchedEndpointType, R::MismatchedEndpointType),
             (UnsupportedEndpointType, R::UnsupportedEndpointType),
+            (OffsetNotAvailable, R::OffsetNotAvailable),
             (InconsistentTopicId, R::InconsistentTopicId),
             (OffsetMetadataTooLarge, R::OffsetMetadataTooLarge),
             (CoordinatorLoadInProgress, R::CoordinatorLoadInProgress),

@@ -93,13 +93,28 @@ pub fn handle(node: &Arc<Node>, request: ListOffsetsRequest, version: i16) -> Li
 fn lookup(partition: &Partition, timestamp: i64, version: i16) -> Result<(i64, i64), ErrorKind> {
     let hw = partition.high_watermark();
     let err = |e: crate::partition::PartitionError| partition_error_kind(&e);
+    // A newly elected leader whose high watermark is still below its epoch start offset cannot
+    // answer lookups at the end of the log yet (Kafka: OFFSET_NOT_AVAILABLE from v5,
+    // LEADER_NOT_AVAILABLE before); the client retries.
+    let not_yet = || {
+        // (v1 carries no isolation level, which Kafka takes as a replica's lookup: no error.)
+        if version >= 2 && partition.high_watermark_behind_epoch_start() {
+            Err(if version >= 5 {
+                ErrorKind::OffsetNotAvailable
+            } else {
+                ErrorKind::LeaderNotAvailable
+            })
+        } else {
+            Ok((-1, -1))
+        }
+    };
     match timestamp {
-        LATEST => Ok((hw, -1)),
+        LATEST => not_yet().map(|_| (hw, -1)),
         EARLIEST => Ok((partition.log_start_offset().map_err(err)?, -1)),
         EARLIEST_LOCAL if version >= 8 => Ok((partition.log_start_offset().map_err(err)?, -1)),
         MAX_TIMESTAMP if version >= 7 => match partition.max_timestamp().map_err(err)? {
             Some(t) if t.offset < hw => Ok((t.offset, t.timestamp)),
-            _ => Ok((-1, -1)),
+            _ => not_yet(),
         },
         LATEST_TIERED if version >= 9 => Ok((-1, -1)),
         // -6 needs v11 (KIP-1023), above what Sluice serves: UNSUPPORTED_VERSION, as Kafka's
@@ -107,8 +122,58 @@ fn lookup(partition: &Partition, timestamp: i64, version: i16) -> Result<(i64, i
         EARLIEST_PENDING_UPLOAD => Err(ErrorKind::UnsupportedVersion),
         ts if ts >= 0 => match partition.offset_for_timestamp(ts).map_err(err)? {
             Some(t) if t.offset < hw => Ok((t.offset, t.timestamp)),
-            _ => Ok((-1, -1)),
+            _ => not_yet(),
         },
         _ => Err(ErrorKind::UnsupportedVersion),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::BrokerId;
+
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::config::{BrokerConfig, BrokerSettings};
+    use crate::handlers::util::topic_name;
+
+    /// Partition t-0 led here after an election whose high watermark is still below its log
+    /// end: latest (and a timestamp past the high watermark) is OFFSET_NOT_AVAILABLE from v5,
+    /// LEADER_NOT_AVAILABLE at v2-4, the high watermark at v1 (no isolation level: Kafka's
+    /// replica lookup); earliest is answered.
+    #[tokio::test]
+    async fn a_leader_below_its_epoch_start_answers_offset_not_available() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::for_tests(dir.path(), BrokerSettings::default());
+        let node = Node::start(config, Arc::new(SystemClock)).unwrap();
+        node.create_topic("t", 1, 1, Default::default(), false)
+            .unwrap();
+        let p = node.partitions.get("t", 0).unwrap();
+        p.become_follower(2, 1);
+        let batch = storage::BatchBuilder::new()
+            .record(None, Some(b"v"), 1)
+            .build()
+            .unwrap();
+        p.append_as_follower(&batch).unwrap();
+        assert!(p.become_leader(3, 1, vec![1, 2], vec![1, 2], 1, 0));
+        let ask = |timestamp: i64, version: i16| {
+            let request = ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(topic_name("t"))
+                    .with_partitions(vec![ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(timestamp)])]);
+            let r = handle(&node, request, version);
+            let p = &r.topics[0].partitions[0];
+            (p.error_code, p.offset)
+        };
+        assert_eq!(ask(LATEST, 5), (78, -1));
+        assert_eq!(ask(0, 7), (78, -1));
+        assert_eq!(ask(LATEST, 4), (5, -1));
+        assert_eq!(ask(LATEST, 1), (0, 0));
+        assert_eq!(ask(EARLIEST, 5), (0, 0));
     }
 }

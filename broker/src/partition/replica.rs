@@ -525,6 +525,17 @@ impl Partition {
         *self.high_watermark.borrow()
     }
 
+    /// A cluster leader whose high watermark has not yet reached the log end it had when
+    /// elected (its epoch start offset): what is committed near the end of its log is not
+    /// known yet, and Kafka answers offset lookups there OFFSET_NOT_AVAILABLE
+    /// (`Partition.fetchOffsetForTimestamp`).
+    pub fn high_watermark_behind_epoch_start(&self) -> bool {
+        match &*self.role.lock() {
+            Role::Leader(state) => state.epoch_start_offset > *self.high_watermark.borrow(),
+            _ => false,
+        }
+    }
+
     pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()
     }
@@ -880,5 +891,23 @@ mod tests {
         assert!(!p.record_epoch_as_leader(4).unwrap());
         assert!(!p.record_epoch_as_leader(5).unwrap());
         assert_eq!(p.latest_epoch().unwrap(), Some(3));
+    }
+
+    /// A new leader whose high watermark is below the log end it had when elected says so
+    /// (ListOffsets answers OFFSET_NOT_AVAILABLE meanwhile), until the ISR catches up.
+    #[test]
+    fn a_new_leader_knows_when_its_high_watermark_is_behind_its_epoch_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open_single(dir.path());
+        p.become_follower(2, 1);
+        p.append_as_follower(&batch(100)).unwrap();
+        assert!(!p.high_watermark_behind_epoch_start(), "a follower");
+        assert!(p.become_leader(3, 1, vec![1, 2], vec![1, 2], 1, 0));
+        assert_eq!(p.high_watermark(), 0);
+        assert!(p.high_watermark_behind_epoch_start());
+        p.mark_durable(1);
+        p.record_follower_fetch(2, 1, 0);
+        assert_eq!(p.high_watermark(), 1);
+        assert!(!p.high_watermark_behind_epoch_start());
     }
 }
