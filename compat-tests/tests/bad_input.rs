@@ -108,6 +108,37 @@ fn assert_closes_after(broker: &SluiceProcess, bytes: &[u8], what: &str) {
     );
 }
 
+/// A request whose array count is huge but whose frame holds nothing after it: the broker
+/// closes the connection (Kafka: "Tried to allocate a collection of size ...") instead of
+/// reserving room for two billion elements, which aborted the process.
+#[test]
+fn huge_array_counts_close_the_connection_and_the_broker_lives() {
+    let mut broker = start_broker();
+    let seed = seed(&broker);
+    let frame = |body: &[u8]| {
+        let mut bytes = i32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+        bytes.extend_from_slice(body);
+        bytes
+    };
+    // Metadata v0 (header v1: key, version, correlation id, null client id), then a topic
+    // array (INT32 count) of 2^31 - 1 entries.
+    let mut v0 = vec![0, 3, 0, 0, 0, 0, 0, 7, 0xff, 0xff];
+    v0.extend_from_slice(&i32::MAX.to_be_bytes());
+    assert_closes_after(&broker, &frame(&v0), "Metadata v0 with 2^31-1 topics");
+    // Metadata v12 (header v2 with no tagged fields), then a compact topic array whose
+    // unsigned varint says 2^32 - 2 entries.
+    let v12 = [
+        0, 3, 0, 12, 0, 0, 0, 8, 0xff, 0xff, 0, 0xff, 0xff, 0xff, 0xff, 0x0f,
+    ];
+    assert_closes_after(&broker, &frame(&v12), "Metadata v12 with 2^32-2 topics");
+    // Produce v8 (header v1), transactional id null, acks, timeout, then 2^31 - 1 topics.
+    let mut produce = vec![0, 0, 0, 8, 0, 0, 0, 9, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+    produce.extend_from_slice(&1000i32.to_be_bytes());
+    produce.extend_from_slice(&i32::MAX.to_be_bytes());
+    assert_closes_after(&broker, &frame(&produce), "Produce v8 with 2^31-1 topics");
+    assert_healthy(&mut broker, &seed);
+}
+
 #[test]
 fn negative_frame_length_closes_connection() {
     let mut broker = start_broker();

@@ -3,8 +3,9 @@
 //! The preamble is read first so that the outcome is always one of: a decoded request, an
 //! unknown API, an unsupported version (with the correlation id to answer ApiVersions with),
 //! or a malformed frame. The codec is only run on versions in `versions::SUPPORTED_APIS`.
-//! The frame size was already bounded by `frame::FrameDecoder`, which bounds every array the
-//! codec can allocate for (each element takes at least one byte of the frame).
+//! The frame size was already bounded by `frame::FrameDecoder`, and the codec reserves at most
+//! one array element per byte left in the frame (the vendored kafka-protocol's fix, see
+//! `protocol-shim/vendor/README.md`), so a forged array count cannot make it allocate more.
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind};
@@ -128,6 +129,32 @@ mod tests {
             decode_request(cut),
             Err(DecodeError::Malformed { .. })
         ));
+    }
+}
+
+/// Array counts far beyond the frame: decoding fails as malformed, without reserving room for
+/// the count (the published kafka-protocol 0.18 asked the allocator for ~150 GB here, and the
+/// process aborted).
+#[cfg(test)]
+mod forged_counts {
+    use super::*;
+
+    #[test]
+    fn a_huge_array_count_is_malformed_not_an_allocation() {
+        // Metadata v0: header v1 (key 3, version 0, correlation id, null client id), then the
+        // topic array's INT32 count 2^31 - 1 and nothing more.
+        let mut v0 = vec![0u8, 3, 0, 0, 0, 0, 0, 7, 0xff, 0xff];
+        v0.extend_from_slice(&i32::MAX.to_be_bytes());
+        // Metadata v12: header v2 (no tagged fields), then a compact array of 2^32 - 2.
+        let v12 = vec![
+            0u8, 3, 0, 12, 0, 0, 0, 8, 0xff, 0xff, 0, 0xff, 0xff, 0xff, 0xff, 0x0f,
+        ];
+        for frame in [v0, v12] {
+            assert!(matches!(
+                decode_request(Bytes::from(frame)),
+                Err(DecodeError::Malformed { .. })
+            ));
+        }
     }
 }
 
