@@ -496,21 +496,7 @@ impl Node {
                 "This server does not host this topic-partition.",
             ));
         };
-        if count < meta.partitions {
-            return Err(TopicOpError::new(
-                ErrorKind::InvalidPartitions,
-                format!(
-                    "Topic currently has {} partitions, which is higher than the requested {count}.",
-                    meta.partitions
-                ),
-            ));
-        }
-        if count == meta.partitions {
-            return Err(TopicOpError::new(
-                ErrorKind::InvalidPartitions,
-                format!("Topic already has {count} partitions."),
-            ));
-        }
+        check_partition_increase(name, meta.partitions, count, None)?;
         if validate_only {
             return Ok(());
         }
@@ -605,6 +591,43 @@ fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError
         }
         Err(std::fs::TryLockError::Error(source)) => Err(StartError::DataDir { path, source }),
     }
+}
+
+/// Kafka's checks of a partition increase, in its order and words
+/// (`ReplicationControlManager.createPartitions`): the count must grow, and manual assignments
+/// (`assignments`: how many were given, if any) must name exactly the partitions added.
+pub fn check_partition_increase(
+    name: &str,
+    current: i32,
+    count: i32,
+    assignments: Option<usize>,
+) -> Result<(), TopicOpError> {
+    if count == current {
+        return Err(TopicOpError::new(
+            ErrorKind::InvalidPartitions,
+            format!("Topic already has {current} partition(s)."),
+        ));
+    }
+    if count < current {
+        return Err(TopicOpError::new(
+            ErrorKind::InvalidPartitions,
+            format!(
+                "The topic {name} currently has {current} partition(s); {count} would not be an increase."
+            ),
+        ));
+    }
+    let additional = i64::from(count) - i64::from(current);
+    if let Some(given) = assignments {
+        if i64::try_from(given).ok() != Some(additional) {
+            return Err(TopicOpError::new(
+                ErrorKind::InvalidReplicaAssignment,
+                format!(
+                    "Attempted to add {additional} additional partition(s), but only {given} assignment(s) were specified."
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -125,6 +125,64 @@ fn create_partitions_refuses_a_topic_named_twice_and_changes_nothing() {
     assert_eq!(partitions_of(&mut conn, &once), (0, 2));
 }
 
+/// CreatePartitions checks in Kafka's order and words: an unknown topic, then a count that
+/// does not grow, then the number of manual assignments.
+#[test]
+fn create_partitions_checks_in_kafkas_order() {
+    use kafka_protocol::messages::create_partitions_request::CreatePartitionsAssignment;
+    use kafka_protocol::messages::BrokerId;
+    let broker = SluiceProcess::start_default();
+    let mut conn = connect(&broker);
+    let topic = unique_topic("grow");
+    assert_eq!(create(&mut conn, &topic, 2, &[]).0, 0);
+    let mut grow = |name: &str, count: i32, assignments: usize| {
+        let assignments = (0..assignments)
+            .map(|_| CreatePartitionsAssignment::default().with_broker_ids(vec![BrokerId(1)]))
+            .collect();
+        let r = conn
+            .call(
+                &CreatePartitionsRequest::default()
+                    .with_topics(vec![CreatePartitionsTopic::default()
+                        .with_name(topic_name(name))
+                        .with_count(count)
+                        .with_assignments(Some(assignments))])
+                    .with_timeout_ms(10_000),
+                3,
+            )
+            .unwrap();
+        let t = &r.results[0];
+        (
+            t.error_code,
+            t.error_message
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default(),
+        )
+    };
+    assert_eq!(grow("no-such-topic", 3, 2).0, UNKNOWN_TOPIC_OR_PARTITION);
+    assert_eq!(
+        grow(&topic, 1, 2),
+        (
+            37,
+            format!("The topic {topic} currently has 2 partition(s); 1 would not be an increase.")
+        )
+    );
+    assert_eq!(
+        grow(&topic, 2, 0),
+        (37, "Topic already has 2 partition(s).".to_string())
+    );
+    assert_eq!(
+        grow(&topic, 4, 1),
+        (
+            39,
+            "Attempted to add 2 additional partition(s), but only 1 assignment(s) were specified."
+                .to_string()
+        )
+    );
+    assert_eq!(grow(&topic, 4, 2).0, 0);
+    assert_eq!(partitions_of(&mut conn, &topic), (0, 4));
+}
+
 #[test]
 fn create_topics_refuses_a_config_without_a_value() {
     let broker = SluiceProcess::start_default();

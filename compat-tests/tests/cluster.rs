@@ -749,6 +749,66 @@ async fn a_broker_only_node_joins_and_serves() {
         assert_eq!(read_partition(&bootstrap, &topic, p, 1).len(), 1);
     }
 
+    // CreatePartitions with validate_only checks manual assignments as a real run does
+    // (Kafka runs the whole creation for it): their number and replication factor.
+    {
+        use kafka_protocol::messages::create_partitions_request::{
+            CreatePartitionsAssignment, CreatePartitionsTopic,
+        };
+        use kafka_protocol::messages::{BrokerId, CreatePartitionsRequest};
+        let mut conn =
+            compat_tests::wire::RawConnection::connect(cluster.node(1).bootstrap().as_str())
+                .unwrap();
+        let mut try_grow = |count: i32, assignments: Vec<Vec<i32>>| {
+            let assignments = assignments
+                .into_iter()
+                .map(|a| {
+                    CreatePartitionsAssignment::default()
+                        .with_broker_ids(a.into_iter().map(BrokerId).collect())
+                })
+                .collect();
+            let r = conn
+                .call(
+                    &CreatePartitionsRequest::default()
+                        .with_topics(vec![CreatePartitionsTopic::default()
+                            .with_name(compat_tests::wire::topic_name(&topic))
+                            .with_count(count)
+                            .with_assignments(Some(assignments))])
+                        .with_timeout_ms(10_000)
+                        .with_validate_only(true),
+                    3,
+                )
+                .unwrap();
+            let t = &r.results[0];
+            (
+                t.error_code,
+                t.error_message.as_ref().map(|m| m.to_string()),
+            )
+        };
+        assert_eq!(
+            try_grow(6, vec![vec![1, 2]]),
+            (
+                39,
+                Some("Attempted to add 2 additional partition(s), but only 1 assignment(s) were specified.".into())
+            )
+        );
+        assert_eq!(
+            try_grow(5, vec![vec![1]]),
+            (
+                39,
+                Some("The manual partition assignment includes a partition with 1 replica(s), but this is not consistent with previous partitions, which have 2 replica(s).".into())
+            )
+        );
+        assert_eq!(try_grow(5, vec![vec![1, 2]]).0, 0, "a valid dry run");
+        assert_eq!(
+            TestCluster::partitions(&cluster.metadata_client(), &topic)
+                .unwrap()
+                .len(),
+            4,
+            "a dry run changed the topic"
+        );
+    }
+
     // CreatePartitions places the new partitions' replicas (same replication factor).
     let admin = rdk::admin(&bootstrap);
     let grow = rdkafka::admin::NewPartitions::new(&topic, 6);

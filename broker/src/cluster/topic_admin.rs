@@ -222,23 +222,26 @@ impl ClusterRuntime {
             ));
         };
         let current = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
-        if count < current {
-            return Err(TopicOpError::new(
-                ErrorKind::InvalidPartitions,
-                format!("Topic currently has {current} partitions, which is higher than the requested {count}."),
-            ));
-        }
-        if count == current {
-            return Err(TopicOpError::new(
-                ErrorKind::InvalidPartitions,
-                format!("Topic already has {count} partitions."),
-            ));
-        }
-        let rf =
-            i16::try_from(topic.partitions.first().map_or(1, |p| p.replicas.len())).unwrap_or(1);
+        crate::node::check_partition_increase(
+            name,
+            current,
+            count,
+            assignments.as_ref().map(Vec::len),
+        )?;
+        let existing_rf = topic.partitions.first().map_or(1, |p| p.replicas.len());
+        let rf = i16::try_from(existing_rf).unwrap_or(1);
+        // All checked before a validate_only answer, as Kafka runs the whole creation for it.
         let assignments = match assignments {
             Some(a) => {
                 self.check_assignments(&a)?;
+                if let Some(other) = a.iter().map(Vec::len).find(|n| *n != existing_rf) {
+                    return Err(TopicOpError::new(
+                        ErrorKind::InvalidReplicaAssignment,
+                        format!(
+                            "The manual partition assignment includes a partition with {other} replica(s), but this is not consistent with previous partitions, which have {existing_rf} replica(s)."
+                        ),
+                    ));
+                }
                 a
             }
             None => self.place(count - current, rf, current)?,

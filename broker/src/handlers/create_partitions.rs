@@ -79,21 +79,15 @@ fn check_assignments(
     let Some(assignments) = &t.assignments else {
         return Ok(());
     };
-    let current = node
-        .topics
-        .get(t.name.0.as_str())
-        .map(|m| m.partitions)
-        .unwrap_or(0);
-    if i32::try_from(assignments.len()).ok() != Some(t.count - current) {
+    // Kafka's order: an unknown topic and a count that does not grow come first.
+    let name = t.name.0.as_str();
+    let Some(meta) = node.topics.get(name) else {
         return Err(TopicOpError::new(
-            ErrorKind::InvalidReplicaAssignment,
-            format!(
-                "Increasing the number of partitions by {} but {} assignments provided.",
-                t.count - current,
-                assignments.len()
-            ),
+            ErrorKind::UnknownTopicOrPartition,
+            "This server does not host this topic-partition.",
         ));
-    }
+    };
+    crate::node::check_partition_increase(name, meta.partitions, t.count, Some(assignments.len()))?;
     for a in assignments {
         let ids: Vec<i32> = a.broker_ids.iter().map(|b| b.0).collect();
         if ids != [node.meta.node_id] {
