@@ -104,15 +104,7 @@ impl TestCluster {
     /// The value of metric `name` (a whole sample name, labels included) that node `id`
     /// serves on its metrics listener, if it answers.
     pub fn metric(&mut self, id: i32, name: &str) -> Option<f64> {
-        use std::io::{Read, Write};
-        let addr = self.node(id).metrics_addr();
-        let mut s = std::net::TcpStream::connect(addr.as_str()).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        out.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        self.node(id).metric(name)
     }
 
     /// A metadata client bootstrapped from every node.

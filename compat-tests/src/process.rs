@@ -203,6 +203,19 @@ impl SluiceProcess {
         format!("127.0.0.1:{}", self.metrics_port)
     }
 
+    /// The value of metric `name` (a whole sample name, labels included) this broker serves on
+    /// its metrics listener (`SluiceOptions::with_metrics`), if it answers.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.metrics_addr().as_str()).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir

@@ -139,6 +139,77 @@ fn huge_array_counts_close_the_connection_and_the_broker_lives() {
     assert_healthy(&mut broker, &seed);
 }
 
+/// A client that sends Fetches for megabytes and never reads the answers: the broker closes
+/// the connection once a response has gone unread for `connections.max.idle.ms` (Kafka counts
+/// only socket activity), and such a client does not hold up a SIGTERM shutdown either.
+#[test]
+fn a_client_that_never_reads_is_closed_and_does_not_hold_shutdown() {
+    let idle = Duration::from_secs(2);
+    let mut broker = SluiceProcess::start(
+        SluiceOptions::new()
+            .with_metrics()
+            .set("connections.max.idle.ms", &idle.as_millis().to_string()),
+    );
+    let topic = unique_topic("unread");
+    let mut conn = RawConnection::connect(broker.bootstrap()).unwrap();
+    assert_eq!(wire::create_topic(&mut conn, &topic, 1).unwrap(), NONE);
+    // 8 MiB of records, then Fetches that each ask for all of it: far more than the socket
+    // buffers hold.
+    let value = vec![7u8; 512 << 10];
+    for _ in 0..16 {
+        let batch = build_batch(&[(b"k".as_slice(), value.as_slice())], 1_700_000_004_000);
+        assert_eq!(
+            wire::produce(&mut conn, &topic, 0, batch)
+                .unwrap()
+                .error_code,
+            NONE
+        );
+    }
+    drop(conn);
+    let limits = wire::FetchLimits {
+        max_wait_ms: 0,
+        min_bytes: 1,
+        max_bytes: 64 << 20,
+        partition_max_bytes: 64 << 20,
+    };
+    let fetch = encode_body(&wire::fetch_request(&topic, &[(0, 0)], limits), 11);
+    let open = || broker.metric("sluice_connections");
+    let mut unread = RawConnection::connect(broker.bootstrap()).unwrap();
+    for _ in 0..8 {
+        unread.send_request(1, 11, &fetch).unwrap();
+    }
+    let sent = Instant::now();
+    // The broker counts the connection open while it writes what fits, then closes it: its
+    // unread response has made no progress for the idle limit (and the reader has been idle as
+    // long). Counted on the broker, as reading here would read the responses.
+    let closed = wire::poll_until(idle * 5, || (open() == Some(0.0)).then(Instant::now));
+    let closed = closed.unwrap_or_else(|| {
+        panic!(
+            "a connection whose responses went unread stayed open for {:?}",
+            idle * 5
+        )
+    });
+    assert!(
+        closed.duration_since(sent) >= idle / 2,
+        "closed before it idled: {:?}",
+        closed.duration_since(sent)
+    );
+    drop(unread);
+    // Again, and this time stop the broker while the responses sit unread.
+    let mut unread = RawConnection::connect(broker.bootstrap()).unwrap();
+    for _ in 0..8 {
+        unread.send_request(1, 11, &fetch).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = Instant::now();
+    assert!(broker.terminate().success());
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "SIGTERM took {:?} with an unread client connected",
+        asked.elapsed()
+    );
+}
+
 #[test]
 fn negative_frame_length_closes_connection() {
     let mut broker = start_broker();

@@ -7,8 +7,10 @@
 //! awaits them in order; at most `queued.max.requests` are outstanding, after which reading
 //! pauses. A frame that is malformed, oversized, of an unknown API or of an unsupported
 //! version (other than ApiVersions) closes the connection, as Kafka does.
-//! A connection that sends nothing for `connections.max.idle.ms` is closed; one idle for a
-//! second gives back a read buffer that large requests grew (a busy one reuses it).
+//! A connection that sends nothing for `connections.max.idle.ms` is closed, and so is one whose
+//! response has not been taken off the socket for that long (a client that sends but never
+//! reads); one idle for a second gives back a read buffer that large requests grew. At
+//! shutdown, responses still in flight get `SHUTDOWN_WRITE_GRACE` to be written.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +27,10 @@ use super::read_buffer::{prepare_read, read_wait, shrink_idle_buffer, INITIAL_BU
 use crate::handlers::{dispatch, OutChunk, PendingResponse};
 
 use crate::node::Node;
+
+/// How long a connection's writer may go on answering in-flight requests once the broker shuts
+/// down, before the connection is dropped (a client that stopped reading would hold shutdown).
+const SHUTDOWN_WRITE_GRACE: Duration = Duration::from_secs(3);
 
 /// Serves one connection until the client closes it, it misbehaves, it idles out, or the
 /// broker shuts down (after which in-flight requests are still answered).
@@ -56,9 +62,20 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
                     let Some(chunks) = pending.await else {
                         return;
                     };
-                    if let Err(e) = write_frame(&mut writer, &chunks, use_sendfile).await {
-                        tracing::debug!(error = %e, "write failed");
-                        return;
+                    // A frame the client does not read for the idle limit ends the connection,
+                    // as Kafka's idle expiry counts writes as activity and nothing else.
+                    match tokio::time::timeout(idle, write_frame(&mut writer, &chunks, use_sendfile))
+                        .await
+                    {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "write failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("closing connection: a response went unread for connections.max.idle.ms");
+                            return;
+                        }
                     }
                 }
                 let _ = writer.shutdown().await;
@@ -93,7 +110,13 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
                         );
                         let pending = dispatch(&node, request, peer).instrument(span).await;
                         if let Some(pending) = pending {
-                            if tx.send(pending).await.is_err() {
+                            // The queue is full while the client reads nothing: wait for room,
+                            // but not past shutdown.
+                            let sent = tokio::select! {
+                                () = node.shutdown.cancelled() => break 'read,
+                                sent = tx.send(pending) => sent,
+                            };
+                            if sent.is_err() {
                                 break 'read;
                             }
                         }
@@ -159,7 +182,17 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
             }
         }
         drop(tx);
-        let _ = writer_task.await;
+        let mut writer_task = writer_task;
+        tokio::select! {
+            _ = &mut writer_task => {}
+            () = async {
+                node.shutdown.cancelled().await;
+                tokio::time::sleep(SHUTDOWN_WRITE_GRACE).await;
+            } => {
+                tracing::debug!("closing connection: responses still unwritten after shutdown's grace");
+                writer_task.abort();
+            }
+        }
         node.metrics.connections.dec();
         tracing::debug!("connection closed");
     }
