@@ -285,6 +285,90 @@ fn fetch_sessions_send_only_what_changed() {
     );
 }
 
+/// Fetch limits and errors as Kafka's `handleFetchRequest`: max_bytes 0 still returns the
+/// first batch (KIP-74), min_bytes above max_bytes is capped by it (no wait for what one answer
+/// could never hold), and by topic id (v13+) a known topic's missing partition is
+/// UNKNOWN_TOPIC_OR_PARTITION while an id no topic has is UNKNOWN_TOPIC_ID.
+#[test]
+fn fetch_limits_and_topic_id_errors_as_kafka() {
+    let broker = SluiceProcess::start(SluiceOptions::new());
+    let topic = unique_topic("limits");
+    let mut conn = connect(&broker);
+    create_topic(&mut conn, &topic, 1, &[]);
+    for v in ["a", "b"] {
+        let batch = compat_tests::batch::build_batch(&[(b"k", v.as_bytes())], now_ms());
+        assert_eq!(
+            wire::produce(&mut conn, &topic, 0, batch)
+                .unwrap()
+                .error_code,
+            0
+        );
+    }
+    let limits = |max_bytes: i32, min_bytes: i32| wire::FetchLimits {
+        max_wait_ms: 3_000,
+        min_bytes,
+        max_bytes,
+        partition_max_bytes: 1 << 20,
+    };
+    // max_bytes 0 with min_bytes far above it: min_bytes is capped to 0, so the answer comes
+    // at once (not after max_wait), with the first batch whole.
+    let started = Instant::now();
+    let r = conn
+        .call(
+            &wire::fetch_request(&topic, &[(0, 0)], limits(0, 1 << 30)),
+            11,
+        )
+        .unwrap();
+    let records = r.responses[0].partitions[0]
+        .records
+        .clone()
+        .unwrap_or_default();
+    assert!(!records.is_empty(), "max_bytes 0 returned nothing");
+    assert_eq!(
+        BatchHeader::parse(&records).unwrap().total_size(),
+        records.len(),
+        "one whole batch"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "waited {:?} for min_bytes that max_bytes could never hold",
+        started.elapsed()
+    );
+    // By topic id (v13): partition 7 of a known topic, and an unknown id.
+    let id = conn
+        .call(
+            &kafka_protocol::messages::MetadataRequest::default().with_topics(Some(vec![
+                kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(topic_name(&topic))),
+            ])),
+            12,
+        )
+        .unwrap()
+        .topics[0]
+        .topic_id;
+    let by_id = |topic_id: uuid::Uuid, partition: i32| {
+        FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic_id(topic_id)
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(partition)
+                    .with_current_leader_epoch(-1)
+                    .with_partition_max_bytes(1 << 20)])])
+    };
+    let r = conn.call(&by_id(id, 7), 13).unwrap();
+    assert_eq!(r.responses[0].partitions[0].error_code, 3, "{r:?}");
+    let r = conn
+        .call(&by_id(uuid::Uuid::from_u128(0x51), 0), 13)
+        .unwrap();
+    assert_eq!(r.responses[0].partitions[0].error_code, 100, "{r:?}");
+    let r = conn.call(&by_id(id, 0), 13).unwrap();
+    assert_eq!(r.responses[0].partitions[0].error_code, 0, "{r:?}");
+}
+
 #[test]
 fn fetch_long_poll_waits_for_data_or_max_wait() {
     let broker = SluiceProcess::start(SluiceOptions::new());

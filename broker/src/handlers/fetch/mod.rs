@@ -193,12 +193,9 @@ impl FetchContext {
             request.replica_id.0
         };
         let plan = session::plan(node, request, version)?;
+        // Kafka: min(request, fetch.max.bytes); 0 still returns the first batch (KIP-74).
         let broker_max = node.config.settings.i32("fetch.max.bytes").max(1);
-        let max_bytes = if request.max_bytes <= 0 {
-            broker_max
-        } else {
-            request.max_bytes.min(broker_max)
-        };
+        let max_bytes = request.max_bytes.clamp(0, broker_max);
         Ok(FetchContext {
             node: Arc::clone(node),
             version,
@@ -208,7 +205,8 @@ impl FetchContext {
             client_rack: request.rack_id.as_str().to_string(),
             plan,
             may_wait: request.max_wait_ms > 0,
-            min_bytes: usize::try_from(request.min_bytes.max(0)).unwrap_or(0),
+            // Kafka caps min_bytes by max_bytes: more could never arrive in one answer.
+            min_bytes: usize::try_from(request.min_bytes.clamp(0, max_bytes)).unwrap_or(0),
             deadline,
         })
     }
@@ -251,8 +249,13 @@ impl FetchContext {
             answer_now |= read.preferred_read_replica >= 0;
             if read.error != ErrorKind::None {
                 has_error = true;
-                if read.error == ErrorKind::NotLeaderOrFollower && self.version >= 12 {
-                    // KIP-951: where the leader went (endpoints are added in `finish`).
+                if matches!(
+                    read.error,
+                    ErrorKind::NotLeaderOrFollower | ErrorKind::FencedLeaderEpoch
+                ) && self.version >= 16
+                {
+                    // KIP-951: where the leader went (endpoints are added in `finish`), from
+                    // v16 as Kafka's `handleFetchRequest`.
                     read.current_leader = w
                         .key
                         .topic
@@ -407,7 +410,11 @@ impl FetchContext {
         };
         let partition = match partition {
             Ok(p) => p,
-            Err(ErrorKind::UnknownTopicOrPartition) if self.version >= 13 => {
+            // By id (v13+): an id no topic has now is UNKNOWN_TOPIC_ID (a deleted topic, say);
+            // a known topic without that partition stays UNKNOWN_TOPIC_OR_PARTITION (Kafka).
+            Err(ErrorKind::UnknownTopicOrPartition)
+                if self.version >= 13 && self.node.topics.get_by_id(w.key.topic_id).is_none() =>
+            {
                 return ErrorKind::UnknownTopicId
             }
             Err(kind) => return kind,

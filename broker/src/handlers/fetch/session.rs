@@ -6,7 +6,8 @@
 //! session with epoch -1 closes it and is served sessionless; epoch N > 0 is incremental and
 //! must name a live session (FETCH_SESSION_ID_NOT_FOUND) at its expected epoch
 //! (INVALID_FETCH_SESSION_EPOCH). An incremental response carries a partition only if it has
-//! records, an error, or a new high watermark or log start offset since the last response.
+//! records, an error, a preferred read replica, or a new high watermark or log start offset
+//! since the last response (after an error, any high watermark counts as new).
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -223,11 +224,20 @@ impl FetchSessionCache {
                 else {
                     return true;
                 };
+                // As Kafka's `CachedPartition.maybeUpdateResponseData`: a preferred read replica
+                // must reach the client (else it is answered at once with nothing, and asks
+                // again in a loop), and after an error the high watermark is forgotten so the
+                // partition is sent again once the error clears.
                 let changed = !read.records.is_empty()
                     || read.error != ErrorKind::None
+                    || read.preferred_read_replica >= 0
                     || read.high_watermark != cached.last_high_watermark
                     || read.log_start_offset != cached.last_log_start_offset;
-                cached.last_high_watermark = read.high_watermark;
+                cached.last_high_watermark = if read.error == ErrorKind::None {
+                    read.high_watermark
+                } else {
+                    -1
+                };
                 cached.last_log_start_offset = read.log_start_offset;
                 !plan.incremental || changed
             })

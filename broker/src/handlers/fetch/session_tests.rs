@@ -212,11 +212,20 @@ async fn an_incremental_answer_keeps_only_partitions_that_changed_in_any_order()
     let kept = node.fetch_sessions.filter_response(&round, e);
     let kept: Vec<usize> = kept.iter().map(|(i, _)| *i).collect();
     assert_eq!(kept, vec![0, 2]);
+    // Partition 2's error has cleared: it is sent again although its high watermark is the
+    // one it had before the error (Kafka forgets the high watermark on an error).
     let round = plan(&node, &request(&node, 12, (id, 3), &[], &[]), 12).unwrap();
     let mut e = entries([0, 5, 0]);
     e[1].log_start_offset = 3;
     let kept = node.fetch_sessions.filter_response(&round, e);
-    assert_eq!(kept.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1]);
+    assert_eq!(kept.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1, 2]);
+    // A preferred read replica is news every time (the client must be told to move).
+    let round = plan(&node, &request(&node, 12, (id, 4), &[], &[]), 12).unwrap();
+    let mut e = entries([0, 5, 0]);
+    e[1].log_start_offset = 3;
+    e[0].preferred_read_replica = 2;
+    let kept = node.fetch_sessions.filter_response(&round, e);
+    assert_eq!(kept.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0]);
 }
 
 #[tokio::test]
