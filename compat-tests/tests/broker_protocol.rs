@@ -334,6 +334,17 @@ fn fetch_limits_and_topic_id_errors_as_kafka() {
         "waited {:?} for min_bytes that max_bytes could never hold",
         started.elapsed()
     );
+    // A Fetch of no partitions is answered at once, not after max_wait.
+    let started = Instant::now();
+    let mut empty = wire::fetch_request(&topic, &[], limits(1 << 20, 1));
+    empty.topics.clear();
+    let r = conn.call(&empty, 11).unwrap();
+    assert_eq!((r.error_code, r.responses.len()), (0, 0));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "an empty fetch waited {:?}",
+        started.elapsed()
+    );
     // By topic id (v13): partition 7 of a known topic, and an unknown id.
     let id = conn
         .call(

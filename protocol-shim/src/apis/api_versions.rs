@@ -1,6 +1,7 @@
 //! ApiVersions (key 18): the advertised version table, and Kafka's fallback for a request at
-//! a version we do not know: a v0-encoded body with UNSUPPORTED_VERSION and our ranges, so the
-//! client can retry at a version both sides support.
+//! a version we do not know: a v0-encoded body with UNSUPPORTED_VERSION and the range of
+//! ApiVersions alone (KIP-511, `ApiVersionsRequest.getErrorResponse`), so the client can retry
+//! at a version both sides support.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
@@ -29,7 +30,9 @@ pub fn api_versions_response(error: ErrorKind) -> ApiVersionsResponse {
 /// The whole frame answering an ApiVersions request at an unsupported version: header v0 and
 /// a v0 body, as Kafka sends it.
 pub fn unsupported_version_frame(correlation_id: i32) -> Result<Bytes, EncodeError> {
-    let body = api_versions_response(ErrorKind::UnsupportedVersion);
+    let mut body = api_versions_response(ErrorKind::UnsupportedVersion);
+    body.api_keys
+        .retain(|k| k.api_key == ApiKey::ApiVersions as i16);
     encode_response(
         ApiKey::ApiVersions,
         0,
@@ -64,7 +67,7 @@ mod tests {
         assert_eq!(frame.get_i32(), 7); // header v0: correlation id only
         let body = ApiVersionsResponse::decode(&mut frame, 0).unwrap();
         assert_eq!(body.error_code, 35);
-        assert_eq!(body.api_keys.len(), SUPPORTED_APIS.len());
+        assert_eq!(body.api_keys.len(), 1, "ApiVersions' own range only");
         assert!(body
             .api_keys
             .iter()

@@ -193,6 +193,7 @@ impl FetchContext {
             request.replica_id.0
         };
         let plan = session::plan(node, request, version)?;
+        let nothing_wanted = plan.wanted.is_empty();
         // Kafka: min(request, fetch.max.bytes); 0 still returns the first batch (KIP-74).
         let broker_max = node.config.settings.i32("fetch.max.bytes").max(1);
         let max_bytes = request.max_bytes.clamp(0, broker_max);
@@ -204,7 +205,8 @@ impl FetchContext {
             follower: (replica_id >= 0).then_some(replica_id),
             client_rack: request.rack_id.as_str().to_string(),
             plan,
-            may_wait: request.max_wait_ms > 0,
+            // Nothing to read is answered at once (Kafka: `if (interesting.isEmpty)`).
+            may_wait: request.max_wait_ms > 0 && !nothing_wanted,
             // Kafka caps min_bytes by max_bytes: more could never arrive in one answer.
             min_bytes: usize::try_from(request.min_bytes.clamp(0, max_bytes)).unwrap_or(0),
             deadline,
