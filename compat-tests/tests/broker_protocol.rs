@@ -199,6 +199,27 @@ fn session_fetch(
     partitions: &[(i32, i64)],
     max_wait_ms: i32,
 ) -> FetchResponse {
+    session_fetch_within(
+        conn,
+        session_id,
+        epoch,
+        topic,
+        partitions,
+        max_wait_ms,
+        1 << 24,
+    )
+}
+
+/// `session_fetch` with the answer's byte budget `max_bytes`.
+fn session_fetch_within(
+    conn: &mut RawConnection,
+    session_id: i32,
+    epoch: i32,
+    topic: &str,
+    partitions: &[(i32, i64)],
+    max_wait_ms: i32,
+    max_bytes: i32,
+) -> FetchResponse {
     let topics = if partitions.is_empty() {
         vec![]
     } else {
@@ -222,7 +243,7 @@ fn session_fetch(
         .with_replica_id(BrokerId(-1))
         .with_max_wait_ms(max_wait_ms)
         .with_min_bytes(1)
-        .with_max_bytes(1 << 24)
+        .with_max_bytes(max_bytes)
         .with_session_id(session_id)
         .with_session_epoch(epoch)
         .with_topics(topics);
@@ -378,6 +399,65 @@ fn fetch_limits_and_topic_id_errors_as_kafka() {
     assert_eq!(r.responses[0].partitions[0].error_code, 100, "{r:?}");
     let r = conn.call(&by_id(id, 0), 13).unwrap();
     assert_eq!(r.responses[0].partitions[0].error_code, 0, "{r:?}");
+}
+
+/// In a fetch session whose answers are cut by their byte budget, the partitions that sent
+/// records go to the back (Kafka's IncrementalFetchContext), so every partition is served in
+/// turn instead of the first ones until they run dry.
+#[test]
+fn a_budget_limited_session_serves_every_partition_in_turn() {
+    let broker = SluiceProcess::start(SluiceOptions::new());
+    let topic = unique_topic("rotate");
+    let mut conn = connect(&broker);
+    create_topic(&mut conn, &topic, 4, &[]);
+    let value = vec![3u8; 40_000];
+    for p in 0..4 {
+        for _ in 0..4 {
+            let batch =
+                compat_tests::batch::build_batch(&[(b"k".as_slice(), value.as_slice())], now_ms());
+            assert_eq!(
+                wire::produce(&mut conn, &topic, p, batch)
+                    .unwrap()
+                    .error_code,
+                0
+            );
+        }
+    }
+    // A budget of two batches per answer; the client moves each partition's offset on
+    // as a consumer does (an incremental round names the partitions whose offset changed).
+    let budget = 100_000;
+    let mut served_in_round = Vec::new();
+    let all: Vec<(i32, i64)> = (0..4).map(|p| (p, 0)).collect();
+    let mut r = session_fetch_within(&mut conn, 0, 0, &topic, &all, 0, budget);
+    let session = r.session_id;
+    assert!(session > 0);
+    for epoch in 1..=4 {
+        let mut served = Vec::new();
+        let mut moved = Vec::new();
+        for p in &r.responses[0].partitions {
+            let records = p.records.clone().unwrap_or_default();
+            if records.is_empty() {
+                continue;
+            }
+            let batches = compat_tests::batch::parse_batch_headers(&records);
+            if let Some(last) = batches.last() {
+                served.push(p.partition_index);
+                moved.push((p.partition_index, last.last_offset + 1));
+            }
+        }
+        served_in_round.push(served);
+        r = session_fetch_within(&mut conn, session, epoch, &topic, &moved, 0, budget);
+        assert_eq!(r.error_code, 0, "{r:?}");
+    }
+    // Each answer holds one partition's two batches; within four answers every partition has
+    // been served (without the rotation: 0, 0, 1, 1).
+    let served: std::collections::BTreeSet<i32> =
+        served_in_round.iter().flatten().copied().collect();
+    assert_eq!(
+        served.into_iter().collect::<Vec<_>>(),
+        vec![0, 1, 2, 3],
+        "partitions served per answer: {served_in_round:?}"
+    );
 }
 
 #[test]

@@ -513,10 +513,19 @@ impl FetchContext {
 
     fn finish(&self, collected: Collected) -> Outgoing {
         let mut files = Vec::new();
-        let entries = self
-            .node
-            .fetch_sessions
-            .filter_response(&self.plan, collected.entries);
+        // The answer's budget may have cut a partition short: a session then moves the
+        // partitions that sent records to its back, so the next rounds serve the others first.
+        let budget_limited = collected.bytes > 0 && {
+            let left = self.max_bytes.saturating_sub(collected.bytes);
+            self.plan
+                .wanted
+                .iter()
+                .any(|w| usize::try_from(w.partition_max_bytes).unwrap_or(0) > left)
+        };
+        let entries =
+            self.node
+                .fetch_sessions
+                .filter_response(&self.plan, collected.entries, budget_limited);
         let mut topics: Vec<TopicAnswer> = Vec::new();
         let mut endpoints: Vec<Endpoint> = Vec::new();
         // Bytes out are counted per run of one topic's partitions, not per partition.

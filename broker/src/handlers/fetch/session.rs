@@ -123,6 +123,46 @@ impl Session {
         }))
     }
 
+    /// Moves the partitions at `indexes` to the back, keeping the order within each part, and
+    /// reorders the lists kept for rounds (`wanted`, `found`) the same way.
+    fn move_to_back(&mut self, indexes: &[usize]) {
+        let n = self.partitions.len();
+        let mut moved = vec![false; n];
+        for &j in indexes {
+            if let Some(m) = moved.get_mut(j) {
+                *m = true;
+            }
+        }
+        let is_moved = |j: &usize| moved.get(*j).copied().unwrap_or(false);
+        let order: Vec<usize> = (0..n)
+            .filter(|j| !is_moved(j))
+            .chain((0..n).filter(|j| is_moved(j)))
+            .collect();
+        let mut slots: Vec<Option<(SessionKey, Cached)>> = std::mem::take(&mut self.partitions)
+            .into_iter()
+            .map(Some)
+            .collect();
+        self.partitions = order
+            .iter()
+            .filter_map(|&j| slots.get_mut(j).and_then(Option::take))
+            .collect();
+        self.wanted = self
+            .wanted
+            .take()
+            .filter(|w| w.len() == n)
+            .map(|w| Arc::new(order.iter().filter_map(|&j| w.get(j).cloned()).collect()));
+        self.found = self
+            .found
+            .take()
+            .filter(|(_, f)| f.len() == n)
+            .map(|(g, f)| {
+                (
+                    g,
+                    Arc::new(order.iter().filter_map(|&j| f.get(j).cloned()).collect()),
+                )
+            });
+    }
+
     /// The session's partitions were added to or forgotten: its lists are built again.
     fn changed(&mut self) {
         self.wanted = None;
@@ -194,11 +234,15 @@ impl FetchSessionCache {
 
     /// Keeps only what an incremental response must carry, and remembers what was sent.
     /// `entries` are the plan's partitions in its order (the session's unless it changed
-    /// since); what is kept comes with its index in the plan.
+    /// since); what is kept comes with its index in the plan. With `rotate` (the answer's
+    /// byte budget may have cut a partition short) the partitions that sent records move to
+    /// the back of the session, as Kafka's `IncrementalFetchContext` does every round, so
+    /// those behind them are read first next time instead of starving.
     pub fn filter_response(
         &self,
         plan: &FetchPlan,
         entries: Vec<PartitionRead>,
+        rotate: bool,
     ) -> Vec<(usize, PartitionRead)> {
         if plan.response_session_id == 0 {
             return entries.into_iter().enumerate().collect();
@@ -207,7 +251,8 @@ impl FetchSessionCache {
         let Some(session) = sessions.get_mut(&plan.response_session_id) else {
             return entries.into_iter().enumerate().collect();
         };
-        entries
+        let mut sent_records = Vec::new();
+        let kept = entries
             .into_iter()
             .enumerate()
             .filter(|(i, read)| {
@@ -220,8 +265,13 @@ impl FetchSessionCache {
                     Some((k, _)) if lookup.equivalent(k) => Some(*i),
                     _ => session.partitions.get_index_of(&lookup),
                 };
-                let Some((_, cached)) = index.and_then(|j| session.partitions.get_index_mut(j))
-                else {
+                let Some(j) = index else {
+                    return true;
+                };
+                if !read.records.is_empty() {
+                    sent_records.push(j);
+                }
+                let Some((_, cached)) = session.partitions.get_index_mut(j) else {
                     return true;
                 };
                 // As Kafka's `CachedPartition.maybeUpdateResponseData`: a preferred read replica
@@ -241,7 +291,11 @@ impl FetchSessionCache {
                 cached.last_log_start_offset = read.log_start_offset;
                 !plan.incremental || changed
             })
-            .collect()
+            .collect();
+        if rotate && !sent_records.is_empty() {
+            session.move_to_back(&sent_records);
+        }
+        kept
     }
 }
 

@@ -195,13 +195,13 @@ async fn an_incremental_answer_keeps_only_partitions_that_changed_in_any_order()
     // The full answer keeps everything and records what it sent.
     let kept = node
         .fetch_sessions
-        .filter_response(&full, entries([0, 0, 0]));
+        .filter_response(&full, entries([0, 0, 0]), false);
     assert_eq!(kept.len(), 3);
     let id = full.response_session_id;
     let round = plan(&node, &request(&node, 12, (id, 1), &[], &[]), 12).unwrap();
     let kept = node
         .fetch_sessions
-        .filter_response(&round, entries([0, 5, 0]));
+        .filter_response(&round, entries([0, 5, 0]), false);
     let kept: Vec<usize> = kept.iter().map(|(i, _)| *i).collect();
     assert_eq!(kept, vec![1]);
     // Records, an error or a new log start offset are news too; an unchanged partition is not.
@@ -209,7 +209,7 @@ async fn an_incremental_answer_keeps_only_partitions_that_changed_in_any_order()
     let mut e = entries([0, 5, 0]);
     e[0].records = ReadRecords::Bytes(Bytes::from_static(b"x"));
     e[2].error = ErrorKind::NotLeaderOrFollower;
-    let kept = node.fetch_sessions.filter_response(&round, e);
+    let kept = node.fetch_sessions.filter_response(&round, e, false);
     let kept: Vec<usize> = kept.iter().map(|(i, _)| *i).collect();
     assert_eq!(kept, vec![0, 2]);
     // Partition 2's error has cleared: it is sent again although its high watermark is the
@@ -217,14 +217,14 @@ async fn an_incremental_answer_keeps_only_partitions_that_changed_in_any_order()
     let round = plan(&node, &request(&node, 12, (id, 3), &[], &[]), 12).unwrap();
     let mut e = entries([0, 5, 0]);
     e[1].log_start_offset = 3;
-    let kept = node.fetch_sessions.filter_response(&round, e);
+    let kept = node.fetch_sessions.filter_response(&round, e, false);
     assert_eq!(kept.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1, 2]);
     // A preferred read replica is news every time (the client must be told to move).
     let round = plan(&node, &request(&node, 12, (id, 4), &[], &[]), 12).unwrap();
     let mut e = entries([0, 5, 0]);
     e[1].log_start_offset = 3;
     e[0].preferred_read_replica = 2;
-    let kept = node.fetch_sessions.filter_response(&round, e);
+    let kept = node.fetch_sessions.filter_response(&round, e, false);
     assert_eq!(kept.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0]);
 }
 
@@ -235,12 +235,12 @@ async fn an_answer_in_a_changed_order_is_matched_to_the_session_by_key() {
     let full = plan(&node, &request(&node, 12, (0, 0), &parts, &[]), 12).unwrap();
     let id = full.response_session_id;
     let quiet = |n: usize| (0..n).map(|_| quiet_read(0)).collect::<Vec<_>>();
-    node.fetch_sessions.filter_response(&full, quiet(3));
+    node.fetch_sessions.filter_response(&full, quiet(3), false);
     // Forgetting a-0 shifts the session: its list is a-1, a-2; a-2's high watermark moved.
     let round = plan(&node, &request(&node, 12, (id, 1), &[], &[("a", 0)]), 12).unwrap();
     let mut e = quiet(2);
     e[1].high_watermark = 7;
-    let kept = node.fetch_sessions.filter_response(&round, e);
+    let kept = node.fetch_sessions.filter_response(&round, e, false);
     let kept: Vec<i32> = kept
         .iter()
         .map(|(i, _)| round.wanted[*i].key.partition)
@@ -324,4 +324,51 @@ async fn incremental_rounds_reuse_the_partitions_found_until_one_is_opened_or_re
             .collect::<Vec<_>>(),
         vec![Some("a-1".to_string()), Some("b-0".to_string())]
     );
+}
+
+/// When an answer's budget may have cut a partition short, the partitions that sent records
+/// move to the back of the session (keeping their order), so the next round reads the others
+/// first; the round's lists (`wanted`, the partitions found) move with them.
+#[tokio::test]
+async fn a_budget_limited_round_moves_the_partitions_that_sent_records_to_the_back() {
+    let (_dir, node) = node_with(&[("a", 4)]);
+    let parts = [("a", 0, 0), ("a", 1, 0), ("a", 2, 0), ("a", 3, 0)];
+    let full = plan(&node, &request(&node, 12, (0, 0), &parts, &[]), 12).unwrap();
+    let id = full.response_session_id;
+    let with_records = |which: &[usize]| {
+        (0..4)
+            .map(|i| {
+                let mut r = quiet_read(0);
+                if which.contains(&i) {
+                    r.records = ReadRecords::Bytes(Bytes::from_static(b"x"));
+                }
+                r
+            })
+            .collect::<Vec<_>>()
+    };
+    // Not limited: the order stays.
+    node.fetch_sessions
+        .filter_response(&full, with_records(&[0, 1]), false);
+    let round = plan(&node, &request(&node, 12, (id, 1), &[], &[]), 12).unwrap();
+    let order = |p: &FetchPlan| names(p).iter().map(|n| n.1).collect::<Vec<_>>();
+    assert_eq!(order(&round), vec![0, 1, 2, 3]);
+    // Limited: 0 and 1 sent records and go to the back.
+    node.fetch_sessions
+        .filter_response(&round, with_records(&[0, 1]), true);
+    let round = plan(&node, &request(&node, 12, (id, 2), &[], &[]), 12).unwrap();
+    assert_eq!(order(&round), vec![2, 3, 0, 1]);
+    let found = round
+        .found
+        .as_ref()
+        .expect("the session's partitions, reordered");
+    let found: Vec<i32> = found
+        .iter()
+        .map(|f| f.upgrade().expect("open").tp.partition)
+        .collect();
+    assert_eq!(found, vec![2, 3, 0, 1]);
+    // Next: 2 (now first) sent records.
+    node.fetch_sessions
+        .filter_response(&round, with_records(&[0]), true);
+    let round = plan(&node, &request(&node, 12, (id, 3), &[], &[]), 12).unwrap();
+    assert_eq!(order(&round), vec![3, 0, 1, 2]);
 }
