@@ -215,6 +215,45 @@ fn a_client_that_never_reads_is_closed_and_does_not_hold_shutdown() {
     );
 }
 
+/// A client configured for SASL against a listener without it: Kafka answers SaslHandshake
+/// and SaslAuthenticate ILLEGAL_SASL_STATE (the Java client then fails naming the mismatch)
+/// rather than closing, and the connection stays usable.
+#[test]
+fn sasl_on_a_plaintext_listener_gets_illegal_sasl_state() {
+    use kafka_protocol::messages::{
+        SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+        SaslHandshakeResponse,
+    };
+    const ILLEGAL_SASL_STATE: i16 = 34;
+    let mut broker = start_broker();
+    let seed = seed(&broker);
+    let mut conn = RawConnection::connect(broker.bootstrap()).unwrap();
+    let handshake =
+        SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+    let mut answer = conn
+        .request(ApiKey::SaslHandshake as i16, 1, &encode_body(&handshake, 1))
+        .unwrap()
+        .expect("SaslHandshake answered, not closed");
+    let answer = SaslHandshakeResponse::decode(&mut answer, 1).unwrap();
+    assert_eq!(answer.error_code, ILLEGAL_SASL_STATE);
+    let authenticate =
+        SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\0u\0p"));
+    let mut answer = conn
+        .request(
+            ApiKey::SaslAuthenticate as i16,
+            2,
+            &encode_body(&authenticate, 2),
+        )
+        .unwrap()
+        .expect("SaslAuthenticate answered, not closed");
+    let answer = SaslAuthenticateResponse::decode(&mut answer, 2).unwrap();
+    assert_eq!(answer.error_code, ILLEGAL_SASL_STATE);
+    // Still usable: ApiVersions on the same connection.
+    let versions = conn.call(&ApiVersionsRequest::default(), 0).unwrap();
+    assert_eq!(versions.error_code, NONE);
+    assert_healthy(&mut broker, &seed);
+}
+
 #[test]
 fn negative_frame_length_closes_connection() {
     let mut broker = start_broker();

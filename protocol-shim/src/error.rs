@@ -54,6 +54,7 @@ pub enum ErrorKind {
     MismatchedEndpointType,
     UnsupportedEndpointType,
     OffsetNotAvailable,
+    IllegalSaslState,
     // Consumer groups.
     OffsetMetadataTooLarge,
     CoordinatorLoadInProgress,
@@ -126,6 +127,7 @@ impl ErrorKind {
             MismatchedEndpointType => 114,
             UnsupportedEndpointType => 115,
             OffsetNotAvailable => 78,
+            IllegalSaslState => 34,
             InconsistentTopicId => 103,
             OffsetMetadataTooLarge => 12,
             CoordinatorLoadInProgress => 14,
@@ -209,6 +211,7 @@ mod tests {
             (MismatchedEndpointType, R::MismatchedEndpointType),
             (UnsupportedEndpointType, R::UnsupportedEndpointType),
             (OffsetNotAvailable, R::OffsetNotAvailable),
+            (IllegalSaslState, R::IllegalSaslState),
             (InconsistentTopicId, R::InconsistentTopicId),
             (OffsetMetadataTooLarge, R::OffsetMetadataTooLarge),
             (CoordinatorLoadInProgress, R::CoordinatorLoadInProgress),

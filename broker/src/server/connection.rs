@@ -138,6 +138,18 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
                             break 'read;
                         }
                     }
+                    Err(DecodeError::UnknownApi(p)) if matches!(p.api_key, 17 | 36) => {
+                        // SASL on a listener without it: Kafka's ILLEGAL_SASL_STATE answer.
+                        let Some(frame) = protocol_shim::apis::sasl::refusal_frame(&p) else {
+                            tracing::warn!(api = p.api_key, "closing connection: SASL request at an unknown version");
+                            break 'read;
+                        };
+                        let ready: PendingResponse =
+                            Box::pin(async move { Some(vec![OutChunk::Bytes(frame)]) });
+                        if tx.send(ready).await.is_err() {
+                            break 'read;
+                        }
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "closing connection: cannot serve request");
                         break 'read;

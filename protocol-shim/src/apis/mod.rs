@@ -1,3 +1,4 @@
 //! APIs answered entirely within the protocol layer.
 
 pub mod api_versions;
+pub mod sasl;
