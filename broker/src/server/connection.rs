@@ -8,8 +8,9 @@
 //! pauses. A frame that is malformed, oversized, of an unknown API or of an unsupported
 //! version (other than ApiVersions) closes the connection, as Kafka does.
 //! A connection that sends nothing for `connections.max.idle.ms` is closed, and so is one whose
-//! response has not been taken off the socket for that long (a client that sends but never
-//! reads); one idle for a second gives back a read buffer that large requests grew. At
+//! response is not written whole within that long (a client that sends but never reads; Kafka
+//! counts any socket progress instead, so a client reading one frame slower than that is also
+//! closed here); one idle for a second gives back a read buffer that large requests grew. At
 //! shutdown, responses still in flight get `SHUTDOWN_WRITE_GRACE` to be written.
 
 use std::net::SocketAddr;
@@ -62,8 +63,8 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
                     let Some(chunks) = pending.await else {
                         return;
                     };
-                    // A frame the client does not read for the idle limit ends the connection,
-                    // as Kafka's idle expiry counts writes as activity and nothing else.
+                    // A frame not written whole within the idle limit ends the connection (Kafka's
+                    // idle expiry closes a connection whose socket made no progress that long).
                     match tokio::time::timeout(idle, write_frame(&mut writer, &chunks, use_sendfile))
                         .await
                     {

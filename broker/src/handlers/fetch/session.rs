@@ -105,7 +105,8 @@ impl Cached {
 #[derive(Debug)]
 struct Session {
     next_epoch: i32,
-    /// In the order the partitions were added: the order they are read and answered in.
+    /// The order they are read and answered in: as added, except that a round whose budget ran
+    /// out moves the partitions that sent records to the back (`move_to_back`).
     partitions: IndexMap<SessionKey, Cached>,
     /// What `partitions` asks for, in the same order: updated in place when a round alters a
     /// partition, built again only after one is added or forgotten.
