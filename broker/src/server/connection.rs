@@ -96,7 +96,7 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
                         break 'read;
                     }
                 };
-                match decode_request(frame) {
+                let pending: PendingResponse = match decode_request(frame) {
                     Ok(request) => {
                         // A `debug` span: at the default `info` level it is disabled and
                         // costs nothing, where formatting its fields for every request was
@@ -109,17 +109,9 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
                             correlation_id = request.header.correlation_id,
                             client_id = request.header.client_id.as_deref().unwrap_or(""),
                         );
-                        let pending = dispatch(&node, request, peer).instrument(span).await;
-                        if let Some(pending) = pending {
-                            // The queue is full while the client reads nothing: wait for room,
-                            // but not past shutdown.
-                            let sent = tokio::select! {
-                                () = node.shutdown.cancelled() => break 'read,
-                                sent = tx.send(pending) => sent,
-                            };
-                            if sent.is_err() {
-                                break 'read;
-                            }
+                        match dispatch(&node, request, peer).instrument(span).await {
+                            Some(pending) => pending,
+                            None => continue,
                         }
                     }
                     Err(DecodeError::UnsupportedVersion(p)) if p.api_key == 18 => {
@@ -133,11 +125,7 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
                         let Ok(frame) = frame else {
                             break 'read;
                         };
-                        let ready: PendingResponse =
-                            Box::pin(async move { Some(vec![OutChunk::Bytes(frame)]) });
-                        if tx.send(ready).await.is_err() {
-                            break 'read;
-                        }
+                        ready(frame)
                     }
                     Err(DecodeError::UnknownApi(p)) if matches!(p.api_key, 17 | 36) => {
                         // SASL on a listener without it: Kafka's ILLEGAL_SASL_STATE answer.
@@ -145,16 +133,21 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
                             tracing::warn!(api = p.api_key, "closing connection: SASL request at an unknown version");
                             break 'read;
                         };
-                        let ready: PendingResponse =
-                            Box::pin(async move { Some(vec![OutChunk::Bytes(frame)]) });
-                        if tx.send(ready).await.is_err() {
-                            break 'read;
-                        }
+                        ready(frame)
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "closing connection: cannot serve request");
                         break 'read;
                     }
+                };
+                // The queue is full while the client reads nothing: wait for room, but not
+                // past shutdown.
+                let sent = tokio::select! {
+                    () = node.shutdown.cancelled() => break 'read,
+                    sent = tx.send(pending) => sent,
+                };
+                if sent.is_err() {
+                    break 'read;
                 }
             }
             let read_limit = match decoder.bytes_needed(&buf) {
@@ -211,6 +204,11 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
     }
     .instrument(span)
     .await;
+}
+
+/// A response already encoded, for the writer to send in its turn.
+fn ready(frame: bytes::Bytes) -> PendingResponse {
+    Box::pin(async move { Some(vec![OutChunk::Bytes(frame)]) })
 }
 
 /// Writes a frame. One held in memory goes out with vectored writes; one with file regions is
