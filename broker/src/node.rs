@@ -217,27 +217,6 @@ impl Node {
         }
     }
 
-    /// The replica a consumer fetch may read: the leader's, or with `from_follower` (Fetch
-    /// v11+, KIP-392: Kafka serves consumers that send client metadata from followers too)
-    /// also a follower's, which reads up to the high watermark the leader last sent it.
-    /// `found`: the partition as a fetch session last found it (`get` finds it otherwise).
-    pub fn consumer_fetch_partition(
-        &self,
-        topic: &str,
-        partition: i32,
-        from_follower: bool,
-        found: Option<Arc<crate::partition::Partition>>,
-    ) -> Result<Arc<crate::partition::Partition>, ErrorKind> {
-        let Some(p) = found.or_else(|| self.partitions.get(topic, partition)) else {
-            return Err(self.not_hosted_error(topic, partition));
-        };
-        if p.serves_reads() || (from_follower && p.is_follower()) {
-            Ok(p)
-        } else {
-            Err(ErrorKind::NotLeaderOrFollower)
-        }
-    }
-
     /// KIP-951: where a partition's leader is now, for NOT_LEADER_OR_FOLLOWER answers:
     /// (leader id, leader epoch, its host, port and rack). `None` on a single node or when the
     /// partition has no live leader.

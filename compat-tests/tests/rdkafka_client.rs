@@ -445,3 +445,65 @@ async fn produce_to_missing_topic_fails_when_auto_create_is_off() {
         "topic was auto-created: {view:?}"
     );
 }
+
+/// Kafka 4's record timestamp rule through librdkafka: with CreateTime a record more than
+/// `message.timestamp.after.max.ms` (one hour by default) ahead of the broker's clock is
+/// refused INVALID_TIMESTAMP, an old one passes unless the topic sets
+/// `message.timestamp.before.max.ms`, and a LogAppendTime topic takes any.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_timestamps_outside_the_topics_bounds_are_refused() {
+    const HOUR: i64 = 3_600_000;
+    let broker = SluiceProcess::start_default();
+    let plain = unique_topic("rdk-ts");
+    let strict = unique_topic("rdk-ts-strict");
+    let append_time = unique_topic("rdk-ts-append");
+    let bootstrap = broker.bootstrap();
+    rdk::create_topic(&bootstrap, &plain, 1, &[]).await;
+    rdk::create_topic(
+        &bootstrap,
+        &strict,
+        1,
+        &[("message.timestamp.before.max.ms", "3600000")],
+    )
+    .await;
+    rdk::create_topic(
+        &bootstrap,
+        &append_time,
+        1,
+        &[("message.timestamp.type", "LogAppendTime")],
+    )
+    .await;
+    let producer = rdk::producer(&bootstrap, &[("message.timeout.ms", "10000")]);
+    let send = |topic: &str, timestamp: i64| {
+        let topic = topic.to_string();
+        let producer = producer.clone();
+        async move {
+            producer
+                .send(
+                    FutureRecord::to(&topic)
+                        .key("k")
+                        .payload("v")
+                        .timestamp(timestamp),
+                    Duration::from_secs(5),
+                )
+                .await
+                .map(|d| d.offset)
+                .map_err(|(e, _)| e)
+        }
+    };
+    let refused = |result: Result<i64, KafkaError>| {
+        matches!(
+            result,
+            Err(KafkaError::MessageProduction(
+                RDKafkaErrorCode::InvalidTimestamp
+            ))
+        )
+    };
+    let now = now_ms();
+    assert_eq!(send(&plain, now).await.ok(), Some(0));
+    assert!(refused(send(&plain, now + 2 * HOUR).await));
+    assert_eq!(send(&plain, now - 30 * 24 * HOUR).await.ok(), Some(1));
+    assert!(refused(send(&strict, now - 2 * HOUR).await));
+    assert_eq!(send(&strict, now - HOUR / 2).await.ok(), Some(0));
+    assert_eq!(send(&append_time, now + 2 * HOUR).await.ok(), Some(0));
+}

@@ -32,6 +32,12 @@ pub struct LogConfig {
     pub max_message_bytes: u32,
     /// `message.timestamp.type`.
     pub timestamp_type: TimestampType,
+    /// `message.timestamp.before.max.ms`: with CreateTime, how far a record's timestamp may lie
+    /// in the past (i64::MAX: any, Kafka's default).
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: with CreateTime, how far a record's timestamp may lie
+    /// in the future (Kafka 4.0's default: one hour).
+    pub timestamp_after_max_ms: i64,
     /// `file.delete.delay.ms`: files are deleted immediately whatever the value.
     pub file_delete_delay_ms: i64,
     /// `cleanup.policy` contains `compact`: sealed segments are compacted (see `compaction`).
@@ -59,6 +65,8 @@ impl Default for LogConfig {
             segment_index_bytes: 10 * 1024 * 1024,
             max_message_bytes: 1_048_588,
             timestamp_type: TimestampType::CreateTime,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: 60 * 60 * 1000,
             file_delete_delay_ms: 60_000,
             compact: false,
             delete_retention_ms: 24 * 60 * 60 * 1000,

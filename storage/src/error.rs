@@ -13,6 +13,14 @@ pub enum StorageError {
     /// The batch is well formed but not acceptable here (no batch, several batches, control batch, ...).
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+    /// Records of a batch refused one by one (Kafka's `RecordValidationException`): the whole
+    /// batch is refused, `records` say which (index in the batch) and why.
+    #[error("{message}")]
+    RecordsRefused {
+        reason: RefusedBecause,
+        records: Vec<(i32, String)>,
+        message: String,
+    },
     /// The batch uses a message format other than v2.
     #[error("unsupported magic byte {0}")]
     UnsupportedMagic(i8),
@@ -62,6 +70,15 @@ pub enum StorageError {
     /// The underlying file system failed.
     #[error("io error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Why records were refused one by one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusedBecause {
+    /// A timestamp outside `message.timestamp.before/after.max.ms` (INVALID_TIMESTAMP).
+    Timestamp,
+    /// A record without a key in a compacted topic (INVALID_RECORD).
+    NoKey,
 }
 
 impl StorageError {

@@ -112,6 +112,8 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
     def("log.index.interval.bytes", Some("4096"), T::Int, "Bytes between offset index entries."),
     def("log.index.size.max.bytes", Some("10485760"), T::Int, "Maximum size of an offset or time index file."),
     def("log.message.timestamp.type", Some("CreateTime"), T::String, "CreateTime or LogAppendTime."),
+    def("log.message.timestamp.before.max.ms", Some("9223372036854775807"), T::Long, "With CreateTime: a produced record whose timestamp lies further in the past is refused (INVALID_TIMESTAMP)."),
+    def("log.message.timestamp.after.max.ms", Some("3600000"), T::Long, "With CreateTime: a produced record whose timestamp lies further in the future is refused (INVALID_TIMESTAMP); Kafka 4.0's default, one hour."),
     def("log.cleanup.policy", Some("delete"), T::List, "delete, compact, or both (compacted logs keep the latest record per key)."),
     def("log.flush.interval.ms", None, T::Long, "Unset (default): acknowledge produce only after fsync, with group commit. Set: flush every this many ms and acknowledge after the write."),
     def("message.max.bytes", Some("1048588"), T::Int, "Largest record batch accepted."),
@@ -174,6 +176,13 @@ impl BrokerSettings {
         if name == "log.message.timestamp.type" && !matches!(value, "CreateTime" | "LogAppendTime")
         {
             return Err(format!("{name}: must be CreateTime or LogAppendTime"));
+        }
+        if matches!(
+            name,
+            "log.message.timestamp.before.max.ms" | "log.message.timestamp.after.max.ms"
+        ) && value.parse::<i64>().is_ok_and(|v| v < 0)
+        {
+            return Err(format!("{name}: must not be negative"));
         }
         if name == "compression.type" && value != "producer" {
             return Err(format!("{name}: only 'producer' is supported"));

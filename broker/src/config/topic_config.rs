@@ -56,6 +56,18 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "CreateTime or LogAppendTime.",
     ),
     t(
+        "message.timestamp.before.max.ms",
+        "log.message.timestamp.before.max.ms",
+        ConfigType::Long,
+        "With CreateTime: how far in the past a record's timestamp may lie.",
+    ),
+    t(
+        "message.timestamp.after.max.ms",
+        "log.message.timestamp.after.max.ms",
+        ConfigType::Long,
+        "With CreateTime: how far in the future a record's timestamp may lie.",
+    ),
+    t(
         "min.insync.replicas",
         "min.insync.replicas",
         ConfigType::Int,
@@ -147,7 +159,11 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
             bad("must be a list of delete, compact")
         }
         "segment.bytes" if value.parse::<i64>().unwrap_or(0) < 14 => bad("at least 14"),
-        "max.message.bytes" | "index.interval.bytes" | "segment.index.bytes"
+        "max.message.bytes"
+        | "index.interval.bytes"
+        | "segment.index.bytes"
+        | "message.timestamp.before.max.ms"
+        | "message.timestamp.after.max.ms"
             if value.parse::<i64>().unwrap_or(-1) < 0 =>
         {
             bad("must not be negative")
@@ -207,6 +223,14 @@ pub fn log_config(topic: &TopicConfigs, broker: &BrokerSettings) -> storage::Log
         } else {
             storage::TimestampType::CreateTime
         },
+        timestamp_before_max_ms: num(
+            "message.timestamp.before.max.ms",
+            defaults.timestamp_before_max_ms,
+        ),
+        timestamp_after_max_ms: num(
+            "message.timestamp.after.max.ms",
+            defaults.timestamp_after_max_ms,
+        ),
         compact,
         delete_retention_ms: num("delete.retention.ms", defaults.delete_retention_ms),
         min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio")

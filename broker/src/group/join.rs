@@ -58,7 +58,10 @@ impl GroupCoordinator {
             None => fail(ErrorKind::CoordinatorNotAvailable, &req.member_id),
             Some((g, mut cx)) => {
                 if !accept_joining_member(g, &req.member_id, cx.config.max_group_size) {
-                    fail(ErrorKind::GroupMaxSizeReached, &req.member_id)
+                    // Kafka's `group.remove(memberId)`: a member refused here leaves, and a
+                    // rebalance no longer waits for it. The answer names no member.
+                    rebalance::remove_member_and_update(g, &req.member_id, &mut cx);
+                    fail(ErrorKind::GroupMaxSizeReached, "")
                 } else {
                     match new_member_id {
                         Some(id) => join_new_member(g, &mut cx, token, req, id),
@@ -298,8 +301,7 @@ fn update_static_member_and_rebalance(
         m.protocols = req.protocols;
         m.rebalance_timeout_ms = req.rebalance_timeout_ms;
         m.session_timeout_ms = req.session_timeout_ms;
-        m.client_id = req.client_id;
-        m.client_host = req.client_host;
+        // As Kafka's `replaceStaticMember`, the client id and host stay the first join's.
     }
     rebalance::reschedule_heartbeat(g, &new_member_id, cx);
     match g.state {

@@ -481,6 +481,46 @@ fn group_max_size_is_enforced() {
     assert!(matches!(a, Answer::Now(r) if r.error == ErrorKind::GroupMaxSizeReached));
 }
 
+/// Kafka's `group.remove(memberId)` on GROUP_MAX_SIZE_REACHED: a member refused at a rejoin
+/// (the group filled up with others while it was away) leaves the group at once, answered
+/// with no member id, so the rebalance does not wait for it until its timeout.
+#[test]
+fn a_member_refused_for_group_max_size_leaves_and_the_rebalance_goes_on() {
+    let mut h = Harness::with(CoordinatorConfig {
+        max_group_size: 2,
+        ..config()
+    });
+    let (m1, t1) = h.join_dynamic("c1");
+    let (m2, t2) = h.join_dynamic("c2");
+    h.advance(0);
+    assert_eq!(h.join_reply(t1).generation_id, 1);
+    h.join_reply(t2);
+    let (s2, _) = h.sync(sync_req(&m2, 1, &[]));
+    let (s1, _) = h.sync(sync_req(&m1, 1, &[(&m1, "a1"), (&m2, "a2")]));
+    h.sync_reply(s1);
+    h.sync_reply(s2);
+    assert_eq!(h.state(), GroupState::Stable);
+    let (t1, a) = h.join(join_req(&m1, "c1", None, &["range"]));
+    assert_eq!(a, Answer::Parked);
+    let (m3, t3) = h.join_dynamic("c3");
+    let (_, a) = h.join(join_req(&m2, "c2", None, &["range"]));
+    let Answer::Now(refused) = a else {
+        panic!("refused at once")
+    };
+    assert_eq!(
+        (refused.error, refused.member_id.as_str()),
+        (ErrorKind::GroupMaxSizeReached, "")
+    );
+    h.advance(0);
+    let r = h.join_reply(t1);
+    assert_eq!((r.error, r.generation_id), (ErrorKind::None, 2));
+    let mut members: Vec<_> = r.members.iter().map(|m| m.member_id.clone()).collect();
+    members.sort();
+    assert_eq!(members, vec![m1, m3]);
+    h.join_reply(t3);
+    assert_eq!(h.heartbeat(&m2, 2), ErrorKind::UnknownMemberId);
+}
+
 #[test]
 fn static_member_restart_keeps_assignment_without_rebalance() {
     let mut h = Harness::new();
@@ -495,12 +535,22 @@ fn static_member_restart_keeps_assignment_without_rebalance() {
         ..sync_req(&old, 1, &[(&old, "mine")])
     });
     h.sync_reply(s);
-    // The process restarts: unknown member id, same instance id, within the session.
+    // The process restarts: unknown member id, same instance id, within the session (from
+    // another client id and host, which the member keeps from its first join, as Kafka's
+    // `replaceStaticMember`).
     h.advance(3000);
-    let (_, a) = h.join(join_req("", "c1", Some("i1"), &["range"]));
+    let (_, a) = h.join(JoinRequest {
+        client_host: "/127.0.0.9".into(),
+        ..join_req("", "c1-restarted", Some("i1"), &["range"])
+    });
     let Answer::Now(r) = a else {
         panic!("no rebalance expected")
     };
+    let member = &h.c.group(G).expect("the group").members[&r.member_id];
+    assert_eq!(
+        (member.client_id.as_str(), member.client_host.as_str()),
+        ("c1", "/127.0.0.1")
+    );
     assert_eq!((r.error, r.generation_id), (ErrorKind::None, 1));
     assert_ne!(r.member_id, old);
     assert_eq!(

@@ -70,11 +70,11 @@ pub fn handle(node: &Arc<Node>, request: ListOffsetsRequest, version: i16) -> Li
                         return resp.with_error_code(kind.code());
                     }
                     match lookup(&partition, p.timestamp, version) {
-                        Ok((offset, timestamp)) => {
-                            resp.offset = offset;
-                            resp.timestamp = timestamp;
+                        Ok(found) => {
+                            resp.offset = found.offset;
+                            resp.timestamp = found.timestamp;
                             if version >= 4 {
-                                resp.leader_epoch = partition.leader_epoch();
+                                resp.leader_epoch = found.leader_epoch;
                             }
                             resp
                         }
@@ -90,9 +90,31 @@ pub fn handle(node: &Arc<Node>, request: ListOffsetsRequest, version: i16) -> Li
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-fn lookup(partition: &Partition, timestamp: i64, version: i16) -> Result<(i64, i64), ErrorKind> {
+/// What a lookup found: none is offset, timestamp and leader epoch -1.
+struct Found {
+    offset: i64,
+    timestamp: i64,
+    /// Kafka's: the leader's current epoch for the latest offset, else the epoch that wrote
+    /// the offset found (`epochForOffset`).
+    leader_epoch: i32,
+}
+
+const NONE_FOUND: Found = Found {
+    offset: -1,
+    timestamp: -1,
+    leader_epoch: -1,
+};
+
+fn lookup(partition: &Partition, timestamp: i64, version: i16) -> Result<Found, ErrorKind> {
     let hw = partition.high_watermark();
     let err = |e: crate::partition::PartitionError| partition_error_kind(&e);
+    let found = |offset: i64, timestamp: i64| {
+        Ok(Found {
+            offset,
+            timestamp,
+            leader_epoch: partition.epoch_for_offset(offset).map_err(err)?,
+        })
+    };
     // A newly elected leader whose high watermark is still below its epoch start offset cannot
     // answer lookups at the end of the log yet (Kafka: OFFSET_NOT_AVAILABLE from v5,
     // LEADER_NOT_AVAILABLE before); the client retries.
@@ -105,23 +127,27 @@ fn lookup(partition: &Partition, timestamp: i64, version: i16) -> Result<(i64, i
                 ErrorKind::LeaderNotAvailable
             })
         } else {
-            Ok((-1, -1))
+            Ok(NONE_FOUND)
         }
     };
     match timestamp {
-        LATEST => not_yet().map(|_| (hw, -1)),
-        EARLIEST => Ok((partition.log_start_offset().map_err(err)?, -1)),
-        EARLIEST_LOCAL if version >= 8 => Ok((partition.log_start_offset().map_err(err)?, -1)),
+        LATEST => not_yet().map(|_| Found {
+            offset: hw,
+            timestamp: -1,
+            leader_epoch: partition.leader_epoch(),
+        }),
+        EARLIEST => found(partition.log_start_offset().map_err(err)?, -1),
+        EARLIEST_LOCAL if version >= 8 => found(partition.log_start_offset().map_err(err)?, -1),
         MAX_TIMESTAMP if version >= 7 => match partition.max_timestamp().map_err(err)? {
-            Some(t) if t.offset < hw => Ok((t.offset, t.timestamp)),
+            Some(t) if t.offset < hw => found(t.offset, t.timestamp),
             _ => not_yet(),
         },
-        LATEST_TIERED if version >= 9 => Ok((-1, -1)),
+        LATEST_TIERED if version >= 9 => Ok(NONE_FOUND),
         // -6 needs v11 (KIP-1023), above what Sluice serves: UNSUPPORTED_VERSION, as Kafka's
         // `timestampMinSupportedVersion`.
         EARLIEST_PENDING_UPLOAD => Err(ErrorKind::UnsupportedVersion),
         ts if ts >= 0 => match partition.offset_for_timestamp(ts).map_err(err)? {
-            Some(t) if t.offset < hw => Ok((t.offset, t.timestamp)),
+            Some(t) if t.offset < hw => found(t.offset, t.timestamp),
             _ => not_yet(),
         },
         _ => Err(ErrorKind::UnsupportedVersion),
@@ -175,5 +201,53 @@ mod tests {
         assert_eq!(ask(LATEST, 4), (5, -1));
         assert_eq!(ask(LATEST, 1), (0, 0));
         assert_eq!(ask(EARLIEST, 5), (0, 0));
+    }
+
+    /// As Kafka: the latest offset carries the leader's current epoch, every other lookup the
+    /// epoch that wrote the offset found (`epochForOffset`), and none found is -1.
+    #[tokio::test]
+    async fn each_lookup_answers_the_epoch_that_wrote_its_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::for_tests(dir.path(), BrokerSettings::default());
+        let node = Node::start(config, Arc::new(SystemClock)).unwrap();
+        node.create_topic("t", 1, 1, Default::default(), false)
+            .unwrap();
+        let p = node.partitions.get("t", 0).unwrap();
+        let append = |timestamp: i64| {
+            let batch = storage::BatchBuilder::new()
+                .record(None, Some(b"v"), timestamp)
+                .build()
+                .unwrap();
+            p.append(&batch, node.now_ms()).unwrap();
+        };
+        append(1_000);
+        assert!(p.become_leader(5, 1, vec![1], vec![1], 1, 0));
+        append(2_000);
+        let mut hw = p.subscribe_high_watermark();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            hw.wait_for(|&hw| hw >= 2),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let ask = |timestamp: i64| {
+            let request = ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(topic_name("t"))
+                    .with_partitions(vec![ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(timestamp)])]);
+            let r = handle(&node, request, 7);
+            let p = &r.topics[0].partitions[0];
+            (p.error_code, p.offset, p.leader_epoch)
+        };
+        assert_eq!(ask(EARLIEST), (0, 0, 0));
+        assert_eq!(ask(LATEST), (0, 2, 5));
+        assert_eq!(ask(500), (0, 0, 0));
+        assert_eq!(ask(1_500), (0, 1, 5));
+        assert_eq!(ask(MAX_TIMESTAMP), (0, 1, 5));
+        assert_eq!(ask(5_000), (0, -1, -1));
     }
 }

@@ -9,17 +9,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::produce_response::{
-    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
 };
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, ResponseKind};
 use protocol_shim::ErrorKind;
 use storage::batch::{BatchHeader, Compression};
-use storage::AppendOutcome;
+use storage::{AppendOutcome, StorageError};
 
 use super::util::{partition_error_kind, str_bytes, topic_name};
 use super::Reply;
 use crate::node::Node;
-use crate::partition::Partition;
+use crate::partition::{Partition, PartitionError};
 
 /// Longest a produce may wait for durability, whatever the client asks.
 const MAX_TIMEOUT_MS: i32 = 300_000;
@@ -57,6 +58,8 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
                 .with_base_offset(-1)
                 .with_log_append_time_ms(-1)
                 .with_log_start_offset(-1);
+            // Records a batch was refused for one by one (index in the batch, why).
+            let mut record_errors: Vec<(i32, String)> = Vec::new();
             let result = (|| -> Result<(Arc<Partition>, AppendOutcome), (ErrorKind, String)> {
                 if !acks_valid {
                     return Err((
@@ -120,9 +123,15 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
                         ));
                     }
                 }
-                let outcome = partition
-                    .append(records, now_ms)
-                    .map_err(|e| (partition_error_kind(&e), e.to_string()))?;
+                let outcome = partition.append(records, now_ms).map_err(|e| {
+                    if let PartitionError::Storage(StorageError::RecordsRefused {
+                        records, ..
+                    }) = &e
+                    {
+                        record_errors.clone_from(records);
+                    }
+                    (partition_error_kind(&e), e.to_string())
+                })?;
                 Ok((partition, outcome))
             })();
             match result {
@@ -183,6 +192,14 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
                     }
                     if version >= 8 {
                         resp = resp.with_error_message(Some(str_bytes(message)));
+                        resp.record_errors = record_errors
+                            .into_iter()
+                            .map(|(index, why)| {
+                                BatchIndexAndErrorMessage::default()
+                                    .with_batch_index(index)
+                                    .with_batch_index_error_message(Some(str_bytes(why)))
+                            })
+                            .collect();
                     }
                 }
             }

@@ -3,6 +3,7 @@
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
 use protocol_shim::ErrorKind;
+use storage::error::RefusedBecause;
 use storage::StorageError;
 
 use crate::node::TopicOpError;
@@ -52,6 +53,10 @@ pub fn storage_error_kind(e: &StorageError) -> ErrorKind {
         StorageError::InvalidProducerEpoch { .. } => ErrorKind::InvalidProducerEpoch,
         StorageError::OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,
         StorageError::DecompressionLimit { .. } => ErrorKind::CorruptMessage,
+        StorageError::RecordsRefused { reason, .. } => match reason {
+            RefusedBecause::Timestamp => ErrorKind::InvalidTimestamp,
+            RefusedBecause::NoKey => ErrorKind::InvalidRecord,
+        },
         _ => ErrorKind::KafkaStorageError,
     }
 }

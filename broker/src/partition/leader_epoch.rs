@@ -42,9 +42,39 @@ pub(super) fn end_offset_as_leader(
     })
 }
 
+/// Kafka's `LeaderEpochFileCache.epochForOffset(offset)` on a leader: the log's answer
+/// (`log_answer`), or `leader_epoch` for an offset at or past the log end while the log has no
+/// entry of `leader_epoch` yet (its virtual entry starts at the log end). -1: none.
+pub(super) fn epoch_for_offset_as_leader(
+    offset: i64,
+    log_answer: Option<i32>,
+    log_latest_epoch: Option<i32>,
+    leader_epoch: i32,
+    log_end_offset: i64,
+) -> i32 {
+    let leader_entry_missing =
+        leader_epoch >= 0 && log_latest_epoch.is_none_or(|latest| latest < leader_epoch);
+    if leader_entry_missing && offset >= log_end_offset {
+        return leader_epoch;
+    }
+    log_answer.unwrap_or(-1)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::end_offset_as_leader;
+    use super::{end_offset_as_leader, epoch_for_offset_as_leader};
+
+    #[test]
+    fn epoch_for_offset_adds_the_leaders_missing_entry_at_the_log_end() {
+        // Fresh leader at epoch 0 of an empty log: Kafka assigned (0, 0).
+        assert_eq!(epoch_for_offset_as_leader(0, None, None, 0, 0), 0);
+        // Entries (1, 0); leader epoch 3 not written yet; LEO 8.
+        assert_eq!(epoch_for_offset_as_leader(2, Some(1), Some(1), 3, 8), 1);
+        assert_eq!(epoch_for_offset_as_leader(8, Some(1), Some(1), 3, 8), 3);
+        // The log holds the leader's epoch: its answers stand.
+        assert_eq!(epoch_for_offset_as_leader(8, Some(3), Some(3), 3, 8), 3);
+        assert_eq!(epoch_for_offset_as_leader(0, None, Some(3), 3, 8), -1);
+    }
 
     #[test]
     fn empty_log_of_a_fresh_leader() {

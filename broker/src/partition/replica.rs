@@ -339,6 +339,9 @@ impl Partition {
             self.leader_epoch.store(leader_epoch, Ordering::Release);
             new_leadership
         };
+        if new_leadership {
+            self.wake_long_polls();
+        }
         let local = self.local_committed();
         self.on_local_progress(local);
         new_leadership
@@ -359,7 +362,20 @@ impl Partition {
         }
         *role = new;
         self.leader_epoch.store(leader_epoch, Ordering::Release);
+        drop(role);
+        if changed {
+            self.wake_long_polls();
+        }
         changed
+    }
+
+    /// Wakes every fetch long-polling on this replica after a role or epoch change, as Kafka
+    /// completes its delayed fetches when a partition changes leadership: each reads the
+    /// partition again (its epoch moved) and answers NOT_LEADER_OR_FOLLOWER or
+    /// FENCED_LEADER_EPOCH rather than waiting out `max_wait_ms`.
+    fn wake_long_polls(&self) {
+        self.high_watermark.send_modify(|_| {});
+        self.log_end.send_modify(|_| {});
     }
 
     /// The ISR size as this leader counts it for `min.insync.replicas` (1 when not a cluster
@@ -692,6 +708,22 @@ impl Partition {
             Ok(super::leader_epoch::end_offset_as_leader(
                 epoch,
                 log.end_offset_for_epoch(epoch),
+                log.latest_epoch(),
+                leader_epoch,
+                log.log_end_offset(),
+            ))
+        })
+    }
+
+    /// The leader epoch that wrote `offset`, as Kafka's leader answers it in ListOffsets
+    /// (`epochForOffset`, with this replica's own epoch known from the moment it leads); -1:
+    /// none known.
+    pub fn epoch_for_offset(&self, offset: i64) -> Result<i32, PartitionError> {
+        let leader_epoch = self.leader_epoch();
+        self.with_log(|log| {
+            Ok(super::leader_epoch::epoch_for_offset_as_leader(
+                offset,
+                log.epoch_for_offset(offset),
                 log.latest_epoch(),
                 leader_epoch,
                 log.log_end_offset(),

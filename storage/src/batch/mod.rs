@@ -7,6 +7,7 @@
 pub mod builder;
 pub mod compression;
 pub mod header;
+pub mod record_rules;
 pub mod records;
 pub mod validate;
 pub mod varint;

@@ -91,6 +91,16 @@ impl LeaderEpochCache {
         })
     }
 
+    /// Kafka's `epochForOffset`: the epoch whose offsets hold `offset` (the last entry starting
+    /// at or below it); `None` below the first entry or with no entries.
+    pub(crate) fn epoch_for_offset(&self, offset: i64) -> Option<i32> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(_, s)| *s <= offset)
+            .map(|(e, _)| *e)
+    }
+
     /// Kafka's `truncateFromEnd`: drops every entry starting at or after `end_offset` (the log
     /// was truncated there). Negative offsets change nothing. Returns whether anything went.
     pub(crate) fn truncate_from_end(&mut self, end_offset: i64) -> bool {
@@ -450,5 +460,21 @@ mod tests {
         assert!(LeaderEpochCache::from_entries(vec![(3, 0), (2, 5)]).is_none());
         assert!(LeaderEpochCache::from_entries(vec![(-1, 0)]).is_none());
         assert!(LeaderEpochCache::from_entries(vec![(1, -4)]).is_none());
+    }
+
+    /// Kafka's `testEpochForOffset` and the empty cache.
+    #[test]
+    fn epoch_for_offset_is_the_epoch_whose_range_holds_it() {
+        let c = cache(&[(1, 0), (2, 5), (3, 10)]);
+        let found: Vec<_> = [-1, 0, 4, 5, 9, 10, 100]
+            .iter()
+            .map(|&o| c.epoch_for_offset(o))
+            .collect();
+        assert_eq!(
+            found,
+            vec![None, Some(1), Some(1), Some(2), Some(2), Some(3), Some(3)]
+        );
+        assert_eq!(cache(&[(4, 7)]).epoch_for_offset(6), None);
+        assert_eq!(LeaderEpochCache::default().epoch_for_offset(0), None);
     }
 }

@@ -25,6 +25,7 @@ pub use region_map::RegionMap;
 use crate::batch::header::{
     set_base_offset, set_partition_leader_epoch, stamp_log_append_time, BatchHeader, HEADER_BYTES,
 };
+use crate::batch::record_rules;
 use crate::batch::validate::{check_stored_batch, validate_produce};
 use crate::config::{LogConfig, TimestampType};
 use crate::error::StorageError;
@@ -123,6 +124,12 @@ impl Log {
             .end_offset_for(epoch, self.log_end_offset())
     }
 
+    /// The leader epoch that wrote `offset` (Kafka's `LeaderEpochFileCache.epochForOffset`);
+    /// `None` for an offset below every known epoch or a log without epochs.
+    pub fn epoch_for_offset(&self, offset: i64) -> Option<i32> {
+        self.leader_epochs.epoch_for_offset(offset)
+    }
+
     /// The (epoch, start offset) entries, oldest first, as in `leader-epoch-checkpoint`.
     pub fn epoch_entries(&self) -> Vec<(i32, i64)> {
         self.leader_epochs.entries().to_vec()
@@ -137,7 +144,18 @@ impl Log {
     ) -> Result<AppendOutcome, StorageError> {
         let header = validate_produce(records, self.config.max_message_bytes)?;
         if self.config.compact {
-            require_keys(&header)?;
+            record_rules::require_keys(&header, RECORD_CHECK_MAX_DECOMPRESSED_BYTES)?;
+        }
+        if self.config.timestamp_type == TimestampType::CreateTime {
+            record_rules::check_timestamps(
+                &header,
+                now_ms,
+                record_rules::TimestampBounds {
+                    before_max_ms: self.config.timestamp_before_max_ms,
+                    after_max_ms: self.config.timestamp_after_max_ms,
+                },
+                RECORD_CHECK_MAX_DECOMPRESSED_BYTES,
+            )?;
         }
         let producer_id = header.producer_id();
         let producer_epoch = header.producer_epoch();
@@ -551,29 +569,5 @@ mod sync_failure_tests;
 #[cfg(test)]
 pub(crate) mod tests;
 
-/// Most bytes a produced batch may decompress to when its keys are checked.
-const KEY_CHECK_MAX_DECOMPRESSED_BYTES: usize = 64 << 20;
-
-/// A compacted log keeps the latest record per key, so (as Kafka's LogValidator) it refuses
-/// records without a key: compaction would silently drop them.
-fn require_keys(header: &crate::batch::header::BatchHeader<'_>) -> Result<(), StorageError> {
-    if header.is_control() {
-        return Ok(());
-    }
-    let raw = header
-        .records_bytes()
-        .ok_or_else(|| StorageError::CorruptBatch("truncated records".into()))?;
-    let data = crate::batch::compression::decompress(
-        header.compression()?,
-        raw,
-        KEY_CHECK_MAX_DECOMPRESSED_BYTES,
-    )?;
-    for record in crate::batch::records::RecordIter::new(&data, header.records_count()) {
-        if record?.key.is_none() {
-            return Err(StorageError::InvalidRecord(
-                "Compacted topic cannot accept message without key.".into(),
-            ));
-        }
-    }
-    Ok(())
-}
+/// Most bytes a produced batch may decompress to when its records are checked one by one.
+const RECORD_CHECK_MAX_DECOMPRESSED_BYTES: usize = 64 << 20;

@@ -65,9 +65,10 @@ pub struct PartitionRead {
     pub records: ReadRecords,
     /// KIP-951: the leader's id and epoch, with NOT_LEADER_OR_FOLLOWER.
     pub current_leader: Option<(i32, i32)>,
-    /// After a read without error: the partition, and what a long-poll watches on it (its
-    /// high watermark for a consumer, its log end for a follower) as the read saw it.
-    watched: Option<(Arc<Partition>, i64)>,
+    /// After a read without error: the partition, what a long-poll watches on it (its high
+    /// watermark for a consumer, its log end for a follower) and its leader epoch, as the
+    /// read saw them.
+    watched: Option<(Arc<Partition>, i64, i32)>,
 }
 
 /// A partition's records in an answer: in memory, or a segment file region sent as it is.
@@ -179,6 +180,9 @@ struct PartitionWait {
     /// consumer, the log end for a follower. A wait reads again the partitions whose value
     /// differs from it.
     seen: i64,
+    /// Its leader epoch as of that read: a partition whose leadership changed is read again
+    /// too (and answers the change's error).
+    epoch: i32,
 }
 
 impl FetchContext {
@@ -241,11 +245,12 @@ impl FetchContext {
             };
             let mut read = PartitionRead::new();
             read.error = self.read_partition(w, partition, now_ms, &mut read, &mut bytes);
-            if let (true, Some((partition, seen))) = (watch, read.watched.take()) {
+            if let (true, Some((partition, seen, epoch))) = (watch, read.watched.take()) {
                 waits.push(PartitionWait {
                     index: i,
                     partition,
                     seen,
+                    epoch,
                 });
             }
             answer_now |= read.preferred_read_replica >= 0;
@@ -342,12 +347,14 @@ impl FetchContext {
         }
     }
 
-    /// Reads again each partition whose watched value is no longer what its last read saw,
-    /// within what the other partitions' reads left of `max_bytes`.
+    /// Reads again each partition whose watched value or leader epoch is no longer what its
+    /// last read saw, within what the other partitions' reads left of `max_bytes`.
     fn read_moved(&self, result: &mut Collected, waits: &mut [PartitionWait]) {
         let mut now_ms = None;
         for wait in waits.iter_mut() {
-            if self.watched(&wait.partition) == wait.seen {
+            if self.watched(&wait.partition) == wait.seen
+                && wait.partition.leader_epoch() == wait.epoch
+            {
                 continue;
             }
             let (Some(w), Some(old)) = (
@@ -370,8 +377,9 @@ impl FetchContext {
             );
             // An error sends the answer once this round of reads is done.
             result.has_error |= read.error != ErrorKind::None;
-            if let Some((_, seen)) = read.watched.take() {
+            if let Some((_, seen, epoch)) = read.watched.take() {
                 wait.seen = seen;
+                wait.epoch = epoch;
             }
             result.bytes = bytes;
             if let Some(entry) = result.entries.get_mut(wait.index) {
@@ -399,17 +407,9 @@ impl FetchContext {
         // Kafka serves a consumer from a follower when the request has client metadata.
         let from_follower =
             self.follower.is_none() && self.version >= 11 && self.node.cluster().is_some();
-        // A replica fetch takes the partition as it is here and asks its role once, when it
-        // records the fetch (not a leader: NOT_LEADER_OR_FOLLOWER), after the epoch check as
-        // in Kafka; a consumer's is checked for reads first.
-        let partition = match self.follower {
-            Some(_) => found
-                .or_else(|| self.node.partitions.get(name, w.key.partition))
-                .ok_or_else(|| self.node.not_hosted_error(name, w.key.partition)),
-            None => self
-                .node
-                .consumer_fetch_partition(name, w.key.partition, from_follower, found),
-        };
+        let partition = found
+            .or_else(|| self.node.partitions.get(name, w.key.partition))
+            .ok_or_else(|| self.node.not_hosted_error(name, w.key.partition));
         let partition = match partition {
             Ok(p) => p,
             // By id (v13+): an id no topic has now is UNKNOWN_TOPIC_ID (a deleted topic, say);
@@ -421,11 +421,24 @@ impl FetchContext {
             }
             Err(kind) => return kind,
         };
+        // Read before the role: a role change sets the role and then the epoch under one lock,
+        // so a long-poll that saw this epoch and the old role is woken by the change and sees
+        // the epoch moved (`read_moved`).
+        let epoch = partition.leader_epoch();
+        // A replica fetch asks the partition's role once, when it records the fetch (not a
+        // leader: NOT_LEADER_OR_FOLLOWER), after the epoch check as in Kafka; a consumer's is
+        // checked for reads first.
+        if self.follower.is_none()
+            && !partition.serves_reads()
+            && !(from_follower && partition.is_follower())
+        {
+            return ErrorKind::NotLeaderOrFollower;
+        }
         if w.key.topic_id != Uuid::nil() && w.key.topic_id != partition.topic_id {
             return ErrorKind::UnknownTopicId;
         }
-        if w.current_leader_epoch >= 0 && w.current_leader_epoch != partition.leader_epoch() {
-            return if w.current_leader_epoch > partition.leader_epoch() {
+        if w.current_leader_epoch >= 0 && w.current_leader_epoch != epoch {
+            return if w.current_leader_epoch > epoch {
                 ErrorKind::UnknownLeaderEpoch
             } else {
                 ErrorKind::FencedLeaderEpoch
@@ -464,7 +477,7 @@ impl FetchContext {
                 } else {
                     read.high_watermark
                 };
-                data.watched = Some((partition, seen));
+                data.watched = Some((partition, seen, epoch));
                 data.high_watermark = read.high_watermark;
                 data.log_start_offset = read.log_start_offset;
                 *bytes += read.records.len();

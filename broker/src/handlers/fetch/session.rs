@@ -334,7 +334,46 @@ fn requested(node: &Node, request: &FetchRequest, version: i16) -> Vec<WantedPar
             },
         }));
     }
-    wanted
+    without_duplicates(wanted, version >= 13)
+}
+
+/// Kafka reads a Fetch's partitions into a map keyed by topic id (v13+) or name: a partition
+/// named twice is answered once, in its first place, for what its last mention asks.
+fn without_duplicates(wanted: Vec<WantedPartition>, by_id: bool) -> Vec<WantedPartition> {
+    if wanted.len() < 2 {
+        return wanted;
+    }
+    // (first place, a later place naming the same partition)
+    let mut repeats = Vec::new();
+    {
+        let mut first: HashMap<(Uuid, Option<&str>, i32), usize> =
+            HashMap::with_capacity(wanted.len());
+        for (i, w) in wanted.iter().enumerate() {
+            let key = if by_id {
+                (w.key.topic_id, None, w.key.partition)
+            } else {
+                (Uuid::nil(), w.key.topic.as_deref(), w.key.partition)
+            };
+            match first.entry(key) {
+                std::collections::hash_map::Entry::Occupied(e) => repeats.push((*e.get(), i)),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(i);
+                }
+            }
+        }
+    }
+    if repeats.is_empty() {
+        return wanted;
+    }
+    let mut slots: Vec<Option<WantedPartition>> = wanted.into_iter().map(Some).collect();
+    for (keep, repeat) in repeats {
+        if let Some(w) = slots.get_mut(repeat).and_then(Option::take) {
+            if let Some(slot) = slots.get_mut(keep) {
+                *slot = Some(w);
+            }
+        }
+    }
+    slots.into_iter().flatten().collect()
 }
 
 /// Works out the partitions to read and updates the session cache.

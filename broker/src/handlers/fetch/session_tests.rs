@@ -372,3 +372,36 @@ async fn a_budget_limited_round_moves_the_partitions_that_sent_records_to_the_ba
     let round = plan(&node, &request(&node, 12, (id, 3), &[], &[]), 12).unwrap();
     assert_eq!(order(&round), vec![3, 0, 1, 2]);
 }
+
+/// As Kafka's map of a Fetch's partitions: one named twice is read once, in its first place,
+/// from the offset its last mention asks, by name before v13 and by topic id from v13; a
+/// session then holds it once.
+#[tokio::test]
+async fn a_partition_named_twice_is_read_once_in_its_first_place_for_its_last_offset() {
+    let (_dir, node) = node_with(&[("a", 2), ("b", 1)]);
+    let parts = [
+        ("a", 0, 0),
+        ("b", 0, 3),
+        ("a", 1, 0),
+        ("a", 0, 5),
+        ("a", 0, 9),
+    ];
+    for (version, epoch) in [(4, -1), (12, -1), (12, 0), (13, 0)] {
+        let round = plan(
+            &node,
+            &request(&node, version, (0, epoch), &parts, &[]),
+            version,
+        );
+        let round = round.unwrap();
+        assert_eq!(
+            names(&round),
+            vec![("a".into(), 0, 9), ("b".into(), 0, 3), ("a".into(), 1, 0)],
+            "v{version}"
+        );
+        if epoch == 0 {
+            let id = round.response_session_id;
+            let next = plan(&node, &request(&node, version, (id, 1), &[], &[]), version);
+            assert_eq!(names(&next.unwrap()).len(), 3, "v{version} session");
+        }
+    }
+}

@@ -130,3 +130,35 @@ async fn a_wait_without_changes_ends_at_max_wait() {
     assert!(started.elapsed() >= Duration::from_millis(150));
     assert_eq!(record_lengths(out), vec![0, 0]);
 }
+
+/// As Kafka completes its delayed fetches when a partition changes leadership: a long-poll on
+/// a partition that stops leading answers at once with NOT_LEADER_OR_FOLLOWER instead of
+/// waiting out `max_wait_ms`.
+#[tokio::test]
+async fn a_wait_ends_when_its_partition_loses_leadership() {
+    let (_dir, node) = node_with(&[("t", 2)]);
+    let Reply::WithFiles(answer) = handle(&node, request(2, 30_000, 1), 12) else {
+        panic!("a fetch answer");
+    };
+    let answer = tokio::spawn(answer);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!answer.is_finished(), "answered with nothing to read");
+    let partition = node.partitions.get("t", 1).unwrap();
+    assert!(partition.become_follower(2, partition.leader_epoch() + 1));
+    let out = tokio::time::timeout(Duration::from_secs(5), answer)
+        .await
+        .expect("answered on the leadership change, not at max_wait_ms")
+        .unwrap();
+    let codes: Vec<i16> = out
+        .answer
+        .topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| p.error_code)
+        .collect();
+    assert_eq!(
+        codes,
+        vec![0, ErrorKind::NotLeaderOrFollower.code()],
+        "only the partition that changed answers the error"
+    );
+}
