@@ -295,6 +295,31 @@ fn describe_configs_edge_cases_answer_as_kafka_config_helper() {
     assert!(!describe(&mut conn, RESOURCE_BROKER, "1", None)
         .configs
         .is_empty());
+    // A resource type Kafka does not know refuses the whole request (Kafka throws while
+    // authorizing); a known type Sluice does not serve (group, 32) refuses only itself.
+    let resource = |resource_type: i8, name: &str| {
+        DescribeConfigsResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(StrBytes::from_string(name.to_owned()))
+    };
+    let codes = |conn: &mut RawConnection, types: &[i8]| -> Vec<i16> {
+        let request = DescribeConfigsRequest::default().with_resources(
+            types
+                .iter()
+                .map(|&t| resource(t, if t == RESOURCE_TOPIC { &topic } else { "g" }))
+                .collect(),
+        );
+        let response = conn.call(&request, 4).unwrap();
+        response.results.iter().map(|r| r.error_code).collect()
+    };
+    assert_eq!(
+        codes(&mut conn, &[RESOURCE_TOPIC, 3]),
+        vec![INVALID_REQUEST, INVALID_REQUEST]
+    );
+    assert_eq!(
+        codes(&mut conn, &[RESOURCE_TOPIC, 32]),
+        vec![0, INVALID_REQUEST]
+    );
 }
 
 #[test]

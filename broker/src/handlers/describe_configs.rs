@@ -20,6 +20,15 @@ use crate::node::Node;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+/// Kafka's `ConfigResource.Type` ids besides topic and broker: broker logger, client metrics
+/// and group. Sluice answers these resources INVALID_REQUEST one by one; any other id refuses
+/// the whole request, as Kafka's `handleDescribeConfigsRequest` throws on it.
+const OTHER_KNOWN_RESOURCES: [i8; 3] = [8, 16, 32];
+
+/// Kafka's `Errors.INVALID_REQUEST.message()`, which its error response carries.
+const INVALID_REQUEST_MESSAGE: &str = "This most likely occurs because of a request being \
+    malformed by the client library or the message was sent to an incompatible broker. See \
+    the broker logs for more details.";
 
 /// One config entry before encoding.
 struct Entry {
@@ -37,6 +46,25 @@ pub fn handle(
     request: DescribeConfigsRequest,
     version: i16,
 ) -> DescribeConfigsResponse {
+    let unknown_type = request.resources.iter().any(|r| {
+        ![RESOURCE_TOPIC, RESOURCE_BROKER].contains(&r.resource_type)
+            && !OTHER_KNOWN_RESOURCES.contains(&r.resource_type)
+    });
+    if unknown_type {
+        // Kafka's `DescribeConfigsRequest.getErrorResponse`: every resource, the code's message.
+        let results = request
+            .resources
+            .into_iter()
+            .map(|r| {
+                DescribeConfigsResult::default()
+                    .with_resource_type(r.resource_type)
+                    .with_resource_name(r.resource_name)
+                    .with_error_code(ErrorKind::InvalidRequest.code())
+                    .with_error_message(Some(str_bytes(INVALID_REQUEST_MESSAGE)))
+            })
+            .collect();
+        return DescribeConfigsResponse::default().with_results(results);
+    }
     let results = request
         .resources
         .into_iter()

@@ -421,6 +421,7 @@ impl Partition {
         &self,
         follower: i32,
         fetch_offset: i64,
+        log_start_offset: i64,
         now_ms: i64,
     ) -> Option<FollowerFetch> {
         let leo = *self.log_end.borrow();
@@ -429,7 +430,8 @@ impl Partition {
             let Role::Leader(state) = &mut *role else {
                 return None;
             };
-            let fetch = state.record_fetch(follower, fetch_offset, leo, now_ms)?;
+            let fetch =
+                state.record_fetch(follower, fetch_offset, log_start_offset, leo, now_ms)?;
             // Read under the role lock: the flusher publishes the durable offset before it
             // takes this lock, so one of the two always sees both new values (read outside,
             // a fetch between its two steps could leave the high watermark behind both).
@@ -938,7 +940,7 @@ mod tests {
         assert_eq!(p.high_watermark(), 0);
         assert!(p.high_watermark_behind_epoch_start());
         p.mark_durable(1);
-        p.record_follower_fetch(2, 1, 0);
+        p.record_follower_fetch(2, 1, 0, 0);
         assert_eq!(p.high_watermark(), 1);
         assert!(!p.high_watermark_behind_epoch_start());
     }

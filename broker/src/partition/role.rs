@@ -44,6 +44,8 @@ impl Role {
 pub struct FollowerProgress {
     /// The follower's log end offset (its last fetch offset); -1 until it fetched.
     pub log_end_offset: i64,
+    /// The follower's log start offset as its last fetch said (-1: unknown).
+    pub log_start_offset: i64,
     /// When the follower last was fully caught up with the leader's log end.
     pub last_caught_up_ms: i64,
     /// Leader log end offset at the follower's previous fetch, and that fetch's time (Kafka's
@@ -98,6 +100,7 @@ impl LeaderState {
                     r,
                     FollowerProgress {
                         log_end_offset: -1,
+                        log_start_offset: -1,
                         // A new leader gives every follower a full lag period to show up.
                         last_caught_up_ms: now_ms,
                         last_fetch_leader_leo: -1,
@@ -145,6 +148,7 @@ impl LeaderState {
             if r != self.my_id {
                 self.followers.entry(r).or_insert(FollowerProgress {
                     log_end_offset: -1,
+                    log_start_offset: -1,
                     last_caught_up_ms: latest_fetch_ms,
                     last_fetch_leader_leo: -1,
                     last_fetch_ms: latest_fetch_ms,
@@ -196,12 +200,13 @@ impl LeaderState {
         hw
     }
 
-    /// Record a follower fetch from `fetch_offset` while the leader's log ends at `leader_leo`.
-    /// `None` for a broker that is not a replica.
+    /// Record a follower fetch from `fetch_offset` (its log starting at `log_start_offset`)
+    /// while the leader's log ends at `leader_leo`. `None` for a broker that is not a replica.
     pub fn record_fetch(
         &mut self,
         follower: i32,
         fetch_offset: i64,
+        log_start_offset: i64,
         leader_leo: i64,
         now_ms: i64,
     ) -> Option<FollowerFetch> {
@@ -214,6 +219,7 @@ impl LeaderState {
         f.last_fetch_leader_leo = leader_leo;
         f.last_fetch_ms = now_ms;
         f.log_end_offset = fetch_offset;
+        f.log_start_offset = log_start_offset;
         let in_isr = self.isr.contains(&follower) || self.pending_additions.contains(&follower);
         let hw = self.last_hw.max(0);
         let should_join_isr = !in_isr
@@ -225,7 +231,8 @@ impl LeaderState {
 
     /// KIP-392, Kafka's `RackAwareReplicaSelector`: the replica a consumer in `client_rack`
     /// should fetch from at `fetch_offset`, if not this leader. Candidates are the in-sync
-    /// followers that already hold `fetch_offset` (`rack_of` gives a broker's rack); among
+    /// followers that hold `fetch_offset` (already written, not yet deleted by retention:
+    /// Kafka's `findPreferredReadReplica`; `rack_of` gives a broker's rack); among
     /// those in the client's rack the one with the highest log end wins (ties: the most
     /// recently caught up). `None` (read here) when the client names no rack, when the leader
     /// is in it, or when no candidate is.
@@ -243,7 +250,7 @@ impl LeaderState {
             .iter()
             .filter(|&&r| r != self.my_id)
             .filter_map(|&r| self.followers.get(&r).map(|f| (r, f)))
-            .filter(|(_, f)| f.log_end_offset >= fetch_offset)
+            .filter(|(_, f)| f.log_start_offset <= fetch_offset && f.log_end_offset >= fetch_offset)
             .filter(|(r, _)| rack_of(*r).as_deref() == Some(client_rack))
             .max_by_key(|(_, f)| (f.log_end_offset, f.last_caught_up_ms))
             .map(|(r, _)| r)
@@ -319,9 +326,9 @@ mod tests {
     fn high_watermark_is_the_minimum_over_the_isr() {
         let mut s = leader();
         assert_eq!(s.high_watermark(10), -1, "followers have not fetched yet");
-        s.record_fetch(2, 10, 10, 5);
+        s.record_fetch(2, 10, 0, 10, 5);
         assert_eq!(s.high_watermark(10), -1);
-        s.record_fetch(3, 7, 10, 5);
+        s.record_fetch(3, 7, 0, 10, 5);
         assert_eq!(s.high_watermark(10), 7);
         assert_eq!(
             s.high_watermark(6),
@@ -333,15 +340,15 @@ mod tests {
     #[test]
     fn a_follower_outside_the_isr_does_not_hold_back_the_high_watermark() {
         let mut s = LeaderState::new(1, 0, vec![1, 2], vec![1, 2, 3], 0);
-        s.record_fetch(2, 10, 10, 5);
+        s.record_fetch(2, 10, 0, 10, 5);
         assert_eq!(s.high_watermark(10), 10);
-        let f = s.record_fetch(3, 4, 10, 6).unwrap();
+        let f = s.record_fetch(3, 4, 0, 10, 6).unwrap();
         assert!(!f.should_join_isr, "behind the high watermark");
-        let f = s.record_fetch(3, 10, 10, 7).unwrap();
+        let f = s.record_fetch(3, 10, 0, 10, 7).unwrap();
         assert!(f.should_join_isr);
         s.propose_addition(3);
         assert_eq!(s.isr_with(3), vec![1, 2, 3]);
-        s.record_fetch(3, 9, 12, 8);
+        s.record_fetch(3, 9, 0, 12, 8);
         assert_eq!(s.high_watermark(12), 9, "a proposed member counts at once");
         s.update_from_controller(1, vec![1, 2, 3], vec![1, 2, 3]);
         assert!(!s.alter_in_flight);
@@ -351,13 +358,13 @@ mod tests {
     #[test]
     fn lag_uses_the_last_caught_up_time() {
         let mut s = leader();
-        s.record_fetch(2, 10, 10, 1_000);
-        s.record_fetch(3, 5, 10, 1_000);
+        s.record_fetch(2, 10, 0, 10, 1_000);
+        s.record_fetch(3, 5, 0, 10, 1_000);
         assert_eq!(s.lagging_followers(20_000, 30_000), Vec::<i32>::new());
         // 3 fetches from the previous fetch's leader end: caught up as of that fetch.
-        s.record_fetch(3, 10, 20, 25_000);
+        s.record_fetch(3, 10, 0, 20, 25_000);
         assert_eq!(s.follower(3).unwrap().last_caught_up_ms, 1_000);
-        s.record_fetch(2, 20, 20, 40_000);
+        s.record_fetch(2, 20, 0, 20, 40_000);
         assert_eq!(s.lagging_followers(40_000, 30_000), vec![3]);
         assert_eq!(s.live_isr_len(40_000, 30_000), 2);
         assert_eq!(s.isr_without(&[3]), vec![1, 2]);
@@ -367,8 +374,8 @@ mod tests {
     fn rack_aware_selection_picks_an_in_sync_follower_in_the_clients_rack() {
         let mut s = leader();
         let rack = |id: i32| Some(format!("RACK{id}"));
-        s.record_fetch(2, 10, 10, 5);
-        s.record_fetch(3, 10, 10, 5);
+        s.record_fetch(2, 10, 0, 10, 5);
+        s.record_fetch(3, 10, 0, 10, 5);
         assert_eq!(
             s.preferred_read_replica("RACK3", Some("RACK1"), 10, rack),
             Some(3)
@@ -402,14 +409,18 @@ mod tests {
         // Two followers in the rack: the one further ahead.
         let same = |_: i32| Some("R".to_string());
         let mut s = leader();
-        s.record_fetch(2, 8, 10, 5);
-        s.record_fetch(3, 10, 10, 5);
+        s.record_fetch(2, 8, 0, 10, 5);
+        s.record_fetch(3, 10, 0, 10, 5);
         assert_eq!(s.preferred_read_replica("R", None, 5, same), Some(3));
+        // The one further ahead no longer holds the offset (retention moved its log start).
+        s.record_fetch(3, 10, 6, 10, 6);
+        assert_eq!(s.preferred_read_replica("R", None, 5, same), Some(2));
+        assert_eq!(s.preferred_read_replica("R", None, 9, same), Some(3));
     }
 
     #[test]
     fn unknown_followers_are_ignored() {
         let mut s = leader();
-        assert!(s.record_fetch(9, 10, 10, 1).is_none());
+        assert!(s.record_fetch(9, 10, 0, 10, 1).is_none());
     }
 }

@@ -116,6 +116,8 @@ const MAX_WAIT_MS: i32 = 300_000;
 pub struct WantedPartition {
     pub key: PartitionKey,
     pub fetch_offset: i64,
+    /// A follower's log start offset (v5+; -1 otherwise).
+    pub log_start_offset: i64,
     pub partition_max_bytes: i32,
     pub current_leader_epoch: i32,
 }
@@ -445,7 +447,8 @@ impl FetchContext {
             };
         }
         if let (Some(follower), Some(now)) = (self.follower, now_ms) {
-            match partition.record_follower_fetch(follower, w.fetch_offset, now) {
+            match partition.record_follower_fetch(follower, w.fetch_offset, w.log_start_offset, now)
+            {
                 Some(f) if f.should_join_isr => {
                     if let Some(rt) = self.node.cluster() {
                         crate::cluster::isr::expand(rt, &partition, follower);

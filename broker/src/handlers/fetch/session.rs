@@ -326,6 +326,7 @@ fn requested(node: &Node, request: &FetchRequest, version: i16) -> Vec<WantedPar
                 partition: p.partition,
             },
             fetch_offset: p.fetch_offset,
+            log_start_offset: if version >= 5 { p.log_start_offset } else { -1 },
             partition_max_bytes: p.partition_max_bytes,
             current_leader_epoch: if version >= 9 {
                 p.current_leader_epoch
