@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use crate::clock::SystemClock;
 use crate::config::BrokerConfig;
 use crate::node::{Node, StartError};
-use crate::server::run_listener;
+use crate::server::{run_listener, ConnectionLimits};
 
 /// Longest a cluster node spends handing its leaderships over on SIGTERM (Docker's grace
 /// period is 10 s).
@@ -33,11 +33,16 @@ pub enum RunError {
     Signal(std::io::Error),
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterStartError),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Runs the broker until a shutdown signal.
 pub async fn run(config: BrokerConfig) -> Result<(), RunError> {
     let listen = config.listen;
+    // Shared by every listener (see `ConnectionLimits`); checked before anything starts.
+    let limits =
+        Arc::new(ConnectionLimits::from_settings(&config.settings).map_err(RunError::Config)?);
     let node = Node::start(config, Arc::new(SystemClock))?;
     // A failed fsync halts the broker at once (no clean shutdown, no markers written), as
     // Kafka halts when its last log directory fails; the next start recovers every log.
@@ -120,11 +125,11 @@ pub async fn run(config: BrokerConfig) -> Result<(), RunError> {
     match inter_broker {
         Some(second) => {
             tokio::join!(
-                run_listener(Arc::clone(&node), listener),
-                run_listener(Arc::clone(&node), second),
+                run_listener(Arc::clone(&node), listener, Arc::clone(&limits), false),
+                run_listener(Arc::clone(&node), second, limits, true),
             );
         }
-        None => run_listener(Arc::clone(&node), listener).await,
+        None => run_listener(Arc::clone(&node), listener, limits, false).await,
     }
     if let Some(rt) = node.cluster() {
         rt.shutdown().await;

@@ -227,6 +227,23 @@ impl RawConnection {
         Err(last_err)
     }
 
+    /// Connects from the local address `from` (another loopback address, say, to stand for
+    /// another client host), with the default I/O timeouts.
+    pub fn connect_from(from: std::net::IpAddr, addr: std::net::SocketAddr) -> io::Result<Self> {
+        let domain = socket2::Domain::for_address(addr);
+        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+        socket.bind(&std::net::SocketAddr::new(from, 0).into())?;
+        socket.connect_timeout(&addr.into(), DEFAULT_IO_TIMEOUT)?;
+        let stream: TcpStream = socket.into();
+        stream.set_read_timeout(Some(DEFAULT_IO_TIMEOUT))?;
+        stream.set_write_timeout(Some(DEFAULT_IO_TIMEOUT))?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            next_correlation_id: 1,
+        })
+    }
+
     /// The underlying socket, for writing arbitrary bytes.
     pub fn stream(&mut self) -> &mut TcpStream {
         &mut self.stream

@@ -757,6 +757,46 @@ fn sync_policy_fsyncs_before_acknowledging() {
     );
 }
 
+/// `max.connections.per.ip` (with an override for one address) and `max.connections`: a
+/// connection over a limit is closed as soon as it is accepted, the others keep working, and a
+/// closed connection gives its place back.
+#[test]
+fn connections_over_the_per_address_or_broker_limit_are_closed() {
+    let broker = SluiceProcess::start(
+        SluiceOptions::new()
+            .set("max.connections.per.ip", "2")
+            .set("max.connections.per.ip.overrides", "127.0.0.2:3")
+            .set("max.connections", "6"),
+    );
+    let server: std::net::SocketAddr = broker.bootstrap().parse().unwrap();
+    let open = |from: &str| {
+        let mut c = RawConnection::connect_from(from.parse().unwrap(), server).unwrap();
+        let works = c
+            .call(&ApiVersionsRequest::default(), 0)
+            .is_ok_and(|r| r.error_code == 0);
+        (c, works)
+    };
+    let first: Vec<_> = (0..2).map(|_| open("127.0.0.1")).collect();
+    assert!(first.iter().all(|(_, works)| *works));
+    let (mut third, works) = open("127.0.0.1");
+    assert!(!works, "a third connection from 127.0.0.1 was served");
+    assert!(third.wait_closed(Duration::from_secs(5)).unwrap());
+    let second: Vec<_> = (0..3).map(|_| open("127.0.0.2")).collect();
+    assert!(second.iter().all(|(_, works)| *works), "the override's three");
+    assert!(!open("127.0.0.2").1, "a fourth from 127.0.0.2 was served");
+    // Five open; the sixth is the broker's last place.
+    let (_sixth, works) = open("127.0.0.3");
+    assert!(works);
+    assert!(!open("127.0.0.4").1, "a seventh connection was served");
+    // A closed connection gives both places back.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !open("127.0.0.1").1 {
+        assert!(Instant::now() < deadline, "the closed connections' places never came back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn idle_connections_close_after_connections_max_idle_ms_even_after_a_large_request() {
     let idle = Duration::from_millis(3000);

@@ -122,6 +122,8 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
     def("compression.type", Some("producer"), T::String, "Only 'producer' (keep the producer's compression) is supported."),
     def("socket.request.max.bytes", Some("104857600"), T::Int, "Largest request frame accepted; larger ones close the connection."),
     def("max.connections", Some("10000"), T::Int, "Connections accepted at once (Sluice caps the default at 10000)."),
+    def("max.connections.per.ip", Some("2147483647"), T::Int, "Connections accepted at once from one client address; more are closed as they come."),
+    def("max.connections.per.ip.overrides", Some(""), T::String, "Per-address exceptions to max.connections.per.ip: a comma-separated list of host:count (a host name or an address)."),
     def("connections.max.idle.ms", Some("600000"), T::Long, "Close connections idle for this long."),
     def("queued.max.requests", Some("500"), T::Int, "Requests in flight per connection before reading pauses."),
     def("fetch.max.bytes", Some("57671680"), T::Int, "Largest fetch response."),
@@ -183,6 +185,22 @@ impl BrokerSettings {
         ) && value.parse::<i64>().is_ok_and(|v| v < 0)
         {
             return Err(format!("{name}: must not be negative"));
+        }
+        if name == "max.connections.per.ip" && value.parse::<i64>().is_ok_and(|v| v < 0) {
+            return Err(format!("{name}: must not be negative"));
+        }
+        if name == "max.connections.per.ip.overrides" {
+            let malformed = value
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .find(|e| {
+                    e.rsplit_once(':')
+                        .is_none_or(|(host, n)| host.is_empty() || n.trim().parse::<u32>().is_err())
+                });
+            if let Some(entry) = malformed {
+                return Err(format!("{name}: cannot read {entry:?} as host:count"));
+            }
         }
         if name == "compression.type" && value != "producer" {
             return Err(format!("{name}: only 'producer' is supported"));

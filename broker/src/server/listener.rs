@@ -1,20 +1,24 @@
-//! Accept loop: a connection limit (`max.connections`), one task per connection, and graceful
-//! shutdown (stop accepting, let connections finish their in-flight requests).
+//! Accept loop: the connection limits (`ConnectionLimits`), one task per connection, and
+//! graceful shutdown (stop accepting, let connections finish their in-flight requests).
 
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 use super::connection::serve_connection;
+use super::connection_limits::{ConnectionLimits, Refused};
 use crate::node::Node;
 
 /// Serves `listener` until the node shuts down and every connection has finished.
-pub async fn run_listener(node: Arc<Node>, listener: TcpListener) {
-    let max_connections =
-        usize::try_from(node.config.settings.i32("max.connections").max(1)).unwrap_or(1);
-    let limit = Arc::new(Semaphore::new(max_connections));
+/// `inter_broker`: the listener followers fetch through, not counted against
+/// `max.connections`.
+pub async fn run_listener(
+    node: Arc<Node>,
+    listener: TcpListener,
+    limits: Arc<ConnectionLimits>,
+    inter_broker: bool,
+) {
     let tracker = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -30,15 +34,21 @@ pub async fn run_listener(node: Arc<Node>, listener: TcpListener) {
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-            tracing::warn!(%peer, max_connections, "connection limit reached; closing new connection");
-            drop(stream);
-            continue;
+        let slot = match limits.admit(peer.ip(), inter_broker) {
+            Ok(slot) => slot,
+            Err(Refused::Broker { max }) => {
+                tracing::warn!(%peer, max_connections = max, "connection limit reached; closing new connection");
+                continue;
+            }
+            Err(Refused::Address { max }) => {
+                tracing::warn!(%peer, max_connections_per_ip = max, "connection limit of this address reached; closing new connection");
+                continue;
+            }
         };
         let node = Arc::clone(&node);
         tracker.spawn(async move {
             serve_connection(node, stream, peer).await;
-            drop(permit);
+            drop(slot);
         });
     }
     drop(listener);

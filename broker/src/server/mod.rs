@@ -1,10 +1,12 @@
-//! The network side: the accept loop (`listener`), one task per client connection
+//! The network side: the accept loop (`listener`) and the connection limits it applies
+//! (`connection_limits`), one task per client connection
 //! (`connection`), and the ways stored record batches leave through a socket: written from
 //! memory mappings of the segment (`map_out`, the default for large answers), copied out
 //! through a bounded buffer (`copy_out`, small ones), or with `sendfile` (`send_file`, when
 //! set). Only this module owns sockets.
 
 mod connection;
+mod connection_limits;
 mod copy_out;
 mod listener;
 mod map_out;
@@ -13,4 +15,5 @@ mod send_file;
 #[cfg(test)]
 mod test_support;
 
+pub use connection_limits::ConnectionLimits;
 pub use listener::run_listener;
