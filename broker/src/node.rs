@@ -457,7 +457,8 @@ impl Node {
                 }
             }
         }
-        self.fetch_sessions.forget_topic(name);
+        // Fetch sessions keep the topic's partitions and answer them with an error until their
+        // clients forget them, as Kafka's do.
         tracing::info!(topic = name, "deleted topic");
         Ok(meta)
     }

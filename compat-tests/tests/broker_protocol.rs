@@ -782,7 +782,10 @@ fn connections_over_the_per_address_or_broker_limit_are_closed() {
     assert!(!works, "a third connection from 127.0.0.1 was served");
     assert!(third.wait_closed(Duration::from_secs(5)).unwrap());
     let second: Vec<_> = (0..3).map(|_| open("127.0.0.2")).collect();
-    assert!(second.iter().all(|(_, works)| *works), "the override's three");
+    assert!(
+        second.iter().all(|(_, works)| *works),
+        "the override's three"
+    );
     assert!(!open("127.0.0.2").1, "a fourth from 127.0.0.2 was served");
     // Five open; the sixth is the broker's last place.
     let (_sixth, works) = open("127.0.0.3");
@@ -792,7 +795,10 @@ fn connections_over_the_per_address_or_broker_limit_are_closed() {
     drop(first);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !open("127.0.0.1").1 {
-        assert!(Instant::now() < deadline, "the closed connections' places never came back");
+        assert!(
+            Instant::now() < deadline,
+            "the closed connections' places never came back"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

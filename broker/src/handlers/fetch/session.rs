@@ -8,6 +8,11 @@
 //! (INVALID_FETCH_SESSION_EPOCH). An incremental response carries a partition only if it has
 //! records, an error, a preferred read replica, or a new high watermark or log start offset
 //! since the last response (after an error, any high watermark counts as new).
+//!
+//! A session keys its partitions as Kafka's `TopicIdPartition` does: by topic id when the
+//! request names topics by id (v13+), else by name. An id no topic has yet is kept and looked up
+//! again each round until a topic has it; a deleted topic's partitions stay and are answered
+//! with an error until the client forgets them.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -55,33 +60,78 @@ pub struct FetchPlan {
     pub incremental: bool,
 }
 
-/// How a session keys its partitions: topic name (empty for an unknown topic id) and index.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct SessionKey(Arc<str>, i32);
+/// How a session keys its partitions, as Kafka's `TopicIdPartition`: by topic id where the
+/// request names topics by id (v13+; an id no topic has yet is a key of its own), else by name;
+/// and the partition index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SessionKey {
+    Id(Uuid, i32),
+    Name(Arc<str>, i32),
+}
 
-/// A `SessionKey` looked up without building one. Hashes as `SessionKey` does (a derived
-/// `Hash` of a `str` then an `i32`; `Arc<str>` hashes as its `str`).
-struct SessionKeyRef<'a>(&'a str, i32);
+/// A `SessionKey` looked up without building one. Hashes as `SessionKey` does (see the `Hash`
+/// impls: a tag, then the id or the name's `str`, then the partition).
+enum SessionKeyRef<'a> {
+    Id(Uuid, i32),
+    Name(&'a str, i32),
+}
+
+impl Hash for SessionKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self {
+            SessionKey::Id(id, p) => SessionKeyRef::Id(*id, *p).hash(state),
+            SessionKey::Name(name, p) => SessionKeyRef::Name(name, *p).hash(state),
+        }
+    }
+}
 
 impl Hash for SessionKeyRef<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.hash(state);
-        self.1.hash(state);
+        match self {
+            SessionKeyRef::Id(id, p) => {
+                0u8.hash(state);
+                id.hash(state);
+                p.hash(state);
+            }
+            SessionKeyRef::Name(name, p) => {
+                1u8.hash(state);
+                name.hash(state);
+                p.hash(state);
+            }
+        }
     }
 }
 
 impl Equivalent<SessionKey> for SessionKeyRef<'_> {
     fn equivalent(&self, key: &SessionKey) -> bool {
-        self.1 == key.1 && self.0 == &*key.0
+        match (self, key) {
+            (SessionKeyRef::Id(a, p), SessionKey::Id(b, q)) => a == b && p == q,
+            (SessionKeyRef::Name(a, p), SessionKey::Name(b, q)) => p == q && *a == &**b,
+            _ => false,
+        }
+    }
+}
+
+impl<'a> SessionKeyRef<'a> {
+    fn of(key: &'a PartitionKey) -> Self {
+        if key.topic_id.is_nil() {
+            SessionKeyRef::Name(key.topic.as_deref().unwrap_or(""), key.partition)
+        } else {
+            SessionKeyRef::Id(key.topic_id, key.partition)
+        }
     }
 }
 
 impl SessionKey {
     fn of(key: &PartitionKey) -> Self {
-        SessionKey(
-            key.topic.clone().unwrap_or_else(|| Arc::from("")),
-            key.partition,
-        )
+        if key.topic_id.is_nil() {
+            SessionKey::Name(
+                key.topic.clone().unwrap_or_else(|| Arc::from("")),
+                key.partition,
+            )
+        } else {
+            SessionKey::Id(key.topic_id, key.partition)
+        }
     }
 }
 
@@ -105,6 +155,9 @@ impl Cached {
 #[derive(Debug)]
 struct Session {
     next_epoch: i32,
+    /// Some partition may name a topic id no topic had when it was added: each round looks
+    /// such ids up again (a broker can hear of a topic after its clients).
+    unresolved: bool,
     /// The order they are read and answered in: as added, except that a round whose budget ran
     /// out moves the partitions that sent records to the back (`move_to_back`).
     partitions: IndexMap<SessionKey, Cached>,
@@ -164,6 +217,28 @@ impl Session {
             });
     }
 
+    /// Gives the partitions named by an id no topic had a name, once a topic has that id.
+    fn resolve_names(&mut self, node: &Node) {
+        let mut resolved = false;
+        let mut unresolved = false;
+        for c in self.partitions.values_mut() {
+            if c.wanted.key.topic.is_some() {
+                continue;
+            }
+            match node.topics.name_of_id(c.wanted.key.topic_id) {
+                Some(name) => {
+                    c.wanted.key.topic = Some(Arc::from(name));
+                    resolved = true;
+                }
+                None => unresolved = true,
+            }
+        }
+        self.unresolved = unresolved;
+        if resolved {
+            self.changed();
+        }
+    }
+
     /// The session's partitions were added to or forgotten: its lists are built again.
     fn changed(&mut self) {
         self.wanted = None;
@@ -212,17 +287,6 @@ impl FetchSessionCache {
         }
     }
 
-    /// Drops a deleted topic from every session.
-    pub fn forget_topic(&self, topic: &str) {
-        for s in self.sessions.lock().values_mut() {
-            let before = s.partitions.len();
-            s.partitions.retain(|k, _| &*k.0 != topic);
-            if s.partitions.len() != before {
-                s.changed();
-            }
-        }
-    }
-
     fn new_session_id(&self) -> i32 {
         loop {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -260,8 +324,7 @@ impl FetchSessionCache {
                 let Some(key) = plan.wanted.get(*i).map(|w| &w.key) else {
                     return true;
                 };
-                let name = key.topic.as_deref().unwrap_or("");
-                let lookup = SessionKeyRef(name, key.partition);
+                let lookup = SessionKeyRef::of(key);
                 let index = match session.partitions.get_index(*i) {
                     Some((k, _)) if lookup.equivalent(k) => Some(*i),
                     _ => session.partitions.get_index_of(&lookup),
@@ -412,6 +475,7 @@ pub fn plan(node: &Node, request: &FetchRequest, version: i16) -> Result<FetchPl
                 new_id,
                 Session {
                     next_epoch: 1,
+                    unresolved: wanted.iter().any(|w| w.key.topic.is_none()),
                     partitions,
                     wanted: same.then(|| Arc::clone(&wanted)),
                     found: None,
@@ -436,11 +500,8 @@ pub fn plan(node: &Node, request: &FetchRequest, version: i16) -> Result<FetchPl
     session.next_epoch = if epoch == i32::MAX { 1 } else { epoch + 1 };
     session.last_used = now;
     for w in wanted {
-        let name = w.key.topic.as_deref().unwrap_or("");
-        match session
-            .partitions
-            .get_full_mut(&SessionKeyRef(name, w.key.partition))
-        {
+        session.unresolved |= w.key.topic.is_none();
+        match session.partitions.get_full_mut(&SessionKeyRef::of(&w.key)) {
             Some((i, _, c)) => {
                 // The list is in the session's order: change its entry in place (copying the
                 // list only if a request still reads it).
@@ -464,20 +525,19 @@ pub fn plan(node: &Node, request: &FetchRequest, version: i16) -> Result<FetchPl
         }
     }
     for f in &request.forgotten_topics_data {
-        let name = if version >= 13 {
-            node.topics.name_of_id(f.topic_id).unwrap_or_default()
-        } else {
-            f.topic.0.as_str().to_string()
-        };
-        for p in &f.partitions {
-            if session
-                .partitions
-                .shift_remove(&SessionKeyRef(&name, *p))
-                .is_some()
-            {
+        for &p in &f.partitions {
+            let key = if version >= 13 {
+                SessionKeyRef::Id(f.topic_id, p)
+            } else {
+                SessionKeyRef::Name(f.topic.0.as_str(), p)
+            };
+            if session.partitions.shift_remove(&key).is_some() {
                 session.changed();
             }
         }
+    }
+    if session.unresolved {
+        session.resolve_names(node);
     }
     let wanted = session.wanted();
     let found = session.found(node, &wanted);

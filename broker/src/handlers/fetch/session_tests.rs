@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::handlers::fetch::node_with;
-use crate::handlers::fetch::{PartitionRead, ReadRecords};
+use crate::handlers::fetch::{FetchContext, PartitionRead, ReadRecords};
 use crate::handlers::util::topic_name;
 use bytes::Bytes;
 
@@ -148,10 +148,89 @@ async fn rounds_add_alter_and_forget_partitions_keeping_the_order_they_were_adde
         plan(&node, &request(&node, 12, (id + 1000, 1), &[], &[]), 12).unwrap_err(),
         ErrorKind::FetchSessionIdNotFound
     );
-    // Deleting a topic drops it from the session.
-    node.fetch_sessions.forget_topic("b");
+    // A deleted topic stays in the session (its partitions are answered with an error, as
+    // Kafka's) until the client forgets it.
+    node.delete_topic("b").unwrap();
     let round = plan(&node, &request(&node, 12, (id, 3), &[], &[]), 12).unwrap();
+    assert_eq!(names(&round).len(), 3);
+    let round = plan(&node, &request(&node, 12, (id, 4), &[], &[("b", 1)]), 12).unwrap();
     assert_eq!(names(&round), vec![("a".into(), 1, 7), ("a".into(), 2, 0)]);
+}
+
+/// A Fetch v13+ naming partitions by topic id, in session `session`, forgetting `forgotten`.
+fn by_id(
+    session: (i32, i32),
+    parts: &[(Uuid, i32, i64)],
+    forgotten: &[(Uuid, i32)],
+) -> FetchRequest {
+    FetchRequest::default()
+        .with_session_id(session.0)
+        .with_session_epoch(session.1)
+        .with_topics(
+            parts
+                .iter()
+                .map(|(id, p, offset)| {
+                    FetchTopic::default()
+                        .with_topic_id(*id)
+                        .with_partitions(vec![FetchPartition::default()
+                            .with_partition(*p)
+                            .with_fetch_offset(*offset)
+                            .with_partition_max_bytes(1 << 20)])
+                })
+                .collect(),
+        )
+        .with_forgotten_topics_data(
+            forgotten
+                .iter()
+                .map(|(id, p)| {
+                    ForgottenTopic::default()
+                        .with_topic_id(*id)
+                        .with_partitions(vec![*p])
+                })
+                .collect(),
+        )
+}
+
+/// As Kafka's sessions keyed by `TopicIdPartition` (v13+): two ids no topic has are two
+/// entries, and one gets its name once a topic has that id; a deleted topic's partitions stay,
+/// answered UNKNOWN_TOPIC_ID, until forgotten by their id, which no topic has any more.
+#[tokio::test]
+async fn v13_sessions_key_partitions_by_topic_id() {
+    let (_dir, node) = node_with(&[("a", 1), ("b", 1)]);
+    let a = node.topics.get("a").unwrap().id;
+    let (x, y) = (Uuid::from_u128(0x78), Uuid::from_u128(0x79));
+    let parts = [(a, 0, 0), (x, 0, 1), (y, 0, 2)];
+    let full = plan(&node, &by_id((0, 0), &parts, &[]), 13).unwrap();
+    let id = full.response_session_id;
+    let round = plan(&node, &by_id((id, 1), &[], &[]), 13).unwrap();
+    assert_eq!(
+        names(&round),
+        vec![("a".into(), 0, 0), ("?".into(), 0, 1), ("?".into(), 0, 2)]
+    );
+    // The broker learns of x late (here: b takes x as its id).
+    node.topics
+        .update(|m| {
+            m.get_mut("b").unwrap().id = x;
+            true
+        })
+        .unwrap();
+    let round = plan(&node, &by_id((id, 2), &[], &[]), 13).unwrap();
+    assert_eq!(
+        names(&round),
+        vec![("a".into(), 0, 0), ("b".into(), 0, 1), ("?".into(), 0, 2)]
+    );
+    node.delete_topic("a").unwrap();
+    let request = by_id((id, 3), &[], &[]);
+    let ctx = FetchContext::new(&node, &request, 13).unwrap();
+    assert_eq!(names(&ctx.plan).len(), 3);
+    // (b's partition was opened under b's first id, so only a's and y's answers are read.)
+    let errors: Vec<_> = ctx.collect(false).entries.iter().map(|e| e.error).collect();
+    assert_eq!(
+        (errors[0], errors[2]),
+        (ErrorKind::UnknownTopicId, ErrorKind::UnknownTopicId)
+    );
+    let round = plan(&node, &by_id((id, 4), &[], &[(a, 0), (y, 0)]), 13).unwrap();
+    assert_eq!(names(&round), vec![("b".into(), 0, 1)]);
 }
 
 #[tokio::test]
@@ -252,12 +331,20 @@ async fn an_answer_in_a_changed_order_is_matched_to_the_session_by_key() {
 fn a_borrowed_session_key_hashes_and_compares_as_the_owned_one() {
     let state = RandomState::new();
     for (name, partition) in [("", 0), ("orders", 7), ("é-topic", i32::MAX), ("x", -1)] {
-        let owned = SessionKey(Arc::from(name), partition);
-        let borrowed = SessionKeyRef(name, partition);
+        let owned = SessionKey::Name(Arc::from(name), partition);
+        let borrowed = SessionKeyRef::Name(name, partition);
         assert_eq!(state.hash_one(&owned), state.hash_one(&borrowed));
         assert!(borrowed.equivalent(&owned));
-        assert!(!SessionKeyRef(name, partition.wrapping_add(1)).equivalent(&owned));
-        assert!(!SessionKeyRef("other", partition).equivalent(&owned));
+        assert!(!SessionKeyRef::Name(name, partition.wrapping_add(1)).equivalent(&owned));
+        assert!(!SessionKeyRef::Name("other", partition).equivalent(&owned));
+        let id = Uuid::from_u128(u128::from(name.len() as u32) + 1);
+        let owned_id = SessionKey::Id(id, partition);
+        let borrowed_id = SessionKeyRef::Id(id, partition);
+        assert_eq!(state.hash_one(&owned_id), state.hash_one(&borrowed_id));
+        assert!(borrowed_id.equivalent(&owned_id));
+        assert!(!borrowed_id.equivalent(&owned));
+        assert!(!borrowed.equivalent(&owned_id));
+        assert!(!SessionKeyRef::Id(Uuid::nil(), partition).equivalent(&owned_id));
     }
 }
 
