@@ -707,6 +707,80 @@ fn every_group_api_version_answers() {
     }
 }
 
+/// As Kafka 4.x "for backwards compatibility": OffsetCommit, OffsetFetch, DescribeGroups
+/// and DeleteGroups take the empty group id (a consumer without a group id committing its
+/// offsets), while JoinGroup and OffsetDelete refuse it INVALID_GROUP_ID.
+#[test]
+fn the_empty_group_id_commits_fetches_describes_and_deletes() {
+    let broker = start_broker();
+    let mut c = raw(&broker);
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s("")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(TopicName(s("__consumer_offsets")))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(42)])]);
+    let r = c.call(&commit, 8).unwrap();
+    assert_eq!(r.topics[0].partitions[0].error_code, 0, "OffsetCommit");
+    let fetch = |c: &mut RawConnection| {
+        let req = OffsetFetchRequest::default()
+            .with_group_id(GroupId(s("")))
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(TopicName(s("__consumer_offsets")))
+                .with_partition_indexes(vec![0])]));
+        let r = c.call(&req, 7).unwrap();
+        (r.error_code, r.topics[0].partitions[0].committed_offset)
+    };
+    assert_eq!(fetch(&mut c), (0, 42), "OffsetFetch");
+    let described = c
+        .call(
+            &DescribeGroupsRequest::default().with_groups(vec![GroupId(s(""))]),
+            5,
+        )
+        .unwrap();
+    assert_eq!(
+        (
+            described.groups[0].error_code,
+            described.groups[0].group_state.as_str()
+        ),
+        (0, "Empty"),
+        "DescribeGroups"
+    );
+    assert_eq!(
+        c.call(&join_request("", "", "t", 10_000), 5)
+            .unwrap()
+            .error_code,
+        24,
+        "JoinGroup: INVALID_GROUP_ID"
+    );
+    let offset_delete = c
+        .call(
+            &OffsetDeleteRequest::default()
+                .with_group_id(GroupId(s("")))
+                .with_topics(vec![]),
+            0,
+        )
+        .unwrap();
+    assert_eq!(
+        offset_delete.error_code, 24,
+        "OffsetDelete: INVALID_GROUP_ID"
+    );
+    let deleted = c
+        .call(
+            &DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(""))]),
+            2,
+        )
+        .unwrap();
+    assert_eq!(deleted.results[0].error_code, 0, "DeleteGroups");
+    assert_eq!(
+        fetch(&mut c),
+        (0, -1),
+        "the deleted group's offsets are gone"
+    );
+}
+
 #[test]
 fn bad_input_gets_kafkas_errors() {
     let broker = start_broker();

@@ -97,9 +97,6 @@ impl GroupCoordinator {
     /// DeleteGroups of one group: only empty groups; their offsets and metadata get
     /// tombstones.
     pub fn delete_group(&mut self, group_id: &str) -> ErrorKind {
-        if group_id.is_empty() {
-            return ErrorKind::InvalidGroupId;
-        }
         let Some(g) = self.groups.get(group_id) else {
             return ErrorKind::GroupIdNotFound;
         };

@@ -87,6 +87,13 @@ pub fn valid_group_id(group_id: &str) -> bool {
     !group_id.is_empty() && group_id.len() <= MAX_NAME_BYTES
 }
 
+/// Whether OffsetCommit, OffsetFetch, DescribeGroups and DeleteGroups may name this group id:
+/// as `valid_group_id`, but the empty id too (Kafka accepts it there "for backwards
+/// compatibility": a consumer without a group id committing offsets).
+pub fn valid_legacy_group_id(group_id: &str) -> bool {
+    group_id.len() <= MAX_NAME_BYTES
+}
+
 /// Committed offsets of one group by (topic, partition).
 pub type GroupOffsets = BTreeMap<(String, i32), OffsetValue>;
 

@@ -13,7 +13,7 @@ use super::api::{
     OffsetDeleteTopics,
 };
 use super::classic_group::ClassicGroup;
-use super::coordinator::{valid_group_id, GroupCoordinator};
+use super::coordinator::{valid_legacy_group_id, GroupCoordinator};
 use super::membership::validate_member;
 use super::rebalance;
 use super::records::{GroupRecord, OffsetValue};
@@ -45,7 +45,7 @@ fn validate_offset_commit(g: &ClassicGroup, req: &CommitRequest) -> Result<(), E
 impl GroupCoordinator {
     /// OffsetCommit: validates, then emits one record per accepted partition.
     pub fn commit_offsets(&mut self, now_ms: i64, req: CommitRequest) -> CommitResponse {
-        if !valid_group_id(&req.group_id) {
+        if !valid_legacy_group_id(&req.group_id) {
             return req.answer_all(ErrorKind::InvalidGroupId);
         }
         match self.groups.get(&req.group_id) {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use protocol_shim::ErrorKind;
 
 use super::api::{JoinResponse, ParkedReply, SyncResponse};
-use super::coordinator::{valid_group_id, GroupCoordinator};
+use super::coordinator::{valid_group_id, valid_legacy_group_id, GroupCoordinator};
 use super::partitioner::partition_for;
 use super::rebalance::{self, Ctx};
 use super::records::GroupRecord;
@@ -86,6 +86,18 @@ impl GroupCoordinator {
         if !valid_group_id(group_id) {
             return None;
         }
+        self.coordinator_error(group_id)
+    }
+
+    /// `group_error` for the APIs that accept the empty group id (`valid_legacy_group_id`).
+    pub fn legacy_group_error(&self, group_id: &str) -> Option<ErrorKind> {
+        if !valid_legacy_group_id(group_id) {
+            return None;
+        }
+        self.coordinator_error(group_id)
+    }
+
+    fn coordinator_error(&self, group_id: &str) -> Option<ErrorKind> {
         let partition = self.partition_of(group_id);
         if self.ownership.owned.contains(&partition) {
             None

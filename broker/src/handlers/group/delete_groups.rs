@@ -19,7 +19,7 @@ pub fn handle(node: &Arc<Node>, request: DeleteGroupsRequest, _version: i16) -> 
                 .into_iter()
                 .map(|id| {
                     let error = c
-                        .group_error(id.0.as_str())
+                        .legacy_group_error(id.0.as_str())
                         .unwrap_or_else(|| c.delete_group(id.0.as_str()));
                     (id, error)
                 })

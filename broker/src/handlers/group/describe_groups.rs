@@ -28,7 +28,7 @@ pub fn handle(
         request
             .groups
             .iter()
-            .map(|id| match c.group_error(id.0.as_str()) {
+            .map(|id| match c.legacy_group_error(id.0.as_str()) {
                 Some(kind) => crate::group::api::DescribedGroup::error(id.0.as_str(), kind),
                 None => c.describe_group(id.0.as_str(), version >= 6),
             })

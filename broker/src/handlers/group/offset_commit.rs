@@ -73,7 +73,7 @@ pub fn handle(node: &Arc<Node>, request: OffsetCommitRequest, version: i16) -> R
         return Reply::Now(Box::new(ResponseKind::OffsetCommit(encode(response))));
     }
     let called = node.groups.call(node, |c, now, _| {
-        Answer::Now(match c.group_error(&req.group_id) {
+        Answer::Now(match c.legacy_group_error(&req.group_id) {
             Some(kind) => req.answer_all(kind),
             None => c.commit_offsets(now, req),
         })

@@ -28,7 +28,7 @@ pub fn handle(node: &Arc<Node>, request: OffsetFetchRequest, version: i16) -> Of
                             .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
                             .collect()
                     });
-                    let fetched = match c.group_error(g.group_id.0.as_str()) {
+                    let fetched = match c.legacy_group_error(g.group_id.0.as_str()) {
                         // Kafka: the group's error and no topics.
                         Some(error) => FetchedGroup {
                             error,
@@ -52,12 +52,12 @@ pub fn handle(node: &Arc<Node>, request: OffsetFetchRequest, version: i16) -> Of
             .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    let fetched = node
-        .groups
-        .read(|c| match c.group_error(request.group_id.0.as_str()) {
+    let fetched = node.groups.read(
+        |c| match c.legacy_group_error(request.group_id.0.as_str()) {
             Some(error) => not_coordinated(topics, error, version),
             None => c.fetch_offsets(request.group_id.0.as_str(), topics),
-        });
+        },
+    );
     let error_code = if version >= 2 {
         fetched.error.code()
     } else {
