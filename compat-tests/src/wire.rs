@@ -12,7 +12,8 @@ use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -401,18 +402,61 @@ pub fn api_versions(
 
 /// Creates a topic with CreateTopics v4 and returns the topic's error code.
 pub fn create_topic(conn: &mut RawConnection, topic: &str, partitions: i32) -> io::Result<i16> {
-    let request = CreateTopicsRequest::default()
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(topic_name(topic))
-            .with_num_partitions(partitions)
-            .with_replication_factor(1)])
-        .with_timeout_ms(10_000);
+    let request = create_topics_request(topic, partitions, &[]);
     let response = conn.call(&request, CREATE_TOPICS_VERSION)?;
     response
         .topics
         .first()
         .map(|t| t.error_code)
         .ok_or_else(|| codec_error("CreateTopics response without topics"))
+}
+
+/// A CreateTopics request of one topic of `partitions` at replication factor 1 with these
+/// configs (a `None` value goes as null).
+pub fn create_topics_request(
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, Option<&str>)],
+) -> CreateTopicsRequest {
+    CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(topic_name(topic))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(k.to_string()))
+                            .with_value(v.map(|v| StrBytes::from_string(v.to_string())))
+                    })
+                    .collect(),
+            )])
+        .with_timeout_ms(10_000)
+}
+
+/// Creates `topic` with these configs by CreateTopics v7 (which answers the topic id) and
+/// returns the topic's result, or an error if the broker refused it.
+pub fn create_topic_with(
+    conn: &mut RawConnection,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> io::Result<CreatableTopicResult> {
+    let configs: Vec<(&str, Option<&str>)> = configs.iter().map(|(k, v)| (*k, Some(*v))).collect();
+    let response = conn.call(&create_topics_request(topic, partitions, &configs), 7)?;
+    let result = response
+        .topics
+        .into_iter()
+        .next()
+        .ok_or_else(|| codec_error("CreateTopics response without topics"))?;
+    if result.error_code != 0 {
+        return Err(codec_error(format!(
+            "CreateTopics refused {topic}: {result:?}"
+        )));
+    }
+    Ok(result)
 }
 
 /// A `TopicName` from a `&str`.

@@ -9,14 +9,12 @@ use std::time::Duration;
 
 use compat_tests::process::SluiceProcess;
 use compat_tests::unique_topic;
-use compat_tests::wire::{topic_name, RawConnection};
+use compat_tests::wire::{self, topic_name, RawConnection};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreateTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    MetadataRequest,
+    CreatePartitionsRequest, DescribeClusterRequest, DescribeConfigsRequest, MetadataRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -33,9 +31,7 @@ const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 
 fn connect(broker: &SluiceProcess) -> RawConnection {
-    let mut c = RawConnection::connect(broker.bootstrap()).unwrap();
-    c.set_read_timeout(Duration::from_secs(20)).unwrap();
-    c
+    RawConnection::connect_with_timeout(broker.bootstrap(), Duration::from_secs(20)).unwrap()
 }
 
 /// CreateTopics v7 of one topic with `partitions` and these configs; its error code and message.
@@ -45,22 +41,7 @@ fn create(
     partitions: i32,
     configs: &[(&str, Option<&str>)],
 ) -> (i16, Option<String>) {
-    let request = CreateTopicsRequest::default()
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(topic_name(topic))
-            .with_num_partitions(partitions)
-            .with_replication_factor(1)
-            .with_configs(
-                configs
-                    .iter()
-                    .map(|(k, v)| {
-                        CreatableTopicConfig::default()
-                            .with_name(StrBytes::from_string(k.to_string()))
-                            .with_value(v.map(|v| StrBytes::from_string(v.to_string())))
-                    })
-                    .collect(),
-            )])
-        .with_timeout_ms(10_000);
+    let request = wire::create_topics_request(topic, partitions, configs);
     let response = conn.call(&request, 7).unwrap();
     let t = &response.topics[0];
     (

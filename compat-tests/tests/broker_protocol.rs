@@ -10,43 +10,23 @@ use bytes::Bytes;
 use compat_tests::process::{SluiceOptions, SluiceProcess};
 use compat_tests::wire::{self, topic_name, RawConnection};
 use compat_tests::{now_ms, unique_topic};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiVersionsRequest, BrokerId, CreateTopicsRequest, FetchRequest, FetchResponse,
-    InitProducerIdRequest, ListOffsetsRequest, ProduceRequest,
+    ApiVersionsRequest, BrokerId, FetchRequest, FetchResponse, InitProducerIdRequest,
+    ListOffsetsRequest, ProduceRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use storage::batch::builder::BatchBuilder;
 use storage::batch::BatchHeader;
 
 fn connect(broker: &SluiceProcess) -> RawConnection {
-    let mut c = RawConnection::connect(broker.bootstrap()).unwrap();
-    c.set_read_timeout(Duration::from_secs(20)).unwrap();
-    c
+    RawConnection::connect_with_timeout(broker.bootstrap(), Duration::from_secs(20)).unwrap()
 }
 
 fn create_topic(conn: &mut RawConnection, topic: &str, partitions: i32, configs: &[(&str, &str)]) {
-    let request = CreateTopicsRequest::default()
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(topic_name(topic))
-            .with_num_partitions(partitions)
-            .with_replication_factor(1)
-            .with_configs(
-                configs
-                    .iter()
-                    .map(|(k, v)| {
-                        CreatableTopicConfig::default()
-                            .with_name(StrBytes::from_string(k.to_string()))
-                            .with_value(Some(StrBytes::from_string(v.to_string())))
-                    })
-                    .collect(),
-            )])
-        .with_timeout_ms(10_000);
-    let response = conn.call(&request, 5).unwrap();
-    assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0]);
+    wire::create_topic_with(conn, topic, partitions, configs).unwrap();
 }
 
 fn idempotent_batch(pid: i64, epoch: i16, seq: i32, values: &[&str]) -> Bytes {

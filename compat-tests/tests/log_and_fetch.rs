@@ -12,22 +12,16 @@ use compat_tests::batch::parse_batch_headers;
 use compat_tests::process::{SluiceOptions, SluiceProcess};
 use compat_tests::wire::{self, topic_name, RawConnection};
 use compat_tests::{now_ms, unique_topic};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{
-    BrokerId, CreateTopicsRequest, FetchRequest, FetchResponse, ListOffsetsRequest,
-};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest};
 use uuid::Uuid;
 
 /// Kafka's UNKNOWN_TOPIC_ID.
 const UNKNOWN_TOPIC_ID: i16 = 100;
 
 fn connect(broker: &SluiceProcess) -> RawConnection {
-    let mut c = RawConnection::connect(broker.bootstrap()).unwrap();
-    c.set_read_timeout(Duration::from_secs(20)).unwrap();
-    c
+    RawConnection::connect_with_timeout(broker.bootstrap(), Duration::from_secs(20)).unwrap()
 }
 
 /// Creates a topic (CreateTopics v7) and returns its id.
@@ -37,25 +31,9 @@ fn create_topic(
     partitions: i32,
     configs: &[(&str, &str)],
 ) -> Uuid {
-    let request = CreateTopicsRequest::default()
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(topic_name(topic))
-            .with_num_partitions(partitions)
-            .with_replication_factor(1)
-            .with_configs(
-                configs
-                    .iter()
-                    .map(|(k, v)| {
-                        CreatableTopicConfig::default()
-                            .with_name(StrBytes::from_string(k.to_string()))
-                            .with_value(Some(StrBytes::from_string(v.to_string())))
-                    })
-                    .collect(),
-            )])
-        .with_timeout_ms(10_000);
-    let response = conn.call(&request, 7).unwrap();
-    assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0]);
-    response.topics[0].topic_id
+    wire::create_topic_with(conn, topic, partitions, configs)
+        .unwrap()
+        .topic_id
 }
 
 fn produce_ok(conn: &mut RawConnection, topic: &str, partition: i32, value: &[u8]) -> i64 {

@@ -11,7 +11,6 @@ use std::time::Duration;
 use compat_tests::process::{SluiceOptions, SluiceProcess};
 use compat_tests::wire::{self, topic_name, RawConnection};
 use compat_tests::{now_ms, unique_topic};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_configs_response::{
@@ -19,9 +18,7 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
-use kafka_protocol::messages::{
-    CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, MetadataRequest,
-};
+use kafka_protocol::messages::{DeleteTopicsRequest, DescribeConfigsRequest, MetadataRequest};
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
@@ -41,32 +38,12 @@ const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 
 fn connect(broker: &SluiceProcess) -> RawConnection {
-    let mut c = RawConnection::connect(broker.bootstrap()).unwrap();
-    c.set_read_timeout(Duration::from_secs(20)).unwrap();
-    c
+    RawConnection::connect_with_timeout(broker.bootstrap(), Duration::from_secs(20)).unwrap()
 }
 
 /// Creates a topic with CreateTopics v7 (which returns the topic id) and returns the id.
 fn create_topic(conn: &mut RawConnection, topic: &str, configs: &[(&str, &str)]) -> Uuid {
-    let request = CreateTopicsRequest::default()
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(topic_name(topic))
-            .with_num_partitions(1)
-            .with_replication_factor(1)
-            .with_configs(
-                configs
-                    .iter()
-                    .map(|(k, v)| {
-                        CreatableTopicConfig::default()
-                            .with_name(StrBytes::from_string(k.to_string()))
-                            .with_value(Some(StrBytes::from_string(v.to_string())))
-                    })
-                    .collect(),
-            )])
-        .with_timeout_ms(10_000);
-    let response = conn.call(&request, 7).unwrap();
-    let t = &response.topics[0];
-    assert_eq!(t.error_code, 0, "{t:?}");
+    let t = wire::create_topic_with(conn, topic, 1, configs).unwrap();
     assert!(!t.topic_id.is_nil());
     t.topic_id
 }

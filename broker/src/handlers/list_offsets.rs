@@ -165,17 +165,37 @@ mod tests {
     use crate::config::{BrokerConfig, BrokerSettings};
     use crate::handlers::util::topic_name;
 
+    /// A node holding topic "t" of one partition (and the directory it lives in).
+    fn node_with_t() -> (tempfile::TempDir, Arc<Node>) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::for_tests(dir.path(), BrokerSettings::default());
+        let node = Node::start(config, Arc::new(SystemClock)).unwrap();
+        node.create_topic("t", 1, 1, Default::default(), false)
+            .unwrap();
+        (dir, node)
+    }
+
+    /// ListOffsets of t-0 at `timestamp`: (error code, offset, leader epoch).
+    fn ask(node: &Arc<Node>, timestamp: i64, version: i16) -> (i16, i64, i32) {
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(topic_name("t"))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(timestamp)])]);
+        let r = handle(node, request, version);
+        let p = &r.topics[0].partitions[0];
+        (p.error_code, p.offset, p.leader_epoch)
+    }
+
     /// Partition t-0 led here after an election whose high watermark is still below its log
     /// end: latest (and a timestamp past the high watermark) is OFFSET_NOT_AVAILABLE from v5,
     /// LEADER_NOT_AVAILABLE at v2-4, the high watermark at v1 (no isolation level: Kafka's
     /// replica lookup); earliest is answered.
     #[tokio::test]
     async fn a_leader_below_its_epoch_start_answers_offset_not_available() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = BrokerConfig::for_tests(dir.path(), BrokerSettings::default());
-        let node = Node::start(config, Arc::new(SystemClock)).unwrap();
-        node.create_topic("t", 1, 1, Default::default(), false)
-            .unwrap();
+        let (_dir, node) = node_with_t();
         let p = node.partitions.get("t", 0).unwrap();
         p.become_follower(2, 1);
         let batch = storage::BatchBuilder::new()
@@ -185,16 +205,8 @@ mod tests {
         p.append_as_follower(&batch).unwrap();
         assert!(p.become_leader(3, 1, vec![1, 2], vec![1, 2], 1, 0));
         let ask = |timestamp: i64, version: i16| {
-            let request = ListOffsetsRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_topics(vec![ListOffsetsTopic::default()
-                    .with_name(topic_name("t"))
-                    .with_partitions(vec![ListOffsetsPartition::default()
-                        .with_partition_index(0)
-                        .with_timestamp(timestamp)])]);
-            let r = handle(&node, request, version);
-            let p = &r.topics[0].partitions[0];
-            (p.error_code, p.offset)
+            let (code, offset, _) = ask(&node, timestamp, version);
+            (code, offset)
         };
         assert_eq!(ask(LATEST, 5), (78, -1));
         assert_eq!(ask(0, 7), (78, -1));
@@ -207,11 +219,7 @@ mod tests {
     /// epoch that wrote the offset found (`epochForOffset`), and none found is -1.
     #[tokio::test]
     async fn each_lookup_answers_the_epoch_that_wrote_its_offset() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = BrokerConfig::for_tests(dir.path(), BrokerSettings::default());
-        let node = Node::start(config, Arc::new(SystemClock)).unwrap();
-        node.create_topic("t", 1, 1, Default::default(), false)
-            .unwrap();
+        let (_dir, node) = node_with_t();
         let p = node.partitions.get("t", 0).unwrap();
         let append = |timestamp: i64| {
             let batch = storage::BatchBuilder::new()
@@ -231,18 +239,7 @@ mod tests {
         .await
         .unwrap()
         .unwrap();
-        let ask = |timestamp: i64| {
-            let request = ListOffsetsRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_topics(vec![ListOffsetsTopic::default()
-                    .with_name(topic_name("t"))
-                    .with_partitions(vec![ListOffsetsPartition::default()
-                        .with_partition_index(0)
-                        .with_timestamp(timestamp)])]);
-            let r = handle(&node, request, 7);
-            let p = &r.topics[0].partitions[0];
-            (p.error_code, p.offset, p.leader_epoch)
-        };
+        let ask = |timestamp: i64| ask(&node, timestamp, 7);
         assert_eq!(ask(EARLIEST), (0, 0, 0));
         assert_eq!(ask(LATEST), (0, 2, 5));
         assert_eq!(ask(500), (0, 0, 0));
