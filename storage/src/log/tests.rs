@@ -221,10 +221,14 @@ fn a_compacted_log_refuses_records_without_a_key() {
             .record(None, Some(b"no key"), 1)
             .build()
             .unwrap();
-        assert!(matches!(
-            log.append(&keyless, 0, 0),
-            Err(StorageError::InvalidRecord(_))
-        ));
+        match log.append(&keyless, 0, 0) {
+            Err(StorageError::RecordsRefused {
+                reason: crate::error::RefusedBecause::NoKey,
+                records,
+                ..
+            }) => assert_eq!(records.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1]),
+            other => panic!("{codec:?}: {other:?}"),
+        }
         let keyed = BatchBuilder::new()
             .compression(codec)
             .record(Some(b"k"), Some(b"v"), 0)
