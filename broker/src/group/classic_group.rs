@@ -174,8 +174,11 @@ impl ClassicGroup {
         self.members.insert(member.member_id.clone(), member);
     }
 
-    /// Removes a member (Kafka's `remove`); a removed leader is replaced by another member.
+    /// Removes a member (Kafka's `remove`); a removed leader is replaced by another member. A
+    /// pending id is forgotten too, member or not.
     pub fn remove(&mut self, member_id: &str) -> Option<Member> {
+        self.pending_join.remove(member_id);
+        self.pending_sync.remove(member_id);
         let removed = self.members.remove(member_id)?;
         if let Some(instance) = &removed.group_instance_id {
             if self.static_member_id(instance) == Some(member_id) {
@@ -185,8 +188,6 @@ impl ClassicGroup {
         if self.is_leader(member_id) {
             self.leader_id = self.members.keys().next().cloned();
         }
-        self.pending_join.remove(member_id);
-        self.pending_sync.remove(member_id);
         Some(removed)
     }
 

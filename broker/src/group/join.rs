@@ -60,7 +60,11 @@ impl GroupCoordinator {
                 if !accept_joining_member(g, &req.member_id, cx.config.max_group_size) {
                     // Kafka's `group.remove(memberId)`: a member refused here leaves, and a
                     // rebalance no longer waits for it. The answer names no member.
-                    rebalance::remove_member_and_update(g, &req.member_id, &mut cx);
+                    if g.pending_join.contains(&req.member_id) {
+                        rebalance::remove_pending_member(g, &req.member_id, &mut cx);
+                    } else {
+                        rebalance::remove_member_and_update(g, &req.member_id, &mut cx);
+                    }
                     fail(ErrorKind::GroupMaxSizeReached, "")
                 } else {
                     match new_member_id {

@@ -521,6 +521,33 @@ fn a_member_refused_for_group_max_size_leaves_and_the_rebalance_goes_on() {
     assert_eq!(h.heartbeat(&m2, 2), ErrorKind::UnknownMemberId);
 }
 
+/// The same for an id still pending (MEMBER_ID_REQUIRED): refused at its second join, it is
+/// forgotten, so the join phase does not wait for it.
+#[test]
+fn a_pending_member_refused_for_group_max_size_is_forgotten() {
+    let mut h = Harness::with(CoordinatorConfig {
+        max_group_size: 2,
+        ..config()
+    });
+    let m1 = stable_single(&mut h);
+    let (_, a) = h.join(join_req("", "c2", None, &["range"]));
+    let Answer::Now(r2) = a else { panic!() };
+    let (_, a) = h.join(join_req("", "c3", None, &["range"]));
+    let Answer::Now(r3) = a else { panic!() };
+    assert_eq!(r3.error, ErrorKind::MemberIdRequired);
+    let (t2, _) = h.join(join_req(&r2.member_id, "c2", None, &["range"]));
+    let (t1, _) = h.join(join_req(&m1, "c1", None, &["range"]));
+    let (_, a) = h.join(join_req(&r3.member_id, "c3", None, &["range"]));
+    assert!(matches!(a, Answer::Now(r) if r.error == ErrorKind::GroupMaxSizeReached));
+    h.advance(0);
+    let r = h.join_reply(t1);
+    assert_eq!(
+        (r.error, r.generation_id, r.members.len()),
+        (ErrorKind::None, 2, 2)
+    );
+    h.join_reply(t2);
+}
+
 #[test]
 fn static_member_restart_keeps_assignment_without_rebalance() {
     let mut h = Harness::new();

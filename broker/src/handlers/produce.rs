@@ -58,8 +58,10 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
                 .with_base_offset(-1)
                 .with_log_append_time_ms(-1)
                 .with_log_start_offset(-1);
-            // Records a batch was refused for one by one (index in the batch, why).
+            // Records a batch was refused for one by one (index in the batch, why), and the
+            // partition's log start offset, which Kafka sends with them.
             let mut record_errors: Vec<(i32, String)> = Vec::new();
+            let mut refused_log_start = -1;
             let result = (|| -> Result<(Arc<Partition>, AppendOutcome), (ErrorKind, String)> {
                 if !acks_valid {
                     return Err((
@@ -129,6 +131,7 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
                     }) = &e
                     {
                         record_errors.clone_from(records);
+                        refused_log_start = partition.log_start_offset().unwrap_or(-1);
                     }
                     (partition_error_kind(&e), e.to_string())
                 })?;
@@ -169,7 +172,9 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
                 }
                 Err((kind, message)) => {
                     tracing::debug!(partition = pd.index, error = ?kind, %message, "produce refused");
-                    resp = resp.with_error_code(kind.code());
+                    resp = resp
+                        .with_error_code(kind.code())
+                        .with_log_start_offset(refused_log_start);
                     if kind == ErrorKind::NotLeaderOrFollower && version >= 10 {
                         // KIP-951: tell the client where the leader went.
                         let name = meta.as_ref().map_or("", |m| m.name.as_str());

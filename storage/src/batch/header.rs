@@ -250,6 +250,19 @@ pub fn stamp_log_append_time(
     write_field(header, CRC_AT, &crc.to_be_bytes())
 }
 
+/// Clears a producer's LogAppendTime mark from a batch a CreateTime log takes (Kafka's
+/// `setMaxTimestamp(CREATE_TIME, ..)`), keeping its max timestamp; only `header` changes and
+/// the CRC is computed over it and `rest` as in `stamp_log_append_time`.
+pub fn stamp_create_time(header: &mut [u8; HEADER_BYTES], rest: &[u8]) -> Result<(), StorageError> {
+    let attributes = BatchHeader::parse(header)?.attributes() & !TIMESTAMP_TYPE_BIT;
+    write_field(header, ATTRIBUTES_AT, &attributes.to_be_bytes())?;
+    let covered = header
+        .get(ATTRIBUTES_AT..)
+        .ok_or_else(|| StorageError::corrupt("batch shorter than its header"))?;
+    let crc = crc32c::crc32c_append(crc32c::crc32c(covered), rest);
+    write_field(header, CRC_AT, &crc.to_be_bytes())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -1,104 +1,172 @@
 //! Kafka's per-record rules on the produce path (`LogValidator`): record timestamps within
-//! `message.timestamp.before/after.max.ms` for CreateTime topics, and keys in compacted
-//! topics. A breach refuses the whole batch and names each record that broke a rule
-//! (`StorageError::RecordsRefused`, answered as the Produce response's record_errors).
+//! `message.timestamp.before/after.max.ms` for CreateTime topics, no producer batch marked
+//! LogAppendTime (where Kafka refuses one), and keys in compacted topics. A breach refuses the
+//! whole batch and names each record that broke a rule (`StorageError::RecordsRefused`,
+//! answered as the Produce response's record_errors); as in Kafka's `processRecordErrors`, any
+//! timestamp error makes the batch's error INVALID_TIMESTAMP, else INVALID_RECORD.
 //!
-//! The hot path reads no record: Kafka 4's default timestamp rule (after.max.ms one hour,
-//! before.max.ms off) is answered from the header's max timestamp, and the records are read
-//! (decompressed if need be) only when that fails, to name them, or when before.max.ms is set.
+//! The hot path decompresses nothing. An uncompressed batch's timestamps are read from its
+//! records (one varint walk); a compressed batch is answered from its header's max timestamp
+//! under Kafka 4's default rule (after.max.ms one hour, before.max.ms off) and decompressed
+//! only when that fails, to name the records, or when before.max.ms is set. So a compressed
+//! batch whose header understates its records' max timestamp is not caught (Kafka decompresses
+//! every batch).
 
 use std::borrow::Cow;
 
 use crate::batch::compression::{decompress, Compression};
 use crate::batch::header::BatchHeader;
-use crate::batch::records::RecordIter;
+use crate::batch::records::{record_body, RecordIter};
+use crate::batch::varint::read_varlong;
 use crate::config::TimestampType;
 use crate::error::{RefusedBecause, StorageError};
 
 /// Kafka's `RecordBatch.NO_TIMESTAMP`: a record without one passes any range.
 const NO_TIMESTAMP: i64 = -1;
 
-/// The bounds of `message.timestamp.before/after.max.ms` (negative values count as 0).
+/// What the records of a produced batch must satisfy on this log.
 #[derive(Clone, Copy, Debug)]
-pub struct TimestampBounds {
+pub struct RecordRules {
+    /// The topic's `message.timestamp.type`.
+    pub timestamp_type: TimestampType,
+    /// `message.timestamp.before.max.ms` (negative counts as 0; i64::MAX: off).
     pub before_max_ms: i64,
+    /// `message.timestamp.after.max.ms` (negative counts as 0).
     pub after_max_ms: i64,
+    /// A compacted topic: every record needs a key.
+    pub require_keys: bool,
 }
 
-/// Kafka's `validateTimestamp` for a CreateTime topic at `now_ms`.
-pub fn check_timestamps(
+/// Checks the records of `header`'s batch at `now_ms`; `partition` names the log in messages.
+pub fn check_records(
     header: &BatchHeader<'_>,
+    rules: RecordRules,
     now_ms: i64,
-    bounds: TimestampBounds,
+    partition: &str,
     max_decompressed_bytes: usize,
 ) -> Result<(), StorageError> {
-    let earliest = now_ms.saturating_sub(bounds.before_max_ms.max(0));
-    let latest = now_ms.saturating_add(bounds.after_max_ms.max(0));
-    if header.max_timestamp() <= latest && bounds.before_max_ms == i64::MAX {
+    if header.is_control() {
         return Ok(());
     }
+    let create_time = rules.timestamp_type == TimestampType::CreateTime;
+    let marked_append_time = header.timestamp_type() == TimestampType::LogAppendTime;
+    let earliest = now_ms.saturating_sub(rules.before_max_ms.max(0));
+    let latest = now_ms.saturating_add(rules.after_max_ms.max(0));
+    if !rules.require_keys && !marked_append_time {
+        if !create_time {
+            return Ok(());
+        }
+        if timestamps_in_range(header, earliest, latest, rules.before_max_ms == i64::MAX)? {
+            return Ok(());
+        }
+    }
+    // Some rule may be broken: read every record, as Kafka's `validateRecord`.
     let records = records_section(header, max_decompressed_bytes)?;
-    // A batch marked LogAppendTime gives every record its max timestamp (Kafka's
-    // `DefaultRecord.timestamp`).
-    let append_time = header.timestamp_type() == TimestampType::LogAppendTime;
     let mut refused = Vec::new();
+    let mut timestamp_refused = false;
     for (index, record) in (0i32..).zip(RecordIter::new(&records, header.records_count())) {
         let record = record?;
-        let timestamp = if append_time {
+        if rules.require_keys && record.key.is_none() {
+            refused.push((
+                index,
+                format!(
+                    "Compacted topic cannot accept message without key in topic partition \
+                     {partition}."
+                ),
+            ));
+            continue;
+        }
+        // Kafka's `DefaultRecord.timestamp`: a batch marked LogAppendTime gives every record
+        // its max timestamp.
+        let timestamp = if marked_append_time {
             header.max_timestamp()
         } else {
             header
                 .base_timestamp()
                 .saturating_add(record.timestamp_delta)
         };
-        if timestamp != NO_TIMESTAMP && (timestamp < earliest || timestamp > latest) {
-            refused.push((
-                index,
+        let why = if create_time && timestamp != NO_TIMESTAMP {
+            (timestamp < earliest || timestamp > latest).then(|| {
                 format!(
                     "Timestamp {timestamp} of message with offset {} is out of range. The \
                      timestamp should be within [{earliest}, {latest}]",
                     record.offset_delta
-                ),
-            ));
+                )
+            })
+        } else if marked_append_time {
+            Some(format!(
+                "Invalid timestamp type in message with offset {}. Producer should not set \
+                 timestamp type to LogAppendTime.",
+                record.offset_delta
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            timestamp_refused = true;
+            refused.push((index, why));
         }
     }
     if refused.is_empty() {
         return Ok(());
     }
+    let (reason, message) = if timestamp_refused {
+        (
+            RefusedBecause::Timestamp,
+            "One or more records have been rejected due to invalid timestamp".to_string(),
+        )
+    } else {
+        let first: Vec<String> = refused
+            .iter()
+            .take(3)
+            .map(|(i, why)| format!("RecordError(batchIndex={i}, message='{why}')"))
+            .collect();
+        (
+            RefusedBecause::NoKey,
+            format!(
+                "One or more records have been rejected due to {} record errors in total, and \
+                 only showing the first three errors at most: [{}]",
+                refused.len(),
+                first.join(", ")
+            ),
+        )
+    };
     Err(StorageError::RecordsRefused {
-        reason: RefusedBecause::Timestamp,
+        reason,
         records: refused,
-        message: "One or more records have been rejected due to invalid timestamp".into(),
+        message,
     })
 }
 
-/// A compacted log keeps the latest record per key, so (as Kafka's LogValidator) it refuses
-/// records without a key: compaction would silently drop them.
-pub fn require_keys(
+/// Whether every timestamp of a CreateTime batch not marked LogAppendTime is surely within
+/// [`earliest`, `latest`], reading no more than it must: an uncompressed batch's record
+/// timestamps (lengths and timestamp deltas only), a compressed one's header max timestamp
+/// when only the upper bound applies (`before_off`). False means: read the records.
+fn timestamps_in_range(
     header: &BatchHeader<'_>,
-    max_decompressed_bytes: usize,
-) -> Result<(), StorageError> {
-    if header.is_control() {
-        return Ok(());
+    earliest: i64,
+    latest: i64,
+    before_off: bool,
+) -> Result<bool, StorageError> {
+    let in_range = |t: i64| t == NO_TIMESTAMP || (earliest..=latest).contains(&t);
+    if header.compression()? != Compression::None {
+        return Ok(before_off && header.max_timestamp() <= latest);
     }
-    let records = records_section(header, max_decompressed_bytes)?;
-    let mut refused = Vec::new();
-    for (index, record) in (0i32..).zip(RecordIter::new(&records, header.records_count())) {
-        if record?.key.is_none() {
-            refused.push((
-                index,
-                "Compacted topic cannot accept message without key.".to_string(),
-            ));
+    let data = header
+        .records_bytes()
+        .ok_or_else(|| StorageError::corrupt("truncated records"))?;
+    let base = header.base_timestamp();
+    let mut pos = 0usize;
+    for _ in 0..header.records_count() {
+        let body = record_body(data, &mut pos)?;
+        // attributes (one byte), then the timestamp delta.
+        let mut at = 1usize;
+        let delta = read_varlong(body, &mut at)?;
+        if !in_range(base.saturating_add(delta)) {
+            return Ok(false);
         }
     }
-    if refused.is_empty() {
-        return Ok(());
-    }
-    Err(StorageError::RecordsRefused {
-        reason: RefusedBecause::NoKey,
-        records: refused,
-        message: "Compacted topic cannot accept message without key.".into(),
-    })
+    Ok(true)
 }
 
 /// The batch's records section, decompressed if need be (at most `max_bytes`).
@@ -120,12 +188,15 @@ fn records_section<'a>(
 mod tests {
     use super::*;
     use crate::batch::builder::BatchBuilder;
+    use crate::batch::header::{reset_crc, MAX_TIMESTAMP_AT};
 
     const NOW: i64 = 10_000_000;
     const HOUR: i64 = 3_600_000;
-    const KAFKA_DEFAULT: TimestampBounds = TimestampBounds {
+    const KAFKA_DEFAULT: RecordRules = RecordRules {
+        timestamp_type: TimestampType::CreateTime,
         before_max_ms: i64::MAX,
         after_max_ms: HOUR,
+        require_keys: false,
     };
 
     fn batch(codec: Compression, timestamps: &[i64]) -> Vec<u8> {
@@ -138,14 +209,14 @@ mod tests {
             .unwrap()
     }
 
-    fn refused(result: Result<(), StorageError>) -> Vec<i32> {
-        match result {
-            Ok(()) => Vec::new(),
+    /// The refused records' indexes and the batch's reason; empty when accepted.
+    fn refused(b: &[u8], rules: RecordRules) -> (Vec<i32>, Option<RefusedBecause>) {
+        let h = BatchHeader::parse(b).unwrap();
+        match check_records(&h, rules, NOW, "t-0", 1 << 20) {
+            Ok(()) => (Vec::new(), None),
             Err(StorageError::RecordsRefused {
-                reason: RefusedBecause::Timestamp,
-                records,
-                ..
-            }) => records.into_iter().map(|(i, _)| i).collect(),
+                reason, records, ..
+            }) => (records.into_iter().map(|(i, _)| i).collect(), Some(reason)),
             Err(e) => panic!("unexpected {e}"),
         }
     }
@@ -157,48 +228,95 @@ mod tests {
                 codec,
                 &[NOW, NOW + HOUR + 1, NOW - 100 * HOUR, NOW + 2 * HOUR],
             );
-            let h = BatchHeader::parse(&b).unwrap();
             assert_eq!(
-                refused(check_timestamps(&h, NOW, KAFKA_DEFAULT, 1 << 20)),
-                vec![1, 3],
+                refused(&b, KAFKA_DEFAULT),
+                (vec![1, 3], Some(RefusedBecause::Timestamp)),
                 "{codec:?}"
             );
             let ok = batch(codec, &[NOW - 100 * HOUR, NOW + HOUR, -1]);
-            let h = BatchHeader::parse(&ok).unwrap();
-            assert!(check_timestamps(&h, NOW, KAFKA_DEFAULT, 1 << 20).is_ok());
+            assert_eq!(refused(&ok, KAFKA_DEFAULT).0, Vec::<i32>::new());
         }
+    }
+
+    #[test]
+    fn an_uncompressed_batch_is_judged_by_its_records_not_its_header() {
+        let mut b = batch(Compression::None, &[NOW, NOW + 2 * HOUR]);
+        b[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&NOW.to_be_bytes());
+        reset_crc(&mut b).unwrap();
+        assert_eq!(refused(&b, KAFKA_DEFAULT).0, vec![1]);
     }
 
     #[test]
     fn before_max_ms_refuses_old_records_even_after_a_newer_first_one() {
-        let bounds = TimestampBounds {
+        let rules = RecordRules {
             before_max_ms: HOUR,
             after_max_ms: i64::MAX,
+            ..KAFKA_DEFAULT
         };
         for codec in [Compression::None, Compression::Zstd] {
-            // The first record (the base timestamp) is in range; a later one is older.
             let b = batch(codec, &[NOW, NOW - 2 * HOUR, NOW - HOUR, -1]);
-            let h = BatchHeader::parse(&b).unwrap();
-            assert_eq!(refused(check_timestamps(&h, NOW, bounds, 1 << 20)), vec![1]);
+            assert_eq!(refused(&b, rules).0, vec![1], "{codec:?}");
         }
     }
 
     #[test]
-    fn records_without_keys_are_named() {
+    fn log_append_time_topics_check_no_timestamp_but_refuse_batches_marked_so() {
+        let rules = RecordRules {
+            timestamp_type: TimestampType::LogAppendTime,
+            ..KAFKA_DEFAULT
+        };
+        assert_eq!(
+            refused(&batch(Compression::Lz4, &[NOW + 5 * HOUR]), rules).0,
+            Vec::<i32>::new()
+        );
+        let marked = |max: i64| {
+            BatchBuilder::new()
+                .timestamp_type(TimestampType::LogAppendTime)
+                .record(Some(b"k"), Some(b"v"), 0)
+                .record(Some(b"k"), Some(b"v"), 0)
+                .build()
+                .map(|mut b| {
+                    b[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max.to_be_bytes());
+                    reset_crc(&mut b).unwrap();
+                    b
+                })
+                .unwrap()
+        };
+        assert_eq!(
+            refused(&marked(NOW), rules),
+            (vec![0, 1], Some(RefusedBecause::Timestamp))
+        );
+        // A CreateTime topic takes its records' timestamps as the max timestamp: refused when
+        // that is none, judged by it otherwise.
+        assert_eq!(refused(&marked(-1), KAFKA_DEFAULT).0, vec![0, 1]);
+        assert_eq!(refused(&marked(NOW), KAFKA_DEFAULT).0, Vec::<i32>::new());
+        assert_eq!(
+            refused(&marked(NOW + 2 * HOUR), KAFKA_DEFAULT).0,
+            vec![0, 1]
+        );
+    }
+
+    #[test]
+    fn keyless_records_are_named_and_a_timestamp_error_decides_the_code() {
+        let keys = RecordRules {
+            require_keys: true,
+            ..KAFKA_DEFAULT
+        };
         let b = BatchBuilder::new()
             .compression(Compression::Lz4)
-            .record(Some(b"k"), Some(b"v"), 1)
-            .record(None, Some(b"v"), 1)
+            .record(Some(b"k"), Some(b"v"), NOW)
+            .record(None, Some(b"v"), NOW)
             .build()
             .unwrap();
-        let h = BatchHeader::parse(&b).unwrap();
-        match require_keys(&h, 1 << 20) {
-            Err(StorageError::RecordsRefused {
-                reason: RefusedBecause::NoKey,
-                records,
-                ..
-            }) => assert_eq!(records.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1]),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(refused(&b, keys), (vec![1], Some(RefusedBecause::NoKey)));
+        let both = BatchBuilder::new()
+            .record(None, Some(b"v"), NOW)
+            .record(Some(b"k"), Some(b"v"), NOW + 2 * HOUR)
+            .build()
+            .unwrap();
+        assert_eq!(
+            refused(&both, keys),
+            (vec![0, 1], Some(RefusedBecause::Timestamp))
+        );
     }
 }

@@ -23,7 +23,8 @@ pub use outcome::{
 pub use region_map::RegionMap;
 
 use crate::batch::header::{
-    set_base_offset, set_partition_leader_epoch, stamp_log_append_time, BatchHeader, HEADER_BYTES,
+    set_base_offset, set_partition_leader_epoch, stamp_create_time, stamp_log_append_time,
+    BatchHeader, HEADER_BYTES,
 };
 use crate::batch::record_rules;
 use crate::batch::validate::{check_stored_batch, validate_produce};
@@ -143,20 +144,21 @@ impl Log {
         now_ms: i64,
     ) -> Result<AppendOutcome, StorageError> {
         let header = validate_produce(records, self.config.max_message_bytes)?;
-        if self.config.compact {
-            record_rules::require_keys(&header, RECORD_CHECK_MAX_DECOMPRESSED_BYTES)?;
-        }
-        if self.config.timestamp_type == TimestampType::CreateTime {
-            record_rules::check_timestamps(
-                &header,
-                now_ms,
-                record_rules::TimestampBounds {
-                    before_max_ms: self.config.timestamp_before_max_ms,
-                    after_max_ms: self.config.timestamp_after_max_ms,
-                },
-                RECORD_CHECK_MAX_DECOMPRESSED_BYTES,
-            )?;
-        }
+        record_rules::check_records(
+            &header,
+            record_rules::RecordRules {
+                timestamp_type: self.config.timestamp_type,
+                before_max_ms: self.config.timestamp_before_max_ms,
+                after_max_ms: self.config.timestamp_after_max_ms,
+                require_keys: self.config.compact,
+            },
+            now_ms,
+            &self.dir.file_name().unwrap_or_default().to_string_lossy(),
+            RECORD_CHECK_MAX_DECOMPRESSED_BYTES,
+        )?;
+        // A batch the producer marked LogAppendTime that a CreateTime log takes is stored as
+        // CreateTime, as Kafka rewrites it.
+        let marked_append_time = header.timestamp_type() == TimestampType::LogAppendTime;
         let producer_id = header.producer_id();
         let producer_epoch = header.producer_epoch();
         let first_seq = header.base_sequence();
@@ -190,6 +192,8 @@ impl Log {
         set_partition_leader_epoch(&mut header, leader_epoch)?;
         if log_append_time {
             stamp_log_append_time(&mut header, rest, now_ms)?;
+        } else if marked_append_time {
+            stamp_create_time(&mut header, rest)?;
         }
         self.write_batch_of_epoch(leader_epoch, &header, rest, last_offset, now_ms)?;
         if producer_id >= 0 {

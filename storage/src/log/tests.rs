@@ -249,6 +249,28 @@ fn a_compacted_log_refuses_records_without_a_key() {
     log.append(&keyless, 0, 0).unwrap();
 }
 
+/// As Kafka: a CreateTime log takes a batch the producer marked LogAppendTime (judging its
+/// records by the max timestamp) and stores it as CreateTime, with a valid CRC.
+#[test]
+fn a_create_time_log_stores_a_batch_marked_log_append_time_as_create_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
+    let marked = BatchBuilder::new()
+        .timestamp_type(TimestampType::LogAppendTime)
+        .record(Some(b"k"), Some(b"v"), 5)
+        .build()
+        .unwrap();
+    assert_eq!(
+        BatchHeader::parse(&marked).unwrap().timestamp_type(),
+        TimestampType::LogAppendTime
+    );
+    log.append(&marked, 0, 1_000).unwrap();
+    let r = log.read(0, i64::MAX, usize::MAX, false).unwrap();
+    let h = BatchHeader::parse(&r.records).unwrap();
+    h.verify_crc().unwrap();
+    assert_eq!(h.timestamp_type(), TimestampType::CreateTime);
+}
+
 #[test]
 fn log_append_time_is_stamped_with_a_valid_crc() {
     let dir = tempfile::tempdir().unwrap();
