@@ -457,8 +457,7 @@ impl Node {
                 }
             }
         }
-        // Fetch sessions keep the topic's partitions and answer them with an error until their
-        // clients forget them, as Kafka's do.
+        self.fetch_sessions.forget_named_topic(name);
         tracing::info!(topic = name, "deleted topic");
         Ok(meta)
     }

@@ -88,12 +88,20 @@ fn apply(node: &Arc<Node>, rt: &ClusterRuntime, state: &ClusterState) {
         .map(|t| (t.name.clone(), t))
         .collect();
     if current != desired_topics {
+        let removed: Vec<String> = current
+            .keys()
+            .filter(|n| !desired_topics.contains_key(*n))
+            .cloned()
+            .collect();
         let to_store = desired_topics.clone();
         if let Err(e) = node.topics.update(|m| {
             *m = to_store;
             true
         }) {
             tracing::error!(error = %e, "cannot persist the topic list");
+        }
+        for name in removed {
+            node.fetch_sessions.forget_named_topic(&name);
         }
     }
 

@@ -369,10 +369,10 @@ impl Partition {
         changed
     }
 
-    /// Wakes every fetch long-polling on this replica after a role or epoch change, as Kafka
-    /// completes its delayed fetches when a partition changes leadership: each reads the
-    /// partition again (its epoch moved) and answers NOT_LEADER_OR_FOLLOWER or
-    /// FENCED_LEADER_EPOCH rather than waiting out `max_wait_ms`.
+    /// Wakes every fetch long-polling on this replica after a role or epoch change or when it
+    /// closes, as Kafka completes its delayed fetches when a partition changes leadership or
+    /// stops: each reads the partition again (its epoch moved, or it is closed) and answers
+    /// NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH rather than waiting out `max_wait_ms`.
     fn wake_long_polls(&self) {
         self.high_watermark.send_modify(|_| {});
         self.log_end.send_modify(|_| {});
@@ -760,6 +760,7 @@ impl Partition {
     pub fn close(&self) -> Result<(), PartitionError> {
         let log = self.log.lock().take();
         *self.role.lock() = Role::Offline;
+        self.wake_long_polls();
         if let Some(log) = log {
             log.close()?;
         }
@@ -771,6 +772,7 @@ impl Partition {
     pub fn delete(&self) -> Result<(), PartitionError> {
         let log = self.log.lock().take();
         *self.role.lock() = Role::Offline;
+        self.wake_long_polls();
         if let Some(log) = log {
             log.delete()?;
         }

@@ -64,11 +64,19 @@ impl ConnectionLimits {
         let overrides = settings
             .str("max.connections.per.ip.overrides")
             .unwrap_or_default();
+        let per_ip_overrides = parse_overrides(&overrides)?;
+        if per_ip == 0 && per_ip_overrides.is_empty() {
+            // As Kafka: zero is only for a broker that lets the overrides' hosts in.
+            return Err(
+                "max.connections.per.ip may be 0 only with max.connections.per.ip.overrides set"
+                    .to_string(),
+            );
+        }
         Ok(ConnectionLimits {
             max_connections,
             total: Arc::new(Semaphore::new(max_connections)),
             per_ip,
-            per_ip_overrides: parse_overrides(&overrides)?,
+            per_ip_overrides,
             by_ip: Mutex::new(HashMap::new()),
         })
     }
@@ -217,6 +225,12 @@ mod tests {
             );
             assert!(parse_overrides(bad).is_err(), "{bad}");
         }
+        let mut zero = BrokerSettings::default();
+        zero.set("max.connections.per.ip", "0").unwrap();
+        assert!(
+            ConnectionLimits::from_settings(&zero).is_err(),
+            "0 without overrides"
+        );
         let named = limits(&[("max.connections.per.ip.overrides", "localhost:5,[::1]:6")]);
         assert_eq!(named.per_ip_overrides.get(&ip("127.0.0.1")), Some(&5));
         assert_eq!(named.per_ip_overrides.get(&ip("::1")), Some(&6));

@@ -356,6 +356,7 @@ impl FetchContext {
         for wait in waits.iter_mut() {
             if self.watched(&wait.partition) == wait.seen
                 && wait.partition.leader_epoch() == wait.epoch
+                && !wait.partition.is_closed()
             {
                 continue;
             }
@@ -412,15 +413,11 @@ impl FetchContext {
         let partition = found
             .or_else(|| self.node.partitions.get(name, w.key.partition))
             .ok_or_else(|| self.node.not_hosted_error(name, w.key.partition));
+        // By id (v13+) an id no topic has is UNKNOWN_TOPIC_ID (above: it has no name); a name
+        // whose topic or partition is not here, a deleted topic a session still holds among
+        // them, is UNKNOWN_TOPIC_OR_PARTITION, as Kafka's `handleFetchRequest` answers.
         let partition = match partition {
             Ok(p) => p,
-            // By id (v13+): an id no topic has now is UNKNOWN_TOPIC_ID (a deleted topic, say);
-            // a known topic without that partition stays UNKNOWN_TOPIC_OR_PARTITION (Kafka).
-            Err(ErrorKind::UnknownTopicOrPartition)
-                if self.version >= 13 && self.node.topics.get_by_id(w.key.topic_id).is_none() =>
-            {
-                return ErrorKind::UnknownTopicId
-            }
             Err(kind) => return kind,
         };
         // Read before the role: a role change sets the role and then the epoch under one lock,
@@ -437,7 +434,9 @@ impl FetchContext {
             return ErrorKind::NotLeaderOrFollower;
         }
         if w.key.topic_id != Uuid::nil() && w.key.topic_id != partition.topic_id {
-            return ErrorKind::UnknownTopicId;
+            // A topic re-created under the name the request's id had (Kafka's
+            // `hasConsistentTopicId`).
+            return ErrorKind::InconsistentTopicId;
         }
         if w.current_leader_epoch >= 0 && w.current_leader_epoch != epoch {
             return if w.current_leader_epoch > epoch {

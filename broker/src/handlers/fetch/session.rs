@@ -10,9 +10,11 @@
 //! since the last response (after an error, any high watermark counts as new).
 //!
 //! A session keys its partitions as Kafka's `TopicIdPartition` does: by topic id when the
-//! request names topics by id (v13+), else by name. An id no topic has yet is kept and looked up
-//! again each round until a topic has it; a deleted topic's partitions stay and are answered
-//! with an error until the client forgets them.
+//! session was created by a v13+ request (and then only v13+ requests may use it,
+//! FETCH_SESSION_TOPIC_ID_ERROR otherwise), else by name. An id no topic has yet is kept and
+//! looked up again each round until a topic has it; a deleted topic's partitions stay in an
+//! id-keyed session, answered with an error, until the client forgets them, and leave a
+//! name-keyed one (`forget_named_topic`).
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -113,24 +115,26 @@ impl Equivalent<SessionKey> for SessionKeyRef<'_> {
 }
 
 impl<'a> SessionKeyRef<'a> {
-    fn of(key: &'a PartitionKey) -> Self {
-        if key.topic_id.is_nil() {
-            SessionKeyRef::Name(key.topic.as_deref().unwrap_or(""), key.partition)
-        } else {
+    /// The key of `key` in a session that uses topic ids (`by_id`, v13+) or names.
+    fn of(key: &'a PartitionKey, by_id: bool) -> Self {
+        if by_id {
             SessionKeyRef::Id(key.topic_id, key.partition)
+        } else {
+            SessionKeyRef::Name(key.topic.as_deref().unwrap_or(""), key.partition)
         }
     }
 }
 
 impl SessionKey {
-    fn of(key: &PartitionKey) -> Self {
-        if key.topic_id.is_nil() {
+    /// See `SessionKeyRef::of`.
+    fn of(key: &PartitionKey, by_id: bool) -> Self {
+        if by_id {
+            SessionKey::Id(key.topic_id, key.partition)
+        } else {
             SessionKey::Name(
                 key.topic.clone().unwrap_or_else(|| Arc::from("")),
                 key.partition,
             )
-        } else {
-            SessionKey::Id(key.topic_id, key.partition)
         }
     }
 }
@@ -155,6 +159,9 @@ impl Cached {
 #[derive(Debug)]
 struct Session {
     next_epoch: i32,
+    /// Created by a v13+ request: keyed by topic id, and only v13+ requests may go on with it
+    /// (Kafka's `usesTopicIds`).
+    uses_topic_ids: bool,
     /// Some partition may name a topic id no topic had when it was added: each round looks
     /// such ids up again (a broker can hear of a topic after its clients).
     unresolved: bool,
@@ -217,17 +224,23 @@ impl Session {
             });
     }
 
-    /// Gives the partitions named by an id no topic had a name, once a topic has that id.
+    /// Gives the partitions named by an id no topic had a name, once a topic has that id: each
+    /// distinct id is looked up once a round; the nil id never names a topic.
     fn resolve_names(&mut self, node: &Node) {
+        let mut names: HashMap<Uuid, Option<Arc<str>>> = HashMap::new();
         let mut resolved = false;
         let mut unresolved = false;
         for c in self.partitions.values_mut() {
-            if c.wanted.key.topic.is_some() {
+            let id = c.wanted.key.topic_id;
+            if c.wanted.key.topic.is_some() || id.is_nil() {
                 continue;
             }
-            match node.topics.name_of_id(c.wanted.key.topic_id) {
+            let name = names
+                .entry(id)
+                .or_insert_with(|| node.topics.name_of_id(id).map(Arc::from));
+            match name {
                 Some(name) => {
-                    c.wanted.key.topic = Some(Arc::from(name));
+                    c.wanted.key.topic = Some(Arc::clone(name));
                     resolved = true;
                 }
                 None => unresolved = true,
@@ -287,6 +300,24 @@ impl FetchSessionCache {
         }
     }
 
+    /// A deleted topic leaves the sessions that name topics by name (before v13): such a
+    /// session cannot tell a topic re-created under the same name from the deleted one (and
+    /// Sluice's followers fetch by name). Sessions keyed by topic id keep its partitions and
+    /// answer them with an error until the client forgets them, as Kafka's do.
+    pub fn forget_named_topic(&self, topic: &str) {
+        for s in self.sessions.lock().values_mut() {
+            if s.uses_topic_ids {
+                continue;
+            }
+            let before = s.partitions.len();
+            s.partitions
+                .retain(|k, _| !matches!(k, SessionKey::Name(name, _) if &**name == topic));
+            if s.partitions.len() != before {
+                s.changed();
+            }
+        }
+    }
+
     fn new_session_id(&self) -> i32 {
         loop {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -324,7 +355,7 @@ impl FetchSessionCache {
                 let Some(key) = plan.wanted.get(*i).map(|w| &w.key) else {
                     return true;
                 };
-                let lookup = SessionKeyRef::of(key);
+                let lookup = SessionKeyRef::of(key, session.uses_topic_ids);
                 let index = match session.partitions.get_index(*i) {
                     Some((k, _)) if lookup.equivalent(k) => Some(*i),
                     _ => session.partitions.get_index_of(&lookup),
@@ -467,7 +498,10 @@ pub fn plan(node: &Node, request: &FetchRequest, version: i16) -> Result<FetchPl
             let new_id = cache.new_session_id();
             let mut partitions = IndexMap::with_capacity(wanted.len());
             for w in wanted.iter() {
-                partitions.insert(SessionKey::of(&w.key), Cached::new(w.clone()));
+                partitions.insert(
+                    SessionKey::of(&w.key, version >= 13),
+                    Cached::new(w.clone()),
+                );
             }
             // A request naming a partition twice leaves one entry: build the list again.
             let same = partitions.len() == wanted.len();
@@ -475,7 +509,10 @@ pub fn plan(node: &Node, request: &FetchRequest, version: i16) -> Result<FetchPl
                 new_id,
                 Session {
                     next_epoch: 1,
-                    unresolved: wanted.iter().any(|w| w.key.topic.is_none()),
+                    uses_topic_ids: version >= 13,
+                    unresolved: wanted
+                        .iter()
+                        .any(|w| w.key.topic.is_none() && !w.key.topic_id.is_nil()),
                     partitions,
                     wanted: same.then(|| Arc::clone(&wanted)),
                     found: None,
@@ -497,12 +534,25 @@ pub fn plan(node: &Node, request: &FetchRequest, version: i16) -> Result<FetchPl
     if session.next_epoch != epoch {
         return Err(ErrorKind::InvalidFetchSessionEpoch);
     }
+    if session.uses_topic_ids != (version >= 13) {
+        // Kafka's `FetchManager.newContext`: a session's requests name topics one way.
+        return Err(ErrorKind::FetchSessionTopicIdError);
+    }
+    let by_id = session.uses_topic_ids;
     session.next_epoch = if epoch == i32::MAX { 1 } else { epoch + 1 };
     session.last_used = now;
-    for w in wanted {
-        session.unresolved |= w.key.topic.is_none();
-        match session.partitions.get_full_mut(&SessionKeyRef::of(&w.key)) {
+    for mut w in wanted {
+        match session
+            .partitions
+            .get_full_mut(&SessionKeyRef::of(&w.key, by_id))
+        {
             Some((i, _, c)) => {
+                // An id no topic has any more keeps the name it had (a deleted topic's
+                // partition then answers UNKNOWN_TOPIC_OR_PARTITION, as in Kafka).
+                if w.key.topic.is_none() {
+                    w.key.topic.clone_from(&c.wanted.key.topic);
+                }
+                session.unresolved |= w.key.topic.is_none() && !w.key.topic_id.is_nil();
                 // The list is in the session's order: change its entry in place (copying the
                 // list only if a request still reads it).
                 let in_place = session
@@ -517,10 +567,11 @@ pub fn plan(node: &Node, request: &FetchRequest, version: i16) -> Result<FetchPl
                 }
             }
             None => {
+                session.unresolved |= w.key.topic.is_none() && !w.key.topic_id.is_nil();
                 session.changed();
                 session
                     .partitions
-                    .insert(SessionKey::of(&w.key), Cached::new(w));
+                    .insert(SessionKey::of(&w.key, by_id), Cached::new(w));
             }
         }
     }

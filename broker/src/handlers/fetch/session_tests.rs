@@ -148,13 +148,16 @@ async fn rounds_add_alter_and_forget_partitions_keeping_the_order_they_were_adde
         plan(&node, &request(&node, 12, (id + 1000, 1), &[], &[]), 12).unwrap_err(),
         ErrorKind::FetchSessionIdNotFound
     );
-    // A deleted topic stays in the session (its partitions are answered with an error, as
-    // Kafka's) until the client forgets it.
+    // A deleted topic leaves a session keyed by name (which could not tell it from a topic
+    // re-created under its name).
     node.delete_topic("b").unwrap();
     let round = plan(&node, &request(&node, 12, (id, 3), &[], &[]), 12).unwrap();
-    assert_eq!(names(&round).len(), 3);
-    let round = plan(&node, &request(&node, 12, (id, 4), &[], &[("b", 1)]), 12).unwrap();
     assert_eq!(names(&round), vec![("a".into(), 1, 7), ("a".into(), 2, 0)]);
+    // A session created by names goes on by names only (Kafka's `usesTopicIds`).
+    assert_eq!(
+        plan(&node, &request(&node, 13, (id, 4), &[], &[]), 13).unwrap_err(),
+        ErrorKind::FetchSessionTopicIdError
+    );
 }
 
 /// A Fetch v13+ naming partitions by topic id, in session `session`, forgetting `forgotten`.
@@ -192,20 +195,27 @@ fn by_id(
 }
 
 /// As Kafka's sessions keyed by `TopicIdPartition` (v13+): two ids no topic has are two
-/// entries, and one gets its name once a topic has that id; a deleted topic's partitions stay,
-/// answered UNKNOWN_TOPIC_ID, until forgotten by their id, which no topic has any more.
+/// entries (the nil id too), and one gets its name once a topic has that id; a deleted topic's
+/// partitions stay, answered UNKNOWN_TOPIC_OR_PARTITION and, once a topic of the same name is
+/// created, INCONSISTENT_TOPIC_ID, until forgotten by their id, which no topic has any more;
+/// and the session goes on by ids only.
 #[tokio::test]
 async fn v13_sessions_key_partitions_by_topic_id() {
     let (_dir, node) = node_with(&[("a", 1), ("b", 1)]);
     let a = node.topics.get("a").unwrap().id;
     let (x, y) = (Uuid::from_u128(0x78), Uuid::from_u128(0x79));
-    let parts = [(a, 0, 0), (x, 0, 1), (y, 0, 2)];
+    let parts = [(a, 0, 0), (x, 0, 1), (y, 0, 2), (Uuid::nil(), 0, 3)];
     let full = plan(&node, &by_id((0, 0), &parts, &[]), 13).unwrap();
     let id = full.response_session_id;
     let round = plan(&node, &by_id((id, 1), &[], &[]), 13).unwrap();
     assert_eq!(
         names(&round),
-        vec![("a".into(), 0, 0), ("?".into(), 0, 1), ("?".into(), 0, 2)]
+        vec![
+            ("a".into(), 0, 0),
+            ("?".into(), 0, 1),
+            ("?".into(), 0, 2),
+            ("?".into(), 0, 3)
+        ]
     );
     // The broker learns of x late (here: b takes x as its id).
     node.topics
@@ -217,19 +227,44 @@ async fn v13_sessions_key_partitions_by_topic_id() {
     let round = plan(&node, &by_id((id, 2), &[], &[]), 13).unwrap();
     assert_eq!(
         names(&round),
-        vec![("a".into(), 0, 0), ("b".into(), 0, 1), ("?".into(), 0, 2)]
+        vec![
+            ("a".into(), 0, 0),
+            ("b".into(), 0, 1),
+            ("?".into(), 0, 2),
+            ("?".into(), 0, 3)
+        ]
     );
+    // (b's partition was opened under b's first id, so only a's, y's and nil's answers are
+    // read below.)
+    let errors = |epoch: i32| -> Vec<ErrorKind> {
+        let request = by_id((id, epoch), &[], &[]);
+        let ctx = FetchContext::new(&node, &request, 13).unwrap();
+        assert_eq!(names(&ctx.plan).len(), 4);
+        let read = ctx.collect(false);
+        [0, 2, 3].iter().map(|&i| read.entries[i].error).collect()
+    };
     node.delete_topic("a").unwrap();
-    let request = by_id((id, 3), &[], &[]);
-    let ctx = FetchContext::new(&node, &request, 13).unwrap();
-    assert_eq!(names(&ctx.plan).len(), 3);
-    // (b's partition was opened under b's first id, so only a's and y's answers are read.)
-    let errors: Vec<_> = ctx.collect(false).entries.iter().map(|e| e.error).collect();
     assert_eq!(
-        (errors[0], errors[2]),
-        (ErrorKind::UnknownTopicId, ErrorKind::UnknownTopicId)
+        errors(3),
+        vec![
+            ErrorKind::UnknownTopicOrPartition,
+            ErrorKind::UnknownTopicId,
+            ErrorKind::UnknownTopicId
+        ]
     );
-    let round = plan(&node, &by_id((id, 4), &[], &[(a, 0), (y, 0)]), 13).unwrap();
+    node.create_topic("a", 1, 1, Default::default(), false)
+        .unwrap();
+    assert_eq!(errors(4)[0], ErrorKind::InconsistentTopicId);
+    assert_eq!(
+        plan(&node, &by_id((id, 5), &[], &[]), 12).unwrap_err(),
+        ErrorKind::FetchSessionTopicIdError
+    );
+    let round = plan(
+        &node,
+        &by_id((id, 5), &[], &[(a, 0), (y, 0), (Uuid::nil(), 0)]),
+        13,
+    )
+    .unwrap();
     assert_eq!(names(&round), vec![("b".into(), 0, 1)]);
 }
 

@@ -162,3 +162,23 @@ async fn a_wait_ends_when_its_partition_loses_leadership() {
         "only the partition that changed answers the error"
     );
 }
+
+/// As Kafka completes delayed fetches of a partition it stops hosting: a long-poll on a topic
+/// that is deleted answers at once, with an error for it.
+#[tokio::test]
+async fn a_wait_ends_when_its_topic_is_deleted() {
+    let (_dir, node) = node_with(&[("t", 1)]);
+    let Reply::WithFiles(answer) = handle(&node, request(1, 30_000, 1), 12) else {
+        panic!("a fetch answer");
+    };
+    let answer = tokio::spawn(answer);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!answer.is_finished(), "answered with nothing to read");
+    node.delete_topic("t").unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(5), answer)
+        .await
+        .expect("answered on the deletion, not at max_wait_ms")
+        .unwrap();
+    let code = out.answer.topics[0].partitions[0].error_code;
+    assert_ne!(code, 0, "no error for a deleted topic's partition");
+}
