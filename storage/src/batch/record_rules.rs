@@ -6,18 +6,17 @@
 //! timestamp error makes the batch's error INVALID_TIMESTAMP, else INVALID_RECORD.
 //!
 //! The hot path decompresses nothing. An uncompressed batch's timestamps are read from its
-//! records (one varint walk); a compressed batch is answered from its header's max timestamp
-//! under Kafka 4's default rule (after.max.ms one hour, before.max.ms off) and decompressed
-//! only when that fails, to name the records, or when before.max.ms is set. So a compressed
-//! batch whose header understates its records' max timestamp is not caught (Kafka decompresses
-//! every batch).
+//! records in the walk that checks their lengths (`validate_produce_with_span`); a compressed
+//! batch is answered from its header's max timestamp under Kafka 4's default rule
+//! (after.max.ms one hour, before.max.ms off) and decompressed only when that fails, to name
+//! the records, or when before.max.ms is set. So a compressed batch whose header understates
+//! its records' max timestamp is not caught (Kafka decompresses every batch).
 
 use std::borrow::Cow;
 
 use crate::batch::compression::{decompress, Compression};
 use crate::batch::header::BatchHeader;
-use crate::batch::records::{record_body, RecordIter};
-use crate::batch::varint::read_varlong;
+use crate::batch::records::RecordIter;
 use crate::config::TimestampType;
 use crate::error::{RefusedBecause, StorageError};
 
@@ -37,9 +36,12 @@ pub struct RecordRules {
     pub require_keys: bool,
 }
 
-/// Checks the records of `header`'s batch at `now_ms`; `partition` names the log in messages.
+/// Checks the records of `header`'s batch at `now_ms`; `span`: an uncompressed batch's smallest
+/// and largest timestamp delta, as `validate_produce_with_span` read them; `partition` names
+/// the log in messages.
 pub fn check_records(
     header: &BatchHeader<'_>,
+    span: Option<(i64, i64)>,
     rules: RecordRules,
     now_ms: i64,
     partition: &str,
@@ -56,7 +58,13 @@ pub fn check_records(
         if !create_time {
             return Ok(());
         }
-        if timestamps_in_range(header, earliest, latest, rules.before_max_ms == i64::MAX)? {
+        if timestamps_in_range(
+            header,
+            span,
+            earliest,
+            latest,
+            rules.before_max_ms == i64::MAX,
+        )? {
             return Ok(());
         }
     }
@@ -139,34 +147,25 @@ pub fn check_records(
 }
 
 /// Whether every timestamp of a CreateTime batch not marked LogAppendTime is surely within
-/// [`earliest`, `latest`], reading no more than it must: an uncompressed batch's record
-/// timestamps (lengths and timestamp deltas only), a compressed one's header max timestamp
-/// when only the upper bound applies (`before_off`). False means: read the records.
+/// [`earliest`, `latest`]: an uncompressed batch's by the span of its records' timestamps
+/// (`span`; a record without a timestamp at an edge makes it unsure), a compressed one's by its
+/// header max timestamp when only the upper bound applies (`before_off`). False means: read the
+/// records.
 fn timestamps_in_range(
     header: &BatchHeader<'_>,
+    span: Option<(i64, i64)>,
     earliest: i64,
     latest: i64,
     before_off: bool,
 ) -> Result<bool, StorageError> {
-    let in_range = |t: i64| t == NO_TIMESTAMP || (earliest..=latest).contains(&t);
-    if header.compression()? != Compression::None {
-        return Ok(before_off && header.max_timestamp() <= latest);
-    }
-    let data = header
-        .records_bytes()
-        .ok_or_else(|| StorageError::corrupt("truncated records"))?;
-    let base = header.base_timestamp();
-    let mut pos = 0usize;
-    for _ in 0..header.records_count() {
-        let body = record_body(data, &mut pos)?;
-        // attributes (one byte), then the timestamp delta.
-        let mut at = 1usize;
-        let delta = read_varlong(body, &mut at)?;
-        if !in_range(base.saturating_add(delta)) {
-            return Ok(false);
+    let in_range = |t: i64| (earliest..=latest).contains(&t);
+    Ok(match span {
+        Some((min, max)) => {
+            let base = header.base_timestamp();
+            in_range(base.saturating_add(min)) && in_range(base.saturating_add(max))
         }
-    }
-    Ok(true)
+        None => before_off && header.max_timestamp() <= latest,
+    })
 }
 
 /// The batch's records section, decompressed if need be (at most `max_bytes`).
@@ -189,6 +188,7 @@ mod tests {
     use super::*;
     use crate::batch::builder::BatchBuilder;
     use crate::batch::header::{reset_crc, MAX_TIMESTAMP_AT};
+    use crate::batch::validate::validate_produce_with_span;
 
     const NOW: i64 = 10_000_000;
     const HOUR: i64 = 3_600_000;
@@ -211,8 +211,8 @@ mod tests {
 
     /// The refused records' indexes and the batch's reason; empty when accepted.
     fn refused(b: &[u8], rules: RecordRules) -> (Vec<i32>, Option<RefusedBecause>) {
-        let h = BatchHeader::parse(b).unwrap();
-        match check_records(&h, rules, NOW, "t-0", 1 << 20) {
+        let (h, span) = validate_produce_with_span(b, 1 << 20).unwrap();
+        match check_records(&h, span, rules, NOW, "t-0", 1 << 20) {
             Ok(()) => (Vec::new(), None),
             Err(StorageError::RecordsRefused {
                 reason, records, ..

@@ -82,11 +82,18 @@ pub fn record_body<'a>(data: &'a [u8], pos: &mut usize) -> Result<&'a [u8], Stor
     Ok(body)
 }
 
-/// Checks that exactly `count` length-prefixed records fill `data` (no parsing of their bodies).
-pub fn walk_record_lengths(data: &[u8], count: i32) -> Result<(), StorageError> {
+/// Checks that exactly `count` length-prefixed records fill `data`, reading of each body only
+/// its timestamp delta (after the attributes byte): the smallest and largest, or (0, 0) for no
+/// records.
+pub fn walk_record_timestamps(data: &[u8], count: i32) -> Result<(i64, i64), StorageError> {
     let mut pos = 0usize;
+    let (mut min, mut max) = (i64::MAX, i64::MIN);
     for _ in 0..count {
-        record_body(data, &mut pos)?;
+        let body = record_body(data, &mut pos)?;
+        let mut at = 1usize;
+        let delta = read_varlong(body, &mut at)?;
+        min = min.min(delta);
+        max = max.max(delta);
     }
     if pos != data.len() {
         return Err(StorageError::corrupt(format!(
@@ -94,7 +101,7 @@ pub fn walk_record_lengths(data: &[u8], count: i32) -> Result<(), StorageError> 
             data.len() - pos
         )));
     }
-    Ok(())
+    Ok(if count > 0 { (min, max) } else { (0, 0) })
 }
 
 fn bytes_field<'a>(body: &'a [u8], pos: &mut usize) -> Result<Option<&'a [u8]>, StorageError> {

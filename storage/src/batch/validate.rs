@@ -6,7 +6,7 @@
 
 use crate::batch::compression::Compression;
 use crate::batch::header::{BatchHeader, MAGIC_AT};
-use crate::batch::records::walk_record_lengths;
+use crate::batch::records::walk_record_timestamps;
 use crate::error::StorageError;
 
 /// Validates the `records` bytes of one produce request for one partition.
@@ -14,6 +14,15 @@ pub fn validate_produce(
     records: &[u8],
     max_message_bytes: u32,
 ) -> Result<BatchHeader<'_>, StorageError> {
+    validate_produce_with_span(records, max_message_bytes).map(|(header, _)| header)
+}
+
+/// `validate_produce`, also giving an uncompressed batch's smallest and largest record
+/// timestamp delta, read in the same walk over its records (`None` for a compressed batch).
+pub fn validate_produce_with_span(
+    records: &[u8],
+    max_message_bytes: u32,
+) -> Result<(BatchHeader<'_>, Option<(i64, i64)>), StorageError> {
     if records.is_empty() {
         return Err(StorageError::invalid("produce payload holds no batch"));
     }
@@ -69,11 +78,13 @@ pub fn validate_produce(
             "idempotent batch with a negative epoch or sequence",
         ));
     }
-    if codec == Compression::None {
+    let span = if codec == Compression::None {
         let data = header.records_bytes().unwrap_or_default();
-        walk_record_lengths(data, count)?;
-    }
-    Ok(header)
+        Some(walk_record_timestamps(data, count)?)
+    } else {
+        None
+    };
+    Ok((header, span))
 }
 
 /// Checks what recovery and followers can check cheaply: whole, magic 2, sane length, CRC, codec.

@@ -27,7 +27,7 @@ use crate::batch::header::{
     BatchHeader, HEADER_BYTES,
 };
 use crate::batch::record_rules;
-use crate::batch::validate::{check_stored_batch, validate_produce};
+use crate::batch::validate::{check_stored_batch, validate_produce_with_span};
 use crate::config::{LogConfig, TimestampType};
 use crate::error::StorageError;
 use crate::leader_epoch::{checkpoint, LeaderEpochCache};
@@ -143,9 +143,10 @@ impl Log {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendOutcome, StorageError> {
-        let header = validate_produce(records, self.config.max_message_bytes)?;
+        let (header, span) = validate_produce_with_span(records, self.config.max_message_bytes)?;
         record_rules::check_records(
             &header,
+            span,
             record_rules::RecordRules {
                 timestamp_type: self.config.timestamp_type,
                 before_max_ms: self.config.timestamp_before_max_ms,
