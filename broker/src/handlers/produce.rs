@@ -20,7 +20,7 @@ use storage::{AppendOutcome, StorageError};
 use super::util::{partition_error_kind, str_bytes, topic_name};
 use super::Reply;
 use crate::node::Node;
-use crate::partition::{Partition, PartitionError};
+use crate::partition::{AckWait, Partition, PartitionError};
 
 /// Longest a produce may wait for durability, whatever the client asks.
 const MAX_TIMEOUT_MS: i32 = 300_000;
@@ -34,8 +34,8 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
     let acks_valid = matches!(acks, -1..=1);
     let transactional = request.transactional_id.is_some();
     // (topic index, partition index, partition, offset that must become durable,
-    // min.insync.replicas)
-    let mut waits: Vec<(usize, usize, Arc<Partition>, i64, usize)> = Vec::new();
+    // min.insync.replicas, the leader epoch the records were appended at)
+    let mut waits: Vec<(usize, usize, Arc<Partition>, i64, usize, i32)> = Vec::new();
     let mut responses = Vec::with_capacity(request.topic_data.len());
     // KIP-951 endpoints of leaders named in NOT_LEADER_OR_FOLLOWER answers (v10+).
     let mut endpoints: Vec<NodeEndpoint> = Vec::new();
@@ -62,83 +62,87 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
             // partition's log start offset, which Kafka sends with them.
             let mut record_errors: Vec<(i32, String)> = Vec::new();
             let mut refused_log_start = -1;
-            let result = (|| -> Result<(Arc<Partition>, AppendOutcome), (ErrorKind, String)> {
-                if !acks_valid {
-                    return Err((
-                        ErrorKind::InvalidRequiredAcks,
-                        format!("invalid acks {acks}"),
-                    ));
-                }
-                let meta = meta
-                    .as_ref()
-                    .ok_or((unknown, "unknown topic".to_string()))?;
-                if meta.internal {
-                    return Err((
-                        ErrorKind::InvalidTopic,
-                        format!("Cannot append to internal topic {}", meta.name),
-                    ));
-                }
-                let partition = node
-                    .leader_partition(&meta.name, pd.index)
-                    .map_err(|kind| {
-                        let message = if kind == ErrorKind::NotLeaderOrFollower {
-                            "This server is not the leader for that topic-partition."
-                        } else {
-                            "This server does not host this topic-partition."
-                        };
-                        (kind, message.to_string())
-                    })?;
-                let records = pd
-                    .records
-                    .as_ref()
-                    .ok_or((ErrorKind::InvalidRecord, "null records".to_string()))?;
-                let header = BatchHeader::parse(records).ok();
-                if version < 7
-                    && header.as_ref().and_then(|h| h.compression().ok()) == Some(Compression::Zstd)
-                {
-                    // Kafka's `ProduceRequest.validateRecords`: zstd needs Produce v7 (KIP-110).
-                    return Err((
+            let result =
+                (|| -> Result<(Arc<Partition>, AppendOutcome, i32), (ErrorKind, String)> {
+                    if !acks_valid {
+                        return Err((
+                            ErrorKind::InvalidRequiredAcks,
+                            format!("invalid acks {acks}"),
+                        ));
+                    }
+                    let meta = meta
+                        .as_ref()
+                        .ok_or((unknown, "unknown topic".to_string()))?;
+                    if meta.internal {
+                        return Err((
+                            ErrorKind::InvalidTopic,
+                            format!("Cannot append to internal topic {}", meta.name),
+                        ));
+                    }
+                    let partition =
+                        node.leader_partition(&meta.name, pd.index)
+                            .map_err(|kind| {
+                                let message = if kind == ErrorKind::NotLeaderOrFollower {
+                                    "This server is not the leader for that topic-partition."
+                                } else {
+                                    "This server does not host this topic-partition."
+                                };
+                                (kind, message.to_string())
+                            })?;
+                    let records = pd
+                        .records
+                        .as_ref()
+                        .ok_or((ErrorKind::InvalidRecord, "null records".to_string()))?;
+                    let header = BatchHeader::parse(records).ok();
+                    if version < 7
+                        && header.as_ref().and_then(|h| h.compression().ok())
+                            == Some(Compression::Zstd)
+                    {
+                        // Kafka's `ProduceRequest.validateRecords`: zstd needs Produce v7 (KIP-110).
+                        return Err((
                         ErrorKind::UnsupportedCompressionType,
                         format!("Produce requests with version {version} are not allowed to use ZStandard compression"),
                     ));
-                }
-                let batch_is_transactional = header.is_some_and(|h| h.is_transactional());
-                if transactional || batch_is_transactional {
-                    return Err((
-                        ErrorKind::TransactionalIdAuthorizationFailed,
-                        "transactions are not supported by this broker yet".to_string(),
-                    ));
-                }
-                if acks == -1 {
-                    let min_isr = effective_min_isr(node, meta, &partition);
-                    let lag_ms = node
-                        .cluster()
-                        .map_or(i64::MAX, |rt| rt.settings.replica_lag_time_max_ms);
-                    let in_sync = partition.live_isr_len(now_ms, lag_ms);
-                    if in_sync < min_isr {
+                    }
+                    let batch_is_transactional = header.is_some_and(|h| h.is_transactional());
+                    if transactional || batch_is_transactional {
                         return Err((
+                            ErrorKind::TransactionalIdAuthorizationFailed,
+                            "transactions are not supported by this broker yet".to_string(),
+                        ));
+                    }
+                    if acks == -1 {
+                        let min_isr = effective_min_isr(node, meta, &partition);
+                        let lag_ms = node
+                            .cluster()
+                            .map_or(i64::MAX, |rt| rt.settings.replica_lag_time_max_ms);
+                        let in_sync = partition.live_isr_len(now_ms, lag_ms);
+                        if in_sync < min_isr {
+                            return Err((
                             ErrorKind::NotEnoughReplicas,
                             format!(
                                 "The size of the current ISR {in_sync} is insufficient to satisfy the min.isr requirement of {min_isr} for partition {}",
                                 partition.tp
                             ),
                         ));
+                        }
                     }
-                }
-                let outcome = partition.append(records, now_ms).map_err(|e| {
-                    if let PartitionError::Storage(StorageError::RecordsRefused {
-                        records, ..
-                    }) = &e
-                    {
-                        record_errors.clone_from(records);
-                        refused_log_start = partition.log_start_offset().unwrap_or(-1);
-                    }
-                    (partition_error_kind(&e), e.to_string())
-                })?;
-                Ok((partition, outcome))
-            })();
+                    let (outcome, epoch) =
+                        partition.append_at_epoch(records, now_ms).map_err(|e| {
+                            if let PartitionError::Storage(StorageError::RecordsRefused {
+                                records,
+                                ..
+                            }) = &e
+                            {
+                                record_errors.clone_from(records);
+                                refused_log_start = partition.log_start_offset().unwrap_or(-1);
+                            }
+                            (partition_error_kind(&e), e.to_string())
+                        })?;
+                    Ok((partition, outcome, epoch))
+                })();
             match result {
-                Ok((partition, outcome)) => {
+                Ok((partition, outcome, epoch)) => {
                     let (base, last, append_time) = match outcome {
                         AppendOutcome::Appended {
                             base_offset,
@@ -168,7 +172,7 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
                     let min_isr = meta
                         .as_ref()
                         .map_or(1, |m| effective_min_isr(node, m, &partition));
-                    waits.push((ti, pi, partition, last + 1, min_isr));
+                    waits.push((ti, pi, partition, last + 1, min_isr, epoch));
                 }
                 Err((kind, message)) => {
                     tracing::debug!(partition = pd.index, error = ?kind, %message, "produce refused");
@@ -176,24 +180,8 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
                         .with_error_code(kind.code())
                         .with_log_start_offset(refused_log_start);
                     if kind == ErrorKind::NotLeaderOrFollower && version >= 10 {
-                        // KIP-951: tell the client where the leader went.
                         let name = meta.as_ref().map_or("", |m| m.name.as_str());
-                        if let Some((id, epoch, host, port, rack)) =
-                            node.leader_hint(name, pd.index)
-                        {
-                            resp.current_leader = LeaderIdAndEpoch::default()
-                                .with_leader_id(BrokerId(id))
-                                .with_leader_epoch(epoch);
-                            if !endpoints.iter().any(|e: &NodeEndpoint| e.node_id.0 == id) {
-                                endpoints.push(
-                                    NodeEndpoint::default()
-                                        .with_node_id(BrokerId(id))
-                                        .with_host(str_bytes(host))
-                                        .with_port(port)
-                                        .with_rack(rack.map(str_bytes)),
-                                );
-                            }
-                        }
+                        add_leader_hint(node, name, pd.index, &mut resp, &mut endpoints);
                     }
                     if version >= 8 {
                         resp = resp.with_error_message(Some(str_bytes(message)));
@@ -238,36 +226,71 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
     if waits.is_empty() {
         return Reply::Now(Box::new(ResponseKind::Produce(response)));
     }
+    let node = Arc::clone(node);
     Reply::Later(Box::pin(async move {
         let mut response = response;
-        for (ti, pi, partition, offset, min_isr) in waits {
-            // acks=all: on every in-sync replica (the high watermark passed it, in a cluster);
-            // acks=1: durable on this replica.
+        for (ti, pi, partition, offset, min_isr, epoch) in waits {
+            // acks=all: on every in-sync replica (the high watermark passed it, in a cluster),
+            // while this replica still leads at the epoch that appended them; acks=1: durable
+            // on this replica.
             let error = if acks == -1 {
-                if !partition.wait_durable(offset, deadline).await {
-                    Some(ErrorKind::RequestTimedOut)
-                } else if partition.isr_len() < min_isr {
-                    Some(ErrorKind::NotEnoughReplicasAfterAppend)
-                } else {
-                    None
+                match partition.wait_all_replicas(offset, epoch, deadline).await {
+                    AckWait::TimedOut => Some(ErrorKind::RequestTimedOut),
+                    AckWait::NotLeader => Some(ErrorKind::NotLeaderOrFollower),
+                    AckWait::Done if partition.isr_len() < min_isr => {
+                        Some(ErrorKind::NotEnoughReplicasAfterAppend)
+                    }
+                    AckWait::Done => None,
                 }
             } else if !partition.wait_local_durable(offset, deadline).await {
                 Some(ErrorKind::RequestTimedOut)
             } else {
                 None
             };
-            if let Some(kind) = error {
-                if let Some(r) = response
-                    .responses
-                    .get_mut(ti)
-                    .and_then(|t| t.partition_responses.get_mut(pi))
-                {
-                    r.error_code = kind.code();
+            let Some(kind) = error else { continue };
+            let ProduceResponse {
+                responses,
+                node_endpoints,
+                ..
+            } = &mut response;
+            if let Some(r) = responses
+                .get_mut(ti)
+                .and_then(|t| t.partition_responses.get_mut(pi))
+            {
+                r.error_code = kind.code();
+                if kind == ErrorKind::NotLeaderOrFollower && version >= 10 {
+                    add_leader_hint(&node, &partition.tp.topic, r.index, r, node_endpoints);
                 }
             }
         }
         ResponseKind::Produce(response)
     }))
+}
+
+/// KIP-951 (v10+): names where a partition's leader went in its NOT_LEADER_OR_FOLLOWER answer,
+/// and lists that leader's endpoint once.
+fn add_leader_hint(
+    node: &Node,
+    topic: &str,
+    partition: i32,
+    resp: &mut PartitionProduceResponse,
+    endpoints: &mut Vec<NodeEndpoint>,
+) {
+    let Some((id, epoch, host, port, rack)) = node.leader_hint(topic, partition) else {
+        return;
+    };
+    resp.current_leader = LeaderIdAndEpoch::default()
+        .with_leader_id(BrokerId(id))
+        .with_leader_epoch(epoch);
+    if !endpoints.iter().any(|e| e.node_id.0 == id) {
+        endpoints.push(
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(id))
+                .with_host(str_bytes(host))
+                .with_port(port)
+                .with_rack(rack.map(str_bytes)),
+        );
+    }
 }
 
 /// The topic's `min.insync.replicas` (or the broker default), capped by the partition's replica

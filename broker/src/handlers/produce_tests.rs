@@ -86,3 +86,52 @@ async fn a_waiting_produce_keeps_no_slice_of_its_request_frame() {
     let partition = &topic.partition_responses[0];
     assert_eq!((partition.error_code, partition.base_offset), (0, 0));
 }
+
+/// As Kafka's `DelayedProduce`: an acks=all produce waiting for its followers is answered
+/// NOT_LEADER_OR_FOLLOWER as soon as the partition stops leading at the epoch that appended
+/// it, so the client retries on the new leader instead of waiting out its timeout.
+#[tokio::test]
+async fn an_acks_all_wait_ends_when_the_partition_stops_leading() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(
+        BrokerConfig::for_tests(dir.path(), BrokerSettings::default()),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    node.create_topic("t", 1, 1, Default::default(), false)
+        .unwrap();
+    let partition = node.partitions.get("t", 0).unwrap();
+    // Leader with a follower (2) in the ISR that never fetches: the high watermark stays.
+    assert!(partition.become_leader(1, 1, vec![1, 2], vec![1, 2], 1, 0));
+    let batch = BatchBuilder::new()
+        .record(None, Some(b"v"), 0)
+        .build()
+        .unwrap();
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name("t"))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(Bytes::from(batch)))])]);
+    let crate::handlers::Reply::Later(answer) = crate::handlers::produce::handle(&node, request, 10)
+    else {
+        panic!("acks=all waits");
+    };
+    let answer = tokio::spawn(answer);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!answer.is_finished(), "acknowledged without its follower");
+    assert!(partition.become_follower(2, 2));
+    let response = tokio::time::timeout(std::time::Duration::from_secs(5), answer)
+        .await
+        .expect("answered on the leadership change, not at the timeout")
+        .unwrap();
+    let kafka_protocol::messages::ResponseKind::Produce(response) = response else {
+        panic!("a produce response");
+    };
+    assert_eq!(
+        response.responses[0].partition_responses[0].error_code,
+        protocol_shim::ErrorKind::NotLeaderOrFollower.code()
+    );
+}

@@ -7,7 +7,7 @@
 //! sees a record a crash could take back. As a cluster leader the high watermark is also at most
 //! the log end offset of every in-sync follower (`role::LeaderState::high_watermark`).
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -57,6 +57,9 @@ pub struct Partition {
     role: Mutex<Role>,
     /// `None` once closed (shutdown or topic deletion).
     log: Mutex<Option<Log>>,
+    /// Set as the partition closes, before waiters are woken: read where no lock may be taken
+    /// (inside a watch's predicate).
+    closing: AtomicBool,
     /// The log end offset, published for follower fetches that long-poll on new data.
     log_end: watch::Sender<i64>,
     /// Consumers read below this; fetches and acks wait on it.
@@ -77,6 +80,15 @@ impl std::fmt::Debug for Partition {
     }
 }
 
+/// How an acks=all wait ended (`Partition::wait_all_replicas`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckWait {
+    Done,
+    TimedOut,
+    /// The replica no longer leads at the epoch that appended the records.
+    NotLeader,
+}
+
 impl Partition {
     /// Opens (recovering) the log in `dir`.
     pub fn open(
@@ -95,6 +107,7 @@ impl Partition {
             leader_epoch: AtomicI32::new(0),
             role: Mutex::new(Role::Single),
             log: Mutex::new(Some(log)),
+            closing: AtomicBool::new(false),
             log_end: watch::Sender::new(leo),
             high_watermark: watch::Sender::new(leo),
             durable: watch::Sender::new(leo),
@@ -171,11 +184,27 @@ impl Partition {
     /// Validates and appends one produce payload. Does not wait for durability. Refused with
     /// `NotLeader` unless this replica may take writes (the only copy, or the leader).
     pub fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendOutcome, PartitionError> {
-        if !self.role.lock().accepts_writes() {
-            return Err(PartitionError::NotLeader(self.tp.clone()));
-        }
+        self.append_at_epoch(records, now_ms)
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// `append`, also giving the leader epoch the batch was stamped with, read with the role
+    /// that let it in: what an acks=all wait checks the leadership against
+    /// (`wait_all_replicas`).
+    pub fn append_at_epoch(
+        &self,
+        records: &[u8],
+        now_ms: i64,
+    ) -> Result<(AppendOutcome, i32), PartitionError> {
+        let epoch = {
+            let role = self.role.lock();
+            if !role.accepts_writes() {
+                return Err(PartitionError::NotLeader(self.tp.clone()));
+            }
+            self.leader_epoch()
+        };
         let (outcome, leo) = self.with_log(|log| {
-            let o = log.append(records, self.leader_epoch(), now_ms)?;
+            let o = log.append(records, epoch, now_ms)?;
             Ok((o, log.log_end_offset()))
         })?;
         if matches!(outcome, AppendOutcome::Appended { .. }) {
@@ -185,7 +214,7 @@ impl Partition {
                 DurabilityPolicy::Interval { .. } => self.on_local_progress(leo),
             }
         }
-        Ok(outcome)
+        Ok((outcome, epoch))
     }
 
     /// Appends batches fetched from the leader (offsets and epochs already stamped) and wakes
@@ -229,6 +258,37 @@ impl Partition {
     /// the partition closes.
     pub async fn wait_durable(&self, offset: i64, deadline: tokio::time::Instant) -> bool {
         Self::wait_until(self.ack_watch(true), offset, deadline).await
+    }
+
+    /// acks=all, as Kafka's `DelayedProduce`: waits until every in-sync replica holds the
+    /// offsets below `offset` (the high watermark passed it), or until this replica no longer
+    /// leads at `epoch`, the epoch that appended them (a new epoch, or the partition closed):
+    /// then `NotLeader`, as Kafka's `checkEnoughReplicasReachOffset` answers
+    /// NOT_LEADER_OR_FOLLOWER, instead of waiting out the request's timeout.
+    pub async fn wait_all_replicas(
+        &self,
+        offset: i64,
+        epoch: i32,
+        deadline: tokio::time::Instant,
+    ) -> AckWait {
+        let Some(mut rx) = self.ack_watch(true) else {
+            return AckWait::Done;
+        };
+        // Checked after subscribing: a role change before it shows here, one after it wakes
+        // the watch (`wake_long_polls`). No lock is taken: the predicate runs under the
+        // watch's read lock.
+        let moved = || self.leader_epoch() != epoch || self.closing.load(Ordering::Acquire);
+        if moved() {
+            return AckWait::NotLeader;
+        }
+        let reached = tokio::time::timeout_at(deadline, rx.wait_for(|&hw| hw >= offset || moved()))
+            .await
+            .map(|r| r.map(|hw| *hw >= offset));
+        match reached {
+            Ok(Ok(true)) => AckWait::Done,
+            Ok(_) => AckWait::NotLeader,
+            Err(_) => AckWait::TimedOut,
+        }
     }
 
     /// Waits until every offset below `offset` is durable on this replica only (acks=1).
@@ -760,6 +820,7 @@ impl Partition {
     pub fn close(&self) -> Result<(), PartitionError> {
         let log = self.log.lock().take();
         *self.role.lock() = Role::Offline;
+        self.closing.store(true, Ordering::Release);
         self.wake_long_polls();
         if let Some(log) = log {
             log.close()?;
@@ -772,6 +833,7 @@ impl Partition {
     pub fn delete(&self) -> Result<(), PartitionError> {
         let log = self.log.lock().take();
         *self.role.lock() = Role::Offline;
+        self.closing.store(true, Ordering::Release);
         self.wake_long_polls();
         if let Some(log) = log {
             log.delete()?;
