@@ -32,7 +32,12 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0));
     let acks_valid = matches!(acks, -1..=1);
-    let transactional = request.transactional_id.is_some();
+    let attempt = Attempt {
+        acks,
+        version,
+        transactional: request.transactional_id.is_some(),
+        now_ms,
+    };
     // (topic index, partition index, partition, offset that must become durable,
     // min.insync.replicas, the leader epoch the records were appended at)
     let mut waits: Vec<(usize, usize, Arc<Partition>, i64, usize, i32)> = Vec::new();
@@ -58,89 +63,14 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
                 .with_base_offset(-1)
                 .with_log_append_time_ms(-1)
                 .with_log_start_offset(-1);
-            // Records a batch was refused for one by one (index in the batch, why), and the
-            // partition's log start offset, which Kafka sends with them.
-            let mut record_errors: Vec<(i32, String)> = Vec::new();
-            let mut refused_log_start = -1;
-            let result =
-                (|| -> Result<(Arc<Partition>, AppendOutcome, i32), (ErrorKind, String)> {
-                    if !acks_valid {
-                        return Err((
-                            ErrorKind::InvalidRequiredAcks,
-                            format!("invalid acks {acks}"),
-                        ));
-                    }
-                    let meta = meta
-                        .as_ref()
-                        .ok_or((unknown, "unknown topic".to_string()))?;
-                    if meta.internal {
-                        return Err((
-                            ErrorKind::InvalidTopic,
-                            format!("Cannot append to internal topic {}", meta.name),
-                        ));
-                    }
-                    let partition =
-                        node.leader_partition(&meta.name, pd.index)
-                            .map_err(|kind| {
-                                let message = if kind == ErrorKind::NotLeaderOrFollower {
-                                    "This server is not the leader for that topic-partition."
-                                } else {
-                                    "This server does not host this topic-partition."
-                                };
-                                (kind, message.to_string())
-                            })?;
-                    let records = pd
-                        .records
-                        .as_ref()
-                        .ok_or((ErrorKind::InvalidRecord, "null records".to_string()))?;
-                    let header = BatchHeader::parse(records).ok();
-                    if version < 7
-                        && header.as_ref().and_then(|h| h.compression().ok())
-                            == Some(Compression::Zstd)
-                    {
-                        // Kafka's `ProduceRequest.validateRecords`: zstd needs Produce v7 (KIP-110).
-                        return Err((
-                        ErrorKind::UnsupportedCompressionType,
-                        format!("Produce requests with version {version} are not allowed to use ZStandard compression"),
-                    ));
-                    }
-                    let batch_is_transactional = header.is_some_and(|h| h.is_transactional());
-                    if transactional || batch_is_transactional {
-                        return Err((
-                            ErrorKind::TransactionalIdAuthorizationFailed,
-                            "transactions are not supported by this broker yet".to_string(),
-                        ));
-                    }
-                    if acks == -1 {
-                        let min_isr = effective_min_isr(node, meta, &partition);
-                        let lag_ms = node
-                            .cluster()
-                            .map_or(i64::MAX, |rt| rt.settings.replica_lag_time_max_ms);
-                        let in_sync = partition.live_isr_len(now_ms, lag_ms);
-                        if in_sync < min_isr {
-                            return Err((
-                            ErrorKind::NotEnoughReplicas,
-                            format!(
-                                "The size of the current ISR {in_sync} is insufficient to satisfy the min.isr requirement of {min_isr} for partition {}",
-                                partition.tp
-                            ),
-                        ));
-                        }
-                    }
-                    let (outcome, epoch) =
-                        partition.append_at_epoch(records, now_ms).map_err(|e| {
-                            if let PartitionError::Storage(StorageError::RecordsRefused {
-                                records,
-                                ..
-                            }) = &e
-                            {
-                                record_errors.clone_from(records);
-                                refused_log_start = partition.log_start_offset().unwrap_or(-1);
-                            }
-                            (partition_error_kind(&e), e.to_string())
-                        })?;
-                    Ok((partition, outcome, epoch))
-                })();
+            let result = append_partition(
+                node,
+                &attempt,
+                meta.as_ref(),
+                unknown,
+                pd.index,
+                pd.records.as_deref(),
+            );
             match result {
                 Ok((partition, outcome, epoch)) => {
                     let (base, last, append_time) = match outcome {
@@ -174,11 +104,16 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
                         .map_or(1, |m| effective_min_isr(node, m, &partition));
                     waits.push((ti, pi, partition, last + 1, min_isr, epoch));
                 }
-                Err((kind, message)) => {
+                Err(Refusal {
+                    kind,
+                    message,
+                    record_errors,
+                    log_start_offset,
+                }) => {
                     tracing::debug!(partition = pd.index, error = ?kind, %message, "produce refused");
                     resp = resp
                         .with_error_code(kind.code())
-                        .with_log_start_offset(refused_log_start);
+                        .with_log_start_offset(log_start_offset);
                     if kind == ErrorKind::NotLeaderOrFollower && version >= 10 {
                         let name = meta.as_ref().map_or("", |m| m.name.as_str());
                         add_leader_hint(node, name, pd.index, &mut resp, &mut endpoints);
@@ -265,6 +200,119 @@ pub fn handle(node: &Arc<Node>, request: ProduceRequest, version: i16) -> Reply 
         }
         ResponseKind::Produce(response)
     }))
+}
+
+/// What a produce request asks of every partition it names.
+struct Attempt {
+    acks: i16,
+    version: i16,
+    transactional: bool,
+    now_ms: i64,
+}
+
+/// Why one partition's records were refused: the error and its message, and for records
+/// refused one by one (Kafka's `RecordValidationException`) which and why, with the partition's
+/// log start offset, which Kafka sends with them (-1 otherwise).
+struct Refusal {
+    kind: ErrorKind,
+    message: String,
+    record_errors: Vec<(i32, String)>,
+    log_start_offset: i64,
+}
+
+impl Refusal {
+    fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Refusal {
+            kind,
+            message: message.into(),
+            record_errors: Vec::new(),
+            log_start_offset: -1,
+        }
+    }
+}
+
+/// Checks and appends one partition's records: the partition, what the append did, and the
+/// leader epoch it appended at.
+fn append_partition(
+    node: &Node,
+    attempt: &Attempt,
+    meta: Option<&crate::metadata::TopicMeta>,
+    unknown: ErrorKind,
+    index: i32,
+    records: Option<&[u8]>,
+) -> Result<(Arc<Partition>, AppendOutcome, i32), Refusal> {
+    let Attempt {
+        acks,
+        version,
+        transactional,
+        now_ms,
+    } = *attempt;
+    if !matches!(acks, -1..=1) {
+        return Err(Refusal::new(
+            ErrorKind::InvalidRequiredAcks,
+            format!("invalid acks {acks}"),
+        ));
+    }
+    let meta = meta.ok_or_else(|| Refusal::new(unknown, "unknown topic"))?;
+    if meta.internal {
+        return Err(Refusal::new(
+            ErrorKind::InvalidTopic,
+            format!("Cannot append to internal topic {}", meta.name),
+        ));
+    }
+    let partition = node.leader_partition(&meta.name, index).map_err(|kind| {
+        let message = if kind == ErrorKind::NotLeaderOrFollower {
+            "This server is not the leader for that topic-partition."
+        } else {
+            "This server does not host this topic-partition."
+        };
+        Refusal::new(kind, message)
+    })?;
+    let records = records.ok_or_else(|| Refusal::new(ErrorKind::InvalidRecord, "null records"))?;
+    let header = BatchHeader::parse(records).ok();
+    if version < 7 && header.as_ref().and_then(|h| h.compression().ok()) == Some(Compression::Zstd)
+    {
+        // Kafka's `ProduceRequest.validateRecords`: zstd needs Produce v7 (KIP-110).
+        return Err(Refusal::new(
+            ErrorKind::UnsupportedCompressionType,
+            format!(
+                "Produce requests with version {version} are not allowed to use ZStandard \
+                 compression"
+            ),
+        ));
+    }
+    if transactional || header.is_some_and(|h| h.is_transactional()) {
+        return Err(Refusal::new(
+            ErrorKind::TransactionalIdAuthorizationFailed,
+            "transactions are not supported by this broker yet",
+        ));
+    }
+    if acks == -1 {
+        let min_isr = effective_min_isr(node, meta, &partition);
+        let lag_ms = node
+            .cluster()
+            .map_or(i64::MAX, |rt| rt.settings.replica_lag_time_max_ms);
+        let in_sync = partition.live_isr_len(now_ms, lag_ms);
+        if in_sync < min_isr {
+            return Err(Refusal::new(
+                ErrorKind::NotEnoughReplicas,
+                format!(
+                    "The size of the current ISR {in_sync} is insufficient to satisfy the \
+                     min.isr requirement of {min_isr} for partition {}",
+                    partition.tp
+                ),
+            ));
+        }
+    }
+    let (outcome, epoch) = partition.append_at_epoch(records, now_ms).map_err(|e| {
+        let mut refusal = Refusal::new(partition_error_kind(&e), e.to_string());
+        if let PartitionError::Storage(StorageError::RecordsRefused { records, .. }) = e {
+            refusal.record_errors = records;
+            refusal.log_start_offset = partition.log_start_offset().unwrap_or(-1);
+        }
+        refusal
+    })?;
+    Ok((partition, outcome, epoch))
 }
 
 /// KIP-951 (v10+): names where a partition's leader went in its NOT_LEADER_OR_FOLLOWER answer,

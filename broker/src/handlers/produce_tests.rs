@@ -115,7 +115,8 @@ async fn an_acks_all_wait_ends_when_the_partition_stops_leading() {
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(0)
                 .with_records(Some(Bytes::from(batch)))])]);
-    let crate::handlers::Reply::Later(answer) = crate::handlers::produce::handle(&node, request, 10)
+    let crate::handlers::Reply::Later(answer) =
+        crate::handlers::produce::handle(&node, request, 10)
     else {
         panic!("acks=all waits");
     };
