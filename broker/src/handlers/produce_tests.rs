@@ -17,6 +17,19 @@ use crate::config::{BrokerConfig, BrokerSettings};
 use crate::handlers::{dispatch, util::topic_name, OutChunk};
 use crate::node::Node;
 
+/// A node holding topic "t" of one partition (and the directory it lives in).
+fn node_with_t() -> (tempfile::TempDir, Arc<Node>) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(
+        BrokerConfig::for_tests(dir.path(), BrokerSettings::default()),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    node.create_topic("t", 1, 1, Default::default(), false)
+        .unwrap();
+    (dir, node)
+}
+
 /// A Produce v9 frame (without its size prefix) of one batch to partition 0 of `topic`, whose
 /// topic name and client id are slices of the frame once decoded.
 fn produce_frame(topic: &str) -> Bytes {
@@ -50,14 +63,7 @@ fn produce_frame(topic: &str) -> Bytes {
 /// fresh one per request (which cost about a tenth of the broker's CPU at 1 KiB x acks=all).
 #[tokio::test]
 async fn a_waiting_produce_keeps_no_slice_of_its_request_frame() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(
-        BrokerConfig::for_tests(dir.path(), BrokerSettings::default()),
-        Arc::new(SystemClock),
-    )
-    .unwrap();
-    node.create_topic("t", 1, 1, Default::default(), false)
-        .unwrap();
+    let (_dir, node) = node_with_t();
     let frame = produce_frame("t");
     let request = protocol_shim::decode_request(frame.clone()).unwrap();
     assert!(!frame.is_unique(), "the decoded request shares the frame");
@@ -92,14 +98,7 @@ async fn a_waiting_produce_keeps_no_slice_of_its_request_frame() {
 /// it, so the client retries on the new leader instead of waiting out its timeout.
 #[tokio::test]
 async fn an_acks_all_wait_ends_when_the_partition_stops_leading() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(
-        BrokerConfig::for_tests(dir.path(), BrokerSettings::default()),
-        Arc::new(SystemClock),
-    )
-    .unwrap();
-    node.create_topic("t", 1, 1, Default::default(), false)
-        .unwrap();
+    let (_dir, node) = node_with_t();
     let partition = node.partitions.get("t", 0).unwrap();
     // Leader with a follower (2) in the ISR that never fetches: the high watermark stays.
     assert!(partition.become_leader(1, 1, vec![1, 2], vec![1, 2], 1, 0));

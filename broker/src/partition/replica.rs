@@ -818,24 +818,26 @@ impl Partition {
 
     /// Flushes and closes the log; later calls fail with `Closed`.
     pub fn close(&self) -> Result<(), PartitionError> {
-        let log = self.log.lock().take();
-        *self.role.lock() = Role::Offline;
-        self.closing.store(true, Ordering::Release);
-        self.wake_long_polls();
-        if let Some(log) = log {
+        if let Some(log) = self.take_log() {
             log.close()?;
         }
         self.flush_wanted.notify_one();
         Ok(())
     }
 
-    /// Closes the log and removes its directory.
-    pub fn delete(&self) -> Result<(), PartitionError> {
+    /// Takes the log out as the partition closes: no role any more, and whatever waits on it
+    /// (long-polls, acks=all) is woken to see that.
+    fn take_log(&self) -> Option<Log> {
         let log = self.log.lock().take();
         *self.role.lock() = Role::Offline;
         self.closing.store(true, Ordering::Release);
         self.wake_long_polls();
-        if let Some(log) = log {
+        log
+    }
+
+    /// Closes the log and removes its directory.
+    pub fn delete(&self) -> Result<(), PartitionError> {
+        if let Some(log) = self.take_log() {
             log.delete()?;
         }
         self.flush_wanted.notify_one();

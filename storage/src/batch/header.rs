@@ -243,6 +243,12 @@ pub fn stamp_log_append_time(
     let attributes = BatchHeader::parse(header)?.attributes() | TIMESTAMP_TYPE_BIT;
     write_field(header, ATTRIBUTES_AT, &attributes.to_be_bytes())?;
     write_field(header, MAX_TIMESTAMP_AT, &now_ms.to_be_bytes())?;
+    reset_split_crc(header, rest)
+}
+
+/// Recomputes the CRC of a batch held as its header and the rest of its bytes: over the header
+/// after the CRC field, continued over `rest`.
+fn reset_split_crc(header: &mut [u8; HEADER_BYTES], rest: &[u8]) -> Result<(), StorageError> {
     let covered = header
         .get(ATTRIBUTES_AT..)
         .ok_or_else(|| StorageError::corrupt("batch shorter than its header"))?;
@@ -256,11 +262,7 @@ pub fn stamp_log_append_time(
 pub fn stamp_create_time(header: &mut [u8; HEADER_BYTES], rest: &[u8]) -> Result<(), StorageError> {
     let attributes = BatchHeader::parse(header)?.attributes() & !TIMESTAMP_TYPE_BIT;
     write_field(header, ATTRIBUTES_AT, &attributes.to_be_bytes())?;
-    let covered = header
-        .get(ATTRIBUTES_AT..)
-        .ok_or_else(|| StorageError::corrupt("batch shorter than its header"))?;
-    let crc = crc32c::crc32c_append(crc32c::crc32c(covered), rest);
-    write_field(header, CRC_AT, &crc.to_be_bytes())
+    reset_split_crc(header, rest)
 }
 
 #[cfg(test)]
