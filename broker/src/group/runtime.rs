@@ -30,7 +30,7 @@ use super::records::GroupRecord;
 use crate::config::BrokerSettings;
 use crate::metadata::CONSUMER_OFFSETS_TOPIC;
 use crate::node::Node;
-use crate::partition::{Partition, PartitionError};
+use crate::partition::{AckWait, Partition, PartitionError};
 
 /// Resolves once a call's records are durable, or with the error that prevented it.
 pub type DurableWait = Pin<Box<dyn Future<Output = Result<(), ErrorKind>> + Send>>;
@@ -332,7 +332,8 @@ impl GroupRuntime {
                 .or_default()
                 .push(r);
         }
-        let mut waits: Vec<(Arc<Partition>, i64)> = Vec::new();
+        // (partition, offset that must be on every in-sync replica, epoch it was appended at)
+        let mut waits: Vec<(Arc<Partition>, i64, i32)> = Vec::new();
         let mut failure: Option<ErrorKind> = None;
         for (p, records) in by_partition {
             match append(node, p, &records, now) {
@@ -350,10 +351,19 @@ impl GroupRuntime {
         let (done_tx, done_rx) = oneshot::channel();
         tokio::spawn(async move {
             let mut result = failure.map_or(Ok(()), Err);
-            for (partition, end_offset) in waits {
-                if !partition.wait_durable(end_offset, deadline).await {
-                    tracing::warn!(partition = %partition.tp, "group records not durable in time");
-                    result = Err(ErrorKind::CoordinatorNotAvailable);
+            for (partition, end_offset, epoch) in waits {
+                match partition
+                    .wait_all_replicas(end_offset, epoch, deadline)
+                    .await
+                {
+                    AckWait::Done => {}
+                    AckWait::TimedOut => {
+                        tracing::warn!(partition = %partition.tp, "group records not durable in time");
+                        result = Err(ErrorKind::CoordinatorNotAvailable);
+                    }
+                    // The offsets partition moved on: Kafka fails the coordinator's pending
+                    // writes with NOT_COORDINATOR, and the client finds the new one.
+                    AckWait::NotLeader => result = Err(ErrorKind::NotCoordinator),
                 }
             }
             for (tx, reply) in replies {
@@ -373,14 +383,14 @@ impl GroupRuntime {
     }
 }
 
-/// Appends `records` as one batch; returns the partition and the offset that must become
-/// durable.
+/// Appends `records` as one batch; returns the partition, the offset that must become
+/// durable and the leader epoch it was appended at.
 fn append(
     node: &Node,
     partition: i32,
     records: &[GroupRecord],
     now: i64,
-) -> Result<(Arc<Partition>, i64), ErrorKind> {
+) -> Result<(Arc<Partition>, i64, i32), ErrorKind> {
     let p = node
         .partitions
         .get(CONSUMER_OFFSETS_TOPIC, partition)
@@ -391,10 +401,10 @@ fn append(
         builder = builder.record(Some(&key), value.as_deref(), now);
     }
     let batch = builder.build().map_err(|e| storage_error_kind(&e))?;
-    match p.append(&batch, now) {
-        Ok(AppendOutcome::Appended { last_offset, .. })
-        | Ok(AppendOutcome::Duplicate { last_offset, .. }) => {
-            Ok((p, last_offset.saturating_add(1)))
+    match p.append_at_epoch(&batch, now) {
+        Ok((AppendOutcome::Appended { last_offset, .. }, epoch))
+        | Ok((AppendOutcome::Duplicate { last_offset, .. }, epoch)) => {
+            Ok((p, last_offset.saturating_add(1), epoch))
         }
         Err(PartitionError::Storage(e)) => Err(storage_error_kind(&e)),
         Err(

@@ -259,3 +259,50 @@ async fn unload_and_load_a_partition_on_a_live_node() {
     assert_eq!(offset, Some(vec![5]));
     stop(node).await;
 }
+
+/// As Kafka fails a coordinator's pending writes when its offsets partition moves: a commit
+/// waiting for the partition's followers is answered NOT_COORDINATOR as soon as the partition
+/// stops leading, not at the commit timeout.
+#[tokio::test]
+async fn a_commit_waiting_for_followers_ends_when_the_offsets_partition_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(dir.path()), Arc::new(SystemClock)).unwrap();
+    node.create_topic("t", 1, 1, Default::default(), false)
+        .unwrap();
+    let offsets = node
+        .partitions
+        .get("__consumer_offsets", node.groups.partition_for("g"))
+        .unwrap();
+    // Leader with a follower (2) in the ISR that never fetches: the high watermark stays.
+    assert!(offsets.become_leader(1, 1, vec![1, 2], vec![1, 2], 1, 0));
+    let commit = CommitRequest {
+        group_id: "g".into(),
+        generation_id: -1,
+        member_id: String::new(),
+        group_instance_id: None,
+        retention_ms: None,
+        topics: vec![CommitTopic {
+            name: "t".into(),
+            partitions: vec![CommitPartition {
+                partition: 0,
+                offset: 5,
+                leader_epoch: 0,
+                metadata: None,
+                error: None,
+            }],
+        }],
+        version: 8,
+    };
+    let called = node.groups.call(&node, |c, now, _| {
+        Answer::Now(c.commit_offsets(now, commit))
+    });
+    let durable = tokio::spawn(called.durable);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!durable.is_finished(), "durable without its follower");
+    assert!(offsets.become_follower(2, 2));
+    let result = tokio::time::timeout(Duration::from_secs(3), durable)
+        .await
+        .expect("answered on the move, not at the commit timeout")
+        .unwrap();
+    assert_eq!(result, Err(ErrorKind::NotCoordinator));
+}
