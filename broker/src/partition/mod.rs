@@ -16,7 +16,7 @@ pub mod role;
 
 pub use crate::sync_failure::SyncFailures;
 pub use manager::PartitionManager;
-pub use replica::{AckWait, FetchRead, Partition, PartitionError};
+pub use replica::{AckWait, FetchRead, FollowerFetchRefused, Partition, PartitionError};
 pub use role::Role;
 
 /// A topic name and partition index.

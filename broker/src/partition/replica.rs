@@ -80,6 +80,15 @@ impl std::fmt::Debug for Partition {
     }
 }
 
+/// Why a follower's fetch was not counted (`Partition::record_follower_fetch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowerFetchRefused {
+    /// This replica does not lead the partition, or the follower is not one of its replicas.
+    NotLeader,
+    /// The fetch offset lies beyond this log's end (OFFSET_OUT_OF_RANGE).
+    BeyondLogEnd,
+}
+
 /// How an acks=all wait ended (`Partition::wait_all_replicas`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckWait {
@@ -475,23 +484,38 @@ impl Partition {
     }
 
     /// A follower fetched from `fetch_offset` (= its durable log end): record its progress,
-    /// move the high watermark. Returns the follower's state for ISR decisions, or `None` if
-    /// this replica is not the leader.
+    /// move the high watermark. Returns the follower's state for ISR decisions. Refused when
+    /// this replica is not the leader (or `follower` not a replica), and when the offset lies
+    /// beyond this log's end: Kafka's leader answers that OFFSET_OUT_OF_RANGE without counting
+    /// it as progress (`Partition.fetchRecords` reads before it updates the follower's state),
+    /// so a follower holding some other log (a topic deleted and re-created under its name)
+    /// cannot move the high watermark.
     pub fn record_follower_fetch(
         &self,
         follower: i32,
         fetch_offset: i64,
         log_start_offset: i64,
         now_ms: i64,
-    ) -> Option<FollowerFetch> {
+    ) -> Result<FollowerFetch, FollowerFetchRefused> {
         let leo = *self.log_end.borrow();
         let (hw, fetch) = {
             let mut role = self.role.lock();
             let Role::Leader(state) = &mut *role else {
-                return None;
+                return Err(FollowerFetchRefused::NotLeader);
             };
-            let fetch =
-                state.record_fetch(follower, fetch_offset, log_start_offset, leo, now_ms)?;
+            // The log's own end, not the published one: a follower reads up to the log's end,
+            // which an append moves a moment before it publishes it. It only grows on a leader,
+            // so a fetch offset above it was never served here. (The log lock is taken inside
+            // the role lock, the order `record_epoch_as_leader` takes them in.)
+            let log_end = self
+                .log_end_offset()
+                .map_err(|_| FollowerFetchRefused::NotLeader)?;
+            if fetch_offset > log_end {
+                return Err(FollowerFetchRefused::BeyondLogEnd);
+            }
+            let fetch = state
+                .record_fetch(follower, fetch_offset, log_start_offset, leo, now_ms)
+                .ok_or(FollowerFetchRefused::NotLeader)?;
             // Read under the role lock: the flusher publishes the durable offset before it
             // takes this lock, so one of the two always sees both new values (read outside,
             // a fetch between its two steps could leave the high watermark behind both).
@@ -499,7 +523,7 @@ impl Partition {
             (state.high_watermark(local), fetch)
         };
         self.advance_high_watermark(hw);
-        Some(fetch)
+        Ok(fetch)
     }
 
     /// As leader: run `f` on the leader state (ISR maintenance), then recompute the high
@@ -1006,8 +1030,28 @@ mod tests {
         assert_eq!(p.high_watermark(), 0);
         assert!(p.high_watermark_behind_epoch_start());
         p.mark_durable(1);
-        p.record_follower_fetch(2, 1, 0, 0);
+        p.record_follower_fetch(2, 1, 0, 0).unwrap();
         assert_eq!(p.high_watermark(), 1);
         assert!(!p.high_watermark_behind_epoch_start());
+    }
+
+    /// As Kafka's leader: a follower fetching beyond the log end (a follower of some other log,
+    /// say a deleted topic's of the same name) is refused and moves nothing.
+    #[test]
+    fn a_follower_fetch_beyond_the_log_end_is_not_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open_single(dir.path());
+        assert!(p.become_leader(1, 1, vec![1, 2], vec![1, 2], 1, 0));
+        p.append(&batch(100), 0).unwrap();
+        p.append(&batch(100), 0).unwrap();
+        p.mark_durable(2);
+        assert_eq!(p.high_watermark(), 0, "the follower has not fetched");
+        assert_eq!(
+            p.record_follower_fetch(2, 1_000, 0, 0),
+            Err(FollowerFetchRefused::BeyondLogEnd)
+        );
+        assert_eq!(p.high_watermark(), 0);
+        p.record_follower_fetch(2, 1, 0, 0).unwrap();
+        assert_eq!(p.high_watermark(), 1);
     }
 }

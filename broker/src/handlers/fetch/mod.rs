@@ -45,7 +45,7 @@ use uuid::Uuid;
 use super::util::partition_error_kind;
 use super::{Outgoing, Reply};
 use crate::node::Node;
-use crate::partition::Partition;
+use crate::partition::{FollowerFetchRefused, Partition};
 use protocol_shim::fetch_answer::{
     AnswerRecords, Endpoint, FetchAnswer, PartitionAnswer, TopicAnswer,
 };
@@ -448,13 +448,18 @@ impl FetchContext {
         if let (Some(follower), Some(now)) = (self.follower, now_ms) {
             match partition.record_follower_fetch(follower, w.fetch_offset, w.log_start_offset, now)
             {
-                Some(f) if f.should_join_isr => {
+                Ok(f) if f.should_join_isr => {
                     if let Some(rt) = self.node.cluster() {
                         crate::cluster::isr::expand(rt, &partition, follower);
                     }
                 }
-                Some(_) => {}
-                None => return ErrorKind::NotLeaderOrFollower,
+                Ok(_) => {}
+                Err(FollowerFetchRefused::NotLeader) => return ErrorKind::NotLeaderOrFollower,
+                Err(FollowerFetchRefused::BeyondLogEnd) => {
+                    data.high_watermark = partition.high_watermark();
+                    data.log_start_offset = partition.log_start_offset().unwrap_or(-1);
+                    return ErrorKind::OffsetOutOfRange;
+                }
             }
         }
         if from_follower {
