@@ -10,7 +10,9 @@ mod settings;
 mod topic_config;
 
 pub use cli::{Cli, Command};
-pub use settings::{BrokerSettings, ConfigSource, ConfigType, SettingDef, BROKER_SETTINGS};
+pub use settings::{
+    connection_overrides, BrokerSettings, ConfigSource, ConfigType, SettingDef, BROKER_SETTINGS,
+};
 pub use topic_config::{
     effective_topic_config, log_config as log_config_for, topic_config_def, validate_topic_config,
     TopicConfigDef, TopicConfigs, TOPIC_CONFIGS,

@@ -164,6 +164,26 @@ pub struct BrokerSettings {
     explicit: BTreeMap<String, String>,
 }
 
+/// The entries of `max.connections.per.ip.overrides`: a comma-separated list of `host:count`
+/// (a host name, an IPv4 address, or an IPv6 one, bracketed or not), as (host, count).
+pub fn connection_overrides(list: &str) -> Result<Vec<(&str, usize)>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|entry| {
+            let bad =
+                || format!("max.connections.per.ip.overrides: cannot read {entry:?} as host:count");
+            let (host, count) = entry.rsplit_once(':').ok_or_else(bad)?;
+            let count = count.trim().parse::<u32>().map_err(|_| bad())?;
+            let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+            if host.is_empty() {
+                return Err(bad());
+            }
+            Ok((host, usize::try_from(count).map_err(|_| bad())?))
+        })
+        .collect()
+}
+
 impl BrokerSettings {
     pub fn definition(name: &str) -> Option<&'static SettingDef> {
         BROKER_SETTINGS.iter().find(|d| d.name == name)
@@ -190,17 +210,7 @@ impl BrokerSettings {
             return Err(format!("{name}: must not be negative"));
         }
         if name == "max.connections.per.ip.overrides" {
-            let malformed = value
-                .split(',')
-                .map(str::trim)
-                .filter(|e| !e.is_empty())
-                .find(|e| {
-                    e.rsplit_once(':')
-                        .is_none_or(|(host, n)| host.is_empty() || n.trim().parse::<u32>().is_err())
-                });
-            if let Some(entry) = malformed {
-                return Err(format!("{name}: cannot read {entry:?} as host:count"));
-            }
+            connection_overrides(value)?;
         }
         if name == "compression.type" && value != "producer" {
             return Err(format!("{name}: only 'producer' is supported"));

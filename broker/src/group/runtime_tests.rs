@@ -27,6 +27,28 @@ fn config(dir: &std::path::Path) -> BrokerConfig {
     BrokerConfig::for_tests(dir, settings)
 }
 
+/// A simple commit (no member, generation -1) of group "g" at `offset` on t-0.
+fn simple_commit(offset: i64) -> CommitRequest {
+    CommitRequest {
+        group_id: "g".into(),
+        generation_id: -1,
+        member_id: String::new(),
+        group_instance_id: None,
+        retention_ms: None,
+        topics: vec![CommitTopic {
+            name: "t".into(),
+            partitions: vec![CommitPartition {
+                partition: 0,
+                offset,
+                leader_epoch: 0,
+                metadata: None,
+                error: None,
+            }],
+        }],
+        version: 8,
+    }
+}
+
 async fn stop(node: Arc<Node>) {
     node.shutdown.cancel();
     // Let the timer task see the cancellation and release its handle on the node.
@@ -181,24 +203,7 @@ async fn unload_and_load_a_partition_on_a_live_node() {
         .unwrap();
     let p = node.groups.partition_for("g");
     assert!(node.groups.owns_group("g"));
-    let commit = |offset: i64| CommitRequest {
-        group_id: "g".into(),
-        generation_id: -1,
-        member_id: String::new(),
-        group_instance_id: None,
-        retention_ms: None,
-        topics: vec![CommitTopic {
-            name: "t".into(),
-            partitions: vec![CommitPartition {
-                partition: 0,
-                offset,
-                leader_epoch: 0,
-                metadata: None,
-                error: None,
-            }],
-        }],
-        version: 8,
-    };
+    let commit = simple_commit;
     let req = commit(5);
     let called = node
         .groups
@@ -275,24 +280,7 @@ async fn a_commit_waiting_for_followers_ends_when_the_offsets_partition_moves() 
         .unwrap();
     // Leader with a follower (2) in the ISR that never fetches: the high watermark stays.
     assert!(offsets.become_leader(1, 1, vec![1, 2], vec![1, 2], 1, 0));
-    let commit = CommitRequest {
-        group_id: "g".into(),
-        generation_id: -1,
-        member_id: String::new(),
-        group_instance_id: None,
-        retention_ms: None,
-        topics: vec![CommitTopic {
-            name: "t".into(),
-            partitions: vec![CommitPartition {
-                partition: 0,
-                offset: 5,
-                leader_epoch: 0,
-                metadata: None,
-                error: None,
-            }],
-        }],
-        version: 8,
-    };
+    let commit = simple_commit(5);
     let called = node.groups.call(&node, |c, now, _| {
         Answer::Now(c.commit_offsets(now, commit))
     });

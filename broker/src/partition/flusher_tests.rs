@@ -14,7 +14,9 @@ use uuid::Uuid;
 
 use crate::durable_file::SyncData;
 
-use super::{DurabilityPolicy, Partition, PartitionError, PartitionManager, TopicPartition};
+use super::{
+    AckWait, DurabilityPolicy, Partition, PartitionError, PartitionManager, TopicPartition,
+};
 
 fn batch() -> Vec<u8> {
     storage::BatchBuilder::new()
@@ -64,8 +66,10 @@ async fn a_failed_fsync_is_reported_and_nothing_after_the_last_good_one_is_ackno
     let within = |ms| tokio::time::Instant::now() + Duration::from_millis(ms);
 
     let first = appended_end(p.append(&batch(), 0).unwrap());
-    assert!(
-        p.wait_durable(first, within(5_000)).await,
+    assert_eq!(
+        p.wait_all_replicas(first, p.leader_epoch(), within(5_000))
+            .await,
+        AckWait::Done,
         "a good fsync acks"
     );
 
@@ -78,8 +82,10 @@ async fn a_failed_fsync_is_reported_and_nothing_after_the_last_good_one_is_ackno
         why.starts_with("t-0: ") && why.contains("os error 5"),
         "{why}"
     );
-    assert!(
-        !p.wait_durable(second, within(300)).await,
+    assert_ne!(
+        p.wait_all_replicas(second, p.leader_epoch(), within(300))
+            .await,
+        AckWait::Done,
         "a record the failed fsync covered was acknowledged"
     );
     assert_eq!(p.high_watermark(), first);
@@ -117,9 +123,14 @@ async fn appends_around_the_linger_are_all_acknowledged() {
     let linger_us = u64::try_from(super::flusher::LINGER.as_micros()).unwrap();
     for i in 0..300u64 {
         let end = appended_end(p.append(&batch(), 0).unwrap());
-        assert!(
-            p.wait_durable(end, tokio::time::Instant::now() + Duration::from_secs(5))
-                .await,
+        assert_eq!(
+            p.wait_all_replicas(
+                end,
+                p.leader_epoch(),
+                tokio::time::Instant::now() + Duration::from_secs(5)
+            )
+            .await,
+            AckWait::Done,
             "append {i} was never made durable"
         );
         // 0 to 2x the linger, in steps that cross its end (a thread sleep: tokio's timer

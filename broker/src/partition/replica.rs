@@ -57,9 +57,9 @@ pub struct Partition {
     role: Mutex<Role>,
     /// `None` once closed (shutdown or topic deletion).
     log: Mutex<Option<Log>>,
-    /// Set as the partition closes, before waiters are woken: read where no lock may be taken
-    /// (inside a watch's predicate).
-    closing: AtomicBool,
+    /// Set once the log is taken out (`take_log`), before waiters are woken: what
+    /// `is_closed` reads, with no lock, so a watch's predicate may read it too.
+    closed: AtomicBool,
     /// The log end offset, published for follower fetches that long-poll on new data.
     log_end: watch::Sender<i64>,
     /// Consumers read below this; fetches and acks wait on it.
@@ -116,7 +116,7 @@ impl Partition {
             leader_epoch: AtomicI32::new(0),
             role: Mutex::new(Role::Single),
             log: Mutex::new(Some(log)),
-            closing: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             log_end: watch::Sender::new(leo),
             high_watermark: watch::Sender::new(leo),
             durable: watch::Sender::new(leo),
@@ -261,19 +261,12 @@ impl Partition {
         });
     }
 
-    /// Waits until every offset below `offset` is committed: durable here (SyncOnAck) or
-    /// written (Interval) on a single node; below the high watermark, so on every in-sync
-    /// replica, as a cluster leader (acks=all). Returns false if the deadline passes first or
-    /// the partition closes.
-    pub async fn wait_durable(&self, offset: i64, deadline: tokio::time::Instant) -> bool {
-        Self::wait_until(self.ack_watch(true), offset, deadline).await
-    }
-
-    /// acks=all, as Kafka's `DelayedProduce`: waits until every in-sync replica holds the
-    /// offsets below `offset` (the high watermark passed it), or until this replica no longer
-    /// leads at `epoch`, the epoch that appended them (a new epoch, or the partition closed):
-    /// then `NotLeader`, as Kafka's `checkEnoughReplicasReachOffset` answers
-    /// NOT_LEADER_OR_FOLLOWER, instead of waiting out the request's timeout.
+    /// acks=all, as Kafka's `DelayedProduce`: waits until every offset below `offset` is
+    /// committed (durable here, or written with the interval policy, on a single node; below
+    /// the high watermark, so on every in-sync replica, as a cluster leader), or until this
+    /// replica no longer leads at `epoch`, the epoch that appended them (a new epoch, or the
+    /// partition closed): then `NotLeader`, as Kafka's `checkEnoughReplicasReachOffset`
+    /// answers NOT_LEADER_OR_FOLLOWER, instead of waiting out the request's timeout.
     pub async fn wait_all_replicas(
         &self,
         offset: i64,
@@ -284,9 +277,9 @@ impl Partition {
             return AckWait::Done;
         };
         // Checked after subscribing: a role change before it shows here, one after it wakes
-        // the watch (`wake_long_polls`). No lock is taken: the predicate runs under the
-        // watch's read lock.
-        let moved = || self.leader_epoch() != epoch || self.closing.load(Ordering::Acquire);
+        // the watch (`wake_long_polls`). No lock is taken (`is_closed` reads an atomic): the
+        // predicate runs under the watch's read lock.
+        let moved = || self.leader_epoch() != epoch || self.is_closed();
         if moved() {
             return AckWait::NotLeader;
         }
@@ -854,7 +847,7 @@ impl Partition {
     fn take_log(&self) -> Option<Log> {
         let log = self.log.lock().take();
         *self.role.lock() = Role::Offline;
-        self.closing.store(true, Ordering::Release);
+        self.closed.store(true, Ordering::Release);
         self.wake_long_polls();
         log
     }
@@ -869,7 +862,7 @@ impl Partition {
     }
 
     pub fn is_closed(&self) -> bool {
-        self.log.lock().is_none()
+        self.closed.load(Ordering::Acquire)
     }
 }
 
@@ -924,8 +917,9 @@ mod tests {
         runtime.block_on(async {
             let soon = || tokio::time::Instant::now() + std::time::Duration::from_millis(50);
             p.durable.send_replace(1);
-            assert!(
-                !p.wait_durable(1, soon()).await,
+            assert_ne!(
+                p.wait_all_replicas(1, p.leader_epoch(), soon()).await,
+                AckWait::Done,
                 "acks=all answered below the high watermark"
             );
             assert!(
@@ -934,7 +928,10 @@ mod tests {
             );
             p.mark_durable(1);
             assert_eq!(p.high_watermark(), 1);
-            assert!(p.wait_durable(1, soon()).await);
+            assert_eq!(
+                p.wait_all_replicas(1, p.leader_epoch(), soon()).await,
+                AckWait::Done
+            );
             assert!(p.wait_local_durable(1, soon()).await);
         });
     }

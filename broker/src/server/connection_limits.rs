@@ -12,7 +12,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::BrokerSettings;
+use crate::config::{connection_overrides, BrokerSettings};
 
 /// The limits and what is counted against them.
 #[derive(Debug)]
@@ -131,14 +131,10 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// `max.connections.per.ip.overrides` by address: each entry's host resolved to its addresses.
 fn parse_overrides(list: &str) -> Result<HashMap<IpAddr, usize>, String> {
     let mut out = HashMap::new();
-    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let bad =
-            || format!("max.connections.per.ip.overrides: cannot read {entry:?} as host:count");
-        let (host, count) = entry.rsplit_once(':').ok_or_else(bad)?;
-        let count: usize = count.trim().parse().map_err(|_| bad())?;
-        let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+    for (host, count) in connection_overrides(list)? {
         let ips: Vec<IpAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![ip],
             Err(_) => (host, 0)

@@ -13,6 +13,7 @@
 //! its records' max timestamp is not caught (Kafka decompresses every batch).
 
 use std::borrow::Cow;
+use std::path::Path;
 
 use crate::batch::compression::{decompress, Compression};
 use crate::batch::header::BatchHeader;
@@ -37,14 +38,14 @@ pub struct RecordRules {
 }
 
 /// Checks the records of `header`'s batch at `now_ms`; `span`: an uncompressed batch's smallest
-/// and largest timestamp delta, as `validate_produce_with_span` read them; `partition` names
-/// the log in messages.
+/// and largest timestamp delta, as `validate_produce_with_span` read them; `log_dir`, whose
+/// name names the partition in messages (read only when a record is refused).
 pub fn check_records(
     header: &BatchHeader<'_>,
     span: Option<(i64, i64)>,
     rules: RecordRules,
     now_ms: i64,
-    partition: &str,
+    log_dir: &Path,
     max_decompressed_bytes: usize,
 ) -> Result<(), StorageError> {
     if header.is_control() {
@@ -75,6 +76,7 @@ pub fn check_records(
     for (index, record) in (0i32..).zip(RecordIter::new(&records, header.records_count())) {
         let record = record?;
         if rules.require_keys && record.key.is_none() {
+            let partition = log_dir.file_name().unwrap_or_default().to_string_lossy();
             refused.push((
                 index,
                 format!(
@@ -212,7 +214,7 @@ mod tests {
     /// The refused records' indexes and the batch's reason; empty when accepted.
     fn refused(b: &[u8], rules: RecordRules) -> (Vec<i32>, Option<RefusedBecause>) {
         let (h, span) = validate_produce_with_span(b, 1 << 20).unwrap();
-        match check_records(&h, span, rules, NOW, "t-0", 1 << 20) {
+        match check_records(&h, span, rules, NOW, Path::new("/data/t-0"), 1 << 20) {
             Ok(()) => (Vec::new(), None),
             Err(StorageError::RecordsRefused {
                 reason, records, ..

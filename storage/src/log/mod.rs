@@ -154,7 +154,7 @@ impl Log {
                 require_keys: self.config.compact,
             },
             now_ms,
-            &self.dir.file_name().unwrap_or_default().to_string_lossy(),
+            &self.dir,
             RECORD_CHECK_MAX_DECOMPRESSED_BYTES,
         )?;
         // A batch the producer marked LogAppendTime that a CreateTime log takes is stored as

@@ -95,6 +95,12 @@ impl ReadRecords {
 }
 
 impl PartitionRead {
+    /// An answer without records still tells the partition's high watermark and log start.
+    fn offsets_of(&mut self, partition: &Partition) {
+        self.high_watermark = partition.high_watermark();
+        self.log_start_offset = partition.log_start_offset().unwrap_or(-1);
+    }
+
     fn new() -> Self {
         Self {
             error: ErrorKind::None,
@@ -456,8 +462,7 @@ impl FetchContext {
                 Ok(_) => {}
                 Err(FollowerFetchRefused::NotLeader) => return ErrorKind::NotLeaderOrFollower,
                 Err(FollowerFetchRefused::BeyondLogEnd) => {
-                    data.high_watermark = partition.high_watermark();
-                    data.log_start_offset = partition.log_start_offset().unwrap_or(-1);
+                    data.offsets_of(&partition);
                     return ErrorKind::OffsetOutOfRange;
                 }
             }
@@ -466,8 +471,7 @@ impl FetchContext {
             if let Some(id) = self.preferred_read_replica(&partition, w.fetch_offset) {
                 // KIP-392: no records, the consumer goes to `id`.
                 data.preferred_read_replica = id;
-                data.high_watermark = partition.high_watermark();
-                data.log_start_offset = partition.log_start_offset().unwrap_or(-1);
+                data.offsets_of(&partition);
                 return ErrorKind::None;
             }
         }
@@ -495,10 +499,8 @@ impl FetchContext {
                 ErrorKind::None
             }
             Err(e) => {
-                let kind = partition_error_kind(&e);
-                data.high_watermark = partition.high_watermark();
-                data.log_start_offset = partition.log_start_offset().unwrap_or(-1);
-                kind
+                data.offsets_of(&partition);
+                partition_error_kind(&e)
             }
         }
     }

@@ -45,6 +45,14 @@ pub struct PartitionKey {
     pub partition: i32,
 }
 
+impl PartitionKey {
+    /// Named by a topic id no topic had a name for when it was resolved (the nil id never
+    /// names one).
+    fn names_unknown_id(&self) -> bool {
+        self.topic.is_none() && !self.topic_id.is_nil()
+    }
+}
+
 /// The partitions to read for one request, and what to do with the response.
 #[derive(Debug)]
 pub struct FetchPlan {
@@ -231,10 +239,10 @@ impl Session {
         let mut resolved = false;
         let mut unresolved = false;
         for c in self.partitions.values_mut() {
-            let id = c.wanted.key.topic_id;
-            if c.wanted.key.topic.is_some() || id.is_nil() {
+            if !c.wanted.key.names_unknown_id() {
                 continue;
             }
+            let id = c.wanted.key.topic_id;
             let name = names
                 .entry(id)
                 .or_insert_with(|| node.topics.name_of_id(id).map(Arc::from));
@@ -510,9 +518,7 @@ pub fn plan(node: &Node, request: &FetchRequest, version: i16) -> Result<FetchPl
                 Session {
                     next_epoch: 1,
                     uses_topic_ids: version >= 13,
-                    unresolved: wanted
-                        .iter()
-                        .any(|w| w.key.topic.is_none() && !w.key.topic_id.is_nil()),
+                    unresolved: wanted.iter().any(|w| w.key.names_unknown_id()),
                     partitions,
                     wanted: same.then(|| Arc::clone(&wanted)),
                     found: None,
@@ -552,7 +558,7 @@ pub fn plan(node: &Node, request: &FetchRequest, version: i16) -> Result<FetchPl
                 if w.key.topic.is_none() {
                     w.key.topic.clone_from(&c.wanted.key.topic);
                 }
-                session.unresolved |= w.key.topic.is_none() && !w.key.topic_id.is_nil();
+                session.unresolved |= w.key.names_unknown_id();
                 // The list is in the session's order: change its entry in place (copying the
                 // list only if a request still reads it).
                 let in_place = session
@@ -567,7 +573,7 @@ pub fn plan(node: &Node, request: &FetchRequest, version: i16) -> Result<FetchPl
                 }
             }
             None => {
-                session.unresolved |= w.key.topic.is_none() && !w.key.topic_id.is_nil();
+                session.unresolved |= w.key.names_unknown_id();
                 session.changed();
                 session
                     .partitions
