@@ -1136,4 +1136,27 @@ async fn followers_keep_replicating_as_topics_join_and_leave_their_sessions() {
         (0..8).map(|r| (r, format!("b{r}"))).collect::<Vec<_>>(),
         "partition 0 of {second}"
     );
+
+    // The first topic's name is taken again by a new topic (a new id): followers fetch it by
+    // its id, from its own offset 0, and it holds only its own records.
+    create_topic(&bootstrap, &first, 3, 3, &[("min.insync.replicas", "3")]).await;
+    cluster.wait_for_partitions(&first, Duration::from_secs(30), "full ISR", full_isr);
+    for p in 0..3 {
+        timed_send(&producer, &first, p, format!("new{p}")).await;
+    }
+    for p in 0..3 {
+        timed_send(&producer, &second, p, "b8".to_string()).await;
+    }
+    let parts = TestCluster::partitions(&client, &first).unwrap();
+    assert!(
+        full_isr(&parts),
+        "the new topic's replicas in sync: {parts:?}"
+    );
+    for p in 0..3 {
+        assert_eq!(
+            read_partition(&bootstrap, &first, p, 1),
+            vec![(0, format!("new{p}"))],
+            "partition {p} of the re-created {first}"
+        );
+    }
 }

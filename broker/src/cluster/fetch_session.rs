@@ -5,12 +5,19 @@
 //! and the leader answers only partitions with news. A session error or a lost connection
 //! starts a new session with a full round.
 //!
+//! Partitions are fetched by topic id (Fetch v13+), so the leader's session holds each under
+//! its id: a topic deleted and re-created under the same name is a new member, and the old
+//! one is forgotten under the id it was sent with (Kafka's handler does the same when a
+//! partition's id changes).
+//!
 //! What the leader holds for each partition is stamped on the fetcher's own target (a
 //! `Stamp`: this session's generation and what was sent), so a round compares each partition
-//! with its stamp instead of looking it up here; this module keeps only the set of member
-//! names, touched when partitions join or leave.
+//! with its stamp instead of looking it up here; this module keeps only the members' names
+//! and ids, touched when partitions join or leave.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
 
 use crate::partition::TopicPartition;
 
@@ -29,9 +36,11 @@ pub struct Stamp {
     sent: Sent,
 }
 
-/// One partition of a round: its name, what to send, and its stamp from earlier rounds.
+/// One partition of a round: its name and topic id, what to send, and its stamp from earlier
+/// rounds.
 pub struct RoundEntry<'a> {
     pub tp: &'a TopicPartition,
+    pub topic_id: Uuid,
     pub sent: Sent,
     pub stamp: Option<Stamp>,
 }
@@ -43,8 +52,8 @@ pub struct RoundPlan {
     pub epoch: i32,
     /// Indexes into the round's entries of the partitions to name.
     pub include: Vec<usize>,
-    /// Partitions the leader's session should drop.
-    pub forget: Vec<TopicPartition>,
+    /// Partitions the leader's session should drop, with the topic id it holds them under.
+    pub forget: Vec<(TopicPartition, Uuid)>,
     /// A full round (no session yet): it names every partition.
     full: bool,
 }
@@ -57,8 +66,8 @@ pub struct FollowerSession {
     next_epoch: i32,
     /// Bumped per session, so stamps of an earlier session never count.
     generation: u64,
-    /// The partitions the leader's session holds.
-    members: BTreeSet<TopicPartition>,
+    /// The partitions the leader's session holds, with the topic id each was sent with.
+    members: BTreeMap<TopicPartition, Uuid>,
 }
 
 impl FollowerSession {
@@ -75,11 +84,13 @@ impl FollowerSession {
         self.members.clear();
     }
 
-    /// What the leader's session holds for a partition, if its stamp is of this session
-    /// (asked only while one is open).
-    fn current(&self, stamp: Option<Stamp>) -> Option<Sent> {
-        stamp
+    /// What the leader's session holds for an entry's partition, if its stamp is of this
+    /// session and the partition is held under the entry's topic id (asked only while a
+    /// session is open).
+    fn current(&self, e: &RoundEntry<'_>) -> Option<Sent> {
+        e.stamp
             .filter(|s| s.generation == self.generation)
+            .filter(|_| self.members.get(e.tp) == Some(&e.topic_id))
             .map(|s| s.sent)
     }
 
@@ -97,7 +108,7 @@ impl FollowerSession {
         let mut include = Vec::new();
         let mut stamped = 0usize;
         for (i, e) in entries.iter().enumerate() {
-            match self.current(e.stamp) {
+            match self.current(e) {
                 Some(sent) => {
                     stamped += 1;
                     if sent != e.sent {
@@ -107,15 +118,22 @@ impl FollowerSession {
                 None => include.push(i),
             }
         }
-        // Every member in this round carries a current stamp (forgetting clears it), so the
-        // counts differ only when a member is missing from the round.
+        // Every member in this round under its id carries a current stamp (forgetting clears
+        // it), so the counts differ only when a member is missing from the round or the round
+        // names its partition under another topic id (the topic was re-created).
         let forget = if stamped == self.members.len() {
             Vec::new()
         } else {
             self.members
                 .iter()
-                .filter(|m| entries.binary_search_by(|e| e.tp.cmp(m)).is_err())
-                .cloned()
+                .filter(|&(m, id)| {
+                    entries
+                        .binary_search_by(|e| e.tp.cmp(m))
+                        .ok()
+                        .and_then(|i| entries.get(i))
+                        .is_none_or(|e| e.topic_id != *id)
+                })
+                .map(|(m, id)| (m.clone(), *id))
                 .collect()
         };
         RoundPlan {
@@ -149,8 +167,10 @@ impl FollowerSession {
             } else {
                 self.next_epoch + 1
             };
-            for tp in &plan.forget {
-                self.members.remove(tp);
+            for (tp, id) in &plan.forget {
+                if self.members.get(tp) == Some(id) {
+                    self.members.remove(tp);
+                }
             }
         }
         let generation = self.generation;
@@ -159,8 +179,11 @@ impl FollowerSession {
             .iter()
             .filter_map(|&i| entries.get(i))
             .map(|e| {
-                if !self.members.contains(e.tp) {
-                    self.members.insert(e.tp.clone());
+                match self.members.get_mut(e.tp) {
+                    Some(id) => *id = e.topic_id,
+                    None => {
+                        self.members.insert(e.tp.clone(), e.topic_id);
+                    }
                 }
                 Stamp {
                     generation,

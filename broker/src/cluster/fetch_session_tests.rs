@@ -11,6 +11,11 @@ fn tp(topic: &str, partition: i32) -> TopicPartition {
     }
 }
 
+/// A topic's id in these tests (one per name).
+fn id(topic: &str) -> Uuid {
+    Uuid::from_u128(topic.bytes().fold(1u128, |h, b| h * 31 + u128::from(b)))
+}
+
 fn sent(fetch_offset: i64) -> Sent {
     Sent {
         fetch_offset,
@@ -30,6 +35,7 @@ fn entries<'a>(
         .zip(stamps)
         .map(|((tp, &o), &stamp)| RoundEntry {
             tp,
+            topic_id: id(&tp.topic),
             sent: sent(o),
             stamp,
         })
@@ -111,7 +117,7 @@ fn a_partition_missing_from_a_round_is_forgotten_and_named_again_when_it_returns
     let fewer = [tps[0].clone(), tps[2].clone()];
     let e = entries(&fewer, &[0, 0], &[stamps[0], stamps[2]]);
     let plan = s.plan(&e);
-    assert_eq!(plan.forget, vec![tp("a", 1)]);
+    assert_eq!(plan.forget, vec![(tp("a", 1), id("a"))]);
     assert!(plan.include.is_empty());
     s.complete(&plan, &e, 5).expect("in a session");
     // The fetcher clears a forgotten partition's stamp; it is named when it returns.
@@ -165,4 +171,36 @@ fn the_epoch_wraps_to_one() {
     assert_eq!(plan.epoch, i32::MAX);
     s.complete(&plan, &e, 5).expect("in a session");
     assert_eq!(s.plan(&e).epoch, 1);
+}
+
+#[test]
+fn a_partition_named_under_a_new_topic_id_is_forgotten_under_the_old_one() {
+    let tps = [tp("a", 0), tp("b", 0)];
+    let (mut s, stamps) = opened(&tps, 5);
+    // "a" was deleted and re-created: its new target has no stamp and a new id.
+    let mut e = entries(&tps, &[0, 0], &[None, stamps[1]]);
+    let new_id = Uuid::from_u128(77);
+    e[0].topic_id = new_id;
+    let plan = s.plan(&e);
+    assert_eq!(plan.include, vec![0]);
+    assert_eq!(plan.forget, vec![(tp("a", 0), id("a"))]);
+    let new = s.complete(&plan, &e, 5).expect("in a session");
+    assert_eq!(s.members.get(&tp("a", 0)), Some(&new_id));
+    assert_eq!(s.members.len(), 2);
+    // Stamped under its new id, the partition is unchanged in the next round.
+    e[0].stamp = Some(new[0]);
+    let plan = s.plan(&e);
+    assert!(plan.include.is_empty());
+    assert!(plan.forget.is_empty());
+}
+
+#[test]
+fn a_current_stamp_under_another_topic_id_does_not_count() {
+    let tps = [tp("a", 0)];
+    let (s, stamps) = opened(&tps, 5);
+    let mut e = entries(&tps, &[0], &stamps);
+    e[0].topic_id = Uuid::from_u128(78);
+    let plan = s.plan(&e);
+    assert_eq!(plan.include, vec![0]);
+    assert_eq!(plan.forget, vec![(tp("a", 0), id("a"))]);
 }

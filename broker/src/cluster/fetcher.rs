@@ -12,6 +12,11 @@
 //! first round, a request names only the partitions whose fetch state changed and the answer
 //! carries only partitions with news, so an idle partition costs no bytes on the wire.
 //!
+//! Partitions are fetched by topic id (Fetch v13), as Kafka's followers do: a follower still
+//! holding a deleted topic's replica, whose name a new topic has taken, is answered
+//! INCONSISTENT_TOPIC_ID by the new topic's leader instead of being counted as a replica of
+//! it.
+//!
 //! Durability: a follower fetches from its *durable* log end (it waits for the fsync of what
 //! it appended before the next fetch), so the leader's high watermark (and acks=all) only
 //! counts records that are on disk on every in-sync replica.
@@ -33,6 +38,7 @@ use protocol_shim::ErrorKind;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use super::fetch_session::{FollowerSession, RoundEntry, RoundPlan, Sent, Stamp};
 use super::kafka_client::{ClientError, KafkaConnection};
@@ -42,8 +48,8 @@ use crate::handlers::util::topic_name;
 use crate::node::Node;
 use crate::partition::{Partition, TopicPartition};
 
-/// The Fetch version followers send (topic names, top-level replica id).
-const FETCH_VERSION: i16 = 12;
+/// The Fetch version followers send (topic ids, top-level replica id).
+const FETCH_VERSION: i16 = 13;
 /// The OffsetForLeaderEpoch version followers send (with replica id).
 const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;
 /// Connect timeout to a leader.
@@ -321,6 +327,7 @@ async fn fetch_round(
             Some((
                 RoundEntry {
                     tp: &target.partition.tp,
+                    topic_id: target.partition.topic_id,
                     sent,
                     stamp: target.stamp,
                 },
@@ -365,8 +372,20 @@ async fn fetch_round(
     }
 
     let mut appended: Vec<(Arc<Partition>, i64, i64)> = Vec::new();
+    // The answer names topics by id: the round's names by id, built only for an answer with
+    // news. An id the round does not hold (a forgotten topic's) is skipped.
+    let names = if response.responses.is_empty() {
+        Vec::new()
+    } else {
+        names_by_id(&round)
+    };
     for topic in &response.responses {
-        let name = topic.topic.0.as_str();
+        let Ok(n) = names.binary_search_by(|(id, _)| id.cmp(&topic.topic_id)) else {
+            continue;
+        };
+        let Some(&(_, name)) = names.get(n) else {
+            continue;
+        };
         for data in &topic.partitions {
             let Ok(i) = round.binary_search_by(|e| {
                 (e.tp.topic.as_str(), e.tp.partition).cmp(&(name, data.partition_index))
@@ -406,7 +425,20 @@ async fn fetch_round(
     Ok(())
 }
 
-/// The Fetch request for `plan`: one FetchTopic per topic, in round order.
+/// The round's topic names by topic id, sorted by id (entries come in name order, so each
+/// topic's partitions are adjacent).
+fn names_by_id<'a>(round: &[RoundEntry<'a>]) -> Vec<(Uuid, &'a str)> {
+    let mut names: Vec<(Uuid, &'a str)> = Vec::new();
+    for e in round {
+        if names.last().is_none_or(|&(id, _)| id != e.topic_id) {
+            names.push((e.topic_id, e.tp.topic.as_str()));
+        }
+    }
+    names.sort_unstable_by_key(|&(id, _)| id);
+    names
+}
+
+/// The Fetch request (v13) for `plan`: one FetchTopic per topic id, in round order.
 fn round_request(
     plan: &RoundPlan,
     round: &[RoundEntry<'_>],
@@ -423,21 +455,21 @@ fn round_request(
             .with_log_start_offset(e.sent.log_start_offset)
             .with_partition_max_bytes(settings.replica_fetch_max_bytes);
         match topics.last_mut() {
-            Some(t) if t.topic.0.as_str() == e.tp.topic => t.partitions.push(part),
+            Some(t) if t.topic_id == e.topic_id => t.partitions.push(part),
             _ => topics.push(
                 FetchTopic::default()
-                    .with_topic(topic_name(&e.tp.topic))
+                    .with_topic_id(e.topic_id)
                     .with_partitions(vec![part]),
             ),
         }
     }
     let mut forgotten: Vec<ForgottenTopic> = Vec::new();
-    for tp in &plan.forget {
+    for (tp, topic_id) in &plan.forget {
         match forgotten.last_mut() {
-            Some(t) if t.topic.0.as_str() == tp.topic => t.partitions.push(tp.partition),
+            Some(t) if t.topic_id == *topic_id => t.partitions.push(tp.partition),
             _ => forgotten.push(
                 ForgottenTopic::default()
-                    .with_topic(topic_name(&tp.topic))
+                    .with_topic_id(*topic_id)
                     .with_partitions(vec![tp.partition]),
             ),
         }
@@ -477,9 +509,11 @@ fn stamp_targets(
             }
         }
     }
-    for tp in &plan.forget {
+    for (tp, topic_id) in &plan.forget {
         if let Some(t) = targets.get_mut(tp) {
-            t.stamp = None;
+            if t.partition.topic_id == *topic_id {
+                t.stamp = None;
+            }
         }
     }
 }
@@ -555,3 +589,7 @@ async fn truncate_divergent(
     }
     Ok(Ok(()))
 }
+
+#[cfg(test)]
+#[path = "fetcher_tests.rs"]
+mod tests;
