@@ -309,8 +309,8 @@ impl FetchSessionCache {
     }
 
     /// A deleted topic leaves the sessions that name topics by name (before v13): such a
-    /// session cannot tell a topic re-created under the same name from the deleted one (and
-    /// Sluice's followers fetch by name). Sessions keyed by topic id keep its partitions and
+    /// session cannot tell a topic re-created under the same name from the deleted one.
+    /// Sessions keyed by topic id (Sluice's followers' among them) keep its partitions and
     /// answer them with an error until the client forgets them, as Kafka's do.
     pub fn forget_named_topic(&self, topic: &str) {
         for s in self.sessions.lock().values_mut() {
