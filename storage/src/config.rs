@@ -49,6 +49,10 @@ pub struct LogConfig {
     pub min_cleanable_dirty_ratio: f64,
     /// `min.compaction.lag.ms`: segments holding a record younger than this are not cleaned.
     pub min_compaction_lag_ms: i64,
+    /// The broker's `producer.id.expiration.ms`: an idempotent producer's state is forgotten once
+    /// its last batch's timestamp is this much older than the clock (checked at each retention
+    /// pass).
+    pub producer_id_expiration_ms: i64,
 }
 
 /// Seven days, Kafka's default for `log.roll.ms` and `retention.ms`.
@@ -72,6 +76,7 @@ impl Default for LogConfig {
             delete_retention_ms: 24 * 60 * 60 * 1000,
             min_cleanable_dirty_ratio: 0.5,
             min_compaction_lag_ms: 0,
+            producer_id_expiration_ms: 24 * 60 * 60 * 1000,
         }
     }
 }

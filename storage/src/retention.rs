@@ -7,6 +7,7 @@
 
 use crate::error::StorageError;
 use crate::log::Log;
+use crate::producer_state::snapshot;
 
 /// What retention needs to know about a segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,8 +50,15 @@ pub fn deletable_segments(
 }
 
 impl Log {
-    /// Rolls by `segment_ms`, then deletes segments past retention. Returns how many went.
+    /// Rolls by `segment_ms`, forgets producers idle for `producer_id_expiration_ms`, then
+    /// deletes segments past retention. Returns how many segments went.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize, StorageError> {
+        let expired = self
+            .producers
+            .remove_expired(now_ms, self.config.producer_id_expiration_ms);
+        if expired > 0 {
+            tracing::debug!(dir = %self.dir.display(), expired, "producer ids expired");
+        }
         let segment_ms = self.config.segment_ms;
         if self
             .active
@@ -86,8 +94,10 @@ impl Log {
             .next()
             .map_or(self.active.base_offset(), |s| s.base_offset());
         if new_start > self.log_start_offset {
+            // Producers keep their state (see `producer_state`); the latest snapshot, written
+            // at the roll that started the first remaining segment or later, is at or above the
+            // new start, so a reopen keeps it too.
             self.set_log_start_offset(new_start)?;
-            self.producers.remove_below(new_start);
         }
         Ok(deleted)
     }
@@ -128,7 +138,16 @@ impl Log {
             .count();
         self.delete_oldest_segments(wholly_below)?;
         self.set_log_start_offset(offset)?;
-        self.producers.remove_below(offset);
+        // Producers keep their state (see `producer_state`). A reopen replays from the latest
+        // snapshot only if it is at or above the log start, so one is written here when the new
+        // start passed them all.
+        if !self.producers.is_empty()
+            && snapshot::list(&self.dir)?
+                .last()
+                .is_none_or(|&latest| latest < offset)
+        {
+            self.write_snapshot()?;
+        }
         Ok(())
     }
 }

@@ -239,6 +239,7 @@ pub fn log_config(topic: &TopicConfigs, broker: &BrokerSettings) -> storage::Log
             .filter(|r| (0.0..=1.0).contains(r))
             .unwrap_or(defaults.min_cleanable_dirty_ratio),
         min_compaction_lag_ms: num("min.compaction.lag.ms", defaults.min_compaction_lag_ms),
+        producer_id_expiration_ms: broker.i64("producer.id.expiration.ms"),
         ..defaults
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Invariants: segments never overlap and their base offsets increase; `active` is the only
 //! segment written to and holds `log_end_offset`; `log_start_offset` lies in
-//! `[first segment base, log_end_offset]`; `producers` equals a replay of the log; nothing of a
+//! `[first segment base, log_end_offset]`; `producers` equals a replay of the log (plus unexpired
+//! producers whose batches left it, see `producer_state`); nothing of a
 //! batch that fails validation is written; sealed segments are fsynced (so `flushed_offset` is at
 //! least the active segment's base offset); every leader epoch entry starts at or above the log
 //! start and below the log end (or at the log start of an emptied log), and the checkpoint file
@@ -342,7 +343,7 @@ impl Log {
         Ok(())
     }
 
-    fn write_snapshot(&self) -> Result<(), StorageError> {
+    pub(crate) fn write_snapshot(&self) -> Result<(), StorageError> {
         snapshot::write(&self.dir, self.log_end_offset(), &self.producers)?;
         snapshot::retain_latest(&self.dir, SNAPSHOTS_KEPT)
     }
@@ -460,10 +461,15 @@ impl Log {
         snapshot::delete_above(&self.dir, log_end)?;
         let (from, state) = snapshot::load_latest(&self.dir, log_end)?
             .unwrap_or((i64::MIN, ProducerStateManager::new()));
-        self.producers = state;
-        // Batches below the log start are no longer part of the log (Kafka replays from
-        // max(snapshot, log start) too), and producers they alone described were forgotten.
-        self.producers.remove_below(self.log_start_offset);
+        // A snapshot at or above the log start holds every producer, those whose batches left
+        // the log among them; one below it misses what happened between it and the log start,
+        // which is gone, so it is not used (Kafka deletes snapshots at or below the log start)
+        // and the state is what the log still holds.
+        self.producers = if from >= self.log_start_offset {
+            state
+        } else {
+            ProducerStateManager::new()
+        };
         self.replay_producers(from.max(self.log_start_offset))?;
         Ok(())
     }

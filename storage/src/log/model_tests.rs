@@ -81,7 +81,8 @@ struct Model {
     /// The leader epoch entries the log must report.
     epochs: LeaderEpochCache,
     /// Producer 1's next sequence, kept across retention: a producer whose batches were all
-    /// deleted goes on where it was, and the log, holding no state for it, must accept that.
+    /// deleted goes on where it was, and the log must accept that, whether it kept the
+    /// producer's state (it does until the producer expires) or lost it in a crash.
     next_seq: i32,
 }
 
@@ -155,9 +156,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             }
             Op::AppendIdempotent { records, epoch } => {
-                // After the last stored batch of the producer (a truncation may have cut
-                // later ones), or, with none left, where it was.
-                let seq = match model.last_idempotent() {
+                // After the producer's last batch that no truncation cut, below the log start
+                // or not (the log keeps its state, or lost it in a crash and takes any
+                // sequence), or, with none left, where it was.
+                let seq = match model.batches.iter().rev().find(|b| b.sequences.is_some()) {
                     Some(b) => b.sequences.map_or(0, |s| s.1 + 1),
                     None => model.next_seq,
                 };
@@ -312,8 +314,8 @@ proptest! {
     }
 }
 
-/// A producer forgotten at a log-start move, then re-registered, must not be resurrected from an
-/// older snapshot on crash recovery (found by the property test).
+/// A producer whose batches a log-start move passed, then appending again, must come back from
+/// crash recovery with its latest state, not an older snapshot's (found by the property test).
 #[test]
 fn forgotten_producer_is_not_resurrected_by_replay() {
     let ops = vec![

@@ -842,3 +842,80 @@ fn decompression_bomb_is_refused_not_allocated() {
     log.append_as_follower(&[]).unwrap();
     assert_eq!(log.log_end_offset(), 1);
 }
+
+/// Producer 7's retry of its second batch is a duplicate of offset 1, and a gap is refused.
+fn assert_producer_7_known(log: &mut Log, when: &str) {
+    assert!(
+        matches!(
+            log.append(&idempotent(7, 0, 1, 1), 0, 0),
+            Ok(AppendOutcome::Duplicate { base_offset: 1, .. })
+        ),
+        "{when}: the retry is a duplicate"
+    );
+    assert!(
+        matches!(
+            log.append(&idempotent(7, 0, 5, 1), 0, 0),
+            Err(StorageError::OutOfOrderSequence { expected: 2, .. })
+        ),
+        "{when}: the gap is refused"
+    );
+}
+
+/// As Kafka: an idempotent producer's state outlives its batches (DeleteRecords, retention) and
+/// a reopen, and goes only once the producer has been idle for `producer_id_expiration_ms`.
+#[test]
+fn producer_state_outlives_its_batches_until_it_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        producer_id_expiration_ms: 10_000,
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), config.clone(), 0).unwrap();
+    log.append(&idempotent(7, 0, 0, 1), 0, 0).unwrap();
+    log.append(&idempotent(7, 0, 1, 1), 0, 0).unwrap();
+    for i in 0..10 {
+        log.append(&batch(2, 2000 + i), 0, 0).unwrap();
+    }
+    // Into the active segment's last batch: no roll, so no snapshot from one.
+    let start = log.log_end_offset() - 1;
+    log.advance_log_start_offset(start).unwrap();
+    assert_producer_7_known(&mut log, "after DeleteRecords");
+    drop(log);
+    let mut log = Log::open(dir.path(), config.clone(), 0).unwrap();
+    assert_eq!(log.log_start_offset(), start);
+    assert_producer_7_known(&mut log, "after a crash");
+    log.close().unwrap();
+    let mut log = Log::open(dir.path(), config.clone(), 0).unwrap();
+    assert_producer_7_known(&mut log, "after a clean close");
+
+    // Its batches' timestamps are 1000: idle for 10 s at 11,000.
+    assert_eq!(log.apply_retention(10_999).unwrap(), 0);
+    assert_producer_7_known(&mut log, "before it expires");
+    log.apply_retention(11_000).unwrap();
+    assert!(log.producer_state(7).is_none());
+    assert!(matches!(
+        log.append(&idempotent(7, 0, 5, 1), 0, 0),
+        Ok(AppendOutcome::Appended { .. })
+    ));
+}
+
+#[test]
+fn producer_state_outlives_retention_deleting_its_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        retention_bytes: 1000,
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), config.clone(), 0).unwrap();
+    log.append(&idempotent(7, 0, 0, 1), 0, 0).unwrap();
+    log.append(&idempotent(7, 0, 1, 1), 0, 0).unwrap();
+    for i in 0..40 {
+        log.append(&batch(2, 2000 + i), 0, 0).unwrap();
+    }
+    assert!(log.apply_retention(0).unwrap() > 0);
+    assert!(log.log_start_offset() > 1);
+    assert_producer_7_known(&mut log, "after retention");
+    drop(log);
+    let mut log = Log::open(dir.path(), config, 0).unwrap();
+    assert_producer_7_known(&mut log, "after a crash");
+}

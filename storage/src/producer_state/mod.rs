@@ -4,7 +4,11 @@
 //!
 //! Invariants: an entry's batches all belong to its epoch and are in log order, at most
 //! `MAX_CACHED_BATCHES` of them; the state equals a replay of every idempotent batch header of
-//! the log in order (snapshots are a shortcut to that replay, never a different truth).
+//! the log in order (snapshots are a shortcut to that replay, never a different truth), plus
+//! producers whose batches have since left the log (retention, DeleteRecords): as in Kafka a
+//! producer is forgotten only once it has been idle for `producer.id.expiration.ms`
+//! (`remove_expired`), not when the log start passes its last batch, so its retries are still
+//! answered as duplicates and its sequence gaps still refused.
 
 pub mod snapshot;
 
@@ -93,10 +97,10 @@ impl ProducerStateManager {
             expected,
             received: first_seq,
         };
-        // No state for the producer (new here, or its batches deleted by retention): any
-        // sequence is accepted, as Kafka's `ProducerAppendInfo.checkSequence` does when there is
-        // no current producer epoch; a long-lived producer on a quiet partition whose records
-        // aged out must not be refused.
+        // No state for the producer (new here, or expired after `producer.id.expiration.ms`
+        // idle): any sequence is accepted, as Kafka's `ProducerAppendInfo.checkSequence` does
+        // when there is no current producer epoch; a long-lived producer on a quiet partition
+        // that expired must not be refused.
         let Some(entry) = self.producers.get(&producer_id) else {
             return Ok(SequenceCheck::Accept);
         };
@@ -164,13 +168,17 @@ impl ProducerStateManager {
         })
     }
 
-    /// Forgets producers whose last batch is below `log_start_offset` (deleted by retention).
-    pub fn remove_below(&mut self, log_start_offset: i64) {
+    /// Forgets producers idle for `expiration_ms`: whose last batch's timestamp is that much
+    /// older than `now_ms` (Kafka's `ProducerStateManager.isProducerExpired`, which also reads
+    /// the last batch's max timestamp). Returns how many went.
+    pub fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
         self.producers.retain(|_, e| {
             e.batches
                 .back()
-                .is_some_and(|b| b.last_offset >= log_start_offset)
+                .is_some_and(|b| now_ms.saturating_sub(b.timestamp) < expiration_ms)
         });
+        before - self.producers.len()
     }
 }
 
@@ -250,12 +258,21 @@ mod tests {
     }
 
     #[test]
-    fn remove_below_drops_old_producers() {
+    fn remove_expired_drops_producers_idle_for_the_expiration() {
         let mut s = ProducerStateManager::new();
-        s.update(1, 0, meta(0, 0, 5));
-        s.update(2, 0, meta(0, 0, 50));
-        s.remove_below(10);
+        let at = |first_seq, base_offset, timestamp| BatchMetadata {
+            timestamp,
+            ..meta(first_seq, first_seq, base_offset)
+        };
+        s.update(1, 0, at(0, 5, 1_000));
+        s.update(2, 0, at(0, 6, 1_000));
+        // Producer 2's last batch is what counts, not its first.
+        s.update(2, 0, at(1, 7, 5_000));
+        assert_eq!(s.remove_expired(5_999, 5_000), 0);
+        assert_eq!(s.remove_expired(6_000, 5_000), 1);
         assert!(s.view(1).is_none());
         assert!(s.view(2).is_some());
+        assert_eq!(s.remove_expired(10_000, 5_000), 1);
+        assert!(s.is_empty());
     }
 }
