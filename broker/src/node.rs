@@ -117,13 +117,21 @@ impl Node {
         let metrics = Metrics::new();
         let partitions = PartitionManager::new(&data_dir, policy, metrics.fsync_seconds.clone());
         let groups = crate::group::GroupRuntime::new(&config.settings);
+        let fetch_sessions = FetchSessionCache::new(
+            usize::try_from(
+                config
+                    .settings
+                    .i32("max.incremental.fetch.session.cache.slots"),
+            )
+            .unwrap_or(0),
+        );
         let node = Arc::new(Self {
             config,
             meta,
             topics,
             partitions,
             producer_ids,
-            fetch_sessions: FetchSessionCache::new(1000),
+            fetch_sessions,
             groups,
             metrics,
             clock,

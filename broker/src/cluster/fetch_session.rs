@@ -3,7 +3,9 @@
 //! later rounds name only partitions that are new or changed since the leader last heard of
 //! them (fetch offset, leader epoch, log start offset) and forget those no longer fetched,
 //! and the leader answers only partitions with news. A session error or a lost connection
-//! starts a new session with a full round.
+//! starts a new session with a full round, which names the old session so the leader closes
+//! it at once (Kafka's `nextCloseExistingAttemptNew`) instead of holding it until it idles
+//! out.
 //!
 //! Partitions are fetched by topic id (Fetch v13+), so the leader's session holds each under
 //! its id: a topic deleted and re-created under the same name is a new member, and the old
@@ -63,6 +65,8 @@ pub struct RoundPlan {
 pub struct FollowerSession {
     /// 0: no session; the next round is full and asks for one.
     id: i32,
+    /// The session given up by `reset`, which the next full round asks the leader to close.
+    closing: i32,
     next_epoch: i32,
     /// Bumped per session, so stamps of an earlier session never count.
     generation: u64,
@@ -78,6 +82,9 @@ impl FollowerSession {
     /// Forgets the session: the next round is full and creates a new one. The leader drops
     /// the old session once it has been idle long enough.
     pub fn reset(&mut self) {
+        if self.id != 0 {
+            self.closing = self.id;
+        }
         self.id = 0;
         self.next_epoch = 0;
         self.generation += 1;
@@ -98,7 +105,7 @@ impl FollowerSession {
     pub fn plan(&self, entries: &[RoundEntry<'_>]) -> RoundPlan {
         if self.id == 0 {
             return RoundPlan {
-                session_id: 0,
+                session_id: self.closing,
                 epoch: 0,
                 include: (0..entries.len()).collect(),
                 forget: Vec::new(),
@@ -155,10 +162,13 @@ impl FollowerSession {
         response_session_id: i32,
     ) -> Option<Vec<Stamp>> {
         if plan.full {
+            // The leader closed the session the round named, whether or not it opened one.
+            self.closing = 0;
             if response_session_id == 0 {
                 return None;
             }
             self.reset();
+            self.closing = 0;
             self.id = response_session_id;
             self.next_epoch = 1;
         } else {

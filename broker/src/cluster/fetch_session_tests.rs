@@ -150,7 +150,8 @@ fn a_reset_makes_earlier_stamps_stale_and_the_next_round_full() {
     s.reset();
     let e = entries(&tps, &[0, 0], &stamps);
     let plan = s.plan(&e);
-    assert_eq!((plan.session_id, plan.epoch), (0, 0));
+    // Full (epoch 0), naming the old session for the leader to close.
+    assert_eq!((plan.session_id, plan.epoch), (5, 0));
     assert_eq!(plan.include, vec![0, 1]);
     // A new session: the old stamps do not count in it.
     let fresh = s.complete(&plan, &e, 6).expect("session opened");
@@ -203,4 +204,20 @@ fn a_current_stamp_under_another_topic_id_does_not_count() {
     let plan = s.plan(&e);
     assert_eq!(plan.include, vec![0]);
     assert_eq!(plan.forget, vec![(tp("a", 0), id("a"))]);
+}
+
+#[test]
+fn a_full_round_after_a_reset_closes_the_old_session_once() {
+    let tps = [tp("a", 0)];
+    let (mut s, _) = opened(&tps, 5);
+    s.reset();
+    // A second reset before any answer (a lost connection) still names the session to close.
+    s.reset();
+    let e = entries(&tps, &[0], &[None]);
+    let plan = s.plan(&e);
+    assert_eq!((plan.session_id, plan.epoch), (5, 0));
+    // The leader closed it but opened none: the next full round names nothing to close.
+    assert_eq!(s.complete(&plan, &e, 0), None);
+    let plan = s.plan(&e);
+    assert_eq!((plan.session_id, plan.epoch), (0, 0));
 }

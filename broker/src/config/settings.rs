@@ -127,6 +127,7 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
     def("connections.max.idle.ms", Some("600000"), T::Long, "Close connections idle for this long."),
     def("queued.max.requests", Some("500"), T::Int, "Requests in flight per connection before reading pauses."),
     def("fetch.max.bytes", Some("57671680"), T::Int, "Largest fetch response."),
+    def("max.incremental.fetch.session.cache.slots", Some("1000"), T::Int, "Fetch sessions (KIP-227) held at once; when full, a follower's or a larger consumer's session takes the place of the consumer's with the fewest partitions."),
     def("sluice.fetch.sendfile", Some("false"), T::Boolean, "Sluice: send fetched record batches from the segment file with sendfile instead of the default: writing them from a memory mapping of the segment (answers with 64 KiB or more of records) or reading them into a buffer and writing that (smaller ones), cheaper for broker and client on loopback in Sluice's benchmark."),
     def("broker.session.timeout.ms", Some("9000"), T::Int, "Cluster: a broker that has not heartbeated to the controller for this long is fenced and loses its leaderships."),
     def("broker.heartbeat.interval.ms", Some("2000"), T::Int, "Cluster: how often a broker heartbeats to the active controller."),
@@ -154,7 +155,7 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
     def("log.cleaner.max.compaction.lag.ms", Some("9223372036854775807"), T::Long, "Default max.compaction.lag.ms (accepted, not enforced)."),
     def("log.flush.interval.messages", Some("9223372036854775807"), T::Long, "Kafka's forced-flush interval in messages; Sluice fsyncs before acknowledging."),
     def("log.segment.delete.delay.ms", Some("60000"), T::Long, "Kafka's delay before deleting retired segments; Sluice deletes at once."),
-    def("producer.id.expiration.ms", Some("86400000"), T::Int, "Idle producer ids are forgotten after this long."),
+    def("producer.id.expiration.ms", Some("86400000"), T::Int, "An idempotent producer idle this long (by its last batch's timestamp) is forgotten, checked every log.retention.check.interval.ms."),
 ];
 
 /// Values of broker settings: explicit ones plus the defaults.

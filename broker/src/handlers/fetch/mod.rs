@@ -204,7 +204,7 @@ impl FetchContext {
         } else {
             request.replica_id.0
         };
-        let plan = session::plan(node, request, version)?;
+        let plan = session::plan(node, request, version, replica_id >= 0)?;
         let nothing_wanted = plan.wanted.is_empty();
         // Kafka: min(request, fetch.max.bytes); 0 still returns the first batch (KIP-74).
         let broker_max = node.config.settings.i32("fetch.max.bytes").max(1);

@@ -15,10 +15,16 @@
 //! looked up again each round until a topic has it; a deleted topic's partitions stay in an
 //! id-keyed session, answered with an error, until the client forgets them, and leave a
 //! name-keyed one (`forget_named_topic`).
+//!
+//! The cache holds at most `capacity` sessions (Kafka's `max.incremental.fetch.session.cache.
+//! slots`); idle ones go after two minutes. When it is full, a new session takes the place of
+//! a consumer's (not a follower's) session with the fewest partitions if the newcomer is a
+//! follower's or has more partitions (Kafka's `FetchSessionCache.tryEvict`), so consumers
+//! cannot crowd followers out of incremental fetching. Session ids are random, as Kafka's, so a
+//! client that outlived a broker restart does not name (or close) another client's session.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -167,6 +173,8 @@ impl Cached {
 #[derive(Debug)]
 struct Session {
     next_epoch: i32,
+    /// A follower's (Kafka's privileged session): never evicted for another, only when idle.
+    privileged: bool,
     /// Created by a v13+ request: keyed by topic id, and only v13+ requests may go on with it
     /// (Kafka's `usesTopicIds`).
     uses_topic_ids: bool,
@@ -295,7 +303,6 @@ impl Session {
 #[derive(Debug)]
 pub struct FetchSessionCache {
     capacity: usize,
-    next_id: AtomicI32,
     sessions: Mutex<HashMap<i32, Session>>,
 }
 
@@ -303,7 +310,6 @@ impl FetchSessionCache {
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            next_id: AtomicI32::new(1),
             sessions: Mutex::new(HashMap::new()),
         }
     }
@@ -323,16 +329,6 @@ impl FetchSessionCache {
             if s.partitions.len() != before {
                 s.changed();
             }
-        }
-    }
-
-    fn new_session_id(&self) -> i32 {
-        loop {
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            if id > 0 {
-                return id;
-            }
-            self.next_id.store(1, Ordering::Relaxed);
         }
     }
 
@@ -480,7 +476,43 @@ fn without_duplicates(wanted: Vec<WantedPartition>, by_id: bool) -> Vec<WantedPa
 }
 
 /// Works out the partitions to read and updates the session cache.
-pub fn plan(node: &Node, request: &FetchRequest, version: i16) -> Result<FetchPlan, ErrorKind> {
+/// A random positive id no live session has.
+fn new_session_id(sessions: &HashMap<i32, Session>) -> i32 {
+    loop {
+        let id = rand::random::<i32>() & i32::MAX;
+        if id != 0 && !sessions.contains_key(&id) {
+            return id;
+        }
+    }
+}
+
+/// Makes room for a new session of `size` partitions in a full cache, if the rule allows:
+/// the consumer's session with the fewest partitions (the least recently used among equals)
+/// goes when
+/// the newcomer is a follower's (`privileged`) or has more partitions.
+fn evict_for(sessions: &mut HashMap<i32, Session>, privileged: bool, size: usize) -> bool {
+    let smallest = sessions
+        .iter()
+        .filter(|(_, s)| !s.privileged)
+        .min_by_key(|(_, s)| (s.partitions.len(), s.last_used))
+        .map(|(&id, s)| (id, s.partitions.len()));
+    match smallest {
+        Some((id, smallest)) if privileged || size > smallest => {
+            sessions.remove(&id);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The partitions a Fetch reads, and its session's answer id. `privileged`: a follower's
+/// fetch, whose session may take a consumer's place in a full cache.
+pub fn plan(
+    node: &Node,
+    request: &FetchRequest,
+    version: i16,
+    privileged: bool,
+) -> Result<FetchPlan, ErrorKind> {
     let wanted = requested(node, request, version);
     if version < 7 {
         return Ok(FetchPlan {
@@ -502,8 +534,11 @@ pub fn plan(node: &Node, request: &FetchRequest, version: i16) -> Result<FetchPl
         }
         let mut response_session_id = 0;
         let wanted = Arc::new(wanted);
-        if epoch == 0 && sessions.len() < cache.capacity {
-            let new_id = cache.new_session_id();
+        if epoch == 0
+            && (sessions.len() < cache.capacity
+                || evict_for(&mut sessions, privileged, wanted.len()))
+        {
+            let new_id = new_session_id(&sessions);
             let mut partitions = IndexMap::with_capacity(wanted.len());
             for w in wanted.iter() {
                 partitions.insert(
@@ -517,6 +552,7 @@ pub fn plan(node: &Node, request: &FetchRequest, version: i16) -> Result<FetchPl
                 new_id,
                 Session {
                     next_epoch: 1,
+                    privileged,
                     uses_topic_ids: version >= 13,
                     unresolved: wanted.iter().any(|w| w.key.names_unknown_id()),
                     partitions,

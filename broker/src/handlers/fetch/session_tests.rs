@@ -16,6 +16,11 @@ use crate::handlers::fetch::{FetchContext, PartitionRead, ReadRecords};
 use crate::handlers::util::topic_name;
 use bytes::Bytes;
 
+/// A consumer's plan (not a follower's).
+fn plan(node: &Node, request: &FetchRequest, version: i16) -> Result<FetchPlan, ErrorKind> {
+    super::plan(node, request, version, false)
+}
+
 /// A Fetch naming `parts` (topic, partition, fetch offset) by name, or by id at v13+.
 fn request(
     node: &Node,
@@ -140,12 +145,13 @@ async fn rounds_add_alter_and_forget_partitions_keeping_the_order_they_were_adde
         vec![("a".into(), 1, 7), ("a".into(), 2, 0), ("b".into(), 1, 3)]
     );
     // A wrong epoch or an unknown session is refused.
+    let unknown = if id == 1 { 2 } else { 1 };
     assert_eq!(
         plan(&node, &request(&node, 12, (id, 2), &[], &[]), 12).unwrap_err(),
         ErrorKind::InvalidFetchSessionEpoch
     );
     assert_eq!(
-        plan(&node, &request(&node, 12, (id + 1000, 1), &[], &[]), 12).unwrap_err(),
+        plan(&node, &request(&node, 12, (unknown, 1), &[], &[]), 12).unwrap_err(),
         ErrorKind::FetchSessionIdNotFound
     );
     // A deleted topic leaves a session keyed by name (which could not tell it from a topic
@@ -526,4 +532,55 @@ async fn a_partition_named_twice_is_read_once_in_its_first_place_for_its_last_of
             assert_eq!(names(&next.unwrap()).len(), 3, "v{version} session");
         }
     }
+}
+
+#[tokio::test]
+async fn a_full_cache_gives_a_followers_or_a_larger_session_the_place_of_the_smallest_consumers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = crate::config::BrokerSettings::default();
+    settings
+        .set("max.incremental.fetch.session.cache.slots", "2")
+        .unwrap();
+    let node = Node::start(
+        crate::config::BrokerConfig::for_tests(dir.path(), settings),
+        Arc::new(crate::clock::SystemClock),
+    )
+    .unwrap();
+    node.create_topic("a", 4, 1, Default::default(), false)
+        .unwrap();
+    let parts: Vec<(&str, i32, i64)> = (0..4).map(|p| ("a", p, 0)).collect();
+    // A new session over the first `n` partitions of "a"; its id, 0 if none was made.
+    let open = |n: usize, follower: bool| {
+        let full = request(&node, 12, (0, 0), &parts[..n], &[]);
+        super::plan(&node, &full, 12, follower)
+            .unwrap()
+            .response_session_id
+    };
+    let alive = |id: i32| plan(&node, &request(&node, 12, (id, 1), &[], &[]), 12).is_ok();
+    let one = open(1, false);
+    let two = open(2, false);
+    assert!(one > 0 && two > 0 && one != two);
+    // Full: a consumer no larger than the smallest gets no session.
+    assert_eq!(open(1, false), 0);
+    assert!(alive(one) && alive(two));
+    // A larger one takes the smallest one's place.
+    let three = open(3, false);
+    assert!(three > 0);
+    assert_eq!(
+        plan(&node, &request(&node, 12, (one, 2), &[], &[]), 12).unwrap_err(),
+        ErrorKind::FetchSessionIdNotFound
+    );
+    // A follower's takes the place of the smallest consumer's whatever its size, and is never
+    // evicted for another.
+    let follower = open(1, true);
+    assert!(follower > 0);
+    assert_eq!(
+        plan(&node, &request(&node, 12, (two, 2), &[], &[]), 12).unwrap_err(),
+        ErrorKind::FetchSessionIdNotFound
+    );
+    let second_follower = open(1, true);
+    assert!(second_follower > 0);
+    assert_eq!(open(4, false), 0, "only followers' sessions are left");
+    assert_eq!(open(1, true), 0);
+    assert!(plan(&node, &request(&node, 12, (follower, 1), &[], &[]), 12).is_ok());
 }
