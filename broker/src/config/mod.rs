@@ -106,6 +106,8 @@ pub enum ConfigError {
     },
     #[error("invalid setting {0}")]
     Setting(String),
+    #[error("invalid node id {0}: must be 0 to {max}", max = crate::producer_ids::MAX_NODE_ID)]
+    NodeId(i32),
 }
 
 /// The optional TOML file: the same keys as the flags, plus a `[settings]` table of
@@ -223,6 +225,10 @@ impl BrokerConfig {
             None => None,
         };
         let node_id = cli.node_id.or(file.node_id).unwrap_or(1);
+        // Each node hands out producer ids in a range of its own (`producer_ids`).
+        if !(0..=crate::producer_ids::MAX_NODE_ID).contains(&node_id) {
+            return Err(ConfigError::NodeId(node_id));
+        }
         let cluster = match cli.controller_voters.clone().or(file.controller_voters) {
             None => None,
             Some(v) => {
@@ -386,6 +392,11 @@ mod tests {
             Cli::try_parse_from(["sluice", "--node-id", "9", "--controller-voters", "1@h:1"])
                 .unwrap();
         assert!(BrokerConfig::resolve(&no_listener).is_err());
+        // Node ids whose producer id range would not fit are refused.
+        for (id, ok) in [("8388607", true), ("8388608", false), ("-1", false)] {
+            let cli = Cli::try_parse_from(["sluice", &format!("--node-id={id}")]).unwrap();
+            assert_eq!(BrokerConfig::resolve(&cli).is_ok(), ok, "node id {id}");
+        }
         let broker_only = Cli::try_parse_from([
             "sluice",
             "--node-id",

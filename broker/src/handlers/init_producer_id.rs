@@ -2,7 +2,8 @@
 //! for a producer that names its old id and epoch, as Kafka does without a transactional id).
 //!
 //! Transactional ids need the transaction coordinator, which is not built yet; such requests
-//! get TRANSACTIONAL_ID_AUTHORIZATION_FAILED so clients fail fast with a clear error.
+//! get TRANSACTIONAL_ID_AUTHORIZATION_FAILED so clients fail fast with a clear error. An empty
+//! transactional id is INVALID_REQUEST, as Kafka's `TransactionCoordinator` answers it.
 
 use std::sync::Arc;
 
@@ -27,8 +28,10 @@ pub fn handle(
     if (request.producer_id.0 == -1) != (request.producer_epoch == -1) {
         return error(ErrorKind::InvalidRequest);
     }
-    if request.transactional_id.is_some() {
-        return error(ErrorKind::TransactionalIdAuthorizationFailed);
+    match request.transactional_id.as_ref().map(|t| t.as_str()) {
+        Some("") => return error(ErrorKind::InvalidRequest),
+        Some(_) => return error(ErrorKind::TransactionalIdAuthorizationFailed),
+        None => {}
     }
     match node.producer_ids.allocate() {
         Ok(id) => InitProducerIdResponse::default()
@@ -38,5 +41,44 @@ pub fn handle(
             tracing::error!(error = %e, "cannot persist producer id block");
             error(ErrorKind::KafkaStorageError)
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use kafka_protocol::messages::TransactionalId;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn ids_are_fresh_and_transactional_ids_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::start(
+            crate::config::BrokerConfig::for_tests(dir.path(), Default::default()),
+            Arc::new(crate::clock::SystemClock),
+        )
+        .unwrap();
+        let ask = |txn: Option<&str>, id: i64, epoch: i16| {
+            let request = InitProducerIdRequest::default()
+                .with_transactional_id(txn.map(|t| TransactionalId(t.to_string().into())))
+                .with_producer_id(ProducerId(id))
+                .with_producer_epoch(epoch);
+            let r = handle(&node, request, 4);
+            (r.error_code, r.producer_id.0, r.producer_epoch)
+        };
+        let (code, first, epoch) = ask(None, -1, -1);
+        assert_eq!((code, epoch), (0, 0));
+        // KIP-360: a producer naming its id and epoch gets a fresh id without a
+        // transactional id.
+        let (code, second, _) = ask(None, first, 0);
+        assert_eq!(code, 0);
+        assert_ne!(first, second);
+        assert_eq!(ask(None, first, -1).0, ErrorKind::InvalidRequest.code());
+        assert_eq!(ask(Some(""), -1, -1).0, ErrorKind::InvalidRequest.code());
+        assert_eq!(
+            ask(Some("t"), -1, -1).0,
+            ErrorKind::TransactionalIdAuthorizationFailed.code()
+        );
     }
 }
