@@ -336,6 +336,14 @@ async fn fetch_round(
         })
         .collect();
     let (round, used): (Vec<RoundEntry<'_>>, Vec<&Target>) = entries.into_iter().unzip();
+    if round.is_empty() {
+        // Every partition's log was unreadable (being closed): no request naming nothing,
+        // which the leader would answer at once, in a loop (Kafka's `buildFetch` sends none).
+        for target in &ready {
+            back_off(fetcher, &target.partition.tp, target, backoff, false);
+        }
+        return Ok(());
+    }
     let plan = session.plan(&round);
     let request = round_request(&plan, &round, my_id, settings);
     let timeout = Duration::from_millis(
