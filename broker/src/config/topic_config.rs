@@ -1,5 +1,11 @@
 //! Topic-level configs: which keys a topic accepts, the broker setting each falls back to, and
 //! the resolved `storage::LogConfig` a partition runs with.
+//!
+//! Every topic config of Kafka 4 is accepted (tools such as Terraform, Strimzi and
+//! `kafka-topics --config` set them). Those Sluice has no use for say so in their doc, which
+//! DescribeConfigs returns: flush timing (Sluice fsyncs before acknowledging), segment jitter,
+//! preallocation, tiered storage (only disabled), replication throttles and the broker's
+//! recompression levels (Sluice never recompresses).
 
 use std::collections::BTreeMap;
 
@@ -9,10 +15,13 @@ use super::settings::{BrokerSettings, ConfigSource, ConfigType};
 #[derive(Debug)]
 pub struct TopicConfigDef {
     pub name: &'static str,
-    /// The broker setting that supplies the default.
+    /// The broker setting that supplies the default ("" if none, as for Kafka's tiered
+    /// storage and throttle configs).
     pub broker_setting: &'static str,
     pub config_type: ConfigType,
     pub doc: &'static str,
+    /// The default when the broker setting has no value (or there is none).
+    pub fallback: &'static str,
 }
 
 const fn t(
@@ -21,15 +30,26 @@ const fn t(
     config_type: ConfigType,
     doc: &'static str,
 ) -> TopicConfigDef {
+    with_fallback(name, broker_setting, config_type, doc, "")
+}
+
+const fn with_fallback(
+    name: &'static str,
+    broker_setting: &'static str,
+    config_type: ConfigType,
+    doc: &'static str,
+    fallback: &'static str,
+) -> TopicConfigDef {
     TopicConfigDef {
         name,
         broker_setting,
         config_type,
         doc,
+        fallback,
     }
 }
 
-/// Every topic config Sluice honours. Others are refused with INVALID_CONFIG.
+/// Every topic config Sluice accepts (Kafka 4's). Others are refused with INVALID_CONFIG.
 pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     t(
         "cleanup.policy",
@@ -124,6 +144,19 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     // deletes retired segments at once, which already meets these bounds.
     t("flush.messages", "log.flush.interval.messages", ConfigType::Long, "Kafka's forced-flush interval in messages; Sluice fsyncs before acknowledging, so every value is met."),
     t("file.delete.delay.ms", "log.segment.delete.delay.ms", ConfigType::Long, "Delay before deleting a retired segment; Sluice deletes at once."),
+    with_fallback("flush.ms", "log.flush.interval.ms", ConfigType::Long, "Kafka's forced-flush interval; Sluice fsyncs before acknowledging (unless the broker's log.flush.interval.ms is set), so every value is met.", "9223372036854775807"),
+    t("segment.jitter.ms", "log.roll.jitter.ms", ConfigType::Long, "Random jitter subtracted from segment.ms (accepted, not applied: segments roll at segment.ms)."),
+    t("preallocate", "log.preallocate", ConfigType::Boolean, "Preallocate segment files (accepted: Sluice preallocates segment space in steps whatever the value)."),
+    t("local.retention.ms", "log.local.retention.ms", ConfigType::Long, "Tiered storage's local retention (-2: retention.ms); Sluice has no remote tier, so retention.ms applies."),
+    t("local.retention.bytes", "log.local.retention.bytes", ConfigType::Long, "Tiered storage's local retention (-2: retention.bytes); Sluice has no remote tier, so retention.bytes applies."),
+    with_fallback("remote.storage.enable", "", ConfigType::Boolean, "Tiered storage: only false (Sluice has no remote tier).", "false"),
+    with_fallback("remote.log.copy.disable", "", ConfigType::Boolean, "Tiered storage (accepted; Sluice has no remote tier).", "false"),
+    with_fallback("remote.log.delete.on.disable", "", ConfigType::Boolean, "Tiered storage (accepted; Sluice has no remote tier).", "false"),
+    with_fallback("leader.replication.throttled.replicas", "", ConfigType::List, "Replicas whose leader-side replication is throttled (accepted, not applied: Sluice has no replication quotas yet).", ""),
+    with_fallback("follower.replication.throttled.replicas", "", ConfigType::List, "Replicas whose follower-side replication is throttled (accepted, not applied: Sluice has no replication quotas yet).", ""),
+    t("compression.gzip.level", "compression.gzip.level", ConfigType::Int, "gzip level when the broker recompresses, which Sluice never does."),
+    t("compression.lz4.level", "compression.lz4.level", ConfigType::Int, "lz4 level when the broker recompresses, which Sluice never does."),
+    t("compression.zstd.level", "compression.zstd.level", ConfigType::Int, "zstd level when the broker recompresses, which Sluice never does."),
 ];
 
 /// The configs explicitly set on one topic.
@@ -144,6 +177,8 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
             "Invalid value {value} for configuration {name}: {why}"
         ))
     };
+    let int = value.parse::<i64>().ok();
+    let within = |lo: i64, hi: i64| int.is_some_and(|v| (lo..=hi).contains(&v));
     match name {
         "message.timestamp.type" if !matches!(value, "CreateTime" | "LogAppendTime") => {
             bad("must be CreateTime or LogAppendTime")
@@ -169,8 +204,37 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
             bad("must not be negative")
         }
         "min.insync.replicas" if value.parse::<i64>().unwrap_or(0) < 1 => bad("at least 1"),
+        // Kafka's validators for the recompression levels.
+        "compression.gzip.level" if !(within(1, 9) || int == Some(-1)) => {
+            bad("Value must be between 1 and 9, or -1")
+        }
+        "compression.lz4.level" if !within(1, 17) => bad("Value must be between 1 and 17"),
+        "compression.zstd.level" if !within(-131_072, 22) => {
+            bad("Value must be between -131072 and 22")
+        }
+        "remote.storage.enable" if value.trim().eq_ignore_ascii_case("true") => Err(
+            "Tiered Storage functionality is disabled in the broker. Topic cannot be configured with remote log storage."
+                .into(),
+        ),
+        "leader.replication.throttled.replicas" | "follower.replication.throttled.replicas"
+            if !throttled_replicas_valid(value) =>
+        {
+            bad("must be the literal '*' or a list of replicas in the following format: [partitionId]:[brokerId],[partitionId]:[brokerId],...")
+        }
         _ => Ok(()),
     }
+}
+
+/// Kafka's `ThrottledReplicaListValidator`: empty, `*`, or `partition:broker` pairs.
+fn throttled_replicas_valid(value: &str) -> bool {
+    let value = value.trim();
+    value.is_empty()
+        || value == "*"
+        || value.split(',').all(|pair| {
+            pair.trim().split_once(':').is_some_and(|(p, b)| {
+                p.trim().parse::<u32>().is_ok() && b.trim().parse::<u32>().is_ok()
+            })
+        })
 }
 
 /// A topic config's effective value and where it came from.
@@ -184,7 +248,7 @@ pub fn effective_topic_config(
     }
     broker
         .get(def.broker_setting)
-        .unwrap_or_else(|| (String::new(), ConfigSource::DefaultConfig))
+        .unwrap_or_else(|| (def.fallback.to_string(), ConfigSource::DefaultConfig))
 }
 
 /// The `LogConfig` a partition of a topic with these configs runs with.
@@ -250,7 +314,10 @@ mod tests {
 
     #[test]
     fn every_topic_config_has_a_broker_default() {
-        for d in TOPIC_CONFIGS {
+        for d in TOPIC_CONFIGS
+            .iter()
+            .filter(|d| !d.broker_setting.is_empty())
+        {
             assert!(
                 BrokerSettings::definition(d.broker_setting).is_some(),
                 "{} -> {}",
@@ -272,6 +339,36 @@ mod tests {
         assert!(validate_topic_config("delete.retention.ms", "1000").is_ok());
         assert!(validate_topic_config("min.cleanable.dirty.ratio", "0.1").is_ok());
         assert!(validate_topic_config("min.cleanable.dirty.ratio", "lots").is_err());
+        // Kafka 4's other topic configs are accepted, with Kafka's checks.
+        for (name, value) in [
+            ("flush.ms", "1000"),
+            ("segment.jitter.ms", "0"),
+            ("preallocate", "true"),
+            ("local.retention.ms", "-2"),
+            ("local.retention.bytes", "1000"),
+            ("remote.storage.enable", "false"),
+            ("remote.log.copy.disable", "true"),
+            ("leader.replication.throttled.replicas", "*"),
+            ("follower.replication.throttled.replicas", "0:1, 1:2"),
+            ("compression.gzip.level", "-1"),
+            ("compression.lz4.level", "17"),
+            ("compression.zstd.level", "-5"),
+        ] {
+            assert!(validate_topic_config(name, value).is_ok(), "{name}={value}");
+        }
+        for (name, value) in [
+            ("preallocate", "maybe"),
+            ("remote.storage.enable", "true"),
+            ("leader.replication.throttled.replicas", "0-1"),
+            ("compression.gzip.level", "0"),
+            ("compression.lz4.level", "18"),
+            ("compression.zstd.level", "23"),
+        ] {
+            assert!(
+                validate_topic_config(name, value).is_err(),
+                "{name}={value}"
+            );
+        }
     }
 
     #[test]
