@@ -281,6 +281,7 @@ impl ClusterState {
         if broker_id < 0 {
             return Err(CommandError::UnknownBroker(broker_id));
         }
+        let restarted = self.brokers.contains_key(&broker_id);
         if let Some(existing) = self.brokers.get_mut(&broker_id) {
             if existing.incarnation_id == incarnation_id {
                 // A retried registration of the same process: keep its epoch, refresh the
@@ -300,7 +301,10 @@ impl ClusterState {
             self.cluster_id = Some(incarnation_id);
         }
         // A new incarnation starts fenced: it must catch up with the metadata log before it
-        // leads anything. Its old leaderships are moved by the control loop (`ShrinkIsr`).
+        // leads anything. A restarted broker's old leaderships and ISR places go in the same
+        // command (Kafka's registration adds its shutdown records), so it cannot come back
+        // leading at the epoch it had, with a log that may have lost its unflushed tail, before
+        // the control loop moved them.
         self.brokers.insert(
             broker_id,
             BrokerRegistration {
@@ -315,6 +319,9 @@ impl ClusterState {
                 registered_offset: self.metadata_offset,
             },
         );
+        if restarted {
+            self.move_off(broker_id);
+        }
         Ok(CommandResult::BrokerRegistered { broker_epoch })
     }
 
@@ -331,7 +338,25 @@ impl ClusterState {
         broker.check_epoch(broker_epoch)?;
         let changed = broker.fenced != fenced;
         broker.fenced = fenced;
+        if fenced && changed {
+            // With the fence, as Kafka's `handleBrokerFenced` writes them in one batch: an
+            // unfencing heartbeat cannot slip in before the leaderships moved.
+            self.move_off(broker_id);
+        }
         Ok(CommandResult::BrokerFencing { fenced, changed })
+    }
+
+    /// Takes fenced `broker_id` out of every ISR it shares with others and moves the
+    /// leadership of the partitions it leads (what `ShrinkIsr` does for them all).
+    fn move_off(&mut self, broker_id: i32) -> Vec<PartitionChange> {
+        let affected: Vec<PartitionRef> = self
+            .partitions()
+            .filter(|(_, _, p)| {
+                p.leader == broker_id || (p.isr.len() > 1 && p.isr.contains(&broker_id))
+            })
+            .map(|(_, r, _)| r)
+            .collect();
+        self.shrink_partitions(broker_id, &affected)
     }
 
     fn shrink_isr(
@@ -347,6 +372,18 @@ impl ClusterState {
         if !broker.fenced {
             return Err(CommandError::BrokerNotFenced(broker_id));
         }
+        Ok(CommandResult::PartitionsChanged(
+            self.shrink_partitions(broker_id, partitions),
+        ))
+    }
+
+    /// Removes fenced `broker_id` from the ISRs of `partitions` (never emptying one) and elects
+    /// another leader where it led.
+    fn shrink_partitions(
+        &mut self,
+        broker_id: i32,
+        partitions: &[PartitionRef],
+    ) -> Vec<PartitionChange> {
         let mut changes = Vec::new();
         for p in partitions {
             let Some((topic, index)) = self.locate(p) else {
@@ -372,7 +409,7 @@ impl ClusterState {
                 changes.push(change);
             }
         }
-        Ok(CommandResult::PartitionsChanged(changes))
+        changes
     }
 
     fn create_topic(
@@ -576,12 +613,9 @@ impl ClusterState {
                 "broker {r} is not a replica"
             )));
         }
-        // Joining the ISR needs an unfenced broker; one already in it may stay (the leader is
-        // shrinking around it, or the controller will remove it).
-        if let Some(&r) = new_isr
-            .iter()
-            .find(|&&r| !current.isr.contains(&r) && !self.is_unfenced(r))
-        {
+        // Every member must be unfenced (Kafka's `ineligibleReplicasForIsr`): fencing a broker
+        // already took it out of the ISRs it shared, so a leader naming it again is stale.
+        if let Some(&r) = new_isr.iter().find(|&&r| !self.is_unfenced(r)) {
             return Err(CommandError::IneligibleReplica(r));
         }
         // Keep the ISR in replica order so equal sets compare equal.
