@@ -3,12 +3,21 @@
 //! watermark are proposed for addition, each as an AlterPartition command to the active
 //! controller (one in flight per partition). The new ISR takes effect when the controller's
 //! metadata arrives through the reconciler.
+//!
+//! A proposed addition counts towards the high watermark at once (KIP-497's maximal ISR) and
+//! keeps counting until the controller's answer settles it, as Kafka's
+//! `handleAlterPartitionError` does: only a refusal that means the change was not made and
+//! will not be (an ineligible replica, an invalid ISR, an unknown partition) drops it; a
+//! refusal of a stale proposal (partition or leader epoch moved, not the leader any more)
+//! waits for the new metadata, which replaces it; an unanswered one is sent again. Dropping it
+//! on a stale refusal could let the high watermark pass a replica that the controller's ISR
+//! already holds, and that could be elected.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::ClusterRuntime;
-use crate::controller::records::{Command, PartitionRef};
+use super::{ClusterRuntime, ProposalError};
+use crate::controller::records::{Command, CommandError, PartitionRef};
 use crate::node::Node;
 use crate::partition::Partition;
 
@@ -79,12 +88,32 @@ pub fn expand(rt: &Arc<ClusterRuntime>, partition: &Arc<Partition>, follower: i3
     }
 }
 
+/// A refusal because the proposal was made on metadata that has since moved: the new
+/// metadata settles it (Kafka keeps the pending ISR on INVALID_UPDATE_VERSION and
+/// FENCED_LEADER_EPOCH). Other refusals mean the change was not made and will not be.
+fn is_stale(e: &CommandError) -> bool {
+    matches!(
+        e,
+        CommandError::InvalidUpdateVersion { .. }
+            | CommandError::FencedLeaderEpoch { .. }
+            | CommandError::NotLeader { .. }
+            | CommandError::StaleBrokerEpoch { .. }
+    )
+}
+
+/// How long an unanswered AlterPartition waits before it is sent again.
+const RETRY_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Sends again, this many times at most, an AlterPartition no controller answered.
+const MAX_ATTEMPTS: u32 = 20;
+
 async fn propose_isr(
     rt: Arc<ClusterRuntime>,
     partition: Arc<Partition>,
     new_isr: Vec<i32>,
     partition_epoch: i32,
 ) {
+    let leader_epoch = partition.leader_epoch();
     let cmd = Command::AlterPartition {
         partition: PartitionRef {
             topic_id: partition.topic_id,
@@ -92,11 +121,31 @@ async fn propose_isr(
         },
         broker_id: rt.node_id,
         broker_epoch: rt.broker_epoch(),
-        leader_epoch: partition.leader_epoch(),
+        leader_epoch,
         partition_epoch,
         new_isr,
     };
-    match rt.propose(cmd).await {
+    let mut attempts = 1;
+    let result = loop {
+        match rt.propose(cmd.clone()).await {
+            Err(ProposalError::Unavailable(e)) if attempts < MAX_ATTEMPTS => {
+                tracing::debug!(partition = %partition.tp, error = %e, "AlterPartition unanswered; sending it again");
+                tokio::time::sleep(RETRY_BACKOFF).await;
+                // Still this leadership, and no new metadata settled the proposal meanwhile.
+                let current = partition
+                    .with_leader_state(|s| {
+                        s.alter_in_flight && s.partition_epoch() == partition_epoch
+                    })
+                    .unwrap_or(false);
+                if !current || partition.leader_epoch() != leader_epoch {
+                    return;
+                }
+                attempts += 1;
+            }
+            other => break other,
+        }
+    };
+    match result {
         Ok(_) => {
             // The new ISR arrives with the metadata (the reconciler then clears the in-flight
             // flag by the new partition epoch); if the ISR was already the proposed one, the
@@ -115,9 +164,51 @@ async fn propose_isr(
             .await;
             partition.with_leader_state(|s| s.alter_in_flight = false);
         }
+        Err(ProposalError::Refused(e)) if is_stale(&e) => {
+            // Stale: the metadata that made it so replaces the proposal when it arrives
+            // (`update_from_controller`); until then the proposed ISR keeps counting.
+            tracing::info!(partition = %partition.tp, error = %e, "AlterPartition stale; waiting for metadata");
+        }
         Err(e) => {
             tracing::info!(partition = %partition.tp, error = %e, "AlterPartition not applied");
             partition.with_leader_state(|s| s.proposal_failed());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_stale_refusals_keep_the_proposed_isr() {
+        for stale in [
+            CommandError::InvalidUpdateVersion {
+                given: 1,
+                current: 2,
+            },
+            CommandError::FencedLeaderEpoch {
+                given: 1,
+                current: 2,
+            },
+            CommandError::NotLeader {
+                broker_id: 1,
+                leader: 2,
+            },
+            CommandError::StaleBrokerEpoch {
+                broker_id: 1,
+                given: 1,
+                current: 2,
+            },
+        ] {
+            assert!(is_stale(&stale), "{stale:?}");
+        }
+        for last in [
+            CommandError::IneligibleReplica(3),
+            CommandError::InvalidIsr("x".into()),
+            CommandError::UnknownBroker(1),
+        ] {
+            assert!(!is_stale(&last), "{last:?}");
         }
     }
 }
