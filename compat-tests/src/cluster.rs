@@ -121,20 +121,12 @@ impl TestCluster {
         }
     }
 
-    /// The active controller's id as node `id` reports it (Metadata v12), if it answers.
-    pub fn controller_id(&mut self, id: i32) -> Option<i32> {
-        use kafka_protocol::messages::MetadataRequest;
-        let addr = self.node(id).bootstrap();
-        let mut conn =
-            crate::wire::RawConnection::connect_with_timeout(addr.as_str(), Duration::from_secs(2))
-                .ok()?;
-        let response = conn
-            .call(
-                &MetadataRequest::default().with_topics(Some(Vec::new())),
-                12,
-            )
-            .ok()?;
-        (response.controller_id.0 >= 0).then_some(response.controller_id.0)
+    /// The active controller: the node whose `sluice_active_controller_count` is 1 (Metadata's
+    /// controller id is any live broker, as in Kafka, so it cannot tell).
+    pub fn active_controller(&mut self) -> Option<i32> {
+        let ids: Vec<i32> = (1..=i32::try_from(self.nodes.len()).unwrap_or(0)).collect();
+        ids.into_iter()
+            .find(|&id| self.metric(id, "sluice_active_controller_count") == Some(1.0))
     }
 
     /// The number of brokers node `index` lists in Metadata (asked directly, v12), if it

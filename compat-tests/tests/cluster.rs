@@ -358,9 +358,35 @@ async fn paused_follower_leaves_and_rejoins_the_isr() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_active_controller_elects_another() {
     let mut cluster = TestCluster::start(3, &[]);
-    let controller = (1..=3)
-        .find_map(|id| cluster.controller_id(id))
-        .expect("no node reports a controller");
+    let controller = cluster
+        .active_controller()
+        .expect("no node is the active controller");
+    let active: Vec<Option<f64>> = (1..=3)
+        .map(|id| cluster.metric(id, "sluice_active_controller_count"))
+        .collect();
+    assert_eq!(
+        active.iter().filter(|v| **v == Some(1.0)).count(),
+        1,
+        "exactly one active controller: {active:?}"
+    );
+    // Metadata names a live broker as the controller, as Kafka's KRaft brokers do.
+    let named = {
+        use kafka_protocol::messages::MetadataRequest;
+        let addr = cluster.node(2).bootstrap();
+        let mut conn = compat_tests::wire::RawConnection::connect(addr.as_str()).unwrap();
+        let r = conn
+            .call(
+                &MetadataRequest::default().with_topics(Some(Vec::new())),
+                12,
+            )
+            .unwrap();
+        assert!(r.brokers.iter().any(|b| b.node_id == r.controller_id));
+        r.controller_id.0
+    };
+    assert_eq!(
+        named, controller,
+        "the active controller is live, so it is named"
+    );
     let bootstrap = cluster.bootstrap();
     let before = unique_topic("before");
     create_topic(&bootstrap, &before, 3, 3, &[]).await;
@@ -368,7 +394,7 @@ async fn killing_the_active_controller_elects_another() {
     let killed_at = Instant::now();
     let survivor = (1..=3).find(|id| *id != controller).unwrap();
     let new_controller = loop {
-        if let Some(c) = cluster.controller_id(survivor).filter(|c| *c != controller) {
+        if let Some(c) = cluster.active_controller().filter(|c| *c != controller) {
             break c;
         }
         assert!(

@@ -81,6 +81,8 @@ fn metrics_scrape_and_move() {
         sample(&body, "sluice_connections ").unwrap_or(0.0) >= 1.0,
         "{body}"
     );
+    // A single node is its own controller (Kafka's ActiveControllerCount).
+    assert_eq!(sample(&body, "sluice_active_controller_count "), Some(1.0));
 
     // Consumer group lag: high watermark (6) minus the committed offset, at scrape time.
     let group = unique_topic("lag-group");

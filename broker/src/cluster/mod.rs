@@ -197,6 +197,18 @@ impl ClusterRuntime {
         self.controller.leader()
     }
 
+    /// The controller id Metadata and DescribeCluster give clients, who send their admin
+    /// requests there: a live broker, as Kafka gives (`getRandomAliveBrokerId`), since any
+    /// Sluice broker takes them. The active controller when it is one of `live` (the unfenced
+    /// brokers the answer lists), else this broker if it is, else the first; -1 if none.
+    pub fn controller_for_clients(&self, live: &[i32]) -> i32 {
+        self.controller_id()
+            .filter(|id| live.contains(id))
+            .or_else(|| live.contains(&self.node_id).then_some(self.node_id))
+            .or_else(|| live.first().copied())
+            .unwrap_or(-1)
+    }
+
     /// Whether the controller has unfenced this broker.
     pub fn is_unfenced(&self) -> bool {
         *self.unfenced.borrow()

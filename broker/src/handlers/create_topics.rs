@@ -1,6 +1,9 @@
 //! CreateTopics (key 19): validates names, partition counts, replication factor, replica
-//! assignments and configs, in Kafka's order (name, existence, null config values, the rest); creates (or with validate_only, only checks) each topic. From v5
-//! the result carries the partition count, replication factor and every config's value.
+//! assignments and configs, in Kafka's order (name, existence, null config values, the rest);
+//! creates (or with validate_only, only checks) each topic. From v5 the result carries the
+//! partition count, replication factor and every config's value. As Kafka 4's controller: a
+//! name given twice gets one INVALID_REQUEST "Duplicate topic name." and is not created, and a
+//! request for more than 10,000 partitions in all is refused whole (POLICY_VIOLATION).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -23,20 +26,32 @@ pub async fn handle(
     version: i16,
 ) -> CreateTopicsResponse {
     let mut seen = HashSet::new();
-    let duplicates: HashSet<String> = request
-        .topics
-        .iter()
-        .filter(|t| !seen.insert(t.name.0.as_str().to_string()))
-        .map(|t| t.name.0.as_str().to_string())
-        .collect();
+    let mut duplicates: Vec<String> = Vec::new();
+    for t in &request.topics {
+        let name = t.name.0.as_str();
+        if !seen.insert(name) && !duplicates.iter().any(|d| d == name) {
+            duplicates.push(name.to_string());
+        }
+    }
+    let default_partitions = node.config.settings.i32("num.partitions");
+    let too_many =
+        total_partitions(&request.topics, default_partitions) > MAX_PARTITIONS_PER_REQUEST;
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
+        if duplicates.iter().any(|d| d == topic.name.0.as_str()) {
+            continue;
+        }
         topics.push({
-            let name = topic.name.0.as_str().to_string();
-            let result = if duplicates.contains(&name) {
+            let result = if too_many {
+                Err(TopicOpError::new(
+                    ErrorKind::PolicyViolation,
+                    "Excessively large number of partitions per request.",
+                ))
+            } else if topic.name.0.as_str() == "__cluster_metadata" {
+                // Kafka's `ControllerApis.createTopics`: the name of its metadata log.
                 Err(TopicOpError::new(
                     ErrorKind::InvalidRequest,
-                    format!("Create topics request from client contains a duplicate topic: {name}"),
+                    "Creation of internal topic __cluster_metadata is prohibited.",
                 ))
             } else if let Some(rt) = node.cluster() {
                 create_in_cluster(node, rt, &topic, request.validate_only).await
@@ -66,7 +81,37 @@ pub async fn handle(
             out
         });
     }
+    for name in duplicates {
+        topics.push(
+            CreatableTopicResult::default()
+                .with_name(super::util::topic_name(&name))
+                .with_num_partitions(-1)
+                .with_replication_factor(-1)
+                .with_error_code(ErrorKind::InvalidRequest.code())
+                .with_error_message(Some(str_bytes("Duplicate topic name.".to_string()))),
+        );
+    }
     CreateTopicsResponse::default().with_topics(topics)
+}
+
+/// Kafka's `MAX_PARTITIONS_PER_BATCH`: the most partitions one CreateTopics may create.
+const MAX_PARTITIONS_PER_REQUEST: u64 = 10_000;
+
+/// The partitions `topics` would create (Kafka's `validateTotalNumberOfPartitions`): the
+/// assignments' count, else the count asked for (-1: the broker's default).
+fn total_partitions(topics: &[CreatableTopic], default_partitions: i32) -> u64 {
+    topics
+        .iter()
+        .map(|t| {
+            if !t.assignments.is_empty() {
+                u64::try_from(t.assignments.len()).unwrap_or(u64::MAX)
+            } else if t.num_partitions == -1 {
+                u64::try_from(default_partitions).unwrap_or(0)
+            } else {
+                u64::try_from(t.num_partitions).unwrap_or(0)
+            }
+        })
+        .fold(0u64, u64::saturating_add)
 }
 
 /// CreateTopics on a cluster node: through the controller.
@@ -212,4 +257,94 @@ fn describe(node: &Node, configs: &TopicConfigs) -> Vec<CreatableTopicConfigs> {
                 .with_config_source(source.code())
         })
         .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment;
+
+    use super::*;
+    use crate::handlers::util::topic_name;
+
+    fn topic(name: &str, partitions: i32) -> CreatableTopic {
+        CreatableTopic::default()
+            .with_name(topic_name(name))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)
+    }
+
+    /// (name, error code, message) of each result.
+    fn answers(r: CreateTopicsResponse) -> Vec<(String, i16, String)> {
+        r.topics
+            .into_iter()
+            .map(|t| {
+                (
+                    t.name.0.to_string(),
+                    t.error_code,
+                    t.error_message.map(|m| m.to_string()).unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn duplicates_oversized_requests_and_the_metadata_log_name_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::start(
+            crate::config::BrokerConfig::for_tests(dir.path(), Default::default()),
+            Arc::new(crate::clock::SystemClock),
+        )
+        .unwrap();
+        let request = CreateTopicsRequest::default().with_topics(vec![
+            topic("a", 1),
+            topic("b", 1),
+            topic("a", 2),
+            topic("a", 3),
+            topic("__cluster_metadata", 1),
+        ]);
+        let invalid = ErrorKind::InvalidRequest.code();
+        assert_eq!(
+            answers(handle(&node, request, 7).await),
+            vec![
+                ("b".into(), 0, String::new()),
+                (
+                    "__cluster_metadata".into(),
+                    invalid,
+                    "Creation of internal topic __cluster_metadata is prohibited.".into()
+                ),
+                ("a".into(), invalid, "Duplicate topic name.".into()),
+            ]
+        );
+        assert!(node.topics.get("a").is_none());
+
+        // 10,001 partitions in all (one counted by the broker's default of 1): none is created.
+        let mut assigned = topic("d", -1).with_replication_factor(-1);
+        assigned.assignments = (0..2)
+            .map(|p| {
+                CreatableReplicaAssignment::default()
+                    .with_partition_index(p)
+                    .with_broker_ids(vec![kafka_protocol::messages::BrokerId(1)])
+            })
+            .collect();
+        let request = CreateTopicsRequest::default().with_topics(vec![
+            topic("c", 9_998),
+            assigned,
+            topic("e", -1),
+        ]);
+        let refused = answers(handle(&node, request, 7).await);
+        assert_eq!(refused.len(), 3);
+        for (name, code, message) in refused {
+            assert_eq!(code, ErrorKind::PolicyViolation.code(), "{name}");
+            assert_eq!(
+                message,
+                "Excessively large number of partitions per request."
+            );
+            assert!(node.topics.get(&name).is_none());
+        }
+        assert_eq!(
+            total_partitions(&[topic("c", 9_998), topic("e", -1), topic("f", 0)], 1),
+            9_999
+        );
+    }
 }

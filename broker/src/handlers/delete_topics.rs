@@ -1,5 +1,8 @@
 //! DeleteTopics (key 20): by name (v1-v5, and v6 entries with a name) or by topic id (v6).
-//! With `delete.topic.enable=false` every entry is refused, before any is looked up.
+//! With `delete.topic.enable=false` every entry is refused, before any is looked up. As
+//! Kafka's `ControllerApis.deleteTopics`, an entry naming both a name and an id, or neither, and
+//! a name or id given twice are refused INVALID_REQUEST (once per duplicated name or id), and
+//! only the rest are deleted.
 
 use std::sync::Arc;
 
@@ -48,13 +51,12 @@ pub async fn handle(
             .collect();
         return DeleteTopicsResponse::default().with_responses(responses);
     }
-    let mut responses = Vec::with_capacity(targets.len());
+    let (targets, mut responses) = refuse_malformed(targets);
     for (name, id) in targets {
         responses.push({
-            let resolved = match (&name, id.is_nil()) {
-                (Some(n), _) => Ok(n.clone()),
-                (None, false) => node.topics.name_of_id(id).ok_or(ErrorKind::UnknownTopicId),
-                (None, true) => Err(ErrorKind::InvalidRequest),
+            let resolved = match &name {
+                Some(n) => Ok(n.clone()),
+                None => node.topics.name_of_id(id).ok_or(ErrorKind::UnknownTopicId),
             };
             let mut out = DeletableTopicResult::default()
                 .with_name(name.as_deref().map(topic_name))
@@ -80,6 +82,69 @@ pub async fn handle(
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
+/// Splits the entries into those to delete (each a name or an id, given once) and Kafka's
+/// INVALID_REQUEST answers for the others.
+fn refuse_malformed(
+    targets: Vec<(Option<String>, Uuid)>,
+) -> (Vec<(Option<String>, Uuid)>, Vec<DeletableTopicResult>) {
+    let refused = |name: Option<&str>, id: Uuid, message: &str| {
+        DeletableTopicResult::default()
+            .with_name(name.map(topic_name))
+            .with_topic_id(id)
+            .with_error_code(ErrorKind::InvalidRequest.code())
+            .with_error_message(Some(str_bytes(message.to_string())))
+    };
+    let mut responses = Vec::new();
+    let (mut names, mut ids) = (Vec::new(), Vec::new());
+    let (mut duplicate_names, mut duplicate_ids) = (Vec::new(), Vec::new());
+    let mut kept = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        match (name, id.is_nil()) {
+            (Some(n), false) => responses.push(refused(
+                Some(&n),
+                id,
+                "You may not specify both topic name and topic id.",
+            )),
+            (None, true) => responses.push(refused(
+                None,
+                id,
+                "Neither topic name nor id were specified.",
+            )),
+            (Some(n), true) => {
+                if names.contains(&n) {
+                    if !duplicate_names.contains(&n) {
+                        duplicate_names.push(n);
+                    }
+                } else {
+                    names.push(n.clone());
+                    kept.push((Some(n), id));
+                }
+            }
+            (None, false) => {
+                if ids.contains(&id) {
+                    if !duplicate_ids.contains(&id) {
+                        duplicate_ids.push(id);
+                    }
+                } else {
+                    ids.push(id);
+                    kept.push((None, id));
+                }
+            }
+        }
+    }
+    for n in &duplicate_names {
+        responses.push(refused(Some(n), Uuid::nil(), "Duplicate topic name."));
+    }
+    for &id in &duplicate_ids {
+        responses.push(refused(None, id, "Duplicate topic id."));
+    }
+    kept.retain(|(n, id)| match n {
+        Some(n) => !duplicate_names.contains(n),
+        None => !duplicate_ids.contains(id),
+    });
+    (kept, responses)
+}
+
 async fn delete(
     node: &Node,
     name: &str,
@@ -87,5 +152,59 @@ async fn delete(
     match node.cluster() {
         Some(rt) => rt.delete_topic(node, name).await,
         None => node.delete_topic(name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_and_repeated_entries_are_refused_once_each() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let t = |n: &str| Some(n.to_string());
+        let (kept, refused) = refuse_malformed(vec![
+            (t("x"), Uuid::nil()),
+            (t("y"), Uuid::nil()),
+            (t("x"), Uuid::nil()),
+            (t("x"), Uuid::nil()),
+            (None, a),
+            (None, a),
+            (None, b),
+            (t("z"), b),
+            (None, Uuid::nil()),
+        ]);
+        assert_eq!(kept, vec![(t("y"), Uuid::nil()), (None, b)]);
+        let answers: Vec<(Option<String>, Uuid, i16, String)> = refused
+            .into_iter()
+            .map(|r| {
+                (
+                    r.name.map(|n| n.0.to_string()),
+                    r.topic_id,
+                    r.error_code,
+                    r.error_message.map(|m| m.to_string()).unwrap_or_default(),
+                )
+            })
+            .collect();
+        let invalid = ErrorKind::InvalidRequest.code();
+        assert_eq!(
+            answers,
+            vec![
+                (
+                    t("z"),
+                    b,
+                    invalid,
+                    "You may not specify both topic name and topic id.".into()
+                ),
+                (
+                    None,
+                    Uuid::nil(),
+                    invalid,
+                    "Neither topic name nor id were specified.".into()
+                ),
+                (t("x"), Uuid::nil(), invalid, "Duplicate topic name.".into()),
+                (None, a, invalid, "Duplicate topic id.".into()),
+            ]
+        );
     }
 }

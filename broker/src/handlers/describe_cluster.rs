@@ -51,7 +51,13 @@ pub fn handle(
     let with_fenced = version >= 2 && request.include_fenced_brokers;
     if let Some(rt) = node.cluster() {
         let state = rt.state();
-        response.controller_id = BrokerId(rt.controller_id().unwrap_or(-1));
+        let live: Vec<i32> = state
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| b.broker_id)
+            .collect();
+        response.controller_id = BrokerId(rt.controller_for_clients(&live));
         response.brokers = state
             .brokers
             .values()

@@ -105,7 +105,8 @@ fn brokers(node: &Node) -> (Vec<MetadataResponseBroker>, i32) {
         // client where we are, so it can come back.
         list.push(this());
     }
-    (list, rt.controller_id().unwrap_or(-1))
+    let live: Vec<i32> = list.iter().map(|b| b.node_id.0).collect();
+    (list, rt.controller_for_clients(&live))
 }
 
 async fn lookup_or_create(
@@ -120,7 +121,7 @@ async fn lookup_or_create(
     if validate_topic_name(name).is_err() {
         return error_topic(Some(name), Uuid::nil(), ErrorKind::InvalidTopic);
     }
-    if auto_create {
+    if auto_create && may_auto_create(name) {
         match node.auto_create_topic(name).await {
             Some(Ok(meta)) => return describe_topic(node, &meta, include_ops),
             Some(Err(e)) => {
@@ -131,6 +132,14 @@ async fn lookup_or_create(
         }
     }
     error_topic(Some(name), Uuid::nil(), ErrorKind::UnknownTopicOrPartition)
+}
+
+/// `__consumer_offsets` is created by the broker itself with its own partition count,
+/// replication factor and compaction (`offsets.topic.*`; in a cluster once enough brokers
+/// registered), never as an ordinary topic a client's Metadata asked for (Kafka's
+/// `AutoTopicCreationManager` treats it apart too).
+fn may_auto_create(name: &str) -> bool {
+    name != crate::metadata::CONSUMER_OFFSETS_TOPIC
 }
 
 fn error_topic(name: Option<&str>, id: Uuid, kind: ErrorKind) -> MetadataResponseTopic {
@@ -220,4 +229,25 @@ fn by_id_before_v12(
         })
         .collect();
     MetadataResponse::default().with_topics(topics)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn metadata_auto_creates_topics_but_not_the_offsets_topic() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::start(
+            crate::config::BrokerConfig::for_tests(dir.path(), Default::default()),
+            Arc::new(crate::clock::SystemClock),
+        )
+        .unwrap();
+        assert!(!may_auto_create(crate::metadata::CONSUMER_OFFSETS_TOPIC));
+        assert!(may_auto_create("__other"));
+        let answer = lookup_or_create(&node, "fresh", true, false).await;
+        assert_eq!(answer.error_code, 0);
+        assert!(node.topics.get("fresh").is_some());
+    }
 }

@@ -64,6 +64,10 @@ async fn answer(node: &Node, mut stream: TcpStream) -> std::io::Result<()> {
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let response = if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
         let committed = node.groups.read(|c| c.all_committed());
+        let active = node
+            .cluster()
+            .is_none_or(|rt| rt.controller_id() == Some(rt.node_id));
+        node.metrics.active_controller.set(i64::from(active));
         let body = node.metrics.render(&node.partitions, &committed);
         format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

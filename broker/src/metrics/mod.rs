@@ -71,6 +71,8 @@ pub struct Metrics {
     log_start_offset: Family<PartitionLabels, Gauge>,
     partition_bytes: Family<PartitionLabels, Gauge>,
     pub under_replicated: Gauge,
+    /// 1 on the active controller, else 0 (Kafka's `ActiveControllerCount`), set at scrape time.
+    pub active_controller: Gauge,
     /// Consumer lag per group and partition, set by the group coordinator at scrape time.
     pub group_lag: Family<GroupPartitionLabels, Gauge>,
 }
@@ -167,6 +169,12 @@ impl Metrics {
             "Partitions whose ISR is smaller than their replica set",
             under_replicated.clone(),
         );
+        let active_controller = Gauge::default();
+        registry.register(
+            "active_controller_count",
+            "1 on the node that is the active controller (a single node always is), else 0",
+            active_controller.clone(),
+        );
         let group_lag = Family::<GroupPartitionLabels, Gauge>::default();
         registry.register(
             "consumer_group_lag",
@@ -188,6 +196,7 @@ impl Metrics {
             log_start_offset,
             partition_bytes,
             under_replicated,
+            active_controller,
             group_lag,
         }
     }
