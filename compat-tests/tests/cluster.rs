@@ -357,7 +357,8 @@ async fn paused_follower_leaves_and_rejoins_the_isr() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_active_controller_elects_another() {
-    let mut cluster = TestCluster::start(3, &[]);
+    // Preferred leaders are restored every 2 s here (Kafka's default: 300 s).
+    let mut cluster = TestCluster::start(3, &[("leader.imbalance.check.interval.seconds", "2")]);
     let controller = cluster
         .active_controller()
         .expect("no node is the active controller");
@@ -1101,7 +1102,9 @@ async fn followers_keep_replicating_as_topics_join_and_leave_their_sessions() {
         took
     }
 
-    let cluster = TestCluster::start(3, &[]);
+    // No auto-creation: the producer's metadata refreshes would re-create the deleted topic
+    // (as on Kafka) before the test does.
+    let cluster = TestCluster::start(3, &[("auto.create.topics.enable", "false")]);
     let bootstrap = cluster.bootstrap();
     let full_isr = |ps: &[PartitionInfo]| ps.len() == 3 && ps.iter().all(|p| p.isr.len() == 3);
     let first = unique_topic("sess-a");
@@ -1135,7 +1138,7 @@ async fn followers_keep_replicating_as_topics_join_and_leave_their_sessions() {
     assert_eq!(deleted, vec![Ok(first.clone())]);
     let client = cluster.metadata_client();
     let deadline = Instant::now() + Duration::from_secs(30);
-    // All topics' metadata (naming the topic could ask for it to be created again).
+    // All topics' metadata.
     while client
         .fetch_metadata(None, Duration::from_secs(3))
         .map_or(true, |m| m.topics().iter().any(|t| t.name() == first))

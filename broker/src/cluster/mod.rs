@@ -152,6 +152,14 @@ impl ClusterRuntime {
         );
         cc.broker_session_timeout_ms = settings.session_timeout_ms;
         cc.auto_leader_rebalance = node.config.settings.bool("auto.leader.rebalance.enable");
+        cc.leader_imbalance_check_interval_ms = u64::try_from(
+            node.config
+                .settings
+                .i64("leader.imbalance.check.interval.seconds"),
+        )
+        .unwrap_or(300)
+        .max(1)
+        .saturating_mul(1000);
         let controller = Controller::start_on(cc, listener).await?;
         // A controller whose Raft stopped on a failed write halts the broker, as a failed
         // partition fsync does (`run`).

@@ -146,6 +146,7 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
     def("offsets.topic.replication.factor", Some("3"), T::Short, "Cluster: replication factor of __consumer_offsets (capped by the number of brokers)."),
     def("replica.selector.class", None, T::Class, "Cluster: unset (default), consumers read from leaders; org.apache.kafka.common.replica.RackAwareReplicaSelector sends a consumer with client.rack to an in-sync follower in its rack (KIP-392)."),
     def("auto.leader.rebalance.enable", Some("true"), T::Boolean, "Cluster: move leadership back to the preferred replica when it is in sync."),
+    def("leader.imbalance.check.interval.seconds", Some("300"), T::Long, "Cluster: how often the active controller moves leadership back to preferred replicas."),
     def("group.initial.rebalance.delay.ms", Some("3000"), T::Int, "Delay before the first rebalance of a new group."),
     def("offsets.topic.num.partitions", Some("50"), T::Int, "Partitions of __consumer_offsets."),
     def("group.min.session.timeout.ms", Some("6000"), T::Int, "Smallest session timeout a group member may ask for."),

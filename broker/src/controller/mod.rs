@@ -72,6 +72,9 @@ pub struct ControllerConfig {
     pub broker_session_timeout_ms: u64,
     /// Restore preferred leaders automatically (`auto.leader.rebalance.enable`).
     pub auto_leader_rebalance: bool,
+    /// How often preferred leaders are restored (`leader.imbalance.check.interval.seconds`,
+    /// Kafka's 300 s by default).
+    pub leader_imbalance_check_interval_ms: u64,
     /// Period of the active controller's control loop.
     pub control_interval_ms: u64,
     /// How long `propose` waits for the command to be committed and applied.
@@ -105,6 +108,7 @@ impl ControllerConfig {
             snapshot_every_entries: 1000,
             broker_session_timeout_ms: 9000,
             auto_leader_rebalance: true,
+            leader_imbalance_check_interval_ms: 300_000,
             control_interval_ms: 250,
             propose_timeout_ms: 10_000,
             log_sync: SyncData::default(),
@@ -546,8 +550,11 @@ impl Shared {
             cmds.extend(control::on_broker_fenced(&state, broker.broker_id));
         }
         cmds.extend(control::offline_leader_elections(&state));
-        // Preferred elections are not urgent: every 20 ticks (5 s by default).
-        if self.config.auto_leader_rebalance && tick.is_multiple_of(20) {
+        // Preferred elections are not urgent: every `leader.imbalance.check.interval.seconds`.
+        let every = (self.config.leader_imbalance_check_interval_ms
+            / self.config.control_interval_ms.max(1))
+        .max(1);
+        if self.config.auto_leader_rebalance && tick.is_multiple_of(every) {
             cmds.extend(control::preferred_leader_elections(&state));
         }
         for cmd in cmds {
