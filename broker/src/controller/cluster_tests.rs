@@ -123,6 +123,8 @@ fn register(id: i32) -> Command {
         replica_endpoint: None,
         rack: None,
         incarnation_id: Uuid::from_u128(id as u128),
+        // Rules 0: the control loop then proposes no SetRulesVersion under the comparisons.
+        rules_version: 0,
     }
 }
 
@@ -289,6 +291,8 @@ async fn broker_rpcs_are_redirected_to_the_leader_and_heartbeats_unfence() {
             replica_endpoint: None,
             rack: None,
             incarnation_id: Uuid::from_u128(4),
+            // Rules 0: the control loop then proposes no SetRulesVersion under the comparisons.
+            rules_version: 0,
         })
         .await
         .unwrap();

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use super::records::{Command, ElectionType, PartitionRef};
-use super::state::{ClusterState, NO_LEADER};
+use super::state::{ClusterState, NO_LEADER, RULES_VERSION};
 
 /// At most this many partitions go into one command, to bound entry size.
 pub const MAX_PARTITIONS_PER_COMMAND: usize = 1000;
@@ -31,6 +31,21 @@ pub fn on_broker_fenced(state: &ClusterState, broker_id: i32) -> Vec<Command> {
             partitions: chunk.to_vec(),
         })
         .collect()
+}
+
+/// `SetRulesVersion` to this code's `RULES_VERSION` once every registered broker's code
+/// applies it (a broker still running older code holds it back, as Kafka's `metadata.version`
+/// waits for every node's supported range).
+pub fn rules_upgrade(state: &ClusterState) -> Option<Command> {
+    (state.rules_version < RULES_VERSION
+        && !state.brokers.is_empty()
+        && state
+            .brokers
+            .values()
+            .all(|b| b.rules_version >= RULES_VERSION))
+    .then_some(Command::SetRulesVersion {
+        version: RULES_VERSION,
+    })
 }
 
 /// Partitions without a usable leader (none, or a fenced one) that could get one now: some

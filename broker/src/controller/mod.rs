@@ -550,6 +550,7 @@ impl Shared {
             cmds.extend(control::on_broker_fenced(&state, broker.broker_id));
         }
         cmds.extend(control::offline_leader_elections(&state));
+        cmds.extend(control::rules_upgrade(&state));
         // Preferred elections are not urgent: every `leader.imbalance.check.interval.seconds`.
         let every = (self.config.leader_imbalance_check_interval_ms
             / self.config.control_interval_ms.max(1))
@@ -582,6 +583,7 @@ impl RpcHandler for Shared {
                 replica_endpoint,
                 rack,
                 incarnation_id,
+                rules_version,
             } => {
                 let result = self
                     .propose(Command::RegisterBroker {
@@ -591,6 +593,7 @@ impl RpcHandler for Shared {
                         replica_endpoint,
                         rack,
                         incarnation_id,
+                        rules_version,
                     })
                     .await;
                 if result.is_ok() {

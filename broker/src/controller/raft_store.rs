@@ -311,6 +311,7 @@ mod tests {
                 replica_endpoint: None,
                 rack: None,
                 incarnation_id: uuid::Uuid::from_u128(1),
+                rules_version: crate::controller::state::RULES_VERSION,
             }),
         };
         let results = sm.apply([entry]).await.unwrap();

@@ -61,6 +61,10 @@ pub enum Command {
         replica_endpoint: Option<Endpoint>,
         rack: Option<String>,
         incarnation_id: Uuid,
+        /// The newest controller rules the broker's code applies (`state::RULES_VERSION`).
+        /// Absent (0) in commands logged before it existed.
+        #[serde(default)]
+        rules_version: u16,
     },
     /// The broker has caught up with the metadata log and may lead partitions again.
     UnfenceBroker { broker_id: i32, broker_epoch: i64 },
@@ -110,6 +114,11 @@ pub enum Command {
     },
     /// Change topic configs.
     AlterConfigs { topic_id: Uuid, ops: Vec<ConfigOp> },
+    /// Apply the controller rules of `version` (`state::RULES_VERSION`) to every later
+    /// command, as Kafka's `metadata.version` gates new record semantics: the log's earlier
+    /// entries replay under the rules they were applied with. Proposed by the active controller
+    /// once every registered broker's code applies them; refused otherwise.
+    SetRulesVersion { version: u16 },
 }
 
 impl Command {
@@ -126,6 +135,7 @@ impl Command {
             Command::AlterPartition { .. } => "AlterPartition",
             Command::ElectLeaders { .. } => "ElectLeaders",
             Command::AlterConfigs { .. } => "AlterConfigs",
+            Command::SetRulesVersion { .. } => "SetRulesVersion",
         }
     }
 }
@@ -164,6 +174,8 @@ pub enum CommandResult {
     },
     /// The partitions whose ISR or leader changed.
     PartitionsChanged(Vec<PartitionChange>),
+    /// The controller rules version in force after `SetRulesVersion`.
+    RulesVersion(u16),
     TopicCreated {
         topic_id: Uuid,
     },
@@ -226,4 +238,6 @@ pub enum CommandError {
     ElectionNotNeeded,
     #[error("invalid config: {0}")]
     InvalidConfig(String),
+    #[error("controller rules version {version} cannot apply: {reason}")]
+    UnsupportedRulesVersion { version: u16, reason: String },
 }

@@ -71,6 +71,9 @@ pub struct BrokerRegistration {
     /// once its heartbeat reports having applied the log up to here.
     #[serde(default)]
     pub registered_offset: u64,
+    /// The newest controller rules the broker's code applies (0: older than the field).
+    #[serde(default)]
+    pub rules_version: u16,
 }
 
 impl BrokerRegistration {
@@ -150,7 +153,22 @@ pub struct ClusterState {
     /// Index of the last Raft log entry applied to this state (0 = none). Set by the Raft state
     /// machine, not by `apply`; brokers report it in heartbeats to show they caught up.
     pub metadata_offset: u64,
+    /// The controller rules later commands are applied with (`RULES_VERSION`); 0 in a state
+    /// from before `SetRulesVersion` existed.
+    #[serde(default)]
+    pub rules_version: u16,
 }
+
+/// The newest controller rules this code applies, set in the log by `SetRulesVersion` so that a
+/// replayed log gives every node the same state whatever code wrote it:
+/// - 0: a fence or a new incarnation's registration only marks the broker fenced (its
+///   leaderships move by a later `ShrinkIsr`), and a fenced broker already in an ISR may stay
+///   in it through `AlterPartition`;
+/// - 1: a fence and a new incarnation's registration move the broker's leaderships and ISR
+///   places in the same command (Kafka's `handleBrokerFenced`, the registration's shutdown
+///   records), and every member of an `AlterPartition` ISR must be unfenced (Kafka's
+///   `ineligibleReplicasForIsr`).
+pub const RULES_VERSION: u16 = 1;
 
 impl ClusterState {
     /// An empty cluster.
@@ -214,14 +232,19 @@ impl ClusterState {
                 replica_endpoint,
                 rack,
                 incarnation_id,
-            } => self.register_broker(
-                *broker_id,
-                host,
-                *port,
-                replica_endpoint,
-                rack,
-                *incarnation_id,
-            ),
+                rules_version,
+            } => self.register_broker(BrokerRegistration {
+                broker_id: *broker_id,
+                host: host.clone(),
+                port: *port,
+                replica_endpoint: replica_endpoint.clone(),
+                rack: rack.clone(),
+                incarnation_id: *incarnation_id,
+                broker_epoch: 0,
+                fenced: true,
+                registered_offset: 0,
+                rules_version: *rules_version,
+            }),
             Command::UnfenceBroker {
                 broker_id,
                 broker_epoch,
@@ -266,30 +289,45 @@ impl ClusterState {
                 partitions,
             } => Ok(self.elect_leaders(*election, partitions)),
             Command::AlterConfigs { topic_id, ops } => self.alter_configs(topic_id, ops),
+            Command::SetRulesVersion { version } => self.set_rules_version(*version),
         }
     }
 
+    fn set_rules_version(&mut self, version: u16) -> Result<CommandResult, CommandError> {
+        let refuse =
+            |reason: String| Err(CommandError::UnsupportedRulesVersion { version, reason });
+        if version > RULES_VERSION {
+            return refuse(format!("this code applies rules up to {RULES_VERSION}"));
+        }
+        if let Some(b) = self.brokers.values().find(|b| b.rules_version < version) {
+            return refuse(format!(
+                "broker {} applies rules up to {}",
+                b.broker_id, b.rules_version
+            ));
+        }
+        self.rules_version = self.rules_version.max(version);
+        Ok(CommandResult::RulesVersion(self.rules_version))
+    }
+
+    /// Registers `announced` (its epoch, fencing and offset are assigned here).
     fn register_broker(
         &mut self,
-        broker_id: i32,
-        host: &str,
-        port: u16,
-        replica_endpoint: &Option<Endpoint>,
-        rack: &Option<String>,
-        incarnation_id: Uuid,
+        mut announced: BrokerRegistration,
     ) -> Result<CommandResult, CommandError> {
+        let broker_id = announced.broker_id;
         if broker_id < 0 {
             return Err(CommandError::UnknownBroker(broker_id));
         }
         let restarted = self.brokers.contains_key(&broker_id);
         if let Some(existing) = self.brokers.get_mut(&broker_id) {
-            if existing.incarnation_id == incarnation_id {
+            if existing.incarnation_id == announced.incarnation_id {
                 // A retried registration of the same process: keep its epoch, refresh the
                 // endpoint (it cannot change within one process, but a retry must not fail).
-                existing.host = host.to_owned();
-                existing.port = port;
-                existing.replica_endpoint = replica_endpoint.clone();
-                existing.rack = rack.clone();
+                existing.host = announced.host;
+                existing.port = announced.port;
+                existing.replica_endpoint = announced.replica_endpoint;
+                existing.rack = announced.rack;
+                existing.rules_version = announced.rules_version;
                 return Ok(CommandResult::BrokerRegistered {
                     broker_epoch: existing.broker_epoch,
                 });
@@ -298,28 +336,18 @@ impl ClusterState {
         let broker_epoch = self.next_broker_epoch;
         self.next_broker_epoch += 1;
         if self.cluster_id.is_none() {
-            self.cluster_id = Some(incarnation_id);
+            self.cluster_id = Some(announced.incarnation_id);
         }
         // A new incarnation starts fenced: it must catch up with the metadata log before it
-        // leads anything. A restarted broker's old leaderships and ISR places go in the same
-        // command (Kafka's registration adds its shutdown records), so it cannot come back
-        // leading at the epoch it had, with a log that may have lost its unflushed tail, before
-        // the control loop moved them.
-        self.brokers.insert(
-            broker_id,
-            BrokerRegistration {
-                broker_id,
-                host: host.to_owned(),
-                port,
-                replica_endpoint: replica_endpoint.clone(),
-                rack: rack.clone(),
-                incarnation_id,
-                broker_epoch,
-                fenced: true,
-                registered_offset: self.metadata_offset,
-            },
-        );
-        if restarted {
+        // leads anything. Under rules 1 a restarted broker's old leaderships and ISR places go
+        // in the same command (Kafka's registration adds its shutdown records), so it cannot
+        // come back leading at the epoch it had, with a log that may have lost its unflushed
+        // tail, before the control loop moved them.
+        announced.broker_epoch = broker_epoch;
+        announced.fenced = true;
+        announced.registered_offset = self.metadata_offset;
+        self.brokers.insert(broker_id, announced);
+        if restarted && self.rules_version >= 1 {
             self.move_off(broker_id);
         }
         Ok(CommandResult::BrokerRegistered { broker_epoch })
@@ -338,7 +366,7 @@ impl ClusterState {
         broker.check_epoch(broker_epoch)?;
         let changed = broker.fenced != fenced;
         broker.fenced = fenced;
-        if fenced && changed {
+        if fenced && changed && self.rules_version >= 1 {
             // With the fence, as Kafka's `handleBrokerFenced` writes them in one batch: an
             // unfencing heartbeat cannot slip in before the leaderships moved.
             self.move_off(broker_id);
@@ -613,9 +641,14 @@ impl ClusterState {
                 "broker {r} is not a replica"
             )));
         }
-        // Every member must be unfenced (Kafka's `ineligibleReplicasForIsr`): fencing a broker
-        // already took it out of the ISRs it shared, so a leader naming it again is stale.
-        if let Some(&r) = new_isr.iter().find(|&&r| !self.is_unfenced(r)) {
+        // Rules 1: every member must be unfenced (Kafka's `ineligibleReplicasForIsr`): fencing
+        // a broker already took it out of the ISRs it shared, so a leader naming it again is
+        // stale. Rules 0: only joining members (one already in may stay).
+        let strict = self.rules_version >= 1;
+        if let Some(&r) = new_isr
+            .iter()
+            .find(|&&r| (strict || !current.isr.contains(&r)) && !self.is_unfenced(r))
+        {
             return Err(CommandError::IneligibleReplica(r));
         }
         // Keep the ISR in replica order so equal sets compare equal.

@@ -9,12 +9,15 @@ use uuid::Uuid;
 
 use super::control::{
     expired_brokers, offline_leader_elections, on_broker_fenced, preferred_leader_elections,
+    rules_upgrade,
 };
 use super::placement::assign_replicas;
 use super::records::{
     Command, CommandError, CommandResult, ConfigOp, ElectionType, PartitionChange, PartitionRef,
 };
-use super::state::{ClusterState, PartitionState, NO_LEADER, UNCLEAN_LEADER_ELECTION_ENABLE};
+use super::state::{
+    ClusterState, PartitionState, NO_LEADER, RULES_VERSION, UNCLEAN_LEADER_ELECTION_ENABLE,
+};
 
 fn register(state: &mut ClusterState, id: i32) -> i64 {
     let cmd = Command::RegisterBroker {
@@ -24,6 +27,7 @@ fn register(state: &mut ClusterState, id: i32) -> i64 {
         replica_endpoint: None,
         rack: None,
         incarnation_id: Uuid::from_u128(id as u128 * 1000 + 1),
+        rules_version: crate::controller::state::RULES_VERSION,
     };
     match state.apply(&cmd).unwrap() {
         CommandResult::BrokerRegistered { broker_epoch } => broker_epoch,
@@ -55,13 +59,16 @@ fn fence(state: &mut ClusterState, id: i32) {
         .unwrap();
 }
 
-/// Three unfenced brokers 1, 2, 3.
+/// Three unfenced brokers 1, 2, 3, under this code's controller rules.
 fn three_brokers() -> ClusterState {
     let mut s = ClusterState::new();
     for id in 1..=3 {
         register(&mut s, id);
         unfence(&mut s, id);
     }
+    let upgrade = rules_upgrade(&s).unwrap();
+    s.apply(&upgrade).unwrap();
+    assert_eq!(s.rules_version, RULES_VERSION);
     s
 }
 
@@ -151,6 +158,7 @@ fn registration_starts_fenced_and_is_idempotent_per_incarnation() {
             replica_endpoint: None,
             rack: Some("r".into()),
             incarnation_id: Uuid::from_u128(77),
+            rules_version: crate::controller::state::RULES_VERSION,
         })
         .unwrap();
     assert_eq!(
@@ -548,6 +556,7 @@ fn a_restarted_broker_gives_up_its_leaderships_when_it_registers() {
             replica_endpoint: None,
             rack: None,
             incarnation_id: Uuid::from_u128(4242),
+            rules_version: crate::controller::state::RULES_VERSION,
         })
         .unwrap();
     assert!(matches!(r, CommandResult::BrokerRegistered { .. }));
@@ -780,6 +789,7 @@ fn random_walk_keeps_invariants_and_determinism() {
             replica_endpoint: None,
             rack: None,
             incarnation_id: Uuid::from_u128(id as u128),
+            rules_version: crate::controller::state::RULES_VERSION,
         });
     }
     for cmd in &log {
@@ -916,6 +926,7 @@ fn replica_endpoint_is_registered_and_defaults_to_the_client_endpoint() {
         replica_endpoint,
         rack: None,
         incarnation_id: Uuid::from_u128(5),
+        rules_version: crate::controller::state::RULES_VERSION,
     };
     s.apply(&cmd(Some(inter.clone()))).unwrap();
     let b = &s.brokers[&1];
@@ -962,4 +973,72 @@ fn registrations_logged_before_replica_endpoints_still_load() {
     let back: ClusterState = serde_json::from_value(json).unwrap();
     assert_eq!(back, s);
     assert_eq!(back.brokers[&2].replica_endpoint().to_string(), "h:9");
+}
+
+/// A log written under rules 0 replays under rules 0 (a fence only marks the broker; a later
+/// ShrinkIsr moves its leaderships), and the rules move to this code's only by a
+/// `SetRulesVersion`, once every registered broker applies them.
+#[test]
+fn controller_rules_change_only_by_the_log_and_once_every_broker_applies_them() {
+    let mut s = ClusterState::new();
+    for id in 1..=3 {
+        let old = if id == 3 { 0 } else { RULES_VERSION };
+        s.apply(&Command::RegisterBroker {
+            broker_id: id,
+            host: "127.0.0.1".into(),
+            port: 9000 + id as u16,
+            replica_endpoint: None,
+            rack: None,
+            incarnation_id: Uuid::from_u128(id as u128 * 1000 + 1),
+            rules_version: old,
+        })
+        .unwrap();
+        unfence(&mut s, id);
+    }
+    create(&mut s, vec![vec![1, 2, 3]]);
+    // Broker 3 runs older code: no upgrade, and one proposed anyway is refused.
+    assert_eq!(rules_upgrade(&s), None);
+    let upgrade = Command::SetRulesVersion {
+        version: RULES_VERSION,
+    };
+    assert!(matches!(
+        s.apply(&upgrade),
+        Err(CommandError::UnsupportedRulesVersion { .. })
+    ));
+    assert!(matches!(
+        s.apply(&Command::SetRulesVersion {
+            version: RULES_VERSION + 1
+        }),
+        Err(CommandError::UnsupportedRulesVersion { .. })
+    ));
+    // Rules 0: the fence alone moves nothing; the control loop's ShrinkIsr does.
+    fence(&mut s, 1);
+    assert_eq!(part(&s, 0).leader, 1);
+    let shrink = on_broker_fenced(&s, 1);
+    apply_all(&mut s, &shrink);
+    assert_eq!(part(&s, 0).leader, 2);
+    unfence(&mut s, 1);
+    // Broker 3 restarts on new code: the controller upgrades the rules.
+    s.apply(&Command::RegisterBroker {
+        broker_id: 3,
+        host: "127.0.0.1".into(),
+        port: 9003,
+        replica_endpoint: None,
+        rack: None,
+        incarnation_id: Uuid::from_u128(3_999),
+        rules_version: RULES_VERSION,
+    })
+    .unwrap();
+    assert_eq!(rules_upgrade(&s), Some(upgrade.clone()));
+    assert_eq!(
+        s.apply(&upgrade).unwrap(),
+        CommandResult::RulesVersion(RULES_VERSION)
+    );
+    assert_eq!(rules_upgrade(&s), None);
+    // Rules 1: the fence moves the leadership itself (to 3, the other ISR member).
+    unfence(&mut s, 3);
+    fence(&mut s, 2);
+    assert_eq!(part(&s, 0).leader, 3);
+    assert_eq!(part(&s, 0).isr, vec![3]);
+    check_invariants(&s);
 }

@@ -45,6 +45,7 @@ fn register(id: i32) -> Command {
         replica_endpoint: None,
         rack: None,
         incarnation_id: Uuid::from_u128(id as u128),
+        rules_version: crate::controller::state::RULES_VERSION,
     }
 }
 

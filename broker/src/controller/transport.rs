@@ -57,6 +57,10 @@ pub enum ControllerRpc {
         replica_endpoint: Option<Endpoint>,
         rack: Option<String>,
         incarnation_id: Uuid,
+        /// The newest controller rules (`state::RULES_VERSION`) the broker's code applies; 0
+        /// from brokers older than the field.
+        #[serde(default)]
+        rules_version: u16,
     },
     /// BrokerHeartbeat: keeps the broker's session alive; `metadata_offset` is the last applied
     /// controller log index on the broker, so it is unfenced only once it caught up.
