@@ -94,9 +94,7 @@ impl Log {
             .next()
             .map_or(self.active.base_offset(), |s| s.base_offset());
         if new_start > self.log_start_offset {
-            // Producers keep their state (see `producer_state`); the latest snapshot, written
-            // at the roll that started the first remaining segment or later, is at or above the
-            // new start, so a reopen keeps it too.
+            self.snapshot_producers_past(new_start)?;
             self.set_log_start_offset(new_start)?;
         }
         Ok(deleted)
@@ -137,14 +135,22 @@ impl Log {
             .take_while(|s| s.next_offset() <= offset)
             .count();
         self.delete_oldest_segments(wholly_below)?;
+        self.snapshot_producers_past(offset)?;
         self.set_log_start_offset(offset)?;
-        // Producers keep their state (see `producer_state`). A reopen replays from the latest
-        // snapshot only if it is at or above the log start, so one is written here when the new
-        // start passed them all.
+        Ok(())
+    }
+
+    /// Producers keep their state when the log start passes their batches (see
+    /// `producer_state`), and a reopen uses a snapshot only at or above the log start: before
+    /// the start moves to `new_start`, a snapshot is written at the log end if none is at or
+    /// above it, so a crash at any point finds one. (Retention's usually exists: the roll that
+    /// started the first remaining segment wrote it; a crash between that roll's new segment
+    /// and its snapshot is the exception.)
+    fn snapshot_producers_past(&mut self, new_start: i64) -> Result<(), StorageError> {
         if !self.producers.is_empty()
             && snapshot::list(&self.dir)?
                 .last()
-                .is_none_or(|&latest| latest < offset)
+                .is_none_or(|&latest| latest < new_start)
         {
             self.write_snapshot()?;
         }

@@ -9,7 +9,8 @@
 //! `handleAlterPartitionError` does: only a refusal that means the change was not made and
 //! will not be (an ineligible replica, an invalid ISR, an unknown partition) drops it; a
 //! refusal of a stale proposal (partition or leader epoch moved, not the leader any more)
-//! waits for the new metadata, which replaces it; an unanswered one is sent again. Dropping it
+//! waits for the new metadata, which replaces it; an unanswered one is sent again until it is
+//! answered or the metadata moved. Dropping it
 //! on a stale refusal could let the high watermark pass a replica that the controller's ISR
 //! already holds, and that could be elected.
 
@@ -101,11 +102,10 @@ fn is_stale(e: &CommandError) -> bool {
     )
 }
 
-/// How long an unanswered AlterPartition waits before it is sent again.
+/// How long an unanswered AlterPartition waits before it is sent again (for as long as the
+/// leadership and partition epoch it was made on stand, as Kafka retries: giving up could drop
+/// a proposal the controller applied).
 const RETRY_BACKOFF: Duration = Duration::from_millis(500);
-
-/// Sends again, this many times at most, an AlterPartition no controller answered.
-const MAX_ATTEMPTS: u32 = 20;
 
 async fn propose_isr(
     rt: Arc<ClusterRuntime>,
@@ -125,10 +125,9 @@ async fn propose_isr(
         partition_epoch,
         new_isr,
     };
-    let mut attempts = 1;
     let result = loop {
         match rt.propose(cmd.clone()).await {
-            Err(ProposalError::Unavailable(e)) if attempts < MAX_ATTEMPTS => {
+            Err(ProposalError::Unavailable(e)) => {
                 tracing::debug!(partition = %partition.tp, error = %e, "AlterPartition unanswered; sending it again");
                 tokio::time::sleep(RETRY_BACKOFF).await;
                 // Still this leadership, and no new metadata settled the proposal meanwhile.
@@ -137,10 +136,9 @@ async fn propose_isr(
                         s.alter_in_flight && s.partition_epoch() == partition_epoch
                     })
                     .unwrap_or(false);
-                if !current || partition.leader_epoch() != leader_epoch {
+                if !current || partition.leader_epoch() != leader_epoch || rt.is_stopping() {
                     return;
                 }
-                attempts += 1;
             }
             other => break other,
         }

@@ -389,6 +389,7 @@ async fn heartbeat_loop(node: Arc<Node>, rt: Arc<ClusterRuntime>) {
                 node.config.inter_broker_advertised_port,
             );
             ControllerRpc::RegisterBroker {
+                rules_version: crate::controller::state::RULES_VERSION,
                 broker_id: rt.node_id,
                 host: node.config.advertised_host.clone(),
                 port: u16::try_from(node.config.advertised_port).unwrap_or(0),

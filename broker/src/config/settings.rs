@@ -204,6 +204,9 @@ impl BrokerSettings {
         d.config_type
             .validate(value)
             .map_err(|e| format!("{name}: {e}"))?;
+        if name == "producer.id.expiration.ms" && value.trim().parse::<i64>().unwrap_or(0) < 1 {
+            return Err(format!("{name}: at least 1 (Kafka's range)"));
+        }
         if name == "log.message.timestamp.type" && !matches!(value, "CreateTime" | "LogAppendTime")
         {
             return Err(format!("{name}: must be CreateTime or LogAppendTime"));
@@ -289,6 +292,8 @@ mod tests {
         );
         assert!(s.set("log.message.timestamp.type", "Other").is_err());
         assert!(s.set("compression.type", "gzip").is_err());
+        assert!(s.set("producer.id.expiration.ms", "0").is_err());
+        assert!(s.set("producer.id.expiration.ms", "1").is_ok());
         assert_eq!(s.opt_i64("log.flush.interval.ms"), None);
     }
 }

@@ -225,15 +225,17 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
     }
 }
 
-/// Kafka's `ThrottledReplicaListValidator`: empty, `*`, or `partition:broker` pairs.
+/// Kafka's `ThrottledReplicaListValidator`: `*`, or a list whose entries (trimmed) are each
+/// empty or `partition:broker` in digits (`([0-9]+:[0-9]+)?`).
 fn throttled_replicas_valid(value: &str) -> bool {
-    let value = value.trim();
-    value.is_empty()
-        || value == "*"
-        || value.split(',').all(|pair| {
-            pair.trim().split_once(':').is_some_and(|(p, b)| {
-                p.trim().parse::<u32>().is_ok() && b.trim().parse::<u32>().is_ok()
-            })
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    value.trim() == "*"
+        || value.split(',').all(|entry| {
+            let entry = entry.trim();
+            entry.is_empty()
+                || entry
+                    .split_once(':')
+                    .is_some_and(|(p, b)| digits(p) && digits(b))
         })
 }
 
@@ -350,6 +352,7 @@ mod tests {
             ("remote.log.copy.disable", "true"),
             ("leader.replication.throttled.replicas", "*"),
             ("follower.replication.throttled.replicas", "0:1, 1:2"),
+            ("follower.replication.throttled.replicas", "0:1,,1:2"),
             ("compression.gzip.level", "-1"),
             ("compression.lz4.level", "17"),
             ("compression.zstd.level", "-5"),
@@ -360,6 +363,7 @@ mod tests {
             ("preallocate", "maybe"),
             ("remote.storage.enable", "true"),
             ("leader.replication.throttled.replicas", "0-1"),
+            ("leader.replication.throttled.replicas", "1 : 2"),
             ("compression.gzip.level", "0"),
             ("compression.lz4.level", "18"),
             ("compression.zstd.level", "23"),

@@ -34,8 +34,18 @@ pub async fn handle(
         }
     }
     let default_partitions = node.config.settings.i32("num.partitions");
-    let too_many =
-        total_partitions(&request.topics, default_partitions) > MAX_PARTITIONS_PER_REQUEST;
+    // Counted over the topics that could be created, as Kafka's controller counts them after
+    // removing duplicates.
+    let creatable: Vec<CreatableTopic> = request
+        .topics
+        .iter()
+        .filter(|t| {
+            let name = t.name.0.as_str();
+            name != CLUSTER_METADATA_TOPIC && !duplicates.iter().any(|d| d == name)
+        })
+        .cloned()
+        .collect();
+    let too_many = total_partitions(&creatable, default_partitions) > MAX_PARTITIONS_PER_REQUEST;
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         if duplicates.iter().any(|d| d == topic.name.0.as_str()) {
@@ -47,7 +57,7 @@ pub async fn handle(
                     ErrorKind::PolicyViolation,
                     "Excessively large number of partitions per request.",
                 ))
-            } else if topic.name.0.as_str() == "__cluster_metadata" {
+            } else if topic.name.0.as_str() == CLUSTER_METADATA_TOPIC {
                 // Kafka's `ControllerApis.createTopics`: the name of its metadata log.
                 Err(TopicOpError::new(
                     ErrorKind::InvalidRequest,
@@ -93,6 +103,9 @@ pub async fn handle(
     }
     CreateTopicsResponse::default().with_topics(topics)
 }
+
+/// The name of Kafka's metadata log, which no client may create.
+const CLUSTER_METADATA_TOPIC: &str = "__cluster_metadata";
 
 /// Kafka's `MAX_PARTITIONS_PER_BATCH`: the most partitions one CreateTopics may create.
 const MAX_PARTITIONS_PER_REQUEST: u64 = 10_000;

@@ -84,15 +84,21 @@ struct Model {
     /// deleted goes on where it was, and the log must accept that, whether it kept the
     /// producer's state (it does until the producer expires) or lost it in a crash.
     next_seq: i32,
+    /// A truncation reloaded the producer state while some batch of the producer lay below
+    /// the log start: the reload may have had only a snapshot below the start, which it does
+    /// not use (Kafka neither), so the log may have forgotten the producer.
+    producer_maybe_forgotten: bool,
 }
 
 impl Model {
+    /// The producer's last batch that no truncation cut, if the log must still know it: in
+    /// the log, or below the log start while the log keeps its state.
     fn last_idempotent(&self) -> Option<&StoredBatch> {
         self.batches
             .iter()
             .rev()
             .find(|b| b.sequences.is_some())
-            .filter(|b| b.last >= self.start)
+            .filter(|b| b.last >= self.start || !self.producer_maybe_forgotten)
     }
     fn push(&mut self, payload: &[u8], sequences: Option<(i32, i32)>, epoch: i32) {
         let mut bytes = payload.to_vec();
@@ -157,7 +163,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::AppendIdempotent { records, epoch } => {
                 // After the producer's last batch that no truncation cut, below the log start
-                // or not (the log keeps its state, or lost it in a crash and takes any
+                // or not (the log keeps its state, or forgot it at a truncation and takes any
                 // sequence), or, with none left, where it was.
                 let seq = match model.batches.iter().rev().find(|b| b.sequences.is_some()) {
                     Some(b) => b.sequences.map_or(0, |s| s.1 + 1),
@@ -225,6 +231,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Truncate { pct } => {
                 let offset = model.pick(0, pct);
+                model.producer_maybe_forgotten |= model
+                    .batches
+                    .iter()
+                    .any(|b| b.sequences.is_some() && b.last < model.start);
                 log.truncate_to(offset).unwrap();
                 if offset < model.end {
                     if offset < model.start {
@@ -253,6 +263,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::AdvanceStart { pct } => {
                 let offset = model.pick(model.start, pct);
                 log.advance_log_start_offset(offset).unwrap();
+                // Every sealed segment wholly below the new start is gone.
+                prop_assert!(log.sealed.values().all(|s| s.next_offset() > offset));
                 model.start = offset;
                 model.epochs.truncate_from_start(model.start);
             }

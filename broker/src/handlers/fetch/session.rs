@@ -17,10 +17,11 @@
 //! name-keyed one (`forget_named_topic`).
 //!
 //! The cache holds at most `capacity` sessions (Kafka's `max.incremental.fetch.session.cache.
-//! slots`); idle ones go after two minutes. When it is full, a new session takes the place of
-//! a consumer's (not a follower's) session with the fewest partitions if the newcomer is a
-//! follower's or has more partitions (Kafka's `FetchSessionCache.tryEvict`), so consumers
-//! cannot crowd followers out of incremental fetching. Session ids are random, as Kafka's, so a
+//! slots`); idle ones go after two minutes. When it is full, a new session may take the place
+//! of the least valuable session created more than two minutes ago, valued as Kafka's
+//! `FetchSessionCache.tryEvict` values them (a follower's above a consumer's, then by partition
+//! count): only if the newcomer is worth more, so consumers cannot crowd followers out of
+//! incremental fetching and a fresh session is never evicted. Session ids are random, as Kafka's, so a
 //! client that outlived a broker restart does not name (or close) another client's session.
 
 use std::collections::HashMap;
@@ -173,8 +174,9 @@ impl Cached {
 #[derive(Debug)]
 struct Session {
     next_epoch: i32,
-    /// A follower's (Kafka's privileged session): never evicted for another, only when idle.
+    /// A follower's (Kafka's privileged session): evicted only for a larger follower's.
     privileged: bool,
+    created: Instant,
     /// Created by a v13+ request: keyed by topic id, and only v13+ requests may go on with it
     /// (Kafka's `usesTopicIds`).
     uses_topic_ids: bool,
@@ -486,18 +488,23 @@ fn new_session_id(sessions: &HashMap<i32, Session>) -> i32 {
     }
 }
 
-/// Makes room for a new session of `size` partitions in a full cache, if the rule allows:
-/// the consumer's session with the fewest partitions (the least recently used among equals)
-/// goes when
-/// the newcomer is a follower's (`privileged`) or has more partitions.
-fn evict_for(sessions: &mut HashMap<i32, Session>, privileged: bool, size: usize) -> bool {
-    let smallest = sessions
+/// Makes room for a new session of `size` partitions in a full cache, if the rule allows: of
+/// the sessions created at least `SESSION_IDLE` before `now`, the least valuable (a consumer's
+/// before a follower's, then the fewest partitions, then the least recently used) goes if the
+/// newcomer (`privileged`: a follower's) is worth more.
+fn evict_for(
+    sessions: &mut HashMap<i32, Session>,
+    privileged: bool,
+    size: usize,
+    now: Instant,
+) -> bool {
+    let least = sessions
         .iter()
-        .filter(|(_, s)| !s.privileged)
-        .min_by_key(|(_, s)| (s.partitions.len(), s.last_used))
-        .map(|(&id, s)| (id, s.partitions.len()));
-    match smallest {
-        Some((id, smallest)) if privileged || size > smallest => {
+        .filter(|(_, s)| now.duration_since(s.created) >= SESSION_IDLE)
+        .min_by_key(|(_, s)| (s.privileged, s.partitions.len(), s.last_used))
+        .map(|(&id, s)| (id, (s.privileged, s.partitions.len())));
+    match least {
+        Some((id, value)) if (privileged, size) > value => {
             sessions.remove(&id);
             true
         }
@@ -513,6 +520,17 @@ pub fn plan(
     version: i16,
     privileged: bool,
 ) -> Result<FetchPlan, ErrorKind> {
+    plan_at(node, request, version, privileged, Instant::now())
+}
+
+/// `plan` with the clock read at `now` (tests step it past the session timeouts).
+fn plan_at(
+    node: &Node,
+    request: &FetchRequest,
+    version: i16,
+    privileged: bool,
+    now: Instant,
+) -> Result<FetchPlan, ErrorKind> {
     let wanted = requested(node, request, version);
     if version < 7 {
         return Ok(FetchPlan {
@@ -525,7 +543,6 @@ pub fn plan(
     let cache = &node.fetch_sessions;
     let id = request.session_id;
     let epoch = request.session_epoch;
-    let now = Instant::now();
     let mut sessions = cache.sessions.lock();
     sessions.retain(|_, s| now.duration_since(s.last_used) < SESSION_IDLE);
     if epoch == -1 || epoch == 0 {
@@ -536,7 +553,7 @@ pub fn plan(
         let wanted = Arc::new(wanted);
         if epoch == 0
             && (sessions.len() < cache.capacity
-                || evict_for(&mut sessions, privileged, wanted.len()))
+                || evict_for(&mut sessions, privileged, wanted.len(), now))
         {
             let new_id = new_session_id(&sessions);
             let mut partitions = IndexMap::with_capacity(wanted.len());
@@ -553,6 +570,7 @@ pub fn plan(
                 Session {
                     next_epoch: 1,
                     privileged,
+                    created: now,
                     uses_topic_ids: version >= 13,
                     unresolved: wanted.iter().any(|w| w.key.names_unknown_id()),
                     partitions,

@@ -549,38 +549,65 @@ async fn a_full_cache_gives_a_followers_or_a_larger_session_the_place_of_the_sma
     node.create_topic("a", 4, 1, Default::default(), false)
         .unwrap();
     let parts: Vec<(&str, i32, i64)> = (0..4).map(|p| ("a", p, 0)).collect();
-    // A new session over the first `n` partitions of "a"; its id, 0 if none was made.
-    let open = |n: usize, follower: bool| {
+    let t0 = std::time::Instant::now();
+    let at = |s: u64| t0 + std::time::Duration::from_secs(s);
+    // A new session over the first `n` partitions of "a" at `secs`; its id, 0 if none was made.
+    let open = |n: usize, follower: bool, secs: u64| {
         let full = request(&node, 12, (0, 0), &parts[..n], &[]);
-        super::plan(&node, &full, 12, follower)
+        plan_at(&node, &full, 12, follower, at(secs))
             .unwrap()
             .response_session_id
     };
-    let alive = |id: i32| plan(&node, &request(&node, 12, (id, 1), &[], &[]), 12).is_ok();
-    let one = open(1, false);
-    let two = open(2, false);
+    // The incremental round `epoch` of session `id` at `secs`.
+    let round = |id: i32, epoch: i32, secs: u64| {
+        plan_at(
+            &node,
+            &request(&node, 12, (id, epoch), &[], &[]),
+            12,
+            false,
+            at(secs),
+        )
+    };
+    let one = open(1, false, 0);
+    let two = open(2, false, 0);
     assert!(one > 0 && two > 0 && one != two);
-    // Full: a consumer no larger than the smallest gets no session.
-    assert_eq!(open(1, false), 0);
-    assert!(alive(one) && alive(two));
-    // A larger one takes the smallest one's place.
-    let three = open(3, false);
+    // Full, and neither was created two minutes ago: nothing is evicted, even for a follower.
+    assert_eq!(open(4, true, 100), 0);
+    assert!(round(one, 1, 100).is_ok() && round(two, 1, 100).is_ok());
+    // Later: a consumer no larger than the smallest gets no session...
+    assert_eq!(open(1, false, 130), 0);
+    // ... a larger one takes the smallest one's place.
+    let three = open(3, false, 130);
     assert!(three > 0);
     assert_eq!(
-        plan(&node, &request(&node, 12, (one, 2), &[], &[]), 12).unwrap_err(),
+        round(one, 2, 131).unwrap_err(),
         ErrorKind::FetchSessionIdNotFound
     );
-    // A follower's takes the place of the smallest consumer's whatever its size, and is never
-    // evicted for another.
-    let follower = open(1, true);
+    // A follower's is worth more than any consumer's, of any size.
+    let follower = open(1, true, 131);
     assert!(follower > 0);
     assert_eq!(
-        plan(&node, &request(&node, 12, (two, 2), &[], &[]), 12).unwrap_err(),
+        round(two, 2, 131).unwrap_err(),
         ErrorKind::FetchSessionIdNotFound
     );
-    let second_follower = open(1, true);
-    assert!(second_follower > 0);
-    assert_eq!(open(4, false), 0, "only followers' sessions are left");
-    assert_eq!(open(1, true), 0);
-    assert!(plan(&node, &request(&node, 12, (follower, 1), &[], &[]), 12).is_ok());
+    // The consumer's session (3 partitions) goes before a follower's for a larger follower.
+    assert!(round(three, 1, 200).is_ok() && round(follower, 1, 200).is_ok());
+    assert_eq!(open(3, false, 260), 0);
+    let bigger = open(2, true, 260);
+    assert!(bigger > 0);
+    assert_eq!(
+        round(three, 2, 260).unwrap_err(),
+        ErrorKind::FetchSessionIdNotFound
+    );
+    // Only followers' sessions left: no consumer takes their place, a larger follower's does.
+    assert!(round(follower, 2, 300).is_ok() && round(bigger, 1, 300).is_ok());
+    assert_eq!(open(4, false, 300), 0);
+    assert_eq!(open(1, true, 300), 0, "no follower's session is smaller");
+    let biggest = open(4, true, 300);
+    assert!(biggest > 0);
+    assert_eq!(
+        round(follower, 3, 300).unwrap_err(),
+        ErrorKind::FetchSessionIdNotFound
+    );
+    assert!(round(bigger, 2, 300).is_ok());
 }
