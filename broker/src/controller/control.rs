@@ -17,14 +17,8 @@ pub const MAX_PARTITIONS_PER_COMMAND: usize = 1000;
 /// After `broker_id` was fenced: remove it from every ISR it is in and move the leadership of
 /// the partitions it leads (one `ShrinkIsr` per `MAX_PARTITIONS_PER_COMMAND` partitions).
 pub fn on_broker_fenced(state: &ClusterState, broker_id: i32) -> Vec<Command> {
-    let affected: Vec<PartitionRef> = state
-        .partitions()
-        .filter(|(_, _, p)| {
-            p.leader == broker_id || (p.isr.len() > 1 && p.isr.contains(&broker_id))
-        })
-        .map(|(_, r, _)| r)
-        .collect();
-    affected
+    state
+        .held_by(broker_id)
         .chunks(MAX_PARTITIONS_PER_COMMAND)
         .map(|chunk| Command::ShrinkIsr {
             broker_id,

@@ -377,14 +377,18 @@ impl ClusterState {
     /// Takes fenced `broker_id` out of every ISR it shares with others and moves the
     /// leadership of the partitions it leads (what `ShrinkIsr` does for them all).
     fn move_off(&mut self, broker_id: i32) -> Vec<PartitionChange> {
-        let affected: Vec<PartitionRef> = self
-            .partitions()
+        let affected = self.held_by(broker_id);
+        self.shrink_partitions(broker_id, &affected)
+    }
+
+    /// The partitions `broker_id` leads or shares an ISR in: what fencing it changes.
+    pub fn held_by(&self, broker_id: i32) -> Vec<PartitionRef> {
+        self.partitions()
             .filter(|(_, _, p)| {
                 p.leader == broker_id || (p.isr.len() > 1 && p.isr.contains(&broker_id))
             })
             .map(|(_, r, _)| r)
-            .collect();
-        self.shrink_partitions(broker_id, &affected)
+            .collect()
     }
 
     fn shrink_isr(

@@ -35,6 +35,19 @@ fn register(state: &mut ClusterState, id: i32) -> i64 {
     }
 }
 
+/// Broker `id`'s registration as incarnation `incarnation`, applying rules up to `rules`.
+fn registration(id: i32, incarnation: u128, rules: u16) -> Command {
+    Command::RegisterBroker {
+        broker_id: id,
+        host: "127.0.0.1".into(),
+        port: 9000 + id as u16,
+        replica_endpoint: None,
+        rack: None,
+        incarnation_id: Uuid::from_u128(incarnation),
+        rules_version: rules,
+    }
+}
+
 fn epoch(state: &ClusterState, id: i32) -> i64 {
     state.brokers[&id].broker_epoch
 }
@@ -548,17 +561,7 @@ fn shrink_isr_is_refused_once_the_broker_is_back() {
 fn a_restarted_broker_gives_up_its_leaderships_when_it_registers() {
     let mut s = three_brokers();
     create(&mut s, vec![vec![1, 2, 3], vec![2, 1, 3]]);
-    let r = s
-        .apply(&Command::RegisterBroker {
-            broker_id: 1,
-            host: "127.0.0.1".into(),
-            port: 9001,
-            replica_endpoint: None,
-            rack: None,
-            incarnation_id: Uuid::from_u128(4242),
-            rules_version: crate::controller::state::RULES_VERSION,
-        })
-        .unwrap();
+    let r = s.apply(&registration(1, 4242, RULES_VERSION)).unwrap();
     assert!(matches!(r, CommandResult::BrokerRegistered { .. }));
     assert!(s.brokers[&1].fenced);
     let led = part(&s, 0);
@@ -983,16 +986,8 @@ fn controller_rules_change_only_by_the_log_and_once_every_broker_applies_them() 
     let mut s = ClusterState::new();
     for id in 1..=3 {
         let old = if id == 3 { 0 } else { RULES_VERSION };
-        s.apply(&Command::RegisterBroker {
-            broker_id: id,
-            host: "127.0.0.1".into(),
-            port: 9000 + id as u16,
-            replica_endpoint: None,
-            rack: None,
-            incarnation_id: Uuid::from_u128(id as u128 * 1000 + 1),
-            rules_version: old,
-        })
-        .unwrap();
+        s.apply(&registration(id, id as u128 * 1000 + 1, old))
+            .unwrap();
         unfence(&mut s, id);
     }
     create(&mut s, vec![vec![1, 2, 3]]);
@@ -1019,16 +1014,7 @@ fn controller_rules_change_only_by_the_log_and_once_every_broker_applies_them() 
     assert_eq!(part(&s, 0).leader, 2);
     unfence(&mut s, 1);
     // Broker 3 restarts on new code: the controller upgrades the rules.
-    s.apply(&Command::RegisterBroker {
-        broker_id: 3,
-        host: "127.0.0.1".into(),
-        port: 9003,
-        replica_endpoint: None,
-        rack: None,
-        incarnation_id: Uuid::from_u128(3_999),
-        rules_version: RULES_VERSION,
-    })
-    .unwrap();
+    s.apply(&registration(3, 3_999, RULES_VERSION)).unwrap();
     assert_eq!(rules_upgrade(&s), Some(upgrade.clone()));
     assert_eq!(
         s.apply(&upgrade).unwrap(),

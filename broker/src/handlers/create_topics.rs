@@ -303,12 +303,7 @@ mod tests {
 
     #[tokio::test]
     async fn duplicates_oversized_requests_and_the_metadata_log_name_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let node = Node::start(
-            crate::config::BrokerConfig::for_tests(dir.path(), Default::default()),
-            Arc::new(crate::clock::SystemClock),
-        )
-        .unwrap();
+        let (_dir, node) = crate::handlers::fetch::node_with(&[]);
         let request = CreateTopicsRequest::default().with_topics(vec![
             topic("a", 1),
             topic("b", 1),

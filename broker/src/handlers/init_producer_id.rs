@@ -53,12 +53,7 @@ mod tests {
 
     #[tokio::test]
     async fn ids_are_fresh_and_transactional_ids_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let node = Node::start(
-            crate::config::BrokerConfig::for_tests(dir.path(), Default::default()),
-            Arc::new(crate::clock::SystemClock),
-        )
-        .unwrap();
+        let (_dir, node) = crate::handlers::fetch::node_with(&[]);
         let ask = |txn: Option<&str>, id: i64, epoch: i16| {
             let request = InitProducerIdRequest::default()
                 .with_transactional_id(txn.map(|t| TransactionalId(t.to_string().into())))

@@ -238,12 +238,7 @@ mod tests {
 
     #[tokio::test]
     async fn metadata_auto_creates_topics_but_not_the_offsets_topic() {
-        let dir = tempfile::tempdir().unwrap();
-        let node = Node::start(
-            crate::config::BrokerConfig::for_tests(dir.path(), Default::default()),
-            Arc::new(crate::clock::SystemClock),
-        )
-        .unwrap();
+        let (_dir, node) = crate::handlers::fetch::node_with(&[]);
         assert!(!may_auto_create(crate::metadata::CONSUMER_OFFSETS_TOPIC));
         assert!(may_auto_create("__other"));
         let answer = lookup_or_create(&node, "fresh", true, false).await;

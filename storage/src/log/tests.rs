@@ -51,6 +51,13 @@ pub(crate) fn batch_offsets(bytes: &[u8]) -> Vec<(i64, i64)> {
     out
 }
 
+/// Deletes every producer snapshot of the log in `dir`.
+fn remove_snapshots(dir: &Path) {
+    for o in snapshot::list(dir).unwrap() {
+        std::fs::remove_file(crate::segment::file_name::path_for(dir, o, "snapshot")).unwrap();
+    }
+}
+
 fn appended(outcome: AppendOutcome) -> (i64, i64) {
     match outcome {
         AppendOutcome::Appended {
@@ -552,14 +559,7 @@ fn producer_state_survives_close_and_crash() {
     ));
     // And with every snapshot gone, a full replay gives the same answer.
     drop(log);
-    for o in snapshot::list(dir.path()).unwrap() {
-        std::fs::remove_file(crate::segment::file_name::path_for(
-            dir.path(),
-            o,
-            "snapshot",
-        ))
-        .unwrap();
-    }
+    remove_snapshots(dir.path());
     let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
     assert!(matches!(
         log.append(&idempotent(9, 2, 21, 1), 0, 0).unwrap(),
@@ -914,14 +914,7 @@ fn producer_state_outlives_retention_deleting_its_batches() {
     }
     // As if a crash had come between a roll's new segment and its snapshot: retention then
     // writes one before the log start passes the producer's batches.
-    for o in snapshot::list(dir.path()).unwrap() {
-        std::fs::remove_file(crate::segment::file_name::path_for(
-            dir.path(),
-            o,
-            "snapshot",
-        ))
-        .unwrap();
-    }
+    remove_snapshots(dir.path());
     assert!(log.apply_retention(0).unwrap() > 0);
     assert!(log.log_start_offset() > 1);
     assert_producer_7_known(&mut log, "after retention");

@@ -15,7 +15,7 @@ mod wait_tests;
 /// partitions).
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-fn node_with(topics: &[(&str, i32)]) -> (tempfile::TempDir, Arc<Node>) {
+pub(crate) fn node_with(topics: &[(&str, i32)]) -> (tempfile::TempDir, Arc<Node>) {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(
         crate::config::BrokerConfig::for_tests(dir.path(), Default::default()),
