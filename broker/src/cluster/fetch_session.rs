@@ -79,8 +79,8 @@ impl FollowerSession {
         Self::default()
     }
 
-    /// Forgets the session: the next round is full and creates a new one. The leader drops
-    /// the old session once it has been idle long enough.
+    /// Forgets the session: the next round is full, creates a new one and names this one for
+    /// the leader to close.
     pub fn reset(&mut self) {
         if self.id != 0 {
             self.closing = self.id;
@@ -168,7 +168,6 @@ impl FollowerSession {
                 return None;
             }
             self.reset();
-            self.closing = 0;
             self.id = response_session_id;
             self.next_epoch = 1;
         } else {

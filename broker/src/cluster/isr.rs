@@ -10,9 +10,8 @@
 //! will not be (an ineligible replica, an invalid ISR, an unknown partition) drops it; a
 //! refusal of a stale proposal (partition or leader epoch moved, not the leader any more)
 //! waits for the new metadata, which replaces it; an unanswered one is sent again until it is
-//! answered or the metadata moved. Dropping it
-//! on a stale refusal could let the high watermark pass a replica that the controller's ISR
-//! already holds, and that could be elected.
+//! answered or the metadata moved. Dropping it on a stale refusal could let the high watermark
+//! pass a replica that the controller's ISR already holds, and that could be elected.
 
 use std::sync::Arc;
 use std::time::Duration;

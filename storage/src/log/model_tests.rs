@@ -82,7 +82,7 @@ struct Model {
     epochs: LeaderEpochCache,
     /// Producer 1's next sequence, kept across retention: a producer whose batches were all
     /// deleted goes on where it was, and the log must accept that, whether it kept the
-    /// producer's state (it does until the producer expires) or lost it in a crash.
+    /// producer's state (it does until the producer expires) or forgot it at a truncation.
     next_seq: i32,
     /// A truncation reloaded the producer state while some batch of the producer lay below
     /// the log start: the reload may have had only a snapshot below the start, which it does

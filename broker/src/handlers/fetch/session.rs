@@ -21,8 +21,9 @@
 //! of the least valuable session created more than two minutes ago, valued as Kafka's
 //! `FetchSessionCache.tryEvict` values them (a follower's above a consumer's, then by partition
 //! count): only if the newcomer is worth more, so consumers cannot crowd followers out of
-//! incremental fetching and a fresh session is never evicted. Session ids are random, as Kafka's, so a
-//! client that outlived a broker restart does not name (or close) another client's session.
+//! incremental fetching and a fresh session is never evicted. Session ids are random, as
+//! Kafka's, so a client that outlived a broker restart does not name (or close) another
+//! client's session.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
