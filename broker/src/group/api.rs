@@ -152,6 +152,36 @@ pub struct CommitRequest {
 }
 
 impl CommitRequest {
+    /// For tests: a v8 commit by `member` at `generation` of `offset` on partition 0 of topic
+    /// "t", with `metadata`.
+    #[cfg(test)]
+    pub(crate) fn one_partition(
+        group: &str,
+        member: &str,
+        generation: i32,
+        offset: i64,
+        metadata: Option<&str>,
+    ) -> Self {
+        CommitRequest {
+            group_id: group.into(),
+            generation_id: generation,
+            member_id: member.into(),
+            group_instance_id: None,
+            retention_ms: None,
+            topics: vec![CommitTopic {
+                name: "t".into(),
+                partitions: vec![CommitPartition {
+                    partition: 0,
+                    offset,
+                    leader_epoch: 0,
+                    metadata: metadata.map(str::to_string),
+                    error: None,
+                }],
+            }],
+            version: 8,
+        }
+    }
+
     /// The answer that gives every partition `kind`, except those the handler found missing,
     /// which keep their own error (Kafka answers unknown topics before asking the group).
     pub fn answer_all(&self, kind: ErrorKind) -> CommitResponse {

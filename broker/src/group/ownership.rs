@@ -225,9 +225,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::group::api::{
-        CommitPartition, CommitRequest, CommitTopic, JoinRequest, SyncRequest,
-    };
+    use crate::group::api::{CommitRequest, JoinRequest, SyncRequest};
     use crate::group::coordinator::{Answer, CoordinatorConfig, MemberIds};
     use crate::group::state::GroupState;
 
@@ -254,24 +252,7 @@ mod tests {
     }
 
     fn commit(c: &mut GroupCoordinator, group: &str, member: &str, generation: i32, offset: i64) {
-        let req = CommitRequest {
-            group_id: group.into(),
-            generation_id: generation,
-            member_id: member.into(),
-            group_instance_id: None,
-            retention_ms: None,
-            topics: vec![CommitTopic {
-                name: "t".into(),
-                partitions: vec![CommitPartition {
-                    partition: 0,
-                    offset,
-                    leader_epoch: 0,
-                    metadata: None,
-                    error: None,
-                }],
-            }],
-            version: 8,
-        };
+        let req = CommitRequest::one_partition(group, member, generation, offset, None);
         c.commit_offsets(NOW, req);
     }
 

@@ -29,24 +29,7 @@ fn config(dir: &std::path::Path) -> BrokerConfig {
 
 /// A simple commit (no member, generation -1) of group "g" at `offset` on t-0.
 fn simple_commit(offset: i64) -> CommitRequest {
-    CommitRequest {
-        group_id: "g".into(),
-        generation_id: -1,
-        member_id: String::new(),
-        group_instance_id: None,
-        retention_ms: None,
-        topics: vec![CommitTopic {
-            name: "t".into(),
-            partitions: vec![CommitPartition {
-                partition: 0,
-                offset,
-                leader_epoch: 0,
-                metadata: None,
-                error: None,
-            }],
-        }],
-        version: 8,
-    }
+    CommitRequest::one_partition("g", "", -1, offset, None)
 }
 
 async fn stop(node: Arc<Node>) {

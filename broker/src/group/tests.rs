@@ -150,24 +150,7 @@ fn sync_req(member: &str, generation: i32, assignments: &[(&str, &str)]) -> Sync
 }
 
 fn commit_req(member: &str, generation: i32, offset: i64) -> CommitRequest {
-    CommitRequest {
-        group_id: G.into(),
-        generation_id: generation,
-        member_id: member.into(),
-        group_instance_id: None,
-        retention_ms: None,
-        topics: vec![CommitTopic {
-            name: "t".into(),
-            partitions: vec![CommitPartition {
-                partition: 0,
-                offset,
-                leader_epoch: 0,
-                metadata: Some("m".into()),
-                error: None,
-            }],
-        }],
-        version: 8,
-    }
+    CommitRequest::one_partition(G, member, generation, offset, Some("m"))
 }
 
 /// One member joins and syncs; returns its member id.

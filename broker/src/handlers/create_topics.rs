@@ -36,16 +36,11 @@ pub async fn handle(
     let default_partitions = node.config.settings.i32("num.partitions");
     // Counted over the topics that could be created, as Kafka's controller counts them after
     // removing duplicates.
-    let creatable: Vec<CreatableTopic> = request
-        .topics
-        .iter()
-        .filter(|t| {
-            let name = t.name.0.as_str();
-            name != CLUSTER_METADATA_TOPIC && !duplicates.iter().any(|d| d == name)
-        })
-        .cloned()
-        .collect();
-    let too_many = total_partitions(&creatable, default_partitions) > MAX_PARTITIONS_PER_REQUEST;
+    let creatable = request.topics.iter().filter(|t| {
+        let name = t.name.0.as_str();
+        name != CLUSTER_METADATA_TOPIC && !duplicates.iter().any(|d| d == name)
+    });
+    let too_many = total_partitions(creatable, default_partitions) > MAX_PARTITIONS_PER_REQUEST;
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         if duplicates.iter().any(|d| d == topic.name.0.as_str()) {
@@ -112,9 +107,12 @@ const MAX_PARTITIONS_PER_REQUEST: u64 = 10_000;
 
 /// The partitions `topics` would create (Kafka's `validateTotalNumberOfPartitions`): the
 /// assignments' count, else the count asked for (-1: the broker's default).
-fn total_partitions(topics: &[CreatableTopic], default_partitions: i32) -> u64 {
+fn total_partitions<'a>(
+    topics: impl IntoIterator<Item = &'a CreatableTopic>,
+    default_partitions: i32,
+) -> u64 {
     topics
-        .iter()
+        .into_iter()
         .map(|t| {
             if !t.assignments.is_empty() {
                 u64::try_from(t.assignments.len()).unwrap_or(u64::MAX)

@@ -30,21 +30,26 @@ fn node_with_t() -> (tempfile::TempDir, Arc<Node>) {
     (dir, node)
 }
 
-/// A Produce v9 frame (without its size prefix) of one batch to partition 0 of `topic`, whose
-/// topic name and client id are slices of the frame once decoded.
-fn produce_frame(topic: &str) -> Bytes {
+/// An acks=all Produce of one batch of one record of `value` to partition 0 of `topic`.
+fn acks_all_request(topic: &str, value: &[u8], timeout_ms: i32) -> ProduceRequest {
     let batch = BatchBuilder::new()
-        .record(None, Some(&[7u8; 4096][..]), 0)
+        .record(None, Some(value), 0)
         .build()
         .unwrap();
-    let request = ProduceRequest::default()
+    ProduceRequest::default()
         .with_acks(-1)
-        .with_timeout_ms(5_000)
+        .with_timeout_ms(timeout_ms)
         .with_topic_data(vec![TopicProduceData::default()
             .with_name(topic_name(topic))
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(0)
-                .with_records(Some(Bytes::from(batch)))])]);
+                .with_records(Some(Bytes::from(batch)))])])
+}
+
+/// A Produce v9 frame (without its size prefix) of one batch to partition 0 of `topic`, whose
+/// topic name and client id are slices of the frame once decoded.
+fn produce_frame(topic: &str) -> Bytes {
+    let request = acks_all_request(topic, &[7u8; 4096], 5_000);
     let version = 9;
     let mut buf = BytesMut::new();
     RequestHeader::default()
@@ -102,18 +107,7 @@ async fn an_acks_all_wait_ends_when_the_partition_stops_leading() {
     let partition = node.partitions.get("t", 0).unwrap();
     // Leader with a follower (2) in the ISR that never fetches: the high watermark stays.
     assert!(partition.become_leader(1, 1, vec![1, 2], vec![1, 2], 1, 0));
-    let batch = BatchBuilder::new()
-        .record(None, Some(b"v"), 0)
-        .build()
-        .unwrap();
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(30_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic_name("t"))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(Bytes::from(batch)))])]);
+    let request = acks_all_request("t", b"v", 30_000);
     let crate::handlers::Reply::Later(answer) =
         crate::handlers::produce::handle(&node, request, 10)
     else {

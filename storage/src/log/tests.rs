@@ -861,6 +861,18 @@ fn assert_producer_7_known(log: &mut Log, when: &str) {
     );
 }
 
+/// A log in `dir` holding producer 7's batches 0 and 1 (timestamps 1000, offsets 0 and 1),
+/// then `batches` plain batches of two records.
+fn log_after_producer_7(dir: &Path, config: LogConfig, batches: i64) -> Log {
+    let mut log = Log::open(dir, config, 0).unwrap();
+    log.append(&idempotent(7, 0, 0, 1), 0, 0).unwrap();
+    log.append(&idempotent(7, 0, 1, 1), 0, 0).unwrap();
+    for i in 0..batches {
+        log.append(&batch(2, 2000 + i), 0, 0).unwrap();
+    }
+    log
+}
+
 /// As Kafka: an idempotent producer's state outlives its batches (DeleteRecords, retention) and
 /// a reopen, and goes only once the producer has been idle for `producer_id_expiration_ms`.
 #[test]
@@ -870,12 +882,7 @@ fn producer_state_outlives_its_batches_until_it_expires() {
         producer_id_expiration_ms: 10_000,
         ..small_config()
     };
-    let mut log = Log::open(dir.path(), config.clone(), 0).unwrap();
-    log.append(&idempotent(7, 0, 0, 1), 0, 0).unwrap();
-    log.append(&idempotent(7, 0, 1, 1), 0, 0).unwrap();
-    for i in 0..10 {
-        log.append(&batch(2, 2000 + i), 0, 0).unwrap();
-    }
+    let mut log = log_after_producer_7(dir.path(), config.clone(), 10);
     // Into the active segment's last batch: no roll, so no snapshot from one.
     let start = log.log_end_offset() - 1;
     log.advance_log_start_offset(start).unwrap();
@@ -906,12 +913,7 @@ fn producer_state_outlives_retention_deleting_its_batches() {
         retention_bytes: 1000,
         ..small_config()
     };
-    let mut log = Log::open(dir.path(), config.clone(), 0).unwrap();
-    log.append(&idempotent(7, 0, 0, 1), 0, 0).unwrap();
-    log.append(&idempotent(7, 0, 1, 1), 0, 0).unwrap();
-    for i in 0..40 {
-        log.append(&batch(2, 2000 + i), 0, 0).unwrap();
-    }
+    let mut log = log_after_producer_7(dir.path(), config.clone(), 40);
     // As if a crash had come between a roll's new segment and its snapshot: retention then
     // writes one before the log start passes the producer's batches.
     remove_snapshots(dir.path());
