@@ -193,17 +193,17 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
         {
             bad("must be a list of delete, compact")
         }
-        "segment.bytes" if value.parse::<i64>().unwrap_or(0) < 14 => bad("at least 14"),
+        "segment.bytes" if int.unwrap_or(0) < 14 => bad("at least 14"),
         "max.message.bytes"
         | "index.interval.bytes"
         | "segment.index.bytes"
         | "message.timestamp.before.max.ms"
         | "message.timestamp.after.max.ms"
-            if value.parse::<i64>().unwrap_or(-1) < 0 =>
+            if int.unwrap_or(-1) < 0 =>
         {
             bad("must not be negative")
         }
-        "min.insync.replicas" if value.parse::<i64>().unwrap_or(0) < 1 => bad("at least 1"),
+        "min.insync.replicas" if int.unwrap_or(0) < 1 => bad("at least 1"),
         // Kafka's validators for the recompression levels.
         "compression.gzip.level" if !(within(1, 9) || int == Some(-1)) => {
             bad("Value must be between 1 and 9, or -1")

@@ -95,9 +95,9 @@ fn refuse_malformed(
             .with_error_message(Some(str_bytes(message.to_string())))
     };
     let mut responses = Vec::new();
-    let (mut names, mut ids) = (Vec::new(), Vec::new());
     let (mut duplicate_names, mut duplicate_ids) = (Vec::new(), Vec::new());
-    let mut kept = Vec::with_capacity(targets.len());
+    // Each name or id at its first mention, duplicates among them removed at the end.
+    let mut kept: Vec<(Option<String>, Uuid)> = Vec::with_capacity(targets.len());
     for (name, id) in targets {
         match (name, id.is_nil()) {
             (Some(n), false) => responses.push(refused(
@@ -111,23 +111,17 @@ fn refuse_malformed(
                 "Neither topic name nor id were specified.",
             )),
             (Some(n), true) => {
-                if names.contains(&n) {
-                    if !duplicate_names.contains(&n) {
-                        duplicate_names.push(n);
-                    }
-                } else {
-                    names.push(n.clone());
+                if !kept.iter().any(|(k, _)| k.as_ref() == Some(&n)) {
                     kept.push((Some(n), id));
+                } else if !duplicate_names.contains(&n) {
+                    duplicate_names.push(n);
                 }
             }
             (None, false) => {
-                if ids.contains(&id) {
-                    if !duplicate_ids.contains(&id) {
-                        duplicate_ids.push(id);
-                    }
-                } else {
-                    ids.push(id);
+                if !kept.contains(&(None, id)) {
                     kept.push((None, id));
+                } else if !duplicate_ids.contains(&id) {
+                    duplicate_ids.push(id);
                 }
             }
         }
