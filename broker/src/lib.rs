@@ -12,6 +12,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod node;
 pub mod partition;
+pub mod partition_dirs;
 pub mod producer_ids;
 pub mod run;
 pub mod server;

@@ -2,8 +2,9 @@
 //! topic operations (create, delete, add partitions) that change them together.
 //!
 //! Invariant: a topic is persisted in `meta/topics.json` before its partitions are opened, and
-//! removed from it before its partition directories are deleted; at start-up, partition
-//! directories that belong to no topic are deleted (a crash in the middle of a deletion).
+//! removed from it before its partition directories are renamed to their `-delete` names and
+//! removed; at start-up (single node), `-delete` directories are removed and partition
+//! directories of no known topic are renamed to `-stray`, never deleted (`partition_dirs`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -139,6 +140,8 @@ impl Node {
             cluster: std::sync::OnceLock::new(),
             _dir_lock: dir_lock,
         });
+        // Deleting a topic, on a single node or in a cluster, deletes its committed offsets.
+        crate::group::GroupRuntime::follow_topic_deletions(&node);
         if node.config.cluster.is_some() {
             // Partitions are opened by the cluster reconciler once the controller unfenced
             // this broker (crate::cluster); groups follow `__consumer_offsets` leadership.
@@ -146,7 +149,15 @@ impl Node {
             crate::group::GroupRuntime::start_timers(&node);
             return Ok(node);
         }
-        node.remove_orphan_partition_dirs();
+        crate::partition_dirs::tidy_data_dir(&node.config.data_dir, |topic, partition| {
+            node.topics
+                .get(topic)
+                .is_some_and(|t| partition < t.partitions)
+        })
+        .map_err(|source| StartError::DataDir {
+            path: node.config.data_dir.clone(),
+            source,
+        })?;
         let now = node.clock.now_ms();
         for topic in node.topics.all() {
             let cfg = log_config_for(&topic.configs, &node.config.settings);
@@ -163,32 +174,6 @@ impl Node {
         }
         crate::group::GroupRuntime::start(&node)?;
         Ok(node)
-    }
-
-    fn remove_orphan_partition_dirs(&self) {
-        // Only directories are considered; the lock file and `meta/` are kept.
-        let Ok(entries) = std::fs::read_dir(&self.config.data_dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().to_string();
-            if name == "meta" || !entry.path().is_dir() {
-                continue;
-            }
-            let belongs = name.rsplit_once('-').is_some_and(|(topic, p)| {
-                p.parse::<i32>().is_ok_and(|p| {
-                    self.topics
-                        .get(topic)
-                        .is_some_and(|t| p >= 0 && p < t.partitions)
-                })
-            });
-            if !belongs {
-                tracing::warn!(dir = %entry.path().display(), "removing partition directory of no topic");
-                if let Err(e) = std::fs::remove_dir_all(entry.path()) {
-                    tracing::error!(dir = %entry.path().display(), error = %e, "cannot remove");
-                }
-            }
-        }
     }
 
     pub fn now_ms(&self) -> i64 {
@@ -448,7 +433,9 @@ impl Node {
         Ok(meta)
     }
 
-    /// Deletes a topic: unpersists it, then closes and removes its partitions.
+    /// Deletes a topic: unpersists it (which also makes the groups delete their committed
+    /// offsets on it, see `GroupRuntime::follow_topic_deletions`), then closes its partitions
+    /// and removes their directories (renamed to `-delete` first, see `partition_dirs`).
     pub fn delete_topic(&self, name: &str) -> Result<TopicMeta, TopicOpError> {
         let meta = self.deletable_topic(name)?;
         self.topics
@@ -460,9 +447,14 @@ impl Node {
                 partition: p,
             };
             if let Some(partition) = self.partitions.remove(&tp) {
-                if let Err(e) = partition.delete() {
-                    tracing::error!(partition = %tp, error = %e, "cannot delete partition directory");
+                // Closed first, so that nothing writes into the directory once it is renamed.
+                if let Err(e) = partition.close() {
+                    tracing::warn!(partition = %tp, error = %e, "error closing a deleted partition");
                 }
+            }
+            if let Err(e) = crate::partition_dirs::delete_partition_dir(&self.config.data_dir, &tp)
+            {
+                tracing::error!(partition = %tp, error = %e, "cannot delete partition directory");
             }
         }
         self.fetch_sessions.forget_named_topic(name);
@@ -632,5 +624,87 @@ mod tests {
         ));
         drop(first);
         assert!(lock_data_dir(dir.path()).is_ok());
+    }
+
+    async fn start(dir: &std::path::Path) -> Arc<Node> {
+        // A node stopped just before may still be releasing the data directory's lock.
+        for _ in 0..100 {
+            match Node::start(
+                BrokerConfig::for_tests(dir, Default::default()),
+                Arc::new(crate::clock::SystemClock),
+            ) {
+                Err(StartError::DataDirLocked(_)) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                started => return started.unwrap(),
+            }
+        }
+        panic!("the data directory stayed locked");
+    }
+
+    async fn stop(node: Arc<Node>) {
+        node.shutdown.cancel();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        node.close_partitions();
+    }
+
+    /// The names in `dir` starting with `prefix`, sorted.
+    fn names_with(dir: &std::path::Path, prefix: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with(prefix))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn deleted_topics_leave_nothing_and_start_up_sets_unknown_partitions_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path();
+        let node = start(data).await;
+        node.create_topic("t", 2, 1, Default::default(), false)
+            .unwrap();
+        node.create_topic("u", 1, 1, Default::default(), false)
+            .unwrap();
+        assert_eq!(names_with(data, "t-"), vec!["t-0", "t-1"]);
+        node.delete_topic("t").unwrap();
+        assert!(names_with(data, "t-").is_empty());
+        std::fs::write(data.join("u-0").join("marker"), b"u's data").unwrap();
+        stop(node).await;
+
+        // As if killed between the topics.json update and the directories' rename (u), and
+        // during the removal of a renamed one (v); plus directories that are no partition.
+        crate::metadata::TopicStore::open(&data.join("meta"))
+            .unwrap()
+            .update(|m| m.remove("u").is_some())
+            .unwrap();
+        let deleting = "v-0.0123456789abcdef0123456789abcdef-delete";
+        for other in [deleting, "lost+found", "backup"] {
+            std::fs::create_dir(data.join(other)).unwrap();
+            std::fs::write(data.join(other).join("x"), b"x").unwrap();
+        }
+        let node = start(data).await;
+        assert!(!data.join(deleting).exists());
+        assert!(data.join("lost+found").join("x").exists());
+        assert!(data.join("backup").join("x").exists());
+        assert!(!data.join("u-0").exists());
+        let strays = names_with(data, "u-0.");
+        assert_eq!(strays.len(), 1, "{strays:?}");
+        assert!(strays[0].ends_with("-stray"), "{strays:?}");
+        assert_eq!(
+            std::fs::read(data.join(&strays[0]).join("marker")).unwrap(),
+            b"u's data"
+        );
+        // A new topic under the old name starts empty; the stray stays.
+        node.create_topic("u", 1, 1, Default::default(), false)
+            .unwrap();
+        assert!(!data.join("u-0").join("marker").exists());
+        stop(node).await;
+        let node = start(data).await;
+        assert_eq!(names_with(data, "u-0."), strays);
+        assert!(node.partitions.get("u", 0).is_some());
+        stop(node).await;
     }
 }

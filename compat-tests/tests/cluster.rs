@@ -1189,3 +1189,112 @@ async fn followers_keep_replicating_as_topics_join_and_leave_their_sessions() {
         );
     }
 }
+
+/// A follower whose log ends below its leader's log start (paused while the leader's
+/// retention deleted segments it had not fetched, as a replica down longer than the
+/// retention time, or a new one, finds) is answered OFFSET_OUT_OF_RANGE, asks the leader's log
+/// start and restarts its own log there (Kafka's `truncateFullyAndStartAt`), catches up and
+/// rejoins the ISR. Before, it fetched the same offset forever and never rejoined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_the_leaders_log_start_restarts_there_and_rejoins() {
+    let mut cluster = TestCluster::start(
+        3,
+        &[
+            ("broker.session.timeout.ms", "30000"),
+            ("replica.lag.time.max.ms", "3000"),
+            ("log.retention.check.interval.ms", "300"),
+        ],
+    );
+    let bootstrap = cluster.bootstrap();
+    let topic = unique_topic("behind");
+    create_topic(
+        &bootstrap,
+        &topic,
+        1,
+        3,
+        &[
+            ("min.insync.replicas", "2"),
+            ("segment.ms", "200"),
+            ("retention.ms", "2000"),
+        ],
+    )
+    .await;
+    cluster.wait_for_partitions(&topic, Duration::from_secs(30), "full ISR", |ps| {
+        ps.first().is_some_and(|p| p.isr.len() == 3)
+    });
+    let part = TestCluster::partitions(&cluster.metadata_client(), &topic).unwrap()[0].clone();
+    let follower = *part.replicas.iter().find(|r| **r != part.leader).unwrap();
+    let producer = rdk::producer(&bootstrap, &[("message.timeout.ms", "30000")]);
+    let send = |i: u64| send_to(&producer, &topic, 0, i.to_string(), Duration::from_secs(30));
+    for i in 0..50 {
+        send(i).await.unwrap();
+    }
+    cluster.node(follower).pause();
+    cluster.wait_for_partitions(&topic, Duration::from_secs(30), "ISR shrink", |ps| {
+        ps.first().is_some_and(|p| !p.isr.contains(&follower))
+    });
+    // Produce until the leader's retention has moved its log start past the follower's end.
+    let consumer = rdk::consumer(&bootstrap);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut next = 50;
+    let leader_start = loop {
+        send(next).await.unwrap();
+        next += 1;
+        let (low, _) = consumer
+            .fetch_watermarks(&topic, 0, Duration::from_secs(10))
+            .unwrap();
+        if low > 50 {
+            break low;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader's log start never passed 50 (at {low})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    cluster.node(follower).resume();
+    let rejoined =
+        cluster.wait_for_partitions(&topic, Duration::from_secs(60), "ISR expand", |ps| {
+            ps.first().is_some_and(|p| p.isr.contains(&follower))
+        });
+    eprintln!(
+        "FIGURES behind: follower {follower} rejoined {rejoined:?} after SIGCONT, its log restarted at or after the leader's start {leader_start}"
+    );
+    let dir = cluster.node(follower).data_dir().join(format!("{topic}-0"));
+    let start: i64 = std::fs::read_to_string(dir.join("log_start_offset"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        start >= leader_start,
+        "the follower's log start {start}, the leader's {leader_start}"
+    );
+    // The ISR goes on taking acks=all sends with the follower in it; everything from the
+    // leader's log start on reads back in order.
+    for i in next..next + 20 {
+        send(i).await.unwrap();
+    }
+    let (low, high) = consumer
+        .fetch_watermarks(&topic, 0, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(high, i64::try_from(next + 20).unwrap());
+    let read = rdk::consume_partition(
+        &consumer,
+        &topic,
+        0,
+        Offset::Offset(low),
+        usize::try_from(high - low).unwrap(),
+        Duration::from_secs(60),
+    );
+    let values: Vec<u64> = read
+        .iter()
+        .map(|r| {
+            String::from_utf8_lossy(r.value.as_deref().unwrap_or_default())
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    let first = u64::try_from(low).unwrap();
+    assert_eq!(values, (first..next + 20).collect::<Vec<u64>>());
+}

@@ -438,6 +438,96 @@ async fn committed_offsets_survive_a_broker_crash_and_the_group_resumes_there() 
     }
 }
 
+/// As Kafka's `onPartitionsDeleted`: deleting a topic deletes every offset committed on it,
+/// so the consumers of a topic created again under the name do not resume at the old
+/// topic's offsets; a restart (the groups reloaded from `__consumer_offsets`) agrees.
+#[test]
+fn deleting_a_topic_deletes_its_committed_offsets() {
+    use compat_tests::wire::{create_topic, topic_name};
+    let mut broker = start_broker();
+    let mut c = raw(&broker);
+    let (topic, kept, group) = (
+        unique_topic("gdel"),
+        unique_topic("gkept"),
+        unique_topic("gdel-group"),
+    );
+    for t in [&topic, &kept] {
+        assert_eq!(create_topic(&mut c, t, 2).unwrap(), 0, "CreateTopics {t}");
+    }
+    let partition = |p: i32, offset: i64| {
+        OffsetCommitRequestPartition::default()
+            .with_partition_index(p)
+            .with_committed_offset(offset)
+    };
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(&group)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(topic_name(&topic))
+                .with_partitions(vec![partition(0, 10), partition(1, 11)]),
+            OffsetCommitRequestTopic::default()
+                .with_name(topic_name(&kept))
+                .with_partitions(vec![partition(0, 12)]),
+        ]);
+    let r = c.call(&commit, 8).unwrap();
+    for t in &r.topics {
+        for p in &t.partitions {
+            assert_eq!(
+                p.error_code,
+                0,
+                "OffsetCommit {}-{}",
+                t.name.as_str(),
+                p.partition_index
+            );
+        }
+    }
+    let fetch = |c: &mut RawConnection| {
+        let req = OffsetFetchRequest::default()
+            .with_group_id(GroupId(s(&group)))
+            .with_topics(Some(vec![
+                OffsetFetchRequestTopic::default()
+                    .with_name(topic_name(&topic))
+                    .with_partition_indexes(vec![0, 1]),
+                OffsetFetchRequestTopic::default()
+                    .with_name(topic_name(&kept))
+                    .with_partition_indexes(vec![0]),
+            ]));
+        let r = c.call(&req, 7).unwrap();
+        assert_eq!(r.error_code, 0, "OffsetFetch");
+        r.topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.committed_offset))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(fetch(&mut c), vec![10, 11, 12]);
+
+    let deleted = c
+        .call(
+            &DeleteTopicsRequest::default()
+                .with_topic_names(vec![topic_name(&topic)])
+                .with_timeout_ms(10_000),
+            5,
+        )
+        .unwrap();
+    assert_eq!(deleted.responses[0].error_code, 0, "DeleteTopics");
+    assert_eq!(fetch(&mut c), vec![-1, -1, 12], "after the deletion");
+    assert_eq!(
+        create_topic(&mut c, &topic, 2).unwrap(),
+        0,
+        "CreateTopics again"
+    );
+    assert_eq!(
+        fetch(&mut c),
+        vec![-1, -1, 12],
+        "on the topic created again"
+    );
+
+    broker.restart();
+    let mut c = raw(&broker);
+    assert_eq!(fetch(&mut c), vec![-1, -1, 12], "after a restart");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_lists_describes_reports_lag_and_deletes_groups() {
     let broker = start_broker();

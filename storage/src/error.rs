@@ -50,6 +50,9 @@ pub enum StorageError {
         log_start: i64,
         log_end: i64,
     },
+    /// A batch from the leader carries a leader epoch later than the leader's own.
+    #[error("batch leader epoch {epoch} is above the leader's epoch {leader_epoch}")]
+    EpochAboveLeader { epoch: i32, leader_epoch: i32 },
     /// A follower batch starts below the log end offset.
     #[error("unexpected base offset {actual}, log end offset is {expected}")]
     UnexpectedBaseOffset { expected: i64, actual: i64 },
@@ -62,6 +65,18 @@ pub enum StorageError {
     /// A producer-state snapshot is unusable (it is skipped during open).
     #[error("corrupt producer snapshot {path}: {reason}")]
     CorruptSnapshot { path: String, reason: String },
+    /// A batch stored in a segment fails its checks (CRC, header) where the log reads it whole:
+    /// the compaction that found it stops and leaves the segments as they were.
+    #[error("corrupt batch in {path} at byte {position}: {reason}")]
+    CorruptSegment {
+        path: String,
+        position: u64,
+        reason: String,
+    },
+    /// The `log_start_offset` file exists but does not hold a log start offset: the log is not
+    /// opened (a guess could expose deleted records or hide live ones).
+    #[error("corrupt log start offset file {path}: {reason}")]
+    CorruptLogStartOffset { path: String, reason: String },
     /// An fsync of this log failed earlier: what it wrote since the last good fsync may be
     /// lost whatever a later fsync reports (Linux drops the failed pages from the cache), so
     /// the log takes no more writes, marks nothing more durable and is not closed cleanly.

@@ -53,6 +53,19 @@ impl Log {
     /// Rolls by `segment_ms`, forgets producers idle for `producer_id_expiration_ms`, then
     /// deletes segments past retention. Returns how many segments went.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize, StorageError> {
+        self.apply_retention_below(now_ms, i64::MAX)
+    }
+
+    /// `apply_retention`, deleting only segments wholly below `high_watermark`: as in Kafka's
+    /// `deletableSegments`, a record no in-sync follower has fetched yet (or, on a follower,
+    /// one the leader has not committed) is never deleted by retention, so a lagging follower
+    /// is not left with a gap and a consumer reading committed records does not lose them to
+    /// a segment still being replicated.
+    pub fn apply_retention_below(
+        &mut self,
+        now_ms: i64,
+        high_watermark: i64,
+    ) -> Result<usize, StorageError> {
         let expired = self
             .producers
             .remove_expired(now_ms, self.config.producer_id_expiration_ms);
@@ -75,12 +88,18 @@ impl Log {
                 is_active: std::ptr::eq(s, &self.active),
             })
             .collect();
+        // Only segments that end at or below the high watermark may go.
+        let below_hw = self
+            .segments()
+            .take_while(|s| s.next_offset() <= high_watermark)
+            .count();
         let count = deletable_segments(
             &summaries,
             self.config.retention_ms,
             self.config.retention_bytes,
             now_ms,
-        );
+        )
+        .min(below_hw);
         if count == 0 {
             return Ok(0);
         }

@@ -6,7 +6,20 @@
 //! Before fetching a partition whose leader or epoch changed, the follower removes any suffix
 //! that diverges from the leader (KIP-101/KIP-279): it asks the leader, with
 //! OffsetForLeaderEpoch, where the follower's latest epoch ends on the leader, and truncates
-//! to the smaller of that and its own end of the epoch the leader answered with.
+//! to the smaller of that and its own end of the epoch the leader answered with; when the
+//! leader answered an epoch the follower does not have, it truncates to where its own older
+//! epoch ends and asks again, until the two agree on an epoch.
+//!
+//! A fetch the leader answers OFFSET_OUT_OF_RANGE is settled as Kafka's
+//! `handleOutOfRangeError`: the follower asks the leader's log end and start (ListOffsets as a
+//! replica) and truncates to the leader's end if it is ahead of it, or empties its log and
+//! restarts at the leader's log start if it is behind it (a replica that was away longer
+//! than the leader's retention, or a new one). The leader's log start also follows along
+//! with every answer, up to the follower's high watermark.
+//!
+//! An answer is applied only if the replica still follows at the epoch it fetched with and
+//! its log still ends where the fetch began (`Partition::append_as_follower`): an answer that
+//! comes back after a leadership change or a truncation is dropped.
 //!
 //! Each fetcher keeps a fetch session with its leader (KIP-227, `fetch_session`): after the
 //! first round, a request names only the partitions whose fetch state changed and the answer
@@ -26,12 +39,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest,
-    OffsetForLeaderEpochResponse,
+    ApiKey, BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
 use parking_lot::Mutex;
 use protocol_shim::ErrorKind;
@@ -46,12 +60,14 @@ use super::{ClusterRuntime, ClusterSettings};
 use crate::controller::state::ClusterState;
 use crate::handlers::util::topic_name;
 use crate::node::Node;
-use crate::partition::{Partition, TopicPartition};
+use crate::partition::{Partition, PartitionError, TopicPartition};
 
 /// The Fetch version followers send (topic ids, top-level replica id).
 const FETCH_VERSION: i16 = 13;
 /// The OffsetForLeaderEpoch version followers send (with replica id).
 const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;
+/// The ListOffsets version followers send (current leader epoch, no isolation needed).
+const LIST_OFFSETS_VERSION: i16 = 7;
 /// Connect timeout to a leader.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a follower waits for its own fsync before giving up on a round.
@@ -64,6 +80,9 @@ struct Target {
     leader_epoch: i32,
     /// Check for a divergent suffix before the next fetch.
     needs_truncation: bool,
+    /// The leader answered the last fetch OFFSET_OUT_OF_RANGE: settle the fetch offset
+    /// against the leader's log start and end before the next fetch.
+    out_of_range: bool,
     /// Skip until then (after an error).
     backoff_until: Option<Instant>,
     /// What the fetch session holds for this partition (`fetch_session`).
@@ -134,6 +153,7 @@ impl FetcherManager {
                     partition,
                     leader_epoch,
                     needs_truncation: true,
+                    out_of_range: false,
                     backoff_until: None,
                     stamp: None,
                 },
@@ -294,20 +314,23 @@ async fn fetch_round(
     let mut ready: Vec<&Target> = Vec::with_capacity(targets.len());
     for target in targets {
         let tp = &target.partition.tp;
-        if !target.needs_truncation {
-            ready.push(target);
-            continue;
-        }
-        match truncate_divergent(conn, tp, target, my_id).await? {
-            Ok(()) => {
-                update_target(fetcher, tp, target, |t| t.needs_truncation = false);
-                ready.push(target);
-            }
-            Err(reason) => {
+        if target.needs_truncation {
+            if let Err(reason) = truncate_divergent(conn, tp, target, my_id).await? {
                 tracing::debug!(partition = %tp, %reason, "divergence check failed; retrying");
                 back_off(fetcher, tp, target, backoff, true);
+                continue;
             }
+            update_target(fetcher, tp, target, |t| t.needs_truncation = false);
         }
+        if target.out_of_range {
+            if let Err(reason) = settle_out_of_range(conn, tp, target, my_id).await? {
+                tracing::debug!(partition = %tp, %reason, "out-of-range fetch offset not settled; retrying");
+                back_off(fetcher, tp, target, backoff, false);
+                continue;
+            }
+            update_target(fetcher, tp, target, |t| t.out_of_range = false);
+        }
+        ready.push(target);
     }
     if ready.is_empty() {
         return Ok(());
@@ -379,7 +402,7 @@ async fn fetch_round(
         stamp_targets(fetcher, &plan, &round, &used, &stamps);
     }
 
-    let mut appended: Vec<(Arc<Partition>, i64, i64)> = Vec::new();
+    let mut appended: Vec<Appended> = Vec::new();
     // The answer names topics by id: the round's names by id, built only for an answer with
     // news. An id the round does not hold (a forgotten topic's) is skipped.
     let names = if response.responses.is_empty() {
@@ -400,37 +423,86 @@ async fn fetch_round(
             }) else {
                 continue;
             };
-            let (tp, target) = (round[i].tp, used[i]);
-            if data.error_code != 0 {
-                tracing::debug!(partition = %tp, code = data.error_code, "follower fetch error");
-                let truncate = data.error_code == ErrorKind::OffsetOutOfRange.code();
-                back_off(fetcher, tp, target, backoff, truncate);
+            let (tp, target, sent) = (round[i].tp, used[i], &round[i].sent);
+            if data.error_code == ErrorKind::OffsetOutOfRange.code() {
+                tracing::debug!(partition = %tp, fetch_offset = sent.fetch_offset, "follower fetch offset out of range");
+                update_target(fetcher, tp, target, |t| t.out_of_range = true);
                 continue;
             }
+            if data.error_code != 0 {
+                tracing::debug!(partition = %tp, code = data.error_code, "follower fetch error");
+                back_off(fetcher, tp, target, backoff, false);
+                continue;
+            }
+            let partition = &target.partition;
             let records = data.records.as_ref().filter(|r| !r.is_empty());
             match records {
-                Some(records) => match target.partition.append_as_follower(records) {
-                    Ok(leo) => {
-                        appended.push((Arc::clone(&target.partition), leo, data.high_watermark))
+                Some(records) => {
+                    match partition.append_as_follower(
+                        records,
+                        sent.fetch_offset,
+                        target.leader_epoch,
+                    ) {
+                        Ok(log_end) => appended.push(Appended {
+                            partition: Arc::clone(partition),
+                            log_end,
+                            high_watermark: data.high_watermark,
+                            leader_log_start: data.log_start_offset,
+                            sent_log_start: sent.log_start_offset,
+                            leader_epoch: target.leader_epoch,
+                        }),
+                        Err(PartitionError::StaleFetch(_)) => {
+                            tracing::debug!(partition = %tp, "dropping a stale fetch answer");
+                        }
+                        Err(e) => {
+                            tracing::warn!(partition = %tp, error = %e, "cannot append replicated batches");
+                            back_off(fetcher, tp, target, backoff, true);
+                        }
                     }
-                    Err(e) => {
-                        tracing::warn!(partition = %tp, error = %e, "cannot append replicated batches");
-                        back_off(fetcher, tp, target, backoff, true);
-                    }
-                },
-                None => target.partition.set_follower_hw(data.high_watermark),
+                }
+                None => {
+                    partition.set_follower_hw(data.high_watermark, target.leader_epoch);
+                    follow_log_start(partition, data.log_start_offset, sent.log_start_offset);
+                }
             }
         }
     }
     // Fetch again only once what we appended is durable: our next fetch offset tells the
     // leader these records are safe here.
     let deadline = Instant::now() + DURABLE_WAIT;
-    for (partition, leo, hw) in appended {
-        if partition.wait_local_durable(leo, deadline).await {
-            partition.set_follower_hw(hw);
+    for a in appended {
+        if a.partition.wait_local_durable(a.log_end, deadline).await {
+            a.partition
+                .set_follower_hw(a.high_watermark, a.leader_epoch);
+            follow_log_start(&a.partition, a.leader_log_start, a.sent_log_start);
         }
     }
     Ok(())
+}
+
+/// A partition's answer appended in a round, applied once it is durable.
+struct Appended {
+    partition: Arc<Partition>,
+    /// Our log end after the append.
+    log_end: i64,
+    /// The leader's high watermark and log start in its answer.
+    high_watermark: i64,
+    leader_log_start: i64,
+    /// The log start our fetch carried.
+    sent_log_start: i64,
+    /// The epoch we fetched at.
+    leader_epoch: i32,
+}
+
+/// Moves the follower's log start up to the leader's (`Partition::follow_leader_log_start`)
+/// when the leader's is past the one the fetch carried (`sent`).
+fn follow_log_start(partition: &Partition, leader_log_start: i64, sent: i64) {
+    if leader_log_start <= sent {
+        return;
+    }
+    if let Err(e) = partition.follow_leader_log_start(leader_log_start) {
+        tracing::warn!(partition = %partition.tp, error = %e, "cannot move the log start offset to the leader's");
+    }
 }
 
 /// The round's topic names by topic id, sorted by id (entries come in name order, so each
@@ -526,8 +598,15 @@ fn stamp_targets(
     }
 }
 
-/// Asks the leader where our latest epoch ends and truncates a divergent suffix. The outer
-/// error is a connection failure; the inner one a refusal to retry later.
+/// The most OffsetForLeaderEpoch rounds one divergence check takes: each round that does not
+/// settle it truncates below an epoch of ours, so the rounds are bounded by our epoch count;
+/// past this the check is retried after a back-off, from where it got to.
+const MAX_DIVERGENCE_ROUNDS: usize = 64;
+
+/// Asks the leader where our latest epoch ends and truncates a divergent suffix, asking again
+/// while the leader answers with an epoch we do not have (Kafka's `getOffsetTruncationState`
+/// with `truncationCompleted = false`). The outer error is a connection failure; the inner one
+/// a refusal to retry later.
 async fn truncate_divergent(
     conn: &mut KafkaConnection,
     tp: &TopicPartition,
@@ -535,12 +614,99 @@ async fn truncate_divergent(
     my_id: i32,
 ) -> Result<Result<(), String>, ClientError> {
     let partition = &target.partition;
-    let latest = match partition.latest_epoch() {
-        Ok(Some(e)) => e,
-        // An empty log (or one without epochs) has nothing to diverge.
-        Ok(None) => return Ok(Ok(())),
-        Err(e) => return Ok(Err(e.to_string())),
-    };
+    for _ in 0..MAX_DIVERGENCE_ROUNDS {
+        let latest = match partition.latest_epoch() {
+            Ok(Some(e)) => e,
+            // An empty log (or one without epochs) has nothing to diverge.
+            Ok(None) => return Ok(Ok(())),
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let answer = match leader_epoch_end(conn, tp, target, latest, my_id).await? {
+            Ok(answer) => answer,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let leo = match partition.log_end_offset() {
+            Ok(o) => o,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let ours = if answer.0 < 0 || answer.1 < 0 {
+            None
+        } else {
+            match partition.local_end_offset_for_epoch(answer.0) {
+                Ok(found) => Some(found),
+                Err(e) => return Ok(Err(e.to_string())),
+            }
+        };
+        let step = divergence_step(answer, ours, leo, partition.high_watermark());
+        if step.truncate_to < leo {
+            tracing::info!(partition = %tp, from = leo, to = step.truncate_to, leader_epoch = answer.0, "truncating divergent suffix");
+            if let Err(e) = partition.truncate_to(step.truncate_to) {
+                return Ok(Err(e.to_string()));
+            }
+        }
+        if step.settled {
+            return Ok(Ok(()));
+        }
+    }
+    Ok(Err(format!(
+        "no common epoch after {MAX_DIVERGENCE_ROUNDS} rounds"
+    )))
+}
+
+/// One round's outcome of the divergence check.
+#[derive(Debug, PartialEq, Eq)]
+struct DivergenceStep {
+    truncate_to: i64,
+    /// False: the leader answered an epoch we lack; ask again after truncating.
+    settled: bool,
+}
+
+/// Kafka's `getOffsetTruncationState`: `answer` is the leader's (epoch, end offset) for our
+/// latest epoch, `ours` our own largest epoch at or below the leader's answer and its end
+/// (`None` when we have none that old; not asked when the leader had no epoch), `leo` our
+/// log end, `high_watermark` ours.
+fn divergence_step(
+    answer: (i32, i64),
+    ours: Option<Option<(i32, i64)>>,
+    leo: i64,
+    high_watermark: i64,
+) -> DivergenceStep {
+    let (leader_epoch, leader_end) = answer;
+    match ours {
+        // The leader has no epoch at or below ours: keep only what is below our high
+        // watermark (KIP-279's fallback).
+        None => DivergenceStep {
+            truncate_to: high_watermark.min(leo),
+            settled: true,
+        },
+        // We hold that epoch: we diverge where it ends on either side.
+        Some(Some((epoch, our_end))) if epoch == leader_epoch => DivergenceStep {
+            truncate_to: our_end.min(leader_end).min(leo),
+            settled: true,
+        },
+        // We lack the leader's epoch: cut to where our older epoch ends, then ask about it.
+        Some(Some((_, our_end))) => DivergenceStep {
+            truncate_to: our_end.min(leo),
+            settled: false,
+        },
+        // No epoch of ours is that old (our log starts after it): the leader's end of its
+        // epoch is safe to keep up to.
+        Some(None) => DivergenceStep {
+            truncate_to: leader_end.min(leo),
+            settled: true,
+        },
+    }
+}
+
+/// The leader's answer to OffsetForLeaderEpoch for our `epoch`: (its largest epoch at or
+/// below it, that epoch's end offset), -1s when it has none.
+async fn leader_epoch_end(
+    conn: &mut KafkaConnection,
+    tp: &TopicPartition,
+    target: &Target,
+    epoch: i32,
+    my_id: i32,
+) -> Result<Result<(i32, i64), String>, ClientError> {
     let request = OffsetForLeaderEpochRequest::default()
         .with_replica_id(BrokerId(my_id))
         .with_topics(vec![OffsetForLeaderTopic::default()
@@ -548,7 +714,7 @@ async fn truncate_divergent(
             .with_partitions(vec![OffsetForLeaderPartition::default()
                 .with_partition(tp.partition)
                 .with_current_leader_epoch(target.leader_epoch)
-                .with_leader_epoch(latest)])]);
+                .with_leader_epoch(epoch)])]);
     let response: OffsetForLeaderEpochResponse = conn
         .send(
             ApiKey::OffsetForLeaderEpoch,
@@ -569,33 +735,93 @@ async fn truncate_divergent(
     if answer.error_code != 0 {
         return Ok(Err(format!("leader answered error {}", answer.error_code)));
     }
+    Ok(Ok((answer.leader_epoch, answer.end_offset)))
+}
+
+/// After an OFFSET_OUT_OF_RANGE answer (Kafka's `fetchOffsetAndTruncate`): if the leader's
+/// log ends below ours, truncate to its end; if its log starts past our end, empty ours and
+/// restart at its start. Otherwise the next fetch from our end is in range again.
+async fn settle_out_of_range(
+    conn: &mut KafkaConnection,
+    tp: &TopicPartition,
+    target: &Target,
+    my_id: i32,
+) -> Result<Result<(), String>, ClientError> {
+    let partition = &target.partition;
     let leo = match partition.log_end_offset() {
         Ok(o) => o,
         Err(e) => return Ok(Err(e.to_string())),
     };
-    let truncate_to = if answer.leader_epoch < 0 || answer.end_offset < 0 {
-        // The leader has no epoch at or below ours: keep only what is below our high
-        // watermark (KIP-279's fallback).
-        partition.high_watermark().min(leo)
-    } else if answer.leader_epoch == latest {
-        answer.end_offset.min(leo)
-    } else {
-        // The leader's largest epoch <= ours is older: we diverge from where that epoch ends
-        // on either side.
-        let ours = match partition.local_end_offset_for_epoch(answer.leader_epoch) {
-            Ok(Some((_, end))) => end,
-            Ok(None) => 0,
-            Err(e) => return Ok(Err(e.to_string())),
-        };
-        answer.end_offset.min(ours).min(leo)
+    let leader_end = match leader_offset(conn, tp, target, LATEST_OFFSET, my_id).await? {
+        Ok(o) => o,
+        Err(reason) => return Ok(Err(reason)),
     };
-    if truncate_to < leo {
-        tracing::info!(partition = %tp, from = leo, to = truncate_to, leader_epoch = answer.leader_epoch, "truncating divergent suffix");
-        if let Err(e) = partition.truncate_to(truncate_to) {
-            return Ok(Err(e.to_string()));
-        }
+    if leader_end < leo {
+        tracing::warn!(partition = %tp, from = leo, to = leader_end, "the leader's log ends below ours; truncating to its end");
+        return Ok(partition
+            .truncate_to(leader_end)
+            .map(|_| ())
+            .map_err(|e| e.to_string()));
+    }
+    let leader_start = match leader_offset(conn, tp, target, EARLIEST_OFFSET, my_id).await? {
+        Ok(o) => o,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    if leader_start > leo {
+        tracing::warn!(partition = %tp, log_end = leo, leader_log_start = leader_start, "the leader's log starts past our end; restarting our log there");
+        return Ok(partition
+            .truncate_fully_and_start_at(leader_start)
+            .map_err(|e| e.to_string()));
     }
     Ok(Ok(()))
+}
+
+/// ListOffsets `timestamp` for latest (the log end offset, asked as a replica).
+const LATEST_OFFSET: i64 = -1;
+/// ListOffsets `timestamp` for earliest (the log start offset).
+const EARLIEST_OFFSET: i64 = -2;
+
+/// The leader's offset for `timestamp` (latest or earliest), asked as replica `my_id` so that
+/// latest is its log end (no isolation level).
+async fn leader_offset(
+    conn: &mut KafkaConnection,
+    tp: &TopicPartition,
+    target: &Target,
+    timestamp: i64,
+    my_id: i32,
+) -> Result<Result<i64, String>, ClientError> {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(my_id))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(&tp.topic))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(tp.partition)
+                .with_current_leader_epoch(target.leader_epoch)
+                .with_timestamp(timestamp)])]);
+    let response: ListOffsetsResponse = conn
+        .send(
+            ApiKey::ListOffsets,
+            LIST_OFFSETS_VERSION,
+            &request,
+            Duration::from_secs(10),
+        )
+        .await?;
+    let Some(answer) = response
+        .topics
+        .iter()
+        .filter(|t| t.name.0.as_str() == tp.topic)
+        .flat_map(|t| t.partitions.iter())
+        .find(|p| p.partition_index == tp.partition)
+    else {
+        return Ok(Err("no answer for the partition".into()));
+    };
+    if answer.error_code != 0 || answer.offset < 0 {
+        return Ok(Err(format!(
+            "leader answered error {} offset {}",
+            answer.error_code, answer.offset
+        )));
+    }
+    Ok(Ok(answer.offset))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The replica fetcher's requests: partitions named by topic id at the version it sends, and
-//! its answers' topic ids read back as the round's names.
+//! its answers' topic ids read back as the round's names; the divergence check's rounds.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -103,5 +103,54 @@ fn answer_topic_ids_map_to_the_round_names() {
             (Uuid::from_u128(6), "c"),
             (Uuid::from_u128(9), "a")
         ]
+    );
+}
+
+/// Kafka's `getOffsetTruncationState`, round by round. Follower epochs 1:[0,10) 3:[10,20),
+/// leader 1:[0,8) 2:[8,15): asked about 3, the leader answers (2, 15); we lack epoch 2, so we
+/// cut to where our epoch 1 ends (10) and ask again; asked about 1 it answers (1, 8): cut to 8,
+/// settled. (A single round stopping at 10 would keep epoch-1 records where the leader has
+/// epoch-2 ones.)
+#[test]
+fn divergence_is_settled_over_rounds_until_an_epoch_is_shared() {
+    let first = divergence_step((2, 15), Some(Some((1, 10))), 20, 5);
+    assert_eq!(
+        first,
+        DivergenceStep {
+            truncate_to: 10,
+            settled: false
+        }
+    );
+    let second = divergence_step((1, 8), Some(Some((1, 10))), 10, 5);
+    assert_eq!(
+        second,
+        DivergenceStep {
+            truncate_to: 8,
+            settled: true
+        }
+    );
+    // Our latest epoch is the leader's: cut where it ends on the leader (or nothing).
+    assert_eq!(
+        divergence_step((3, 25), Some(Some((3, 20))), 20, 5),
+        DivergenceStep {
+            truncate_to: 20,
+            settled: true
+        }
+    );
+    // The leader knows no epoch that old: keep what is below our high watermark.
+    assert_eq!(
+        divergence_step((-1, -1), None, 20, 5),
+        DivergenceStep {
+            truncate_to: 5,
+            settled: true
+        }
+    );
+    // Our log starts after the leader's epoch: its end of that epoch bounds us, not 0.
+    assert_eq!(
+        divergence_step((2, 15), Some(None), 20, 5),
+        DivergenceStep {
+            truncate_to: 15,
+            settled: true
+        }
     );
 }

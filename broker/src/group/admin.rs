@@ -95,7 +95,8 @@ impl GroupCoordinator {
     }
 
     /// DeleteGroups of one group: only empty groups; their offsets and metadata get
-    /// tombstones.
+    /// tombstones. The group goes once they are written (`apply_persisted`): if they cannot
+    /// be, it stays, and so does the answer to a retry.
     pub fn delete_group(&mut self, group_id: &str) -> ErrorKind {
         let Some(g) = self.groups.get(group_id) else {
             return ErrorKind::GroupIdNotFound;
@@ -124,9 +125,7 @@ impl GroupCoordinator {
             group: group_id.to_string(),
             value: None,
         });
-        self.groups.remove(group_id);
-        self.timers.cancel_group(group_id);
-        tracing::info!(group = group_id, "deleted group");
+        tracing::info!(group = group_id, "deleting group");
         ErrorKind::None
     }
 }

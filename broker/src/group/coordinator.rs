@@ -4,9 +4,9 @@
 //! to append to `__consumer_offsets` — plus keyed deadlines in `Timers`.
 //!
 //! Contract with the runtime: after every call, take the effects, append the records, call
-//! `apply_persisted` with them once appended (that is when committed offsets become visible),
-//! and send the replies (and any answer given now) only once the records are durable. Call
-//! `expire(now_ms)` whenever `next_deadline()` has passed.
+//! `apply_persisted` with them once appended (that is when committed offsets become visible,
+//! and deleted offsets and groups go), and send the replies (and any answer given now) only
+//! once the records are durable. Call `expire(now_ms)` whenever `next_deadline()` has passed.
 //!
 //! The operations live in sibling files: `join.rs`, `membership.rs` (sync, heartbeat, leave),
 //! `offsets.rs`, `admin.rs` (list, describe, delete), `replay.rs` (loading); the rebalance
@@ -167,6 +167,14 @@ impl GroupCoordinator {
             }
         };
         format!("{prefix}-{suffix}")
+    }
+
+    /// Forgets a group whose tombstone is written, and its timers.
+    pub(super) fn remove_group(&mut self, group_id: &str) {
+        if self.groups.remove(group_id).is_some() {
+            self.timers.cancel_group(group_id);
+            tracing::debug!(group = group_id, "group deleted");
+        }
     }
 
     /// The group and everything group-level rules need, borrowed separately.

@@ -1,8 +1,10 @@
 //! Committed offsets: OffsetCommit, OffsetFetch, OffsetDelete, expiry, and applying offset
 //! records once they are in the log.
 //!
-//! Commits produce records only; the offsets become visible when the runtime calls
-//! `apply_persisted` after appending them, so a failed append never leaves a phantom commit.
+//! Commits, deletions and expiry produce records only; offsets appear or disappear, and groups
+//! deleted by a tombstone go, when the runtime calls `apply_persisted` after appending them,
+//! so a failed append never leaves a phantom commit nor loses a group whose tombstones
+//! were not written.
 
 use std::collections::BTreeMap;
 
@@ -16,7 +18,7 @@ use super::classic_group::ClassicGroup;
 use super::coordinator::{valid_legacy_group_id, GroupCoordinator};
 use super::membership::validate_member;
 use super::rebalance;
-use super::records::{GroupRecord, OffsetValue};
+use super::records::{GroupRecord, OffsetValue, MAX_STRING_BYTES};
 use super::state::GroupState;
 
 /// Kafka's `ClassicGroup.validateOffsetCommit`.
@@ -87,8 +89,12 @@ impl GroupCoordinator {
                 let metadata = p.metadata.unwrap_or_default();
                 let error = if let Some(e) = p.error {
                     e
-                } else if metadata.encode_utf16().count() > max_metadata {
-                    // Kafka compares `String.length()`: UTF-16 code units, not bytes.
+                } else if metadata.encode_utf16().count() > max_metadata
+                    || metadata.len() > MAX_STRING_BYTES
+                {
+                    // Kafka compares `String.length()`: UTF-16 code units, not bytes. And the
+                    // record stores the metadata's UTF-8 bytes with an i16 length: longer is
+                    // refused here too (Kafka fails the whole write then), never stored cut.
                     ErrorKind::OffsetMetadataTooLarge
                 } else {
                     self.effects.records.push(GroupRecord::Offset {
@@ -220,18 +226,45 @@ impl GroupCoordinator {
         }
     }
 
-    /// Applies records that are now in the log: offsets appear or disappear. Group records
-    /// are already reflected in memory and are ignored.
+    /// A topic was deleted (Kafka's `OffsetMetadataManager.onPartitionsDeleted`, for all its
+    /// partitions): a tombstone for every offset a group served here committed on it. Returns
+    /// how many.
+    pub fn on_topics_deleted(&mut self, topics: &[String]) -> usize {
+        let mut tombstones = Vec::new();
+        for (group, offsets) in &self.offsets {
+            if !self.owns_group(group) {
+                continue;
+            }
+            for (topic, partition) in offsets.keys() {
+                if topics.contains(topic) {
+                    tombstones.push(GroupRecord::Offset {
+                        group: group.clone(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                        value: None,
+                    });
+                }
+            }
+        }
+        let count = tombstones.len();
+        self.effects.records.extend(tombstones);
+        count
+    }
+
+    /// Applies records that are now in the log: offsets appear or disappear, and a group
+    /// tombstone (DeleteGroups, expiry) removes its group. The other group records are
+    /// already reflected in memory and are ignored.
     pub fn apply_persisted(&mut self, records: &[GroupRecord], now_ms: i64) {
         for r in records {
-            if let GroupRecord::Offset {
-                group,
-                topic,
-                partition,
-                value,
-            } = r
-            {
-                self.apply_offset(group, topic, *partition, value.clone(), now_ms);
+            match r {
+                GroupRecord::Offset {
+                    group,
+                    topic,
+                    partition,
+                    value,
+                } => self.apply_offset(group, topic, *partition, value.clone(), now_ms),
+                GroupRecord::Group { group, value: None } => self.remove_group(group),
+                GroupRecord::Group { value: Some(_), .. } => {}
             }
         }
     }
@@ -268,7 +301,8 @@ impl GroupCoordinator {
     /// Offset expiry (`offsets.retention.minutes`), after Kafka's `offsetExpirationCondition`:
     /// offsets of an empty group expire once the group has been empty that long; offsets of
     /// a simple group, or of topics a stable consumer group no longer subscribes to, once
-    /// they are that old. An empty group left with no offsets is deleted.
+    /// they are that old. An empty group left with no offsets is deleted (once the tombstones
+    /// are written).
     pub fn expire_offsets(&mut self, now_ms: i64) {
         let retention = self.config.offsets_retention_ms;
         let mut deleted_groups = Vec::new();
@@ -310,8 +344,6 @@ impl GroupCoordinator {
         }
         for group_id in deleted_groups {
             tracing::info!(group = %group_id, "deleting empty group with no offsets left");
-            self.groups.remove(&group_id);
-            self.timers.cancel_group(&group_id);
             self.effects.records.push(GroupRecord::Group {
                 group: group_id,
                 value: None,

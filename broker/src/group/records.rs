@@ -71,6 +71,21 @@ pub struct MemberMetadataValue {
 #[error("malformed __consumer_offsets record: {0}")]
 pub struct RecordFormatError(pub String);
 
+/// A record that cannot be encoded: a field is longer than Kafka's format can say. Callers
+/// check lengths first (group ids and names against `MAX_NAME_BYTES`, commit metadata against
+/// `MAX_STRING_BYTES`), so this is a bug caught before anything is written, never a record
+/// stored cut short.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot encode __consumer_offsets record: {field} is {len} bytes, the limit is {max}")]
+pub struct RecordEncodeError {
+    pub field: &'static str,
+    pub len: usize,
+    pub max: usize,
+}
+
+/// The longest string Kafka's record format stores (an i16 length), in bytes.
+pub const MAX_STRING_BYTES: usize = i16::MAX as usize;
+
 const OFFSET_VALUE_VERSION: i16 = 3;
 const OFFSET_VALUE_VERSION_WITH_EXPIRY: i16 = 1;
 const GROUP_VALUE_VERSION: i16 = 3;
@@ -83,8 +98,9 @@ impl GroupRecord {
         }
     }
 
-    /// Encodes the record's key and value (`None` for a tombstone).
-    pub fn encode(&self) -> (Vec<u8>, Option<Vec<u8>>) {
+    /// Encodes the record's key and value (`None` for a tombstone); fails, rather than cut
+    /// a field, if one is too long for the format.
+    pub fn encode(&self) -> Result<(Vec<u8>, Option<Vec<u8>>), RecordEncodeError> {
         match self {
             GroupRecord::Offset {
                 group,
@@ -94,16 +110,16 @@ impl GroupRecord {
             } => {
                 let mut key = Vec::new();
                 put_i16(&mut key, 1);
-                put_str(&mut key, group);
-                put_str(&mut key, topic);
+                put_str(&mut key, "group", group)?;
+                put_str(&mut key, "topic", topic)?;
                 put_i32(&mut key, *partition);
-                (key, value.as_ref().map(encode_offset_value))
+                Ok((key, value.as_ref().map(encode_offset_value).transpose()?))
             }
             GroupRecord::Group { group, value } => {
                 let mut key = Vec::new();
                 put_i16(&mut key, 2);
-                put_str(&mut key, group);
-                (key, value.as_ref().map(encode_group_value))
+                put_str(&mut key, "group", group)?;
+                Ok((key, value.as_ref().map(encode_group_value).transpose()?))
             }
         }
     }
@@ -135,13 +151,13 @@ impl GroupRecord {
     }
 }
 
-fn encode_offset_value(v: &OffsetValue) -> Vec<u8> {
+fn encode_offset_value(v: &OffsetValue) -> Result<Vec<u8>, RecordEncodeError> {
     let mut out = Vec::new();
     match v.expire_timestamp_ms {
         Some(expire) => {
             put_i16(&mut out, OFFSET_VALUE_VERSION_WITH_EXPIRY);
             put_i64(&mut out, v.offset);
-            put_str(&mut out, &v.metadata);
+            put_str(&mut out, "metadata", &v.metadata)?;
             put_i64(&mut out, v.commit_timestamp_ms);
             put_i64(&mut out, expire);
         }
@@ -149,11 +165,11 @@ fn encode_offset_value(v: &OffsetValue) -> Vec<u8> {
             put_i16(&mut out, OFFSET_VALUE_VERSION);
             put_i64(&mut out, v.offset);
             put_i32(&mut out, v.leader_epoch);
-            put_str(&mut out, &v.metadata);
+            put_str(&mut out, "metadata", &v.metadata)?;
             put_i64(&mut out, v.commit_timestamp_ms);
         }
     }
-    out
+    Ok(out)
 }
 
 fn decode_offset_value(bytes: &[u8]) -> Result<OffsetValue, RecordFormatError> {
@@ -169,7 +185,8 @@ fn decode_offset_value(bytes: &[u8]) -> Result<OffsetValue, RecordFormatError> {
     let metadata = r.string()?;
     let commit_timestamp_ms = r.i64()?;
     let expire_timestamp_ms = if version == 1 {
-        Some(r.i64()?).filter(|&t| t >= 0)
+        // Kafka's `ofSentinel`: only -1 means "none".
+        Some(r.i64()?).filter(|&t| t != -1)
     } else {
         None
     };
@@ -183,26 +200,30 @@ fn decode_offset_value(bytes: &[u8]) -> Result<OffsetValue, RecordFormatError> {
     })
 }
 
-fn encode_group_value(v: &GroupMetadataValue) -> Vec<u8> {
+fn encode_group_value(v: &GroupMetadataValue) -> Result<Vec<u8>, RecordEncodeError> {
     let mut out = Vec::new();
     put_i16(&mut out, GROUP_VALUE_VERSION);
-    put_str(&mut out, &v.protocol_type);
+    put_str(&mut out, "protocol type", &v.protocol_type)?;
     put_i32(&mut out, v.generation);
-    put_opt_str(&mut out, v.protocol.as_deref());
-    put_opt_str(&mut out, v.leader.as_deref());
+    put_opt_str(&mut out, "protocol", v.protocol.as_deref())?;
+    put_opt_str(&mut out, "leader", v.leader.as_deref())?;
     put_i64(&mut out, v.current_state_timestamp_ms);
-    put_i32(&mut out, i32::try_from(v.members.len()).unwrap_or(i32::MAX));
+    put_i32(&mut out, i32_len("members", v.members.len())?);
     for m in &v.members {
-        put_str(&mut out, &m.member_id);
-        put_opt_str(&mut out, m.group_instance_id.as_deref());
-        put_str(&mut out, &m.client_id);
-        put_str(&mut out, &m.client_host);
+        put_str(&mut out, "member id", &m.member_id)?;
+        put_opt_str(
+            &mut out,
+            "group instance id",
+            m.group_instance_id.as_deref(),
+        )?;
+        put_str(&mut out, "client id", &m.client_id)?;
+        put_str(&mut out, "client host", &m.client_host)?;
         put_i32(&mut out, m.rebalance_timeout_ms);
         put_i32(&mut out, m.session_timeout_ms);
-        put_bytes(&mut out, &m.subscription);
-        put_bytes(&mut out, &m.assignment);
+        put_bytes(&mut out, "subscription", &m.subscription)?;
+        put_bytes(&mut out, "assignment", &m.assignment)?;
     }
-    out
+    Ok(out)
 }
 
 fn decode_group_value(bytes: &[u8]) -> Result<GroupMetadataValue, RecordFormatError> {
@@ -265,23 +286,42 @@ fn put_i32(out: &mut Vec<u8>, v: i32) {
 fn put_i64(out: &mut Vec<u8>, v: i64) {
     out.extend_from_slice(&v.to_be_bytes());
 }
-/// Kafka strings are at most i16::MAX bytes; longer ones are cut (never produced by us:
-/// group ids, topics and metadata are bounded by the request frame and checked before).
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
-    let len = bytes.len().min(i16::MAX as usize);
-    put_i16(out, i16::try_from(len).unwrap_or(i16::MAX));
-    out.extend_from_slice(bytes.get(..len).unwrap_or_default());
+/// A Kafka string: an i16 length and at most `MAX_STRING_BYTES` bytes. A longer one is an
+/// error, never cut.
+fn put_str(out: &mut Vec<u8>, field: &'static str, s: &str) -> Result<(), RecordEncodeError> {
+    let len = i16::try_from(s.len()).map_err(|_| RecordEncodeError {
+        field,
+        len: s.len(),
+        max: MAX_STRING_BYTES,
+    })?;
+    put_i16(out, len);
+    out.extend_from_slice(s.as_bytes());
+    Ok(())
 }
-fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+fn put_opt_str(
+    out: &mut Vec<u8>,
+    field: &'static str,
+    s: Option<&str>,
+) -> Result<(), RecordEncodeError> {
     match s {
-        Some(s) => put_str(out, s),
-        None => put_i16(out, -1),
+        Some(s) => put_str(out, field, s),
+        None => {
+            put_i16(out, -1);
+            Ok(())
+        }
     }
 }
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    put_i32(out, i32::try_from(b.len()).unwrap_or(i32::MAX));
+fn i32_len(field: &'static str, len: usize) -> Result<i32, RecordEncodeError> {
+    i32::try_from(len).map_err(|_| RecordEncodeError {
+        field,
+        len,
+        max: i32::MAX as usize,
+    })
+}
+fn put_bytes(out: &mut Vec<u8>, field: &'static str, b: &[u8]) -> Result<(), RecordEncodeError> {
+    put_i32(out, i32_len(field, b.len())?);
     out.extend_from_slice(b);
+    Ok(())
 }
 
 /// A bounds-checked reader of Kafka's struct encoding, classic or flexible (compact lengths
@@ -409,7 +449,7 @@ mod tests {
 
     #[test]
     fn offset_key_matches_kafka_bytes() {
-        let (key, value) = offset_record(None).encode();
+        let (key, value) = offset_record(None).encode().unwrap();
         // version 1, "g", "t", partition 7
         assert_eq!(key, vec![0, 1, 0, 1, b'g', 0, 1, b't', 0, 0, 0, 7]);
         assert_eq!(value, None);
@@ -424,7 +464,7 @@ mod tests {
             commit_timestamp_ms: 1000,
             expire_timestamp_ms: None,
         };
-        let (key, value) = offset_record(Some(v.clone())).encode();
+        let (key, value) = offset_record(Some(v.clone())).encode().unwrap();
         let value = value.unwrap();
         let mut expected = vec![0, 3];
         expected.extend_from_slice(&42i64.to_be_bytes());
@@ -441,7 +481,7 @@ mod tests {
             expire_timestamp_ms: Some(5000),
             ..v
         };
-        let (key, value) = offset_record(Some(with_expiry.clone())).encode();
+        let (key, value) = offset_record(Some(with_expiry.clone())).encode().unwrap();
         assert_eq!(
             GroupRecord::decode(&key, value.as_deref()).unwrap(),
             Some(offset_record(Some(with_expiry)))
@@ -470,7 +510,7 @@ mod tests {
                 }],
             }),
         };
-        let (key, value) = rec.encode();
+        let (key, value) = rec.encode().unwrap();
         assert_eq!(&key[..2], &[0, 2]);
         assert_eq!(
             GroupRecord::decode(&key, value.as_deref()).unwrap(),
@@ -487,7 +527,7 @@ mod tests {
         v.extend_from_slice(&[3, b'h', b'i']);
         v.extend_from_slice(&12i64.to_be_bytes());
         v.push(0);
-        let (key, _) = offset_record(None).encode();
+        let (key, _) = offset_record(None).encode().unwrap();
         let Some(GroupRecord::Offset { value: Some(o), .. }) =
             GroupRecord::decode(&key, Some(&v)).unwrap()
         else {
@@ -497,6 +537,74 @@ mod tests {
             (o.offset, o.metadata.as_str(), o.commit_timestamp_ms),
             (9, "hi", 12)
         );
+    }
+
+    fn with_metadata(metadata: String) -> GroupRecord {
+        offset_record(Some(OffsetValue {
+            offset: 1,
+            leader_epoch: -1,
+            metadata,
+            commit_timestamp_ms: 1,
+            expire_timestamp_ms: None,
+        }))
+    }
+
+    #[test]
+    fn strings_too_long_for_an_i16_length_are_refused_not_cut() {
+        // 'é' is two bytes in UTF-8: 16,383 of them (32,766 bytes) fit, whole.
+        let fits = with_metadata("é".repeat(16_383) + "a");
+        let (key, value) = fits.encode().unwrap();
+        assert_eq!(
+            GroupRecord::decode(&key, value.as_deref()).unwrap(),
+            Some(fits)
+        );
+        // One more 'é' (32,768 bytes), or 8,192 four-byte '😀': an error, never a record cut
+        // in the middle of a character.
+        for metadata in ["é".repeat(16_384), "😀".repeat(8_192)] {
+            assert_eq!(
+                with_metadata(metadata).encode(),
+                Err(RecordEncodeError {
+                    field: "metadata",
+                    len: 32_768,
+                    max: MAX_STRING_BYTES,
+                })
+            );
+        }
+        let long_group = GroupRecord::Group {
+            group: "g".repeat(MAX_STRING_BYTES + 1),
+            value: None,
+        };
+        assert_eq!(long_group.encode().map_err(|e| e.field), Err("group"));
+    }
+
+    #[test]
+    fn only_minus_one_means_no_expire_timestamp() {
+        // Kafka's `ofSentinel`: any other value, negative or not, is an explicit timestamp.
+        let (key, value) = offset_record(Some(OffsetValue {
+            offset: 1,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: 10,
+            expire_timestamp_ms: Some(-2),
+        }))
+        .encode()
+        .unwrap();
+        let mut value = value.unwrap();
+        let Some(GroupRecord::Offset { value: Some(v), .. }) =
+            GroupRecord::decode(&key, Some(&value)).unwrap()
+        else {
+            panic!("not an offset record");
+        };
+        assert_eq!(v.expire_timestamp_ms, Some(-2));
+        // The same record with the sentinel: no expire timestamp.
+        let at = value.len() - 8;
+        value[at..].copy_from_slice(&(-1i64).to_be_bytes());
+        let Some(GroupRecord::Offset { value: Some(v), .. }) =
+            GroupRecord::decode(&key, Some(&value)).unwrap()
+        else {
+            panic!("not an offset record");
+        };
+        assert_eq!(v.expire_timestamp_ms, None);
     }
 
     #[test]
@@ -510,7 +618,8 @@ mod tests {
             commit_timestamp_ms: 1,
             expire_timestamp_ms: None,
         }))
-        .encode();
+        .encode()
+        .unwrap();
         let value = value.unwrap();
         for cut in 0..value.len() {
             assert!(GroupRecord::decode(&key, Some(&value[..cut])).is_err());

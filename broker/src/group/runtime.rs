@@ -80,10 +80,10 @@ pub fn coordinator_config(settings: &BrokerSettings) -> CoordinatorConfig {
         offsets_retention_ms: settings
             .i64("offsets.retention.minutes")
             .saturating_mul(60_000),
-        // Capped: the record format stores the metadata with an i16 length.
+        // Counted as Kafka does (UTF-16 units). Metadata whose UTF-8 encoding is too long
+        // for the record format's i16 length is refused on its own (`commit_offsets`).
         offset_metadata_max_bytes: usize::try_from(settings.i32("offset.metadata.max.bytes"))
-            .unwrap_or(0)
-            .min(super::coordinator::MAX_NAME_BYTES),
+            .unwrap_or(0),
         ..CoordinatorConfig::default()
     }
 }
@@ -171,6 +171,22 @@ impl GroupRuntime {
         self.num_partitions.store(n, Ordering::Relaxed);
         inner.coord.set_offsets_partitions(n);
         self.send_replies(&mut inner);
+    }
+
+    /// Calls `on_topics_deleted` whenever this node's topic list loses a topic (deleted, or
+    /// replaced by another of the same name). Every deletion goes through the topic list: a
+    /// single node's DeleteTopics (`Node::delete_topic`) and, in a cluster, the reconciler
+    /// applying the controller's metadata on every broker (each writes the tombstones of the
+    /// groups it coordinates). Registered once, by `Node::start`.
+    pub fn follow_topic_deletions(node: &Arc<Node>) {
+        let node_ref = Arc::downgrade(node);
+        node.topics.on_removed(Box::new(move |removed| {
+            let Some(node) = node_ref.upgrade() else {
+                return;
+            };
+            let names: Vec<String> = removed.iter().map(|t| t.name.clone()).collect();
+            node.groups.on_topics_deleted(&node, &names);
+        }));
     }
 
     /// Starts the task that fires the coordinator's deadlines and the periodic offset expiry
@@ -306,6 +322,45 @@ impl GroupRuntime {
         }
     }
 
+    /// Topics were deleted (Kafka's `GroupCoordinatorService.onPartitionsDeleted`): writes a
+    /// tombstone for every offset the groups served here committed on them, so consumers of
+    /// a topic created again under the same name do not resume at the old topic's offsets.
+    /// The tombstones are appended (and the offsets dropped) before this returns, so a commit
+    /// on the new topic cannot be overtaken by them; their durability is not awaited, and a
+    /// failure is logged (Kafka logs and swallows it too). Groups whose partition is still
+    /// loading here are not covered, as in Kafka.
+    pub fn on_topics_deleted(&self, node: &Node, topics: &[String]) {
+        if topics.is_empty() {
+            return;
+        }
+        let called = self.call(node, |c, _, _| Answer::Now(c.on_topics_deleted(topics)));
+        let Answer::Now(tombstones) = called.answer else {
+            return;
+        };
+        if tombstones == 0 {
+            return;
+        }
+        tracing::info!(
+            ?topics,
+            tombstones,
+            "deleting committed offsets of deleted topics"
+        );
+        let topics = topics.to_vec();
+        // Records were appended, so `persist` is already waiting on the tokio runtime.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            if let Err(error) = called.durable.await {
+                tracing::warn!(
+                    ?topics,
+                    ?error,
+                    "offset tombstones of deleted topics not durable"
+                );
+            }
+        });
+    }
+
     /// Runs a read-only operation.
     pub fn read<T>(&self, op: impl FnOnce(&GroupCoordinator) -> T) -> T {
         op(&self.inner.lock().coord)
@@ -397,7 +452,13 @@ fn append(
         .ok_or(ErrorKind::CoordinatorNotAvailable)?;
     let mut builder = BatchBuilder::new();
     for r in records {
-        let (key, value) = r.encode();
+        // Callers bound every field's length, so this is a bug: nothing is written (a field
+        // is never cut), and the client gets UNKNOWN_SERVER_ERROR, as Kafka answers when a
+        // coordinator record cannot be serialised.
+        let (key, value) = r.encode().map_err(|e| {
+            tracing::error!(group = r.group_id(), error = %e, "cannot encode group record");
+            ErrorKind::UnknownServerError
+        })?;
         builder = builder.record(Some(&key), value.as_deref(), now);
     }
     let batch = builder.build().map_err(|e| storage_error_kind(&e))?;
@@ -410,7 +471,8 @@ fn append(
         Err(
             PartitionError::Closed(_)
             | PartitionError::NotLeader(_)
-            | PartitionError::NegativeIndex(_),
+            | PartitionError::NegativeIndex(_)
+            | PartitionError::StaleFetch(_),
         ) => Err(ErrorKind::NotCoordinator),
     }
 }

@@ -277,3 +277,135 @@ async fn a_commit_waiting_for_followers_ends_when_the_offsets_partition_moves() 
         .unwrap();
     assert_eq!(result, Err(ErrorKind::NotCoordinator));
 }
+
+/// The committed offset of `group` on `topic`-`partition` (-1 for none), as OffsetFetch
+/// reports it.
+fn committed(node: &Node, group: &str, topic: &str, partition: i32) -> i64 {
+    node.groups.read(|c| {
+        c.fetch_offsets(group, Some(vec![(topic.into(), vec![partition])]))
+            .topics[0]
+            .1[0]
+            .offset
+    })
+}
+
+async fn commit_on(node: &Node, group: &str, topic: &str, partition: i32, offset: i64) {
+    let mut req = CommitRequest::one_partition(group, "", -1, offset, None);
+    req.topics[0].name = topic.into();
+    req.topics[0].partitions[0].partition = partition;
+    let called = node
+        .groups
+        .call(node, |c, now, _| Answer::Now(c.commit_offsets(now, req)));
+    let Answer::Now(answer) = &called.answer else {
+        panic!("a commit is answered now")
+    };
+    assert_eq!(answer[0].1[0].1, ErrorKind::None);
+    assert_eq!(called.durable.await, Ok(()));
+}
+
+#[tokio::test]
+async fn deleting_a_topic_deletes_its_committed_offsets_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(dir.path()), Arc::new(SystemClock)).unwrap();
+    for topic in ["t", "u"] {
+        node.create_topic(topic, 2, 1, Default::default(), false)
+            .unwrap();
+    }
+    // Two groups, in different `__consumer_offsets` partitions.
+    let other = (0..)
+        .map(|i| format!("other-{i}"))
+        .find(|g| node.groups.partition_for(g) != node.groups.partition_for("g"))
+        .unwrap();
+    commit_on(&node, "g", "t", 0, 10).await;
+    commit_on(&node, "g", "t", 1, 11).await;
+    commit_on(&node, "g", "u", 0, 12).await;
+    commit_on(&node, &other, "t", 1, 21).await;
+
+    // DeleteTopics on a single node.
+    node.delete_topic("t").unwrap();
+    assert_eq!(committed(&node, "g", "t", 0), -1);
+    assert_eq!(committed(&node, "g", "t", 1), -1);
+    assert_eq!(committed(&node, &other, "t", 1), -1);
+    assert_eq!(committed(&node, "g", "u", 0), 12);
+    // Created again: its consumers start with no committed offset.
+    node.create_topic("t", 2, 1, Default::default(), false)
+        .unwrap();
+    assert_eq!(committed(&node, "g", "t", 0), -1);
+    commit_on(&node, "g", "t", 0, 3).await;
+
+    // A cluster broker learns of deletions from the controller's metadata and rewrites its
+    // topic list (`cluster::reconcile`); a deletion and a re-creation can arrive in one
+    // update, leaving the name with another id.
+    node.topics
+        .update(|m| {
+            m.get_mut("t").unwrap().id = uuid::Uuid::new_v4();
+            true
+        })
+        .unwrap();
+    assert_eq!(committed(&node, "g", "t", 0), -1);
+
+    // The tombstones are in the log: a reload, and a restart, agree.
+    let p = node.groups.partition_for("g");
+    node.groups.load_partition(&node, p).unwrap();
+    assert_eq!(committed(&node, "g", "t", 0), -1);
+    assert_eq!(committed(&node, "g", "u", 0), 12);
+    // Let the durability tasks of the tombstones finish before the restart.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop(node).await;
+    let node = Node::start(config(dir.path()), Arc::new(SystemClock)).unwrap();
+    for (group, partition) in [("g", 0), ("g", 1), (other.as_str(), 1)] {
+        assert_eq!(
+            committed(&node, group, "t", partition),
+            -1,
+            "{group} t-{partition}"
+        );
+    }
+    assert_eq!(committed(&node, "g", "u", 0), 12);
+    stop(node).await;
+}
+
+/// DeleteGroups whose tombstones cannot be appended (the offsets partition stopped leading):
+/// the group and its offsets stay, so the client's retry deletes them, and a reload agrees.
+#[tokio::test]
+async fn a_group_deletion_that_cannot_be_written_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(dir.path()), Arc::new(SystemClock)).unwrap();
+    node.create_topic("t", 1, 1, Default::default(), false)
+        .unwrap();
+    commit_on(&node, "g", "t", 0, 5).await;
+    let p = node.groups.partition_for("g");
+    let offsets = node.partitions.get("__consumer_offsets", p).unwrap();
+    let delete = |node: &Node| {
+        node.groups
+            .call(node, |c, _, _| Answer::Now(c.delete_group("g")))
+    };
+    let expire = |node: &Node| {
+        node.groups.call(node, |c, now, _| {
+            // Far enough ahead that every offset of the simple group expires.
+            c.expire_offsets(now + 30 * 24 * 3_600_000);
+            Answer::Now(())
+        })
+    };
+
+    assert!(offsets.become_follower(2, 2));
+    let called = delete(&node);
+    assert_eq!(called.answer, Answer::Now(ErrorKind::None));
+    assert_eq!(called.durable.await, Err(ErrorKind::NotCoordinator));
+    assert!(node.groups.read(|c| c.group("g").is_some()));
+    assert_eq!(committed(&node, "g", "t", 0), 5);
+    // Expiry whose tombstones cannot be written keeps them too.
+    assert!(expire(&node).durable.await.is_err());
+    assert!(node.groups.read(|c| c.group("g").is_some()));
+    assert_eq!(committed(&node, "g", "t", 0), 5);
+
+    // Leading again: the retry deletes the group, and the log says so.
+    assert!(offsets.become_leader(3, 3, vec![1], vec![1], 1, node.now_ms()));
+    let called = delete(&node);
+    assert_eq!(called.answer, Answer::Now(ErrorKind::None));
+    assert_eq!(called.durable.await, Ok(()));
+    assert!(node.groups.read(|c| c.group("g").is_none()));
+    node.groups.load_partition(&node, p).unwrap();
+    assert!(node.groups.read(|c| c.group("g").is_none()));
+    assert_eq!(committed(&node, "g", "t", 0), -1);
+    stop(node).await;
+}

@@ -796,7 +796,7 @@ fn replaying_the_records_restores_offsets_and_the_stable_group() {
     h.drain();
     let mut loaded = GroupCoordinator::new(config(), MemberIds::Sequential(100));
     for r in h.records.clone() {
-        let (k, v) = r.encode();
+        let (k, v) = r.encode().unwrap();
         let decoded = GroupRecord::decode(&k, v.as_deref()).unwrap().unwrap();
         loaded.replay(decoded, h.now);
     }
@@ -920,5 +920,172 @@ fn pending_member_that_never_rejoins_is_forgotten() {
         h.heartbeat(&m1, 1),
         ErrorKind::None,
         "no rebalance for a pending member"
+    );
+}
+
+/// A simple commit (generation -1, no member) of `group` at `offset` on `topic`-`partition`.
+fn simple_commit(group: &str, topic: &str, partition: i32, offset: i64) -> CommitRequest {
+    let mut req = CommitRequest::one_partition(group, "", -1, offset, None);
+    req.topics[0].name = topic.into();
+    req.topics[0].partitions[0].partition = partition;
+    req
+}
+
+fn fetched(h: &Harness, group: &str, topic: &str, partition: i32) -> i64 {
+    h.c.fetch_offsets(group, Some(vec![(topic.into(), vec![partition])]))
+        .topics[0]
+        .1[0]
+        .offset
+}
+
+#[test]
+fn a_deleted_topic_loses_the_offsets_of_every_group_once_the_tombstones_are_written() {
+    let mut h = Harness::new();
+    for (group, topic, partition, offset) in [
+        ("g1", "t", 0, 10),
+        ("g1", "t", 1, 11),
+        ("g1", "u", 0, 12),
+        ("g2", "t", 1, 21),
+    ] {
+        h.c.commit_offsets(h.now, simple_commit(group, topic, partition, offset));
+        h.drain();
+    }
+    h.records.clear();
+    assert_eq!(h.c.on_topics_deleted(&["t".into(), "gone".into()]), 3);
+    // Nothing changes before the tombstones are in the log.
+    let effects = h.c.take_effects();
+    assert_eq!(fetched(&h, "g1", "t", 0), 10);
+    let mut tombstones: Vec<(String, String, i32)> = effects
+        .records
+        .iter()
+        .map(|r| match r {
+            GroupRecord::Offset {
+                group,
+                topic,
+                partition,
+                value: None,
+            } => (group.clone(), topic.clone(), *partition),
+            other => panic!("not an offset tombstone: {other:?}"),
+        })
+        .collect();
+    tombstones.sort();
+    assert_eq!(
+        tombstones,
+        vec![
+            ("g1".into(), "t".into(), 0),
+            ("g1".into(), "t".into(), 1),
+            ("g2".into(), "t".into(), 1),
+        ]
+    );
+    h.c.apply_persisted(&effects.records, h.now);
+    assert_eq!(fetched(&h, "g1", "t", 0), -1);
+    assert_eq!(fetched(&h, "g1", "t", 1), -1);
+    assert_eq!(fetched(&h, "g2", "t", 1), -1);
+    assert_eq!(fetched(&h, "g1", "u", 0), 12, "other topics keep theirs");
+    // The groups themselves stay (Kafka deletes offsets only; expiry removes empty groups).
+    assert!(h.c.group("g2").is_some());
+    assert_eq!(h.c.on_topics_deleted(&["t".into()]), 0);
+}
+
+#[test]
+fn a_deleted_group_stays_until_its_tombstones_are_written() {
+    let mut h = Harness::new();
+    h.c.commit_offsets(h.now, simple_commit(G, "t", 0, 5));
+    h.drain();
+    assert_eq!(h.c.delete_group(G), ErrorKind::None);
+    // The append failed: the effects are dropped, never applied. A retry finds the group.
+    let failed = h.c.take_effects();
+    assert_eq!(failed.records.len(), 2);
+    assert!(h.c.group(G).is_some());
+    assert_eq!(fetched(&h, G, "t", 0), 5);
+    assert_eq!(h.c.delete_group(G), ErrorKind::None);
+    h.drain();
+    assert!(h.c.group(G).is_none());
+    assert_eq!(fetched(&h, G, "t", 0), -1);
+    assert_eq!(h.c.delete_group(G), ErrorKind::GroupIdNotFound);
+}
+
+#[test]
+fn an_expired_group_stays_until_its_tombstones_are_written() {
+    let mut h = Harness::with(CoordinatorConfig {
+        offsets_retention_ms: 60_000,
+        ..config()
+    });
+    h.c.commit_offsets(h.now, simple_commit(G, "t", 0, 5));
+    h.drain();
+    h.now += 60_000;
+    h.c.expire_offsets(h.now);
+    let failed = h.c.take_effects();
+    assert!(matches!(
+        failed.records.last(),
+        Some(GroupRecord::Group { value: None, .. })
+    ));
+    assert!(h.c.group(G).is_some());
+    assert_eq!(fetched(&h, G, "t", 0), 5);
+    h.c.expire_offsets(h.now);
+    h.drain();
+    assert!(h.c.group(G).is_none());
+    assert!(h.c.committed(G).is_none());
+}
+
+#[test]
+fn metadata_too_long_for_the_record_in_utf8_bytes_is_refused_per_partition() {
+    // A limit above what the record's i16 length can hold: the UTF-16 count (Kafka's) lets
+    // these through, their UTF-8 bytes do not fit.
+    let mut h = Harness::with(CoordinatorConfig {
+        offset_metadata_max_bytes: 40_000,
+        ..config()
+    });
+    let fits = "é".repeat(16_383) + "a"; // 32,767 bytes
+    let mut req = simple_commit(G, "t", 0, 1);
+    let template = req.topics[0].partitions[0].clone();
+    req.topics[0].partitions = [
+        Some(fits.clone()),
+        Some("é".repeat(16_384)), // 16,384 UTF-16 units, 32,768 bytes
+        Some("😀".repeat(8_192)), // 16,384 UTF-16 units, 32,768 bytes
+        Some("a".repeat(32_768)),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, metadata)| CommitPartition {
+        partition: i32::try_from(i).unwrap(),
+        metadata,
+        ..template.clone()
+    })
+    .collect();
+    let answer = h.c.commit_offsets(h.now, req);
+    let errors: Vec<ErrorKind> = answer[0].1.iter().map(|(_, e)| *e).collect();
+    assert_eq!(
+        errors,
+        vec![
+            ErrorKind::None,
+            ErrorKind::OffsetMetadataTooLarge,
+            ErrorKind::OffsetMetadataTooLarge,
+            ErrorKind::OffsetMetadataTooLarge,
+        ]
+    );
+    h.drain();
+    assert_eq!(
+        h.records.len(),
+        1,
+        "only the partition that fits is written"
+    );
+    let (key, value) = h.records[0].encode().unwrap();
+    let decoded = GroupRecord::decode(&key, value.as_deref())
+        .unwrap()
+        .unwrap();
+    assert_eq!(decoded, h.records[0]);
+    let stored = h.c.fetch_offsets(G, None);
+    assert_eq!(stored.topics[0].1.len(), 1);
+    assert_eq!(stored.topics[0].1[0].metadata, fits, "stored whole");
+
+    // The default limit (4096) counts UTF-16 units, as Kafka: 4096 'é' (8192 bytes) pass.
+    let mut h = Harness::new();
+    let ok = CommitRequest::one_partition(G, "", -1, 1, Some(&"é".repeat(4096)));
+    assert_eq!(h.c.commit_offsets(h.now, ok)[0].1[0].1, ErrorKind::None);
+    let too_long = CommitRequest::one_partition(G, "", -1, 1, Some(&"😀".repeat(2049)));
+    assert_eq!(
+        h.c.commit_offsets(h.now, too_long)[0].1[0].1,
+        ErrorKind::OffsetMetadataTooLarge
     );
 }

@@ -1,7 +1,10 @@
 //! ListOffsets (key 2): earliest (-2), latest (-1: the high watermark, which is also the last
 //! stable offset while there are no transactions), max timestamp (-3), earliest local (-4),
 //! the latest tiered offset (-5: no remote storage, so none; -6 needs v11), and the first
-//! record at or after a timestamp. A partition asked for twice is INVALID_REQUEST.
+//! record at or after a timestamp. A partition asked for twice is INVALID_REQUEST. A request
+//! from a replica (`replica_id` other than -1, as a follower sends to find its leader's log
+//! start and end) is answered without an isolation level, as Kafka's: latest is the log end
+//! offset and lookups reach it.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -22,10 +25,13 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 const EARLIEST_PENDING_UPLOAD: i64 = -6;
+/// `replica_id` of a client's request (Kafka's `CONSUMER_REPLICA_ID`).
+const CONSUMER_REPLICA_ID: i32 = -1;
 
 pub fn handle(node: &Arc<Node>, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     // A partition asked for twice is answered INVALID_REQUEST each time (Kafka's
     // `ListOffsetsRequest.duplicatePartitions`).
+    let from_replica = request.replica_id.0 != CONSUMER_REPLICA_ID;
     let mut seen = HashSet::new();
     let duplicates: HashSet<(String, i32)> = request
         .topics
@@ -69,7 +75,7 @@ pub fn handle(node: &Arc<Node>, request: ListOffsetsRequest, version: i16) -> Li
                         };
                         return resp.with_error_code(kind.code());
                     }
-                    match lookup(&partition, p.timestamp, version) {
+                    match lookup(&partition, p.timestamp, version, from_replica) {
                         Ok(found) => {
                             resp.offset = found.offset;
                             resp.timestamp = found.timestamp;
@@ -105,9 +111,20 @@ const NONE_FOUND: Found = Found {
     leader_epoch: -1,
 };
 
-fn lookup(partition: &Partition, timestamp: i64, version: i16) -> Result<Found, ErrorKind> {
-    let hw = partition.high_watermark();
+/// `from_replica`: no isolation level (Kafka's replica lookup), so the log end offset stands
+/// where a client's lookup has the high watermark, and nothing is OFFSET_NOT_AVAILABLE.
+fn lookup(
+    partition: &Partition,
+    timestamp: i64,
+    version: i16,
+    from_replica: bool,
+) -> Result<Found, ErrorKind> {
     let err = |e: crate::partition::PartitionError| partition_error_kind(&e);
+    let hw = if from_replica {
+        partition.log_end_offset().map_err(err)?
+    } else {
+        partition.high_watermark()
+    };
     let found = |offset: i64, timestamp: i64| {
         Ok(Found {
             offset,
@@ -120,7 +137,7 @@ fn lookup(partition: &Partition, timestamp: i64, version: i16) -> Result<Found, 
     // LEADER_NOT_AVAILABLE before); the client retries.
     let not_yet = || {
         // (v1 carries no isolation level, which Kafka takes as a replica's lookup: no error.)
-        if version >= 2 && partition.high_watermark_behind_epoch_start() {
+        if !from_replica && version >= 2 && partition.high_watermark_behind_epoch_start() {
             Err(if version >= 5 {
                 ErrorKind::OffsetNotAvailable
             } else {
@@ -177,8 +194,13 @@ mod tests {
 
     /// ListOffsets of t-0 at `timestamp`: (error code, offset, leader epoch).
     fn ask(node: &Arc<Node>, timestamp: i64, version: i16) -> (i16, i64, i32) {
+        ask_as(node, -1, timestamp, version)
+    }
+
+    /// `ask` from `replica_id` (-1 a client, a broker id a follower).
+    fn ask_as(node: &Arc<Node>, replica_id: i32, timestamp: i64, version: i16) -> (i16, i64, i32) {
         let request = ListOffsetsRequest::default()
-            .with_replica_id(BrokerId(-1))
+            .with_replica_id(BrokerId(replica_id))
             .with_topics(vec![ListOffsetsTopic::default()
                 .with_name(topic_name("t"))
                 .with_partitions(vec![ListOffsetsPartition::default()
@@ -202,7 +224,7 @@ mod tests {
             .record(None, Some(b"v"), 1)
             .build()
             .unwrap();
-        p.append_as_follower(&batch).unwrap();
+        p.append_as_follower(&batch, 0, 1).unwrap();
         assert!(p.become_leader(3, 1, vec![1, 2], vec![1, 2], 1, 0));
         let ask = |timestamp: i64, version: i16| {
             let (code, offset, _) = ask(&node, timestamp, version);
@@ -213,6 +235,11 @@ mod tests {
         assert_eq!(ask(LATEST, 4), (5, -1));
         assert_eq!(ask(LATEST, 1), (0, 0));
         assert_eq!(ask(EARLIEST, 5), (0, 0));
+        // A follower (replica id 2) asks without an isolation level: the log end, no error
+        // (Kafka's replica lookup, what a follower whose fetch was out of range sends).
+        assert_eq!(ask_as(&node, 2, LATEST, 5), (0, 1, 3));
+        assert_eq!(ask_as(&node, 2, 1, 7).0, 0);
+        assert_eq!(ask_as(&node, 2, EARLIEST, 5).1, 0);
     }
 
     /// As Kafka: the latest offset carries the leader's current epoch, every other lookup the

@@ -37,7 +37,9 @@ pub async fn create_off_runtime<T: Send + 'static>(
 /// The one mapping from storage and partition errors to Kafka error kinds.
 pub fn partition_error_kind(e: &PartitionError) -> ErrorKind {
     match e {
-        PartitionError::Closed(_) | PartitionError::NotLeader(_) => ErrorKind::NotLeaderOrFollower,
+        PartitionError::Closed(_)
+        | PartitionError::NotLeader(_)
+        | PartitionError::StaleFetch(_) => ErrorKind::NotLeaderOrFollower,
         PartitionError::Storage(s) => storage_error_kind(s),
         PartitionError::NegativeIndex(_) => ErrorKind::UnknownTopicOrPartition,
     }

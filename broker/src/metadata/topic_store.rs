@@ -4,6 +4,7 @@
 //! rename + directory fsync), and a topic appears in memory only once it is on disk. The
 //! in-memory index of names by topic id is rebuilt with every change, so an id lookup (Fetch
 //! and Produce from v13 name topics by id) costs one hash lookup, not a walk over every topic.
+//! Listeners (`on_removed`) learn which topics a change removed, once it is persisted.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -44,11 +45,26 @@ pub enum TopicStoreError {
     Corrupt { path: PathBuf, reason: String },
 }
 
+/// Told the topics a change removed: deleted, or replaced by a topic of the same name and
+/// another id. Called after the change is persisted, outside the store's lock, on the thread
+/// that made the change.
+pub type RemovedTopicsListener = Box<dyn Fn(&[TopicMeta]) + Send + Sync>;
+
 /// Topics by name, persisted.
 #[derive(Debug)]
 pub struct TopicStore {
     path: PathBuf,
     topics: RwLock<Topics>,
+    removal_listeners: Listeners,
+}
+
+#[derive(Default)]
+struct Listeners(RwLock<Vec<RemovedTopicsListener>>);
+
+impl std::fmt::Debug for Listeners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} removal listener(s)", self.0.read().len())
+    }
 }
 
 /// The topics by name, and their names by id.
@@ -95,7 +111,13 @@ impl TopicStore {
         Ok(Self {
             path,
             topics: RwLock::new(Topics::new(topics)),
+            removal_listeners: Listeners::default(),
         })
+    }
+
+    /// Adds a listener told of every topic a later change removes.
+    pub fn on_removed(&self, listener: RemovedTopicsListener) {
+        self.removal_listeners.0.write().push(listener);
     }
 
     pub fn get(&self, name: &str) -> Option<TopicMeta> {
@@ -142,7 +164,19 @@ impl TopicStore {
             path: self.path.clone(),
             source,
         })?;
+        let removed: Vec<TopicMeta> = guard
+            .by_name
+            .values()
+            .filter(|old| next.get(&old.name).is_none_or(|new| new.id != old.id))
+            .cloned()
+            .collect();
         *guard = Topics::new(next);
+        drop(guard);
+        if !removed.is_empty() {
+            for listener in self.removal_listeners.0.read().iter() {
+                listener(&removed);
+            }
+        }
         Ok(true)
     }
 }
@@ -261,6 +295,52 @@ mod tests {
         // A failed or aborted change leaves the index as it was.
         assert!(!store.update(|m| m.remove("a").is_none()).unwrap());
         assert_eq!(store.name_of_id(new), Some("a".into()));
+    }
+
+    #[test]
+    fn listeners_learn_of_deleted_and_replaced_topics_only() {
+        use std::sync::{Arc, Mutex};
+        let dir = tempfile::tempdir().unwrap();
+        let store = TopicStore::open(dir.path()).unwrap();
+        // Each call's removed topics, as (name, id).
+        type Calls = Vec<Vec<(String, Uuid)>>;
+        let seen: Arc<Mutex<Calls>> = Arc::default();
+        let sink = Arc::clone(&seen);
+        store.on_removed(Box::new(move |removed| {
+            let names = removed.iter().map(|t| (t.name.clone(), t.id)).collect();
+            sink.lock().unwrap().push(names);
+        }));
+        let topic = |name: &str, id, partitions| TopicMeta {
+            name: name.into(),
+            id,
+            partitions,
+            configs: Default::default(),
+            internal: false,
+        };
+        let (a, b, a2) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        store
+            .update(|m| {
+                m.insert("a".into(), topic("a", a, 1));
+                m.insert("b".into(), topic("b", b, 1));
+                true
+            })
+            .unwrap();
+        // More partitions, an aborted change: nothing removed.
+        store
+            .update(|m| m.insert("b".into(), topic("b", b, 4)).is_some())
+            .unwrap();
+        store.update(|m| m.remove("b").is_none()).unwrap();
+        assert!(seen.lock().unwrap().is_empty());
+        // "a" replaced by another topic of the same name (a cluster broker may see a deletion
+        // and a re-creation in one metadata update), then "b" deleted.
+        store
+            .update(|m| m.insert("a".into(), topic("a", a2, 1)).is_some())
+            .unwrap();
+        store.update(|m| m.remove("b").is_some()).unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![vec![("a".to_string(), a)], vec![("b".to_string(), b)]]
+        );
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub enum PartitionError {
     NotLeader(TopicPartition),
     #[error("partition {0} has a negative index")]
     NegativeIndex(TopicPartition),
+    /// A leader's answer to a fetch this replica no longer stands by: it stopped following at
+    /// that epoch, or its log end moved (a truncation) since the fetch was sent.
+    #[error("a stale fetch answer for {0}")]
+    StaleFetch(TopicPartition),
 }
 
 /// Fetch answers at least this large stay file regions, which the connection writer sends from
@@ -226,13 +230,36 @@ impl Partition {
         Ok((outcome, epoch))
     }
 
-    /// Appends batches fetched from the leader (offsets and epochs already stamped) and wakes
-    /// the flusher. Returns the new log end offset.
-    pub fn append_as_follower(&self, records: &[u8]) -> Result<i64, PartitionError> {
+    /// Appends batches fetched at `fetch_offset` from the leader at `leader_epoch` (offsets
+    /// and epochs already stamped) and wakes the flusher. Returns the new log end offset.
+    ///
+    /// Refused with `StaleFetch`, writing nothing, unless this replica still follows at
+    /// `leader_epoch` and its log still ends at `fetch_offset`: an answer that arrives after
+    /// the replica moved to another leader, became the leader, or truncated would otherwise
+    /// leave a gap or another leader's records in its log (Kafka's fetcher drops partition data
+    /// whose fetch offset is no longer the fetch state's, and `processPartitionData` checks
+    /// the log end). The role lock is held across the append, as `record_epoch_as_leader`
+    /// does, so the role cannot change in between; a batch stamped with an epoch above the
+    /// leader's is refused by the log.
+    pub fn append_as_follower(
+        &self,
+        records: &[u8],
+        fetch_offset: i64,
+        leader_epoch: i32,
+    ) -> Result<i64, PartitionError> {
+        let role = self.role.lock();
+        if !matches!(*role, Role::Follower { .. }) || self.leader_epoch() != leader_epoch {
+            return Err(PartitionError::StaleFetch(self.tp.clone()));
+        }
         let leo = self.with_log(|log| {
-            log.append_as_follower(records)?;
-            Ok(log.log_end_offset())
+            if log.log_end_offset() != fetch_offset {
+                return Ok(None);
+            }
+            log.append_from_leader(records, leader_epoch)?;
+            Ok(Some(log.log_end_offset()))
         })?;
+        drop(role);
+        let leo = leo.ok_or_else(|| PartitionError::StaleFetch(self.tp.clone()))?;
         self.publish_log_end(leo);
         match self.policy {
             DurabilityPolicy::SyncOnAck => self.wake_flusher(),
@@ -553,10 +580,40 @@ impl Partition {
         }
     }
 
-    /// As follower: the leader's high watermark arrived; ours is that, capped by our log end.
-    pub fn set_follower_hw(&self, leader_hw: i64) {
+    /// As follower of the leader at `leader_epoch`: the leader's high watermark arrived; ours
+    /// is that, capped by our log end. Ignored once the replica moved to another epoch (an
+    /// old leader's figure).
+    pub fn set_follower_hw(&self, leader_hw: i64, leader_epoch: i32) {
+        if self.leader_epoch() != leader_epoch {
+            return;
+        }
         let leo = *self.log_end.borrow();
         self.advance_high_watermark(leader_hw.min(leo));
+    }
+
+    /// As follower: the leader's log start offset arrived (its retention or DeleteRecords
+    /// moved it); ours follows, up to our high watermark (Kafka's follower calls
+    /// `maybeIncrementLogStartOffset(leaderLogStartOffset)`, which refuses a start above the
+    /// high watermark). Without it, a follower elected leader would serve records the old
+    /// leader had already deleted.
+    pub fn follow_leader_log_start(&self, leader_log_start: i64) -> Result<(), PartitionError> {
+        let to = leader_log_start.min(self.high_watermark());
+        self.with_log_noting_rolls(|log| {
+            if to > log.log_start_offset() {
+                log.advance_log_start_offset(to)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Empties this follower's log and restarts it at `offset`, its leader's log start, which
+    /// is past our log end (Kafka's `truncateFullyAndStartAt`); every offset watch moves there.
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), PartitionError> {
+        self.with_log(|log| log.truncate_fully_and_start_at(offset))?;
+        self.log_end.send_replace(offset);
+        self.durable.send_replace(offset);
+        self.high_watermark.send_replace(offset);
+        Ok(())
     }
 
     /// The latest leader epoch in this replica's log and the end offset the leader reports
@@ -658,18 +715,42 @@ impl Partition {
         // Refused after a failed fsync (`Log::mark_flushed`).
         let advanced = self.with_log(|log| log.mark_flushed(offset));
         if advanced.is_ok() {
-            self.durable.send_if_modified(|d| {
-                if offset > *d {
-                    *d = offset;
-                    true
-                } else {
-                    false
-                }
-            });
+            self.advance_durable(offset);
             if self.policy == DurabilityPolicy::SyncOnAck {
                 self.on_local_progress(offset);
             }
         }
+    }
+
+    /// Moves the durable offset up to `offset`; whether it moved.
+    fn advance_durable(&self, offset: i64) -> bool {
+        self.durable.send_if_modified(|d| {
+            if offset > *d {
+                *d = offset;
+                true
+            } else {
+                false
+            }
+        })
+    }
+
+    /// `f` on the log, then what it made durable by itself noted: retention, a log start move
+    /// and compaction may roll the active segment, and a roll fsyncs it, so the flusher then
+    /// finds nothing to sync and would never move the durable offset over those records (an
+    /// acknowledgement or a follower's next fetch waiting on them would wait until the next
+    /// append, or time out).
+    fn with_log_noting_rolls<T>(
+        &self,
+        f: impl FnOnce(&mut Log) -> Result<T, StorageError>,
+    ) -> Result<T, PartitionError> {
+        let (out, flushed) = self.with_log(|log| {
+            let out = f(log)?;
+            Ok((out, log.flushed_offset()))
+        })?;
+        if self.advance_durable(flushed) && self.policy == DurabilityPolicy::SyncOnAck {
+            self.on_local_progress(flushed);
+        }
+        Ok(out)
     }
 
     /// The file to fsync and the offset it covers, if anything is not yet durable.
@@ -817,8 +898,11 @@ impl Partition {
         })
     }
 
+    /// Retention, deleting only segments below the high watermark (Kafka's
+    /// `deletableSegments`): a leader keeps what a follower has yet to fetch.
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize, PartitionError> {
-        self.with_log(|log| log.apply_retention(now_ms))
+        let high_watermark = self.high_watermark();
+        self.with_log_noting_rolls(|log| log.apply_retention_below(now_ms, high_watermark))
     }
 
     /// Compacts the log if its cleanup policy is compact and it is dirty enough.
@@ -826,7 +910,7 @@ impl Partition {
         &self,
         now_ms: i64,
     ) -> Result<Option<storage::CompactionOutcome>, PartitionError> {
-        self.with_log(|log| log.compact(now_ms))
+        self.with_log_noting_rolls(|log| log.compact(now_ms))
     }
 
     pub fn size_bytes(&self) -> Result<u64, PartitionError> {
@@ -989,7 +1073,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = open_single(dir.path());
         p.become_follower(2, 1);
-        p.append_as_follower(&batch(100)).unwrap();
+        p.append_as_follower(&batch(100), 0, 1).unwrap();
         let leo = p.log_end_offset().unwrap();
         let latest = p.latest_epoch().unwrap();
         assert!(p.become_leader(3, 1, vec![1, 2], vec![1, 2], 1, 0));
@@ -1021,7 +1105,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = open_single(dir.path());
         p.become_follower(2, 1);
-        p.append_as_follower(&batch(100)).unwrap();
+        p.append_as_follower(&batch(100), 0, 1).unwrap();
         assert!(!p.high_watermark_behind_epoch_start(), "a follower");
         assert!(p.become_leader(3, 1, vec![1, 2], vec![1, 2], 1, 0));
         assert_eq!(p.high_watermark(), 0);
@@ -1050,5 +1134,110 @@ mod tests {
         assert_eq!(p.high_watermark(), 0);
         p.record_follower_fetch(2, 1, 0, 0).unwrap();
         assert_eq!(p.high_watermark(), 1);
+    }
+
+    /// `batch` as a leader at `epoch` stored it at `base`.
+    fn leader_batch(base: i64, epoch: i32) -> Vec<u8> {
+        let mut b = batch(10);
+        storage::batch::header::set_base_offset(&mut b, base).unwrap();
+        storage::batch::header::set_partition_leader_epoch(&mut b, epoch).unwrap();
+        b
+    }
+
+    /// A leader's answer is appended only while the replica follows at the epoch it fetched
+    /// with and its log still ends where the fetch began; anything else is a stale answer and
+    /// writes nothing.
+    #[test]
+    fn a_stale_fetch_answer_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open_single(dir.path());
+        p.become_follower(2, 4);
+        assert_eq!(p.append_as_follower(&leader_batch(0, 4), 0, 4).unwrap(), 1);
+        let stale =
+            |r: Result<i64, PartitionError>| matches!(r, Err(PartitionError::StaleFetch(_)));
+        // Fetched at offset 0, but the log now ends at 1 (or was truncated below it).
+        assert!(stale(p.append_as_follower(&leader_batch(0, 4), 0, 4)));
+        // Fetched at epoch 3 from an earlier leader.
+        assert!(stale(p.append_as_follower(&leader_batch(1, 3), 1, 3)));
+        // A batch stamped after the leader's epoch.
+        assert!(matches!(
+            p.append_as_follower(&leader_batch(1, 5), 1, 4),
+            Err(PartitionError::Storage(
+                StorageError::EpochAboveLeader { .. }
+            ))
+        ));
+        // Became the leader meanwhile.
+        assert!(p.become_leader(5, 1, vec![1, 2], vec![1, 2], 1, 0));
+        assert!(stale(p.append_as_follower(&leader_batch(1, 4), 1, 4)));
+        assert_eq!(p.log_end_offset().unwrap(), 1);
+        // A follower's high watermark from an old epoch's leader is ignored too.
+        p.become_follower(2, 6);
+        p.set_follower_hw(1, 5);
+        assert_eq!(p.high_watermark(), 0);
+        p.set_follower_hw(1, 6);
+        assert_eq!(p.high_watermark(), 1);
+    }
+
+    /// The follower's log start follows its leader's, capped by its high watermark; a
+    /// follower whose log ends below the leader's start restarts there.
+    #[test]
+    fn a_follower_follows_its_leaders_log_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open_single(dir.path());
+        p.become_follower(2, 1);
+        for base in 0..4 {
+            p.append_as_follower(&leader_batch(base, 1), base, 1)
+                .unwrap();
+        }
+        p.mark_durable(4);
+        p.set_follower_hw(2, 1);
+        p.follow_leader_log_start(3).unwrap();
+        assert_eq!(
+            p.log_start_offset().unwrap(),
+            2,
+            "capped by the high watermark"
+        );
+        p.set_follower_hw(4, 1);
+        p.follow_leader_log_start(3).unwrap();
+        assert_eq!(p.log_start_offset().unwrap(), 3);
+        p.truncate_fully_and_start_at(100).unwrap();
+        assert_eq!(p.log_offsets().unwrap(), (100, 100));
+        assert_eq!((p.high_watermark(), p.durable_offset()), (100, 100));
+        assert_eq!(
+            p.append_as_follower(&leader_batch(100, 1), 100, 1).unwrap(),
+            101
+        );
+    }
+
+    /// A roll outside an append (here `segment.ms` at a retention pass) fsyncs the active
+    /// segment, so the flusher finds nothing left to sync: the durable offset, and the single
+    /// copy's high watermark, must still move over those records, or what waits on them
+    /// (an acknowledgement, a follower's next fetch) waits for the next append.
+    #[test]
+    fn a_roll_by_retention_marks_its_records_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let tp = TopicPartition {
+            topic: "t".into(),
+            partition: 0,
+        };
+        let config = LogConfig {
+            segment_ms: 1_000,
+            ..LogConfig::default()
+        };
+        let p = Partition::open(
+            dir.path(),
+            tp,
+            Uuid::nil(),
+            config,
+            DurabilityPolicy::SyncOnAck,
+            0,
+        )
+        .unwrap();
+        p.append(&batch(10), 0).unwrap();
+        assert_eq!((p.durable_offset(), p.high_watermark()), (0, 0));
+        assert!(p.pending_flush().is_some());
+        p.apply_retention(1_000_000).unwrap();
+        assert!(p.pending_flush().is_none(), "the roll synced it");
+        assert_eq!((p.durable_offset(), p.high_watermark()), (1, 1));
     }
 }

@@ -9,7 +9,10 @@
 //! memory-bounded: it stops at a segment boundary when full); (3) filter — every sealed segment
 //! below the end, grouped to at most `segment_bytes`, is rewritten batch by batch (`filter`);
 //! (4) swap — each cleaned group replaces its segments crash-safely (`swap`); (5) checkpoint —
-//! the new first dirty offset and the earliest kept delete horizon (`checkpoint`).
+//! the new first dirty offset and the earliest kept delete horizon (`checkpoint`). Steps 2 and 3
+//! check every batch's CRC; a bad one stops the cleaning with `StorageError::CorruptSegment`
+//! before the group holding it is swapped (groups swapped before stay cleaned, the checkpoint
+//! does not move), so a damaged batch is neither copied nor re-signed into the cleaned log.
 //!
 //! Invariants: the active segment is never touched; every retained record keeps its offset,
 //! and a record goes only if a later record has its key, it has no key, or it is a tombstone
@@ -26,13 +29,14 @@ pub(crate) mod swap;
 
 pub use checkpoint::CLEANER_CHECKPOINT_FILE;
 
+use crate::batch::header::BatchHeader;
 use crate::compaction::checkpoint::CleanerCheckpoint;
 use crate::compaction::filter::{filter_batch, FilterContext, Filtered};
 use crate::compaction::offset_map::OffsetMap;
 use crate::compaction::plan::SegmentStat;
 use crate::error::StorageError;
 use crate::log::Log;
-use crate::segment::Segment;
+use crate::segment::{BatchInfo, Segment};
 
 /// Memory budget of the offset map of one cleaning (Kafka's `log.cleaner.dedupe.buffer.size`
 /// is 128 MiB shared by its cleaner threads).
@@ -222,7 +226,9 @@ impl Log {
     }
 
     /// Cleans the consecutive sealed segments at `bases` into one segment at `bases[0]`.
-    /// Returns (bytes before, bytes after, earliest delete horizon of a kept tombstone).
+    /// Returns (bytes before, bytes after, earliest delete horizon of a kept tombstone). A
+    /// source batch failing its CRC stops the cleaning before the swap (`CorruptSegment`): the
+    /// group's segments stay as they are and its `.cleaned` file goes.
     fn clean_group(
         &mut self,
         bases: &[i64],
@@ -233,13 +239,58 @@ impl Log {
             return Ok((0, 0, None));
         };
         let mut writer = swap::CleanedWriter::create(&self.dir, base)?;
+        let (before, horizon) = match self.write_cleaned(bases, ctx, &mut writer) {
+            Ok(written) => written,
+            Err(e) => {
+                drop(writer);
+                swap::discard(&self.dir, base);
+                return Err(e);
+            }
+        };
+        let after = match writer.finish() {
+            Ok(after) => after,
+            Err(e) => {
+                swap::discard(&self.dir, base);
+                return Err(e);
+            }
+        };
+        crash_point(crash_at, CrashPoint::Cleaned)?;
+        swap::commit(&self.dir, base)?;
+        crash_point(crash_at, CrashPoint::Committed)?;
+        for other in bases.iter().skip(1) {
+            if let Some(segment) = self.sealed.remove(other) {
+                segment.delete()?;
+            }
+        }
+        crash_point(crash_at, CrashPoint::OthersDeleted)?;
+        swap::install(&self.dir, base)?;
+        let cleaned = swap::open_installed(
+            &self.dir,
+            base,
+            self.config.index_interval_bytes,
+            self.config.segment_index_bytes,
+            ctx.now_ms,
+        )?;
+        // The old segment's files were replaced; dropping it closes them.
+        self.sealed.insert(base, cleaned);
+        Ok((before, after, horizon))
+    }
+
+    /// Writes the cleaned batches of the segments at `bases` to `writer`. Returns (bytes read,
+    /// earliest delete horizon of a kept tombstone).
+    fn write_cleaned(
+        &self,
+        bases: &[i64],
+        ctx: &FilterContext<'_>,
+        writer: &mut swap::CleanedWriter,
+    ) -> Result<(u64, Option<i64>), StorageError> {
         let mut before = 0u64;
         let mut horizon: Option<i64> = None;
         for segment in bases.iter().filter_map(|b| self.sealed.get(b)) {
             before += segment.size_bytes();
             for info in segment.scan(0) {
                 let info = info?;
-                let bytes = segment.read_bytes(info.position, info.total_size)?;
+                let bytes = read_checked_batch(segment, &info)?;
                 let view = info.view()?;
                 let keep_if_empty = view.producer_id() >= 0
                     && self
@@ -257,28 +308,27 @@ impl Log {
                 }
             }
         }
-        let after = writer.finish()?;
-        crash_point(crash_at, CrashPoint::Cleaned)?;
-        swap::commit(&self.dir, base)?;
-        crash_point(crash_at, CrashPoint::Committed)?;
-        for other in bases.iter().skip(1) {
-            if let Some(segment) = self.sealed.remove(other) {
-                segment.delete()?;
-            }
-        }
-        crash_point(crash_at, CrashPoint::OthersDeleted)?;
-        swap::install(&self.dir, base)?;
-        let mut cleaned = Segment::open(&self.dir, base)?;
-        cleaned.load(
-            self.config.index_interval_bytes,
-            self.config.segment_index_bytes,
-            ctx.now_ms,
-        )?;
-        cleaned.seal()?;
-        // The old segment's files were replaced; dropping it closes them.
-        self.sealed.insert(base, cleaned);
-        Ok((before, after, horizon))
+        Ok((before, horizon))
     }
+}
+
+/// The whole batch `info` of `segment`, its CRC checked. The cleaner reads nothing it has not
+/// checked: a batch it copies keeps a bad CRC (and the cleaned segment is its only copy), one
+/// it rewrites gets a new CRC over damaged records, and a damaged key in the offset map could
+/// remove another key's records. Sealed segments are otherwise trusted as written.
+pub(crate) fn read_checked_batch(
+    segment: &Segment,
+    info: &BatchInfo,
+) -> Result<Vec<u8>, StorageError> {
+    let bytes = segment.read_bytes(info.position, info.total_size)?;
+    BatchHeader::parse(&bytes)
+        .and_then(|header| header.verify_crc())
+        .map_err(|e| StorageError::CorruptSegment {
+            path: segment.log_path().display().to_string(),
+            position: info.position,
+            reason: e.to_string(),
+        })?;
+    Ok(bytes)
 }
 
 #[cfg(test)]

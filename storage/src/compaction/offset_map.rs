@@ -65,7 +65,7 @@ impl OffsetMap {
             if info.view()?.is_control() {
                 continue;
             }
-            let bytes = segment.read_bytes(info.position, info.total_size)?;
+            let bytes = crate::compaction::read_checked_batch(segment, &info)?;
             let header = BatchHeader::parse(&bytes)?;
             let section = header
                 .records_bytes()

@@ -6,15 +6,18 @@
 //! 2. rename it to `<base>.log.swap`, fsync the directory: from here the cleaning is committed;
 //! 3. delete the group's other segments (bases above `base`);
 //! 4. delete `<base>.index` and `<base>.timeindex`;
-//! 5. rename `<base>.log.swap` over `<base>.log`, fsync the directory. The indexes are rebuilt
-//!    from the cleaned log when the segment is loaded.
+//! 5. rename `<base>.log.swap` over `<base>.log`, fsync the directory;
+//! 6. build the indexes from the cleaned log (`open_installed`), without CRC checks: every batch
+//!    of it was checked by the cleaner or written by it, and a check that failed now would cut
+//!    the segment at that batch (and lose the records after it) with the originals gone.
 //!
 //! On open (`complete_swaps`, before temp files are deleted) a crash after step 2 is finished: a
 //! swap file is whole, so segments whose base lies in (its base, its last offset] are deleted
-//! (their retained records are in it) and steps 4-5 are redone. Segments of the group above the
+//! (their retained records are in it) and steps 4-6 are redone. Segments of the group above the
 //! swap's last offset had no record retained; if a crash left them, they hold valid,
 //! non-overlapping data that the next cleaning removes. A crash before step 2 leaves a
-//! `.cleaned` file, discarded with the other temp files: the old segments are intact.
+//! `.cleaned` file, discarded with the other temp files: the old segments are intact; a
+//! cleaning that fails before step 2 deletes its `.cleaned` file itself (`discard`).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -28,6 +31,7 @@ use crate::segment::file_name::{
     parse_offset, path_for, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
 use crate::segment::segment::remove_if_exists;
+use crate::segment::Segment;
 
 const CLEANED_SUFFIX: &str = "log.cleaned";
 const SWAP_SUFFIX: &str = "log.swap";
@@ -64,6 +68,31 @@ impl CleanedWriter {
     }
 }
 
+/// Drops the `.cleaned` file of a cleaning that failed before step 2 (the old segments are
+/// untouched); a failure to do so is only logged, as the next open deletes it anyway.
+pub(crate) fn discard(dir: &Path, base: i64) {
+    if let Err(e) = remove_if_exists(&path_for(dir, base, CLEANED_SUFFIX)) {
+        tracing::warn!(dir = %dir.display(), base, error = %e, "cannot delete a cleaned file");
+    }
+}
+
+/// Step 6: the installed segment at `base` with indexes built from its batch headers, sealed.
+pub(crate) fn open_installed(
+    dir: &Path,
+    base: i64,
+    index_interval_bytes: u32,
+    index_bytes: u32,
+    now_ms: i64,
+) -> Result<Segment, StorageError> {
+    let mut segment = Segment::open(dir, base)?;
+    let cut = segment.rebuild(index_interval_bytes, index_bytes, false, now_ms)?;
+    if cut > 0 {
+        tracing::warn!(dir = %dir.display(), base, cut_bytes = cut, "cut the invalid tail of a cleaned segment");
+    }
+    segment.seal()?;
+    Ok(segment)
+}
+
 /// Step 2.
 pub(crate) fn commit(dir: &Path, base: i64) -> Result<(), StorageError> {
     std::fs::rename(
@@ -93,7 +122,12 @@ pub(crate) fn remove_segment_files(dir: &Path, base: i64) -> Result<(), StorageE
 }
 
 /// Finishes every committed swap of `dir` (see the module doc). Returns how many there were.
-pub(crate) fn complete_swaps(dir: &Path) -> Result<usize, StorageError> {
+pub(crate) fn complete_swaps(
+    dir: &Path,
+    index_interval_bytes: u32,
+    index_bytes: u32,
+    now_ms: i64,
+) -> Result<usize, StorageError> {
     let mut swaps = Vec::new();
     let mut log_bases = Vec::new();
     for entry in std::fs::read_dir(dir)? {
@@ -117,6 +151,7 @@ pub(crate) fn complete_swaps(dir: &Path) -> Result<usize, StorageError> {
             remove_segment_files(dir, *old)?;
         }
         install(dir, *base)?;
+        open_installed(dir, *base, index_interval_bytes, index_bytes, now_ms)?;
         tracing::info!(dir = %dir.display(), base, "completed an interrupted compaction swap");
     }
     Ok(swaps.len())

@@ -342,3 +342,46 @@ fn an_epoch_assigned_before_its_first_batch_is_written_once() {
     let log = Log::open(dir.path(), small_config(), 0).unwrap();
     assert_eq!(log.epoch_entries(), vec![(0, 0), (4, 2)]);
 }
+
+/// A follower of a leader at epoch 5 refuses a payload holding a batch stamped 6 (Kafka's
+/// `hasHigherPartitionLeaderEpoch`): nothing of it is written, no epoch is recorded, and a
+/// batch at the leader's epoch goes in after it.
+#[test]
+fn a_follower_refuses_a_batch_stamped_after_its_leaders_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
+    let mut payload = follower_batch(0, 2, 5);
+    payload.extend(follower_batch(2, 1, 6));
+    assert!(matches!(
+        log.append_from_leader(&payload, 5),
+        Err(StorageError::EpochAboveLeader {
+            epoch: 6,
+            leader_epoch: 5
+        })
+    ));
+    assert_eq!(log.log_end_offset(), 0);
+    assert_eq!(log.epoch_entries(), vec![]);
+    log.append_from_leader(&follower_batch(0, 2, 5), 5).unwrap();
+    assert_eq!(log.epoch_entries(), vec![(5, 0)]);
+    assert_eq!(log.log_end_offset(), 2);
+}
+
+/// A follower whose log ends below its leader's log start restarts empty at that offset
+/// (Kafka's `truncateFullyAndStartAt`), and the next batch from the leader goes in there; the
+/// new start survives a reopen.
+#[test]
+fn truncating_fully_restarts_the_log_at_the_leaders_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = log_with_epochs(dir.path());
+    log.truncate_fully_and_start_at(500).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (500, 500));
+    assert_eq!(log.epoch_entries(), vec![]);
+    assert_eq!(log.segment_count(), 1);
+    log.append_from_leader(&follower_batch(500, 2, 9), 9)
+        .unwrap();
+    assert_eq!(log.epoch_entries(), vec![(9, 500)]);
+    log.close().unwrap();
+    let log = Log::open(dir.path(), small_config(), 0).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (500, 502));
+    assert_eq!(stored_epochs(&log), vec![9]);
+}

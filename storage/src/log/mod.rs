@@ -223,11 +223,29 @@ impl Log {
     /// Appends batches that already carry their offsets (replication): checked (whole, magic,
     /// CRC, base offset >= log end) first, then written verbatim.
     pub fn append_as_follower(&mut self, records: &[u8]) -> Result<(), StorageError> {
+        self.append_from_leader(records, i32::MAX)
+    }
+
+    /// `append_as_follower` for a follower of a leader at `leader_epoch`: a batch stamped with
+    /// a later epoch is refused and nothing is written (Kafka's `appendAsFollower` checks
+    /// `hasHigherPartitionLeaderEpoch`; the CRC does not cover the epoch field, and one
+    /// inflated epoch in the epoch cache would hide every real one after it).
+    pub fn append_from_leader(
+        &mut self,
+        records: &[u8],
+        leader_epoch: i32,
+    ) -> Result<(), StorageError> {
         let mut batches = Vec::new();
         let mut position = 0usize;
         let mut expected = self.log_end_offset();
         while let Some(rest) = records.get(position..).filter(|r| !r.is_empty()) {
             let header = check_stored_batch(rest)?;
+            if header.partition_leader_epoch() > leader_epoch {
+                return Err(StorageError::EpochAboveLeader {
+                    epoch: header.partition_leader_epoch(),
+                    leader_epoch,
+                });
+            }
             // Increasing, not contiguous: a compacted leader sends batches with gaps between
             // them (Kafka's follower append checks monotonic offsets only).
             if header.base_offset() < expected {
@@ -431,10 +449,14 @@ impl Log {
         if self.log_start_offset > log_end {
             self.set_log_start_offset(log_end)?;
         }
-        self.reload_producer_state()
+        self.reload_producer_state()?;
+        // The deleted segments and snapshots stay deleted through a crash.
+        self.sync_log_dir()
     }
 
-    fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), StorageError> {
+    /// Empties the log and restarts it at `offset` (Kafka's `truncateFullyAndStartAt`): a
+    /// follower whose log ends below its leader's log start fetches from there.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), StorageError> {
         let new = Segment::create(&self.dir, offset, self.config.segment_index_bytes)?;
         let old_active = std::mem::replace(&mut self.active, new);
         if old_active.base_offset() != offset {
@@ -452,7 +474,7 @@ impl Log {
         self.set_log_start_offset(offset)?;
         snapshot::delete_above(&self.dir, -1)?;
         self.producers = ProducerStateManager::new();
-        Ok(())
+        self.sync_log_dir()
     }
 
     /// Loads the newest snapshot at or below the log end and replays the batches after it.

@@ -669,6 +669,34 @@ fn retention_by_bytes() {
     assert_eq!(log.log_start_offset(), start);
 }
 
+/// Retention deletes only segments wholly below the high watermark it is given (Kafka's
+/// `deletableSegments`): what a follower has not fetched yet stays, and goes once the high
+/// watermark passes it.
+#[test]
+fn retention_keeps_segments_above_the_high_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        retention_bytes: 0,
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), config, 0).unwrap();
+    for i in 0..40 {
+        log.append(&batch(2, i), 0, 0).unwrap();
+    }
+    assert!(log.segment_count() > 3);
+    let second_base = log.segments().nth(1).unwrap().base_offset();
+    let third_base = log.segments().nth(2).unwrap().base_offset();
+    // The high watermark inside the second segment: only the first may go.
+    assert_eq!(log.apply_retention_below(0, third_base - 1).unwrap(), 1);
+    assert_eq!(log.log_start_offset(), second_base);
+    assert_eq!(log.apply_retention_below(0, third_base - 1).unwrap(), 0);
+    // At the log end, every sealed segment goes.
+    let end = log.log_end_offset();
+    assert!(log.apply_retention_below(0, end).unwrap() > 0);
+    assert_eq!(log.segment_count(), 1);
+    assert_eq!(log.log_end_offset(), end);
+}
+
 #[test]
 fn retention_by_time_and_time_based_roll() {
     let dir = tempfile::tempdir().unwrap();

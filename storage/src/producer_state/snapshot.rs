@@ -6,7 +6,8 @@
 //! first_seq i32, last_seq i32, base_offset i64, last_offset i64, timestamp i64.
 //!
 //! Invariants: files are written to `.tmp`, fsynced, then renamed (and the directory fsynced), so
-//! a snapshot is either absent or whole; a snapshot failing its CRC or parse is ignored.
+//! a snapshot is either absent or whole; a snapshot failing its CRC or parse is deleted when
+//! loaded, one that cannot be read fails the load.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -183,7 +184,10 @@ pub fn retain_latest(dir: &Path, keep: usize) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// The newest readable snapshot at or below `max_offset`; unreadable ones are deleted.
+/// The newest valid snapshot at or below `max_offset`. A corrupt one (bad magic, version, CRC
+/// or layout, or too large) is deleted and the next older one tried; an error reading one (EIO,
+/// EACCES, ...) is returned and nothing is deleted: the file may be fine, and skipping it would
+/// rebuild the state from an older snapshot or none.
 pub fn load_latest(
     dir: &Path,
     max_offset: i64,
@@ -191,10 +195,11 @@ pub fn load_latest(
     for offset in list(dir)?.into_iter().rev().filter(|o| *o <= max_offset) {
         match read(dir, offset) {
             Ok(state) => return Ok(Some((offset, state))),
-            Err(e) => {
-                tracing::warn!(offset, error = %e, "ignoring unreadable producer snapshot");
+            Err(e @ StorageError::CorruptSnapshot { .. }) => {
+                tracing::warn!(offset, error = %e, "deleting corrupt producer snapshot");
                 crate::segment::segment::remove_if_exists(&path_for(dir, offset, SNAPSHOT_SUFFIX))?;
             }
+            Err(e) => return Err(e),
         }
     }
     Ok(None)
@@ -269,5 +274,41 @@ mod tests {
         assert_eq!(list(dir.path()).unwrap(), vec![20]);
         delete_above(dir.path(), 19).unwrap();
         assert!(list(dir.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_corrupt_snapshot_is_deleted_and_an_older_one_used() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), 10, &state()).unwrap();
+        write(dir.path(), 20, &state()).unwrap();
+        let mut bytes = std::fs::read(path_for(dir.path(), 20, SNAPSHOT_SUFFIX)).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        std::fs::write(path_for(dir.path(), 20, SNAPSHOT_SUFFIX), &bytes).unwrap();
+        let (offset, loaded) = load_latest(dir.path(), 100).unwrap().unwrap();
+        assert_eq!((offset, loaded), (10, state()));
+        assert_eq!(list(dir.path()).unwrap(), vec![10]);
+    }
+
+    #[test]
+    fn an_unreadable_snapshot_fails_the_load_and_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), 10, &state()).unwrap();
+        // The newest snapshot's name is a link to a directory: opening works, reading fails
+        // (EISDIR) as an I/O error would, and unlinking it would succeed. Tests may run as
+        // root, so permissions cannot stand in for it.
+        let target = dir.path().join("elsewhere");
+        std::fs::create_dir(&target).unwrap();
+        let unreadable = path_for(dir.path(), 20, SNAPSHOT_SUFFIX);
+        std::os::unix::fs::symlink(&target, &unreadable).unwrap();
+        let err = load_latest(dir.path(), 100).unwrap_err();
+        assert!(matches!(err, StorageError::Io(_)), "{err:?}");
+        assert!(
+            std::fs::symlink_metadata(&unreadable).is_ok(),
+            "an unreadable snapshot is not deleted"
+        );
+        assert_eq!(list(dir.path()).unwrap(), vec![10, 20]);
+        // Below it, the older snapshot is still found.
+        assert_eq!(load_latest(dir.path(), 19).unwrap().unwrap().0, 10);
     }
 }

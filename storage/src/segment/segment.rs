@@ -4,7 +4,9 @@
 //! doubling to 4 MiB): appends inside that space change no file size, so the fdatasync that
 //! acknowledges them need not commit the inode through the filesystem journal (on ext4 this
 //! took its p99 from ~0.9 ms to ~0.2 ms). Sealing trims the file to its data; after a crash,
-//! recovery stops at the zeros (a batch length of 0 is never valid) and trims them silently.
+//! recovery stops at the zeros (a batch length of 0 is never valid) and trims them silently if
+//! nothing but zeros follows (at most `MAX_PREALLOCATED_TAIL_BYTES`); anything else after them
+//! is reported as a cut tail.
 //!
 //! Invariants: `size_bytes` is the length of the valid prefix of the log file (bytes past it are
 //! preallocated zeros or garbage from a failed write, and are overwritten or truncated);
@@ -42,6 +44,10 @@ pub(crate) const SCAN_FIRST_READ_BYTES: usize = 4 * 1024;
 /// (so a quiet partition holds little unused space, a busy one extends its file rarely).
 const PREALLOCATE_MIN_BYTES: u64 = 64 * 1024;
 const PREALLOCATE_MAX_BYTES: u64 = 4 * 1024 * 1024;
+/// Most zeros past the data that recovery takes for untrimmed preallocated space: a
+/// preallocation runs at most one step (`PREALLOCATE_MAX_BYTES`) past the data it was made for.
+/// Twice that leaves room for a step whose data writes a crash lost.
+const MAX_PREALLOCATED_TAIL_BYTES: u64 = 2 * PREALLOCATE_MAX_BYTES;
 
 /// Location and summary of one stored batch.
 #[derive(Clone, Debug)]
@@ -189,6 +195,9 @@ impl Segment {
     pub(crate) fn offset_of_max_timestamp(&self) -> i64 {
         self.offset_of_max_timestamp
     }
+    pub(crate) fn log_path(&self) -> &Path {
+        &self.log_path
+    }
     pub(crate) fn log_file(&self) -> Arc<File> {
         Arc::clone(&self.log_file)
     }
@@ -279,16 +288,30 @@ impl Segment {
         Ok(())
     }
 
-    /// Whether the batch boundary `position` starts preallocated space: its first 12 bytes
-    /// (base offset and batch length, which are never both 0 in a batch), or all that is left
-    /// of the file if fewer, read as zeros.
+    /// Whether the batch boundary `position` starts preallocated space: everything from it to
+    /// the end of the file reads as zeros, and there is at most `MAX_PREALLOCATED_TAIL_BYTES`
+    /// of it. Zeros followed by anything else are a torn or lost write, not preallocation, and
+    /// recovery reports them as cut.
     fn preallocated_at(&self, position: u64) -> bool {
-        let left = self.size_bytes.saturating_sub(position).min(12);
-        let mut head = [0u8; 12];
-        let Some(head) = head.get_mut(..usize::try_from(left).unwrap_or(0)) else {
+        let left = self.size_bytes.saturating_sub(position);
+        if left > MAX_PREALLOCATED_TAIL_BYTES {
             return false;
-        };
-        self.log_file.read_exact_at(head, position).is_ok() && head.iter().all(|b| *b == 0)
+        }
+        let mut chunk = vec![0u8; usize::try_from(left).unwrap_or(0).min(SCAN_CHUNK_BYTES)];
+        let mut at = position;
+        while at < self.size_bytes {
+            let n = usize::try_from(self.size_bytes - at)
+                .unwrap_or(usize::MAX)
+                .min(chunk.len());
+            let Some(part) = chunk.get_mut(..n) else {
+                return false;
+            };
+            if self.log_file.read_exact_at(part, at).is_err() || part.iter().any(|b| *b != 0) {
+                return false;
+            }
+            at += n as u64;
+        }
+        true
     }
 
     /// Cuts the file to `len` (dropping preallocated space or a torn tail past the data).
@@ -707,5 +730,84 @@ impl Iterator for BatchScan<'_> {
                 Some(Err(e))
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::batch::header::set_base_offset;
+    use crate::log::tests::batch;
+
+    /// A segment file of three batches followed by `tail` (written at the data's end); returns
+    /// the data's length.
+    fn segment_file_with_tail(dir: &Path, tail: &[u8]) -> u64 {
+        let mut segment = Segment::create(dir, 0, 4096).unwrap();
+        for i in 0..3 {
+            let mut b = batch(2, i);
+            set_base_offset(&mut b, i * 2).unwrap();
+            let (header, rest) = b.split_at(HEADER_BYTES);
+            let header = <[u8; HEADER_BYTES]>::try_from(header).unwrap();
+            segment.append(&header, rest, 0, 0).unwrap();
+        }
+        let data = segment.size_bytes();
+        drop(segment);
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path_for(dir, 0, LOG_SUFFIX))
+            .unwrap();
+        // Whatever preallocation this filesystem did is replaced by the tail.
+        file.set_len(data).unwrap();
+        file.write_all_at(tail, data).unwrap();
+        data
+    }
+
+    /// Rebuilds the segment at 0 as recovery does: (bytes cut, data left, next offset).
+    fn recover(dir: &Path) -> (u64, u64, i64) {
+        let mut segment = Segment::open(dir, 0).unwrap();
+        let cut = segment.rebuild(0, 4096, true, 0).unwrap();
+        let len = std::fs::metadata(path_for(dir, 0, LOG_SUFFIX))
+            .unwrap()
+            .len();
+        assert_eq!(len, segment.size_bytes(), "the file is trimmed to the data");
+        (cut, segment.size_bytes(), segment.next_offset())
+    }
+
+    #[test]
+    fn a_tail_of_zeros_is_preallocated_space_and_not_a_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = segment_file_with_tail(dir.path(), &vec![0u8; 100_000]);
+        assert_eq!(recover(dir.path()), (0, data, 6));
+    }
+
+    #[test]
+    fn garbage_after_a_run_of_zeros_is_reported_as_cut() {
+        for zeros in [12usize, 13, 100, 70_000] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut tail = vec![0u8; zeros];
+            tail.extend_from_slice(b"not zero");
+            tail.extend_from_slice(&[0u8; 30]);
+            let data = segment_file_with_tail(dir.path(), &tail);
+            assert_eq!(
+                recover(dir.path()),
+                (tail.len() as u64, data, 6),
+                "{zeros} zeros before the garbage"
+            );
+        }
+    }
+
+    #[test]
+    fn zeros_longer_than_any_preallocation_are_reported_as_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = segment_file_with_tail(dir.path(), &[]);
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path_for(dir.path(), 0, LOG_SUFFIX))
+            .unwrap();
+        // Sparse: no zeros are written, and none are read (the length alone decides).
+        let tail = MAX_PREALLOCATED_TAIL_BYTES + 1;
+        file.set_len(data + tail).unwrap();
+        assert_eq!(recover(dir.path()), (tail, data, 6));
     }
 }

@@ -53,11 +53,7 @@ pub fn handle(node: &Arc<Node>, request: OffsetCommitRequest, version: i16) -> R
         } else {
             None
         },
-        retention_ms: if (2..=4).contains(&version) && request.retention_time_ms >= 0 {
-            Some(request.retention_time_ms)
-        } else {
-            None
-        },
+        retention_ms: retention_ms(version, request.retention_time_ms),
         topics,
         version,
     };
@@ -94,6 +90,15 @@ pub fn handle(node: &Arc<Node>, request: OffsetCommitRequest, version: i16) -> R
         }
         ResponseKind::OffsetCommit(encode(response))
     }))
+}
+
+/// The explicit retention of an OffsetCommit (v2-4 have the field): as Kafka's
+/// `expireTimestampMs`, every value but -1 (`DEFAULT_RETENTION_TIME`) is explicit, negative
+/// ones too (the offset then expires at the next expiry check).
+fn retention_ms(version: i16, retention_time_ms: i64) -> Option<i64> {
+    const DEFAULT_RETENTION_TIME: i64 = -1;
+    ((2..=4).contains(&version) && retention_time_ms != DEFAULT_RETENTION_TIME)
+        .then_some(retention_time_ms)
 }
 
 fn encode(r: CommitResponse) -> OffsetCommitResponse {

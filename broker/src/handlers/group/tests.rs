@@ -332,3 +332,66 @@ async fn a_commit_of_only_unknown_topics_creates_no_group() {
         "a group was created by a commit that stored nothing"
     );
 }
+
+/// OffsetCommit v2-4's `retention_time_ms`: as Kafka's `expireTimestampMs`, only -1 means
+/// "the broker's retention"; any other value, negative too, is an explicit expiry.
+#[tokio::test]
+async fn every_retention_time_but_minus_one_is_explicit() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(dir.path()), Arc::new(SystemClock)).unwrap();
+    node.create_topic("t", 1, 1, Default::default(), false)
+        .unwrap();
+    let cases = [
+        ("r-default", 2, -1),
+        ("r-negative", 2, -2),
+        ("r-long", 4, 3_600_000),
+        ("r-v5", 5, -2),
+    ];
+    let before = node.now_ms();
+    for (group, version, retention) in cases {
+        let req = OffsetCommitRequest::default()
+            .with_group_id(gid(group))
+            .with_generation_id_or_member_epoch(-1)
+            .with_retention_time_ms(retention)
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(topic_name("t"))
+                    .with_partitions(vec![
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(7),
+                    ]),
+            ]);
+        let ResponseKind::OffsetCommit(r) =
+            resolve(super::offset_commit::handle(&node, req, version)).await
+        else {
+            panic!()
+        };
+        assert_eq!(r.topics[0].partitions[0].error_code, 0, "{group}");
+    }
+    let after = node.now_ms();
+    let expiry = |group: &str| {
+        node.groups.read(|c| {
+            c.committed(group)
+                .and_then(|o| o.get(&("t".to_string(), 0)))
+                .map(|v| v.expire_timestamp_ms)
+        })
+    };
+    assert_eq!(expiry("r-default"), Some(None));
+    assert_eq!(expiry("r-v5"), Some(None), "v5+ has no retention field");
+    let negative = expiry("r-negative").flatten().unwrap();
+    assert!((before - 2..=after - 2).contains(&negative), "{negative}");
+    let long = expiry("r-long").flatten().unwrap();
+    assert!((before + 3_600_000..=after + 3_600_000).contains(&long));
+
+    // The next expiry check removes the offset committed with a negative retention only.
+    let called = node.groups.call(&node, |c, now, _| {
+        c.expire_offsets(now);
+        crate::group::Answer::Now(())
+    });
+    assert_eq!(called.durable.await, Ok(()));
+    assert_eq!(expiry("r-negative"), None);
+    for group in ["r-default", "r-long", "r-v5"] {
+        assert!(expiry(group).is_some(), "{group}");
+    }
+}
