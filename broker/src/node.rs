@@ -146,6 +146,9 @@ impl Node {
             // Partitions are opened by the cluster reconciler once the controller unfenced
             // this broker (crate::cluster); groups follow `__consumer_offsets` leadership.
             node.producer_ids.set_namespace(node.meta.node_id);
+            node.partitions.start_at_checkpointed_high_watermarks(
+                crate::partition::hw_checkpoint::read(&node.config.data_dir),
+            );
             crate::group::GroupRuntime::start_timers(&node);
             return Ok(node);
         }
@@ -543,6 +546,14 @@ impl Node {
 
     /// Flushes and closes every partition.
     pub fn close_partitions(&self) {
+        if self.config.cluster.is_some() {
+            // The high watermarks as they stand, for the next start (`hw_checkpoint`).
+            let entries = crate::partition::hw_checkpoint::current(&self.partitions);
+            if let Err(e) = crate::partition::hw_checkpoint::write(&self.config.data_dir, &entries)
+            {
+                tracing::warn!(error = %e, "cannot write the high-watermark checkpoint");
+            }
+        }
         for p in self.partitions.all() {
             if let Err(e) = p.close() {
                 tracing::error!(partition = %p.tp, error = %e, "error closing partition");

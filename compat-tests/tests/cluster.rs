@@ -1014,6 +1014,18 @@ async fn a_new_leader_records_its_epoch_before_any_produce() {
     }
     // Hand the leadership over (controlled shutdown); no produce after it.
     assert!(cluster.node(leader).terminate().success());
+    // Its high watermarks went to the checkpoint on the way out, for its next start.
+    let checkpoint = std::fs::read_to_string(
+        cluster
+            .node(leader)
+            .data_dir()
+            .join("replication-offset-checkpoint"),
+    )
+    .unwrap();
+    assert!(
+        checkpoint.lines().any(|l| l == format!("{topic} 0 10")),
+        "{checkpoint}"
+    );
     cluster.wait_for_partitions(&topic, Duration::from_secs(30), "a new leader", |ps| {
         ps.first()
             .is_some_and(|p| p.leader >= 0 && p.leader != leader)
@@ -1260,21 +1272,29 @@ async fn a_follower_behind_the_leaders_log_start_restarts_there_and_rejoins() {
     eprintln!(
         "FIGURES behind: follower {follower} rejoined {rejoined:?} after SIGCONT, its log restarted at or after the leader's start {leader_start}"
     );
-    let dir = cluster.node(follower).data_dir().join(format!("{topic}-0"));
-    let start: i64 = std::fs::read_to_string(dir.join("log_start_offset"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(
-        start >= leader_start,
-        "the follower's log start {start}, the leader's {leader_start}"
-    );
     // The ISR goes on taking acks=all sends with the follower in it; everything from the
     // leader's log start on reads back in order.
     for i in next..next + 20 {
         send(i).await.unwrap();
     }
+    // The follower's log start reaches the leader's: it restarted there, or (when an answer
+    // the leader sent before the pause carried it past the leader's start first) it follows
+    // the leader's log start as its high watermark allows.
+    let dir = cluster.node(follower).data_dir().join(format!("{topic}-0"));
+    let follower_start = || -> i64 {
+        std::fs::read_to_string(dir.join("log_start_offset"))
+            .map(|s| s.trim().parse().unwrap())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while follower_start() < leader_start && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        follower_start() >= leader_start,
+        "the follower's log start {}, the leader's {leader_start}",
+        follower_start()
+    );
     let (low, high) = consumer
         .fetch_watermarks(&topic, 0, Duration::from_secs(10))
         .unwrap();

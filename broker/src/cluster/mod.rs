@@ -38,6 +38,7 @@ use crate::controller::state::{
 use crate::controller::transport::{ControllerReply, ControllerRpc};
 use crate::controller::{Controller, ControllerConfig, ControllerError};
 use crate::node::Node;
+use crate::partition::hw_checkpoint;
 
 /// Why a cluster node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +129,40 @@ impl std::fmt::Debug for ClusterRuntime {
     }
 }
 
+/// Until shutdown: every `replica.high.watermark.checkpoint.interval.ms`, the hosted
+/// partitions' high watermarks go to the checkpoint if one moved (`hw_checkpoint`; the last
+/// write is at shutdown, in `run`).
+async fn checkpoint_high_watermarks(node: Arc<Node>) {
+    let interval = Duration::from_millis(
+        u64::try_from(
+            node.config
+                .settings
+                .i64("replica.high.watermark.checkpoint.interval.ms"),
+        )
+        .unwrap_or(5_000)
+        .max(1),
+    );
+    let mut written = Vec::new();
+    loop {
+        tokio::select! {
+            () = node.shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let n = Arc::clone(&node);
+        match tokio::task::spawn_blocking(move || {
+            hw_checkpoint::write_if_changed(&n.partitions, &n.config.data_dir, written)
+        })
+        .await
+        {
+            Ok(now) => written = now,
+            Err(e) => {
+                tracing::warn!(error = %e, "high-watermark checkpoint task failed");
+                written = Vec::new();
+            }
+        }
+    }
+}
+
 impl ClusterRuntime {
     /// Starts the controller (binding `--controller-listen`), then registration, heartbeats,
     /// the reconciler and the ISR task. Returns at once; the node takes partitions only once
@@ -187,6 +222,7 @@ impl ClusterRuntime {
         tokio::spawn(heartbeat_loop(Arc::clone(node), Arc::clone(&runtime)));
         tokio::spawn(reconcile::run(Arc::clone(node), Arc::clone(&runtime)));
         tokio::spawn(isr::run(Arc::clone(node), Arc::clone(&runtime)));
+        tokio::spawn(checkpoint_high_watermarks(Arc::clone(node)));
         Ok(runtime)
     }
 

@@ -143,6 +143,7 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
     def("replica.fetch.response.max.bytes", Some("10485760"), T::Int, "Cluster: bytes a follower asks for in one fetch."),
     def("replica.fetch.wait.max.ms", Some("500"), T::Int, "Cluster: longest a follower fetch waits for data on the leader."),
     def("replica.fetch.backoff.ms", Some("1000"), T::Int, "Cluster: pause before a follower retries after an error."),
+    def("replica.high.watermark.checkpoint.interval.ms", Some("5000"), T::Long, "Cluster: how often the partitions' high watermarks are written to replication-offset-checkpoint (and at shutdown); a restarted replica starts at its checkpointed high watermark, not its log end."),
     def("offsets.topic.replication.factor", Some("3"), T::Short, "Cluster: replication factor of __consumer_offsets (capped by the number of brokers)."),
     def("replica.selector.class", None, T::Class, "Cluster: unset (default), consumers read from leaders; org.apache.kafka.common.replica.RackAwareReplicaSelector sends a consumer with client.rack to an in-sync follower in its rack (KIP-392)."),
     def("auto.leader.rebalance.enable", Some("true"), T::Boolean, "Cluster: move leadership back to the preferred replica when it is in sync."),

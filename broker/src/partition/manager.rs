@@ -3,6 +3,7 @@
 //! partitions of one topic (every Fetch of a librdkafka consumer names all of its partitions)
 //! looks the name up once (`get_many`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,6 +28,10 @@ pub struct PartitionManager {
     policy: DurabilityPolicy,
     /// What the flushers share: the fsync histogram, the fsync itself, where failures go.
     flush: FlushContext,
+    /// In a cluster, the high watermarks read from the checkpoint at start (`hw_checkpoint`):
+    /// a partition opened here starts at its entry (taken out), or at its log start without
+    /// one. `None` on a single node, whose only copy starts at its log end.
+    restart_high_watermarks: parking_lot::Mutex<Option<HashMap<TopicPartition, i64>>>,
 }
 
 impl PartitionManager {
@@ -35,6 +40,7 @@ impl PartitionManager {
             data_dir: data_dir.to_path_buf(),
             partitions: DashMap::new(),
             generation: AtomicU64::new(0),
+            restart_high_watermarks: parking_lot::Mutex::new(None),
             policy,
             flush: FlushContext {
                 fsync_seconds,
@@ -76,7 +82,15 @@ impl PartitionManager {
         };
         let dir = self.partition_dir(&tp);
         let topic = Arc::<str>::from(tp.topic.as_str());
+        let restart_hw = self
+            .restart_high_watermarks
+            .lock()
+            .as_mut()
+            .map(|hws| hws.remove(&tp).unwrap_or(0));
         let partition = Partition::open(&dir, tp, topic_id, config, self.policy, now_ms)?;
+        if let Some(hw) = restart_hw {
+            partition.start_high_watermark_at(hw)?;
+        }
         tokio::spawn(run_flusher(Arc::clone(&partition), self.flush.clone()));
         {
             let mut slots = self.partitions.entry(topic).or_default();
@@ -142,6 +156,12 @@ impl PartitionManager {
         });
         self.generation.fetch_add(1, Ordering::Release);
         removed
+    }
+
+    /// Cluster mode: partitions opened from now on start at these high watermarks (read from
+    /// the checkpoint), or at their log start when they have none.
+    pub fn start_at_checkpointed_high_watermarks(&self, hws: HashMap<TopicPartition, i64>) {
+        *self.restart_high_watermarks.lock() = Some(hws);
     }
 
     pub fn all(&self) -> Vec<Arc<Partition>> {
@@ -264,5 +284,54 @@ mod tests {
             "a topic with none left goes"
         );
         assert_eq!(names(&m.get_many([(Some("b"), 0)])), [Some("b-0".into())]);
+    }
+
+    /// In a cluster, a partition reopened after a restart starts at its checkpointed high
+    /// watermark (within its log), or at its log start without an entry; on a single node
+    /// (no checkpoint handed over) at its log end.
+    #[tokio::test]
+    async fn reopened_partitions_start_at_their_checkpointed_high_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = || {
+            PartitionManager::new(
+                dir.path(),
+                DurabilityPolicy::SyncOnAck,
+                Histogram::new([0.001].into_iter()),
+            )
+        };
+        let m = manager();
+        let batch = storage::BatchBuilder::new()
+            .record(None, Some(b"v"), 1)
+            .build()
+            .unwrap();
+        for (topic, partition) in [("a", 0), ("a", 1), ("b", 0)] {
+            let p = open(&m, topic, partition);
+            for _ in 0..5 {
+                p.append(&batch, 0).unwrap();
+            }
+            p.close().unwrap();
+        }
+        let single = manager();
+        assert_eq!(open(&single, "a", 0).high_watermark(), 5);
+
+        let cluster = manager();
+        let tp = |topic: &str, partition| TopicPartition {
+            topic: topic.into(),
+            partition,
+        };
+        cluster.start_at_checkpointed_high_watermarks(
+            [(tp("a", 0), 3), (tp("a", 1), 99)].into_iter().collect(),
+        );
+        assert_eq!(open(&cluster, "a", 0).high_watermark(), 3);
+        assert_eq!(
+            open(&cluster, "a", 1).high_watermark(),
+            5,
+            "capped by the log end"
+        );
+        assert_eq!(
+            open(&cluster, "b", 0).high_watermark(),
+            0,
+            "no entry: the log start"
+        );
     }
 }

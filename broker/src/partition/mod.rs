@@ -9,6 +9,7 @@
 mod flusher;
 #[cfg(test)]
 mod flusher_tests;
+pub mod hw_checkpoint;
 mod leader_epoch;
 mod manager;
 mod replica;

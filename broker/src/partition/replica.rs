@@ -580,6 +580,15 @@ impl Partition {
         }
     }
 
+    /// Right after `open`, in a cluster: the high watermark the replica had checkpointed
+    /// (`hw_checkpoint`), kept within the log start and end, instead of the log end.
+    pub fn start_high_watermark_at(&self, checkpointed: i64) -> Result<(), PartitionError> {
+        let (start, end) = self.log_offsets()?;
+        self.high_watermark
+            .send_replace(checkpointed.clamp(start, end.max(start)));
+        Ok(())
+    }
+
     /// As follower of the leader at `leader_epoch`: the leader's high watermark arrived; ours
     /// is that, capped by our log end. Ignored once the replica moved to another epoch (an
     /// old leader's figure).
