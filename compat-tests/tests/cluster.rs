@@ -1318,3 +1318,94 @@ async fn a_follower_behind_the_leaders_log_start_restarts_there_and_rejoins() {
     let first = u64::try_from(low).unwrap();
     assert_eq!(values, (first..next + 20).collect::<Vec<u64>>());
 }
+
+/// A follower that left the ISR rejoins an ISR of the leader alone while producers keep
+/// writing (200 sends in flight). The leader's high watermark (its own durable offset, with
+/// the ISR just itself) waits for a caught-up follower outside the ISR, as Kafka's
+/// `maybeIncrementLeaderHW` does for `shouldWaitForReplicaToJoinIsr` (`LeaderState` unit
+/// tests show the starvation this prevents; with a real client's bursts the follower also
+/// found gaps to join in before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_rejoins_an_isr_of_one_under_steady_writes() {
+    let mut cluster = TestCluster::start(
+        3,
+        &[
+            ("broker.session.timeout.ms", "30000"),
+            ("replica.lag.time.max.ms", "3000"),
+        ],
+    );
+    let bootstrap = cluster.bootstrap();
+    let topic = unique_topic("rejoin");
+    create_topic(&bootstrap, &topic, 1, 2, &[]).await;
+    cluster.wait_for_partitions(&topic, Duration::from_secs(30), "full ISR", |ps| {
+        ps.first().is_some_and(|p| p.isr.len() == 2)
+    });
+    let part = TestCluster::partitions(&cluster.metadata_client(), &topic).unwrap()[0].clone();
+    let follower = *part.replicas.iter().find(|r| **r != part.leader).unwrap();
+    cluster.node(follower).pause();
+    cluster.wait_for_partitions(&topic, Duration::from_secs(30), "ISR shrink", |ps| {
+        ps.first().is_some_and(|p| p.isr == vec![part.leader])
+    });
+    // Steady writes from four concurrent senders until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let producer = rdk::producer(
+        &bootstrap,
+        &[
+            ("acks", "1"),
+            ("enable.idempotence", "false"),
+            ("linger.ms", "0"),
+            ("message.timeout.ms", "30000"),
+        ],
+    );
+    let mut senders = Vec::new();
+    for s in 0..4 {
+        let (producer, topic, stop, acked) = (
+            producer.clone(),
+            topic.clone(),
+            Arc::clone(&stop),
+            Arc::clone(&acked),
+        );
+        senders.push(tokio::spawn(async move {
+            // 50 sends in flight per sender, so produce requests keep arriving at the
+            // leader during every round trip of the follower.
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let mut sends = Vec::with_capacity(50);
+                for n in i..i + 50 {
+                    let value = format!("{s}-{n}");
+                    let record = FutureRecord::<(), _>::to(&topic)
+                        .partition(0)
+                        .payload(&value);
+                    sends.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+                }
+                for sent in sends {
+                    sent.await.unwrap().map_err(|(e, _)| e).unwrap();
+                    acked.fetch_add(1, Ordering::Relaxed);
+                }
+                i += 50;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.node(follower).resume();
+    let at_resume = acked.load(Ordering::Relaxed);
+    let rejoined = cluster.wait_for_partitions(
+        &topic,
+        Duration::from_secs(30),
+        "ISR expand under writes",
+        |ps| ps.first().is_some_and(|p| p.isr.contains(&follower)),
+    );
+    let during = acked.load(Ordering::Relaxed) - at_resume;
+    stop.store(true, Ordering::Relaxed);
+    for s in senders {
+        s.await.unwrap();
+    }
+    eprintln!(
+        "FIGURES rejoin: follower {follower} rejoined an ISR of the leader alone {rejoined:?} after SIGCONT while {during} records were acknowledged"
+    );
+    assert!(
+        at_resume > 1_000,
+        "steady writes when the follower came back: {at_resume} in the second before"
+    );
+}

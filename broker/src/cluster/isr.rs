@@ -37,6 +37,7 @@ pub async fn run(node: Arc<Node>, rt: Arc<ClusterRuntime>) {
         for p in node.partitions.all() {
             let proposal = p
                 .with_leader_state(|s| {
+                    s.clear_silent_joiners(now, lag_ms);
                     if s.alter_in_flight {
                         return None;
                     }

@@ -247,8 +247,7 @@ fn maybe_create_offsets_topic(
     ) else {
         return;
     };
-    let mut configs = BTreeMap::new();
-    configs.insert("cleanup.policy".to_string(), "compact".to_string());
+    let configs = crate::group::runtime::offsets_topic_configs(&node.config.settings);
     let cmd = Command::CreateTopic {
         name: CONSUMER_OFFSETS_TOPIC.to_string(),
         topic_id: uuid::Uuid::new_v4(),

@@ -150,6 +150,7 @@ pub const BROKER_SETTINGS: &[SettingDef] = &[
     def("leader.imbalance.check.interval.seconds", Some("300"), T::Long, "Cluster: how often the active controller moves leadership back to preferred replicas."),
     def("group.initial.rebalance.delay.ms", Some("3000"), T::Int, "Delay before the first rebalance of a new group."),
     def("offsets.topic.num.partitions", Some("50"), T::Int, "Partitions of __consumer_offsets."),
+    def("offsets.topic.segment.bytes", Some("104857600"), T::Int, "Segment size of __consumer_offsets (set when it is created), kept small so that compaction keeps the log a coordinator loads small."),
     def("group.min.session.timeout.ms", Some("6000"), T::Int, "Smallest session timeout a group member may ask for."),
     def("group.max.session.timeout.ms", Some("1800000"), T::Int, "Largest session timeout a group member may ask for."),
     def("group.max.size", Some("2147483647"), T::Int, "Most members a consumer group may have."),

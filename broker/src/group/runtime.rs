@@ -139,8 +139,7 @@ impl GroupRuntime {
         let topic = match node.topics.get(CONSUMER_OFFSETS_TOPIC) {
             Some(t) => t,
             None => {
-                let mut configs = crate::config::TopicConfigs::new();
-                configs.insert("cleanup.policy".into(), "compact".into());
+                let configs = offsets_topic_configs(&node.config.settings);
                 let n = rt.num_partitions.load(Ordering::Relaxed);
                 node.create_topic(CONSUMER_OFFSETS_TOPIC, n, 1, configs, true)
                     .map_err(|e| GroupLoadError::CreateTopic(e.message))?
@@ -475,6 +474,24 @@ fn append(
             | PartitionError::StaleFetch(_),
         ) => Err(ErrorKind::NotCoordinator),
     }
+}
+
+/// The configs `__consumer_offsets` is created with, as Kafka's
+/// `GroupCoordinatorService.groupMetadataTopicConfigs`: compacted, with segments of
+/// `offsets.topic.segment.bytes` (100 MiB) so that compaction (which never touches the active
+/// segment) keeps the log a coordinator replays on a leadership change small, and the
+/// producer's compression.
+pub fn offsets_topic_configs(
+    settings: &crate::config::BrokerSettings,
+) -> crate::config::TopicConfigs {
+    let mut configs = crate::config::TopicConfigs::new();
+    configs.insert("cleanup.policy".into(), "compact".into());
+    configs.insert("compression.type".into(), "producer".into());
+    configs.insert(
+        "segment.bytes".into(),
+        settings.i64("offsets.topic.segment.bytes").to_string(),
+    );
+    configs
 }
 
 /// Kafka's normalisation of coordinator write failures.

@@ -16,6 +16,7 @@ use super::api::{
 use super::coordinator::Answer;
 use crate::clock::SystemClock;
 use crate::config::{BrokerConfig, BrokerSettings};
+use crate::metadata::CONSUMER_OFFSETS_TOPIC;
 use crate::node::Node;
 
 fn config(dir: &std::path::Path) -> BrokerConfig {
@@ -407,5 +408,19 @@ async fn a_group_deletion_that_cannot_be_written_changes_nothing() {
     node.groups.load_partition(&node, p).unwrap();
     assert!(node.groups.read(|c| c.group("g").is_none()));
     assert_eq!(committed(&node, "g", "t", 0), -1);
+    stop(node).await;
+}
+
+/// `__consumer_offsets` is created as Kafka creates it: compacted, 100 MiB segments
+/// (`offsets.topic.segment.bytes`), the producer's compression.
+#[tokio::test]
+async fn the_offsets_topic_is_created_with_kafkas_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(dir.path()), Arc::new(SystemClock)).unwrap();
+    let topic = node.topics.get(CONSUMER_OFFSETS_TOPIC).unwrap();
+    let get = |k: &str| topic.configs.get(k).map(String::as_str);
+    assert_eq!(get("cleanup.policy"), Some("compact"));
+    assert_eq!(get("segment.bytes"), Some("104857600"));
+    assert_eq!(get("compression.type"), Some("producer"));
     stop(node).await;
 }

@@ -209,17 +209,21 @@ impl Partition {
         records: &[u8],
         now_ms: i64,
     ) -> Result<(AppendOutcome, i32), PartitionError> {
-        let epoch = {
-            let role = self.role.lock();
-            if !role.accepts_writes() {
-                return Err(PartitionError::NotLeader(self.tp.clone()));
-            }
-            self.leader_epoch()
-        };
-        let (outcome, leo) = self.with_log(|log| {
+        // The role lock is held across the append (role, then log, as everywhere): a
+        // replica that became a follower meanwhile must not append a batch of its old epoch
+        // after its fetcher checked the log for divergence (Kafka holds
+        // `leaderIsrUpdateLock` across `appendAsLeader`).
+        let role = self.role.lock();
+        if !role.accepts_writes() {
+            return Err(PartitionError::NotLeader(self.tp.clone()));
+        }
+        let epoch = self.leader_epoch();
+        let appended = self.with_log(|log| {
             let o = log.append(records, epoch, now_ms)?;
             Ok((o, log.log_end_offset()))
-        })?;
+        });
+        drop(role);
+        let (outcome, leo) = appended?;
         if matches!(outcome, AppendOutcome::Appended { .. }) {
             self.publish_log_end(leo);
             match self.policy {
@@ -300,13 +304,21 @@ impl Partition {
         epoch: i32,
         deadline: tokio::time::Instant,
     ) -> AckWait {
+        // No lock is taken (`is_closed` reads an atomic): the predicate runs under the
+        // watch's read lock.
+        let moved = || self.leader_epoch() != epoch || self.is_closed();
+        // With the interval policy a single copy has nothing to wait for; a replica that no
+        // longer leads at `epoch` must still answer NOT_LEADER_OR_FOLLOWER (its records may
+        // not be on the new leader), so that is checked first.
         let Some(mut rx) = self.ack_watch(true) else {
-            return AckWait::Done;
+            return if moved() {
+                AckWait::NotLeader
+            } else {
+                AckWait::Done
+            };
         };
         // Checked after subscribing: a role change before it shows here, one after it wakes
-        // the watch (`wake_long_polls`). No lock is taken (`is_closed` reads an atomic): the
-        // predicate runs under the watch's read lock.
-        let moved = || self.leader_epoch() != epoch || self.is_closed();
+        // the watch (`wake_long_polls`).
         if moved() {
             return AckWait::NotLeader;
         }
@@ -1248,5 +1260,35 @@ mod tests {
         p.apply_retention(1_000_000).unwrap();
         assert!(p.pending_flush().is_none(), "the roll synced it");
         assert_eq!((p.durable_offset(), p.high_watermark()), (1, 1));
+    }
+
+    /// With the interval policy (`log.flush.interval.ms` set) an acks=all wait has no watch
+    /// on a replica that no longer leads; it must still answer NotLeader for records its old
+    /// epoch appended, not success (they may never reach the new leader).
+    #[tokio::test]
+    async fn an_acks_all_wait_after_losing_the_leadership_is_not_leader_with_the_interval_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let tp = TopicPartition {
+            topic: "t".into(),
+            partition: 0,
+        };
+        let p = Partition::open(
+            dir.path(),
+            tp,
+            Uuid::nil(),
+            LogConfig::default(),
+            DurabilityPolicy::Interval { interval_ms: 1_000 },
+            0,
+        )
+        .unwrap();
+        assert!(p.become_leader(1, 1, vec![1, 2], vec![1, 2], 1, 0));
+        let (_, epoch) = p.append_at_epoch(&batch(10), 0).unwrap();
+        assert_eq!(epoch, 1);
+        p.become_follower(2, 2);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        assert!(matches!(
+            p.wait_all_replicas(1, epoch, deadline).await,
+            AckWait::NotLeader
+        ));
     }
 }

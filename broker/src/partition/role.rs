@@ -10,7 +10,14 @@
 //!   offset of every follower in the ISR the leader uses for it (the "maximal ISR": the
 //!   committed ISR plus any follower whose addition was proposed, so an acknowledgement never
 //!   skips a replica the controller might elect);
-//! - a follower proposed for removal keeps counting until the controller's new ISR arrives.
+//! - a follower proposed for removal keeps counting until the controller's new ISR arrives;
+//! - a follower outside the ISR that is caught up (its last fetch reached the leader's log end
+//!   as of its previous fetch: "joining") holds the high watermark back too, as Kafka's
+//!   `maybeIncrementLeaderHW` does for `shouldWaitForReplicaToJoinIsr`: otherwise, with
+//!   producers writing, the high watermark of an ISR of the leader alone runs ahead of every
+//!   follower round trip and no follower ever reaches it to join. A joiner stops holding it
+//!   when a fetch finds it behind, when the controller's ISR drops it, or once it has not
+//!   fetched for the lag limit (`clear_silent_joiners`).
 
 use std::collections::BTreeMap;
 
@@ -53,6 +60,8 @@ pub struct FollowerProgress {
     /// caught up at the previous fetch).
     last_fetch_leader_leo: i64,
     last_fetch_ms: i64,
+    /// Outside the ISR and caught up at its last fetch: counted for the high watermark.
+    joining: bool,
 }
 
 /// What a follower fetch told the leader.
@@ -105,6 +114,7 @@ impl LeaderState {
                         last_caught_up_ms: now_ms,
                         last_fetch_leader_leo: -1,
                         last_fetch_ms: now_ms,
+                        joining: false,
                     },
                 )
             })
@@ -136,6 +146,13 @@ impl LeaderState {
         }
         self.partition_epoch = partition_epoch;
         self.pending_additions.retain(|r| !isr.contains(r));
+        // A follower the controller took out of the ISR (the leader's lag check, or fencing)
+        // holds the high watermark again only after a caught-up fetch.
+        for (r, f) in self.followers.iter_mut() {
+            if self.isr.contains(r) && !isr.contains(r) {
+                f.joining = false;
+            }
+        }
         self.isr = isr;
         // A replica added by reassignment gets a lag period from the latest fetch seen.
         let latest_fetch_ms = self
@@ -152,6 +169,7 @@ impl LeaderState {
                     last_caught_up_ms: latest_fetch_ms,
                     last_fetch_leader_leo: -1,
                     last_fetch_ms: latest_fetch_ms,
+                    joining: false,
                 });
             }
         }
@@ -184,7 +202,8 @@ impl LeaderState {
             .chain(self.pending_additions.iter().copied())
     }
 
-    /// The high watermark given the leader's own committed offset `local`.
+    /// The high watermark given the leader's own committed offset `local`: the minimum over
+    /// the maximal ISR and the joining followers.
     pub fn high_watermark(&mut self, local: i64) -> i64 {
         let mut hw = local;
         for r in self.maximal_isr() {
@@ -193,6 +212,9 @@ impl LeaderState {
             }
             let leo = self.followers.get(&r).map_or(-1, |f| f.log_end_offset);
             hw = hw.min(leo);
+        }
+        for f in self.followers.values().filter(|f| f.joining) {
+            hw = hw.min(f.log_end_offset);
         }
         if hw > self.last_hw {
             self.last_hw = hw;
@@ -210,17 +232,22 @@ impl LeaderState {
         leader_leo: i64,
         now_ms: i64,
     ) -> Option<FollowerFetch> {
+        let in_isr = self.isr.contains(&follower) || self.pending_additions.contains(&follower);
         let f = self.followers.get_mut(&follower)?;
-        if fetch_offset >= leader_leo {
+        let caught_up = if fetch_offset >= leader_leo {
             f.last_caught_up_ms = now_ms;
+            true
         } else if fetch_offset >= f.last_fetch_leader_leo && f.last_fetch_leader_leo >= 0 {
             f.last_caught_up_ms = f.last_caught_up_ms.max(f.last_fetch_ms);
-        }
+            true
+        } else {
+            false
+        };
         f.last_fetch_leader_leo = leader_leo;
         f.last_fetch_ms = now_ms;
         f.log_end_offset = fetch_offset;
         f.log_start_offset = log_start_offset;
-        let in_isr = self.isr.contains(&follower) || self.pending_additions.contains(&follower);
+        f.joining = !in_isr && caught_up;
         let hw = self.last_hw.max(0);
         let should_join_isr = !in_isr
             && !self.alter_in_flight
@@ -268,6 +295,16 @@ impl LeaderState {
                     .is_none_or(|f| now_ms.saturating_sub(f.last_caught_up_ms) > lag_max_ms)
             })
             .collect()
+    }
+
+    /// Followers outside the ISR that have not fetched for longer than `lag_max_ms` stop
+    /// holding the high watermark (a joiner that died).
+    pub fn clear_silent_joiners(&mut self, now_ms: i64, lag_max_ms: i64) {
+        for f in self.followers.values_mut() {
+            if f.joining && now_ms.saturating_sub(f.last_fetch_ms) > lag_max_ms {
+                f.joining = false;
+            }
+        }
     }
 
     /// ISR members the leader still hears from: itself and every ISR follower caught up within
@@ -353,6 +390,60 @@ mod tests {
         s.update_from_controller(1, vec![1, 2, 3], vec![1, 2, 3]);
         assert!(!s.alter_in_flight);
         assert_eq!(s.isr(), &[1, 2, 3]);
+    }
+
+    /// With an ISR of the leader alone and producers writing, the high watermark (the
+    /// leader's own durable offset) moves on during every follower round trip. A follower
+    /// keeping up (fetching from the leader's end as of its previous fetch) holds it back,
+    /// reaches it and joins; before, it never did while writes went on.
+    #[test]
+    fn a_caught_up_follower_reaches_a_moving_high_watermark_and_joins() {
+        let mut s = LeaderState::new(1, 0, vec![1], vec![1, 2], 0);
+        s.epoch_start_offset = 0;
+        let mut leader_end = 100;
+        let mut follower_at = 50;
+        let mut joined_at = None;
+        for step in 0..20 {
+            let hw = s.high_watermark(leader_end);
+            let fetch = s.record_fetch(2, follower_at, 0, leader_end, step).unwrap();
+            if fetch.should_join_isr {
+                joined_at = Some(step);
+                break;
+            }
+            s.high_watermark(leader_end);
+            // The follower gets everything up to the leader's end; 10 more records land
+            // during its round trip.
+            follower_at = leader_end;
+            leader_end += 10;
+            assert!(hw <= leader_end);
+        }
+        assert!(joined_at.is_some_and(|s| s <= 3), "joined at {joined_at:?}");
+    }
+
+    /// A joiner stops holding the high watermark when it falls behind, when it stops
+    /// fetching for the lag limit, or when the controller's ISR drops it.
+    #[test]
+    fn a_joiner_stops_holding_the_high_watermark() {
+        let mut s = LeaderState::new(1, 0, vec![1], vec![1, 2], 0);
+        s.record_fetch(2, 10, 0, 10, 0);
+        assert_eq!(s.high_watermark(20), 10, "caught up: held at its offset");
+        s.record_fetch(2, 8, 0, 30, 10);
+        assert_eq!(
+            s.high_watermark(30),
+            30,
+            "behind the previous fetch's end: not held"
+        );
+        s.record_fetch(2, 30, 0, 30, 20);
+        assert_eq!(s.high_watermark(40), 30);
+        s.clear_silent_joiners(20 + 1_000, 1_000);
+        assert_eq!(s.high_watermark(40), 30, "silent for exactly the lag limit");
+        s.clear_silent_joiners(20 + 1_001, 1_000);
+        assert_eq!(s.high_watermark(40), 40, "silent for longer");
+        // Joined, then dropped by the controller: no hold until a caught-up fetch.
+        s.record_fetch(2, 40, 0, 40, 2_000);
+        s.update_from_controller(1, vec![1, 2], vec![1, 2]);
+        s.update_from_controller(2, vec![1], vec![1, 2]);
+        assert_eq!(s.high_watermark(50), 50);
     }
 
     #[test]
