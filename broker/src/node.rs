@@ -549,8 +549,13 @@ impl Node {
         if self.config.cluster.is_some() {
             // The high watermarks as they stand, for the next start (`hw_checkpoint`).
             let entries = crate::partition::hw_checkpoint::current(&self.partitions);
-            if let Err(e) = crate::partition::hw_checkpoint::write(&self.config.data_dir, &entries)
-            {
+            // Nothing hosted (stopped before the controller let it take any): no write.
+            let written = if entries.is_empty() {
+                Ok(())
+            } else {
+                crate::partition::hw_checkpoint::write(&self.config.data_dir, &entries)
+            };
+            if let Err(e) = written {
                 tracing::warn!(error = %e, "cannot write the high-watermark checkpoint");
             }
         }

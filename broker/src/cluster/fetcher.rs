@@ -638,9 +638,11 @@ async fn truncate_divergent(
             }
         };
         let step = divergence_step(answer, ours, leo, partition.high_watermark());
-        if step.truncate_to < leo {
+        // An unsettled step truncates even at the log end: it drops an epoch entry there that
+        // no batch followed, which the next round would otherwise ask about again.
+        if step.truncate_to < leo || !step.settled {
             tracing::info!(partition = %tp, from = leo, to = step.truncate_to, leader_epoch = answer.0, "truncating divergent suffix");
-            if let Err(e) = partition.truncate_to(step.truncate_to) {
+            if let Err(e) = partition.truncate_to(step.truncate_to, target.leader_epoch) {
                 return Ok(Err(e.to_string()));
             }
         }
@@ -759,7 +761,7 @@ async fn settle_out_of_range(
     if leader_end < leo {
         tracing::warn!(partition = %tp, from = leo, to = leader_end, "the leader's log ends below ours; truncating to its end");
         return Ok(partition
-            .truncate_to(leader_end)
+            .truncate_to(leader_end, target.leader_epoch)
             .map(|_| ())
             .map_err(|e| e.to_string()));
     }
@@ -770,7 +772,7 @@ async fn settle_out_of_range(
     if leader_start > leo {
         tracing::warn!(partition = %tp, log_end = leo, leader_log_start = leader_start, "the leader's log starts past our end; restarting our log there");
         return Ok(partition
-            .truncate_fully_and_start_at(leader_start)
+            .truncate_fully_and_start_at(leader_start, target.leader_epoch)
             .map_err(|e| e.to_string()));
     }
     Ok(Ok(()))

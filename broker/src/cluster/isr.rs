@@ -35,9 +35,12 @@ pub async fn run(node: Arc<Node>, rt: Arc<ClusterRuntime>) {
         }
         let now = node.now_ms();
         for p in node.partitions.all() {
+            let mut refresh = false;
             let proposal = p
                 .with_leader_state(|s| {
-                    s.clear_silent_joiners(now, lag_ms);
+                    if s.clear_silent_joiners(now, lag_ms) {
+                        refresh = true;
+                    }
                     if s.alter_in_flight {
                         return None;
                     }
@@ -54,6 +57,9 @@ pub async fn run(node: Arc<Node>, rt: Arc<ClusterRuntime>) {
                     Some((isr, s.partition_epoch()))
                 })
                 .flatten();
+            if refresh {
+                p.refresh_high_watermark();
+            }
             if let Some((isr, partition_epoch)) = proposal {
                 tokio::spawn(propose_isr(
                     Arc::clone(&rt),

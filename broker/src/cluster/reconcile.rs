@@ -150,6 +150,14 @@ fn apply(node: &Arc<Node>, rt: &ClusterRuntime, state: &ClusterState) {
             if new_leadership {
                 record_epoch(&partition, p.leader_epoch);
             }
+            let fenced: Vec<i32> = p
+                .replicas
+                .iter()
+                .copied()
+                .filter(|&r| r != me && !state.is_unfenced(r))
+                .collect();
+            partition.with_leader_state(|s| s.set_ineligible(fenced));
+            partition.refresh_high_watermark();
             if !was_leader && tp.topic == CONSUMER_OFFSETS_TOPIC {
                 node.on_offsets_leadership(tp.partition, true);
             }

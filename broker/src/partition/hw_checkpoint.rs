@@ -84,8 +84,12 @@ fn parse(text: &str) -> Result<HashMap<TopicPartition, i64>, String> {
     Ok(out)
 }
 
+/// One writer at a time (the periodic task and the shutdown write share the `.tmp` file).
+static WRITING: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
 /// Writes `entries` (sorted, so equal states give equal files) atomically.
 pub fn write(data_dir: &Path, entries: &[(TopicPartition, i64)]) -> std::io::Result<()> {
+    let _one_writer = WRITING.lock();
     let mut text = format!("{VERSION}\n{}\n", entries.len());
     for (tp, hw) in entries {
         text.push_str(&format!("{} {} {hw}\n", tp.topic, tp.partition));
@@ -100,14 +104,17 @@ pub fn write(data_dir: &Path, entries: &[(TopicPartition, i64)]) -> std::io::Res
     std::fs::File::open(data_dir)?.sync_all()
 }
 
-/// The hosted partitions' high watermarks, sorted.
+/// The hosted partitions' high watermarks, and the checkpointed ones of partitions not
+/// opened since the start (kept for the next start, as they were), sorted.
 pub fn current(partitions: &PartitionManager) -> Vec<(TopicPartition, i64)> {
     let mut entries: Vec<(TopicPartition, i64)> = partitions
         .all()
         .iter()
         .map(|p| (p.tp.clone(), p.high_watermark().max(0)))
         .collect();
+    entries.extend(partitions.checkpointed_not_opened());
     entries.sort();
+    entries.dedup_by(|a, b| a.0 == b.0);
     entries
 }
 
@@ -119,7 +126,8 @@ pub fn write_if_changed(
     written: Vec<(TopicPartition, i64)>,
 ) -> Vec<(TopicPartition, i64)> {
     let entries = current(partitions);
-    if entries == written {
+    // Nothing hosted (yet): no write, as Kafka writes none without online partitions.
+    if entries == written || entries.is_empty() {
         return written;
     }
     match write(data_dir, &entries) {

@@ -164,6 +164,15 @@ impl PartitionManager {
         *self.restart_high_watermarks.lock() = Some(hws);
     }
 
+    /// The checkpointed high watermarks of partitions not opened since the start.
+    pub fn checkpointed_not_opened(&self) -> Vec<(TopicPartition, i64)> {
+        self.restart_high_watermarks
+            .lock()
+            .as_ref()
+            .map(|hws| hws.iter().map(|(tp, hw)| (tp.clone(), *hw)).collect())
+            .unwrap_or_default()
+    }
+
     pub fn all(&self) -> Vec<Arc<Partition>> {
         self.partitions
             .iter()
@@ -320,7 +329,9 @@ mod tests {
             partition,
         };
         cluster.start_at_checkpointed_high_watermarks(
-            [(tp("a", 0), 3), (tp("a", 1), 99)].into_iter().collect(),
+            [(tp("a", 0), 3), (tp("a", 1), 99), (tp("c", 0), 7)]
+                .into_iter()
+                .collect(),
         );
         assert_eq!(open(&cluster, "a", 0).high_watermark(), 3);
         assert_eq!(
@@ -332,6 +343,16 @@ mod tests {
             open(&cluster, "b", 0).high_watermark(),
             0,
             "no entry: the log start"
+        );
+        // The next checkpoint keeps c-0's entry, not opened since the start.
+        assert_eq!(
+            super::super::hw_checkpoint::current(&cluster),
+            vec![
+                (tp("a", 0), 3),
+                (tp("a", 1), 5),
+                (tp("b", 0), 0),
+                (tp("c", 0), 7)
+            ]
         );
     }
 }

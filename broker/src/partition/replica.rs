@@ -373,6 +373,12 @@ impl Partition {
         }
     }
 
+    /// Moves the high watermark as the leader's state now allows (after a change to that
+    /// state that no fetch or append follows at once: a joining follower dropped).
+    pub fn refresh_high_watermark(&self) {
+        self.on_local_progress(self.local_committed());
+    }
+
     /// This replica's log made progress (durable or written up to `local`): move the high
     /// watermark as the role allows.
     fn on_local_progress(&self, local: i64) {
@@ -629,12 +635,33 @@ impl Partition {
 
     /// Empties this follower's log and restarts it at `offset`, its leader's log start, which
     /// is past our log end (Kafka's `truncateFullyAndStartAt`); every offset watch moves there.
-    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), PartitionError> {
-        self.with_log(|log| log.truncate_fully_and_start_at(offset))?;
-        self.log_end.send_replace(offset);
-        self.durable.send_replace(offset);
-        self.high_watermark.send_replace(offset);
+    /// Only while this replica follows at `leader_epoch` (`StaleFetch` otherwise), as
+    /// `truncate_to`.
+    pub fn truncate_fully_and_start_at(
+        &self,
+        offset: i64,
+        leader_epoch: i32,
+    ) -> Result<(), PartitionError> {
+        let role = self.role.lock();
+        self.check_follows_at(&role, leader_epoch)?;
+        self.with_log(|log| {
+            log.truncate_fully_and_start_at(offset)?;
+            self.log_end.send_replace(offset);
+            self.durable.send_replace(offset);
+            self.high_watermark.send_replace(offset);
+            Ok(())
+        })?;
+        drop(role);
         Ok(())
+    }
+
+    /// `StaleFetch` unless `role` (this replica's, locked) follows at `leader_epoch`.
+    fn check_follows_at(&self, role: &Role, leader_epoch: i32) -> Result<(), PartitionError> {
+        if matches!(role, Role::Follower { .. }) && self.leader_epoch() == leader_epoch {
+            Ok(())
+        } else {
+            Err(PartitionError::StaleFetch(self.tp.clone()))
+        }
     }
 
     /// The latest leader epoch in this replica's log and the end offset the leader reports
@@ -652,30 +679,40 @@ impl Partition {
         self.with_log(|log| Ok(log.end_offset_for_epoch(epoch)))
     }
 
-    /// Drops everything from `offset` on (a follower removing a divergent suffix); the high
-    /// watermark and durable offset are cut to the new log end.
-    pub fn truncate_to(&self, offset: i64) -> Result<i64, PartitionError> {
+    /// Drops everything from `offset` on (a follower removing a divergent suffix, or an
+    /// epoch entry at its log end that no batch of it followed); the high watermark and
+    /// durable offset are cut to the new log end, under the log lock, so a concurrent roll
+    /// noting its fsync cannot leave the durable offset past the end. Only while this replica
+    /// follows at `leader_epoch`, checked under the role lock (`StaleFetch` otherwise): a
+    /// divergence check answered for an epoch the replica has left (it may lead now, with
+    /// records it acknowledged) must not cut its log (Kafka checks the fetch state under
+    /// `partitionMapLock` before truncating).
+    pub fn truncate_to(&self, offset: i64, leader_epoch: i32) -> Result<i64, PartitionError> {
+        let role = self.role.lock();
+        self.check_follows_at(&role, leader_epoch)?;
         let leo = self.with_log(|log| {
             log.truncate_to(offset)?;
-            Ok(log.log_end_offset())
+            let leo = log.log_end_offset();
+            self.log_end.send_replace(leo);
+            self.durable.send_if_modified(|d| {
+                if *d > leo {
+                    *d = leo;
+                    true
+                } else {
+                    false
+                }
+            });
+            self.high_watermark.send_if_modified(|hw| {
+                if *hw > leo {
+                    *hw = leo;
+                    true
+                } else {
+                    false
+                }
+            });
+            Ok(leo)
         })?;
-        self.log_end.send_replace(leo);
-        self.durable.send_if_modified(|d| {
-            if *d > leo {
-                *d = leo;
-                true
-            } else {
-                false
-            }
-        });
-        self.high_watermark.send_if_modified(|hw| {
-            if *hw > leo {
-                *hw = leo;
-                true
-            } else {
-                false
-            }
-        });
+        drop(role);
         Ok(leo)
     }
 
@@ -733,12 +770,18 @@ impl Partition {
     /// published before the high watermark is recomputed, so a leader's follower fetch that
     /// takes the role lock after this one reads it (`record_follower_fetch`).
     pub(super) fn mark_durable(&self, offset: i64) {
-        // Refused after a failed fsync (`Log::mark_flushed`).
-        let advanced = self.with_log(|log| log.mark_flushed(offset));
-        if advanced.is_ok() {
-            self.advance_durable(offset);
+        // Refused after a failed fsync (`Log::mark_flushed`). The durable offset is what the
+        // log counts as flushed (never past its end: a truncation between the fsync and this
+        // call cut it), published under the log lock so a truncation cannot come in between.
+        let flushed = self.with_log(|log| {
+            log.mark_flushed(offset)?;
+            let flushed = log.flushed_offset();
+            self.advance_durable(flushed);
+            Ok(flushed)
+        });
+        if let Ok(flushed) = flushed {
             if self.policy == DurabilityPolicy::SyncOnAck {
-                self.on_local_progress(offset);
+                self.on_local_progress(flushed);
             }
         }
     }
@@ -764,11 +807,14 @@ impl Partition {
         &self,
         f: impl FnOnce(&mut Log) -> Result<T, StorageError>,
     ) -> Result<T, PartitionError> {
-        let (out, flushed) = self.with_log(|log| {
+        // Published under the log lock (see `truncate_to`); the high watermark after it, as
+        // the role lock comes before the log's.
+        let (out, flushed, moved) = self.with_log(|log| {
             let out = f(log)?;
-            Ok((out, log.flushed_offset()))
+            let flushed = log.flushed_offset();
+            Ok((out, flushed, self.advance_durable(flushed)))
         })?;
-        if self.advance_durable(flushed) && self.policy == DurabilityPolicy::SyncOnAck {
+        if moved && self.policy == DurabilityPolicy::SyncOnAck {
             self.on_local_progress(flushed);
         }
         Ok(out)
@@ -1221,7 +1267,11 @@ mod tests {
         p.set_follower_hw(4, 1);
         p.follow_leader_log_start(3).unwrap();
         assert_eq!(p.log_start_offset().unwrap(), 3);
-        p.truncate_fully_and_start_at(100).unwrap();
+        assert!(matches!(
+            p.truncate_fully_and_start_at(100, 2),
+            Err(PartitionError::StaleFetch(_))
+        ));
+        p.truncate_fully_and_start_at(100, 1).unwrap();
         assert_eq!(p.log_offsets().unwrap(), (100, 100));
         assert_eq!((p.high_watermark(), p.durable_offset()), (100, 100));
         assert_eq!(

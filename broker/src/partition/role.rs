@@ -91,6 +91,9 @@ pub struct LeaderState {
     pub epoch_start_offset: i64,
     /// The current high watermark (maintained by the caller through `high_watermark`).
     last_hw: i64,
+    /// Replicas the controller holds fenced (or shutting down): never joining, as Kafka's
+    /// `isReplicaIsrEligible` keeps them from holding the high watermark.
+    ineligible: Vec<i32>,
 }
 
 impl LeaderState {
@@ -129,6 +132,7 @@ impl LeaderState {
             followers,
             epoch_start_offset: -1,
             last_hw: -1,
+            ineligible: Vec::new(),
         }
     }
 
@@ -247,7 +251,7 @@ impl LeaderState {
         f.last_fetch_ms = now_ms;
         f.log_end_offset = fetch_offset;
         f.log_start_offset = log_start_offset;
-        f.joining = !in_isr && caught_up;
+        f.joining = !in_isr && caught_up && !self.ineligible.contains(&follower);
         let hw = self.last_hw.max(0);
         let should_join_isr = !in_isr
             && !self.alter_in_flight
@@ -297,14 +301,29 @@ impl LeaderState {
             .collect()
     }
 
-    /// Followers outside the ISR that have not fetched for longer than `lag_max_ms` stop
-    /// holding the high watermark (a joiner that died).
-    pub fn clear_silent_joiners(&mut self, now_ms: i64, lag_max_ms: i64) {
-        for f in self.followers.values_mut() {
-            if f.joining && now_ms.saturating_sub(f.last_fetch_ms) > lag_max_ms {
+    /// The replicas the controller holds fenced now (from every applied metadata change):
+    /// they stop holding the high watermark at once and do not join until unfenced.
+    pub fn set_ineligible(&mut self, fenced: Vec<i32>) {
+        for r in &fenced {
+            if let Some(f) = self.followers.get_mut(r) {
                 f.joining = false;
             }
         }
+        self.ineligible = fenced;
+    }
+
+    /// Followers outside the ISR that have not fetched for longer than `lag_max_ms` stop
+    /// holding the high watermark (a joiner that died).
+    /// Returns whether one stopped.
+    pub fn clear_silent_joiners(&mut self, now_ms: i64, lag_max_ms: i64) -> bool {
+        let mut cleared = false;
+        for f in self.followers.values_mut() {
+            if f.joining && now_ms.saturating_sub(f.last_fetch_ms) > lag_max_ms {
+                f.joining = false;
+                cleared = true;
+            }
+        }
+        cleared
     }
 
     /// ISR members the leader still hears from: itself and every ISR follower caught up within
@@ -439,6 +458,14 @@ mod tests {
         assert_eq!(s.high_watermark(40), 30, "silent for exactly the lag limit");
         s.clear_silent_joiners(20 + 1_001, 1_000);
         assert_eq!(s.high_watermark(40), 40, "silent for longer");
+        // Fenced: no hold, even caught up, until the controller unfences it.
+        s.record_fetch(2, 40, 0, 40, 1_500);
+        assert_eq!(s.high_watermark(45), 40);
+        s.set_ineligible(vec![2]);
+        assert_eq!(s.high_watermark(45), 45);
+        s.record_fetch(2, 45, 0, 45, 1_600);
+        assert_eq!(s.high_watermark(50), 50);
+        s.set_ineligible(vec![]);
         // Joined, then dropped by the controller: no hold until a caught-up fetch.
         s.record_fetch(2, 40, 0, 40, 2_000);
         s.update_from_controller(1, vec![1, 2], vec![1, 2]);

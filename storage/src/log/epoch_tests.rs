@@ -385,3 +385,21 @@ fn truncating_fully_restarts_the_log_at_the_leaders_start() {
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (500, 502));
     assert_eq!(stored_epochs(&log), vec![9]);
 }
+
+/// Truncating at the log end drops an epoch entry there that no batch followed (a leader that
+/// recorded its epoch and appended nothing before the next election), as Kafka's `truncateTo`
+/// always truncates the epoch cache from the log end; entries with batches stay.
+#[test]
+fn truncating_at_the_log_end_drops_an_epoch_without_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = log_with_epochs(dir.path());
+    let end = log.log_end_offset();
+    let before = log.epoch_entries();
+    assert!(log.assign_leader_epoch(7).unwrap());
+    assert_eq!(log.latest_epoch(), Some(7));
+    log.truncate_to(end).unwrap();
+    assert_eq!(log.epoch_entries(), before);
+    assert_eq!(log.log_end_offset(), end);
+    log.truncate_to(end + 10).unwrap();
+    assert_eq!(log.epoch_entries(), before, "nothing more to drop");
+}

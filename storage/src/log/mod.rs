@@ -424,7 +424,15 @@ impl Log {
     /// Drops every batch containing or following `offset`, fixing indexes and producer state.
     /// Below the log start offset, the log is emptied and restarts at `offset`.
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
-        if offset >= self.log_end_offset() {
+        let log_end = self.log_end_offset();
+        if offset >= log_end {
+            // No batch goes, but an epoch entry at the log end no batch followed (a leader that
+            // recorded its epoch and appended nothing before the next election) does: a
+            // follower's divergence check that asks about it again would never settle. Kafka's
+            // `truncateTo` always truncates the epoch cache from the log end.
+            if self.leader_epochs.truncate_from_end(log_end) {
+                self.persist_leader_epochs()?;
+            }
             return Ok(());
         }
         if offset < self.log_start_offset {
