@@ -253,8 +253,11 @@ impl LeaderState {
         f.log_start_offset = log_start_offset;
         f.joining = !in_isr && caught_up && !self.ineligible.contains(&follower);
         let hw = self.last_hw.max(0);
+        // A fenced replica is not proposed (Kafka's `canAddReplicaToIsr` checks
+        // `isReplicaIsrEligible` before asking): the controller would refuse it, once per fetch.
         let should_join_isr = !in_isr
             && !self.alter_in_flight
+            && !self.ineligible.contains(&follower)
             && fetch_offset >= hw
             && fetch_offset >= self.epoch_start_offset;
         Some(FollowerFetch { should_join_isr })
@@ -463,7 +466,8 @@ mod tests {
         assert_eq!(s.high_watermark(45), 40);
         s.set_ineligible(vec![2]);
         assert_eq!(s.high_watermark(45), 45);
-        s.record_fetch(2, 45, 0, 45, 1_600);
+        let fetch = s.record_fetch(2, 45, 0, 45, 1_600).unwrap();
+        assert!(!fetch.should_join_isr, "not proposed while fenced");
         assert_eq!(s.high_watermark(50), 50);
         s.set_ineligible(vec![]);
         // Joined, then dropped by the controller: no hold until a caught-up fetch.
