@@ -13,10 +13,11 @@
 //! fsync.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 
 use super::{PartitionManager, TopicPartition};
+use crate::durable_file::write_atomically;
 
 /// The file's name in the data directory.
 pub const FILE: &str = "replication-offset-checkpoint";
@@ -87,21 +88,15 @@ fn parse(text: &str) -> Result<HashMap<TopicPartition, i64>, String> {
 /// One writer at a time (the periodic task and the shutdown write share the `.tmp` file).
 static WRITING: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 
-/// Writes `entries` (sorted, so equal states give equal files) atomically.
+/// Writes `entries` (sorted, so equal states give equal files) atomically
+/// (`durable_file::write_atomically`).
 pub fn write(data_dir: &Path, entries: &[(TopicPartition, i64)]) -> std::io::Result<()> {
     let _one_writer = WRITING.lock();
     let mut text = format!("{VERSION}\n{}\n", entries.len());
     for (tp, hw) in entries {
         text.push_str(&format!("{} {} {hw}\n", tp.topic, tp.partition));
     }
-    let tmp = data_dir.join(format!("{FILE}.tmp"));
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, data_dir.join(FILE))?;
-    std::fs::File::open(data_dir)?.sync_all()
+    write_atomically(&data_dir.join(FILE), text.as_bytes())
 }
 
 /// The hosted partitions' high watermarks, and the checkpointed ones of partitions not
