@@ -1,6 +1,7 @@
 //! Crash-safe replacement of small metadata files: write a temp file, fsync it, rename it
 //! over the target, fsync the directory. A reader sees either the old or the new content.
-//! Also the type of an injectable fdatasync (`SyncData`).
+//! Also the type of an injectable sync of a file (`SyncData`): an fdatasync, or a syncfs of the
+//! filesystem holding the file.
 
 use std::fs::File;
 use std::io::Write;
@@ -19,9 +20,32 @@ impl SyncData {
         SyncData(Arc::new(sync))
     }
 
+    /// `syncfs(2)` of the filesystem holding the file: everything written to any file there
+    /// is durable once it returns Ok (since Linux 5.8 it reports a writeback error of any of
+    /// them, as fdatasync does for its own file). Unsupported elsewhere than Linux.
+    pub fn filesystem() -> Self {
+        SyncData::new(sync_filesystem)
+    }
+
     pub fn sync(&self, file: &File) -> std::io::Result<()> {
         (self.0)(file)
     }
+}
+
+#[cfg(target_os = "linux")]
+fn sync_filesystem(file: &File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `file` is an open descriptor for the whole call; syncfs reads nothing else.
+    if unsafe { libc::syncfs(file.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn sync_filesystem(_file: &File) -> std::io::Result<()> {
+    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
 }
 
 impl Default for SyncData {

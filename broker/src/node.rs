@@ -116,7 +116,11 @@ impl Node {
             _ => DurabilityPolicy::SyncOnAck,
         };
         let metrics = Metrics::new();
-        let partitions = PartitionManager::new(&data_dir, policy, metrics.fsync_seconds.clone());
+        let mut partitions =
+            PartitionManager::new(&data_dir, policy, metrics.fsync_seconds.clone());
+        if config.settings.bool("sluice.flush.shared") {
+            partitions = partitions.with_shared_flush(crate::durable_file::SyncData::filesystem());
+        }
         let groups = crate::group::GroupRuntime::new(&config.settings);
         let fetch_sessions = FetchSessionCache::new(
             usize::try_from(

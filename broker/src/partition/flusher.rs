@@ -76,7 +76,7 @@ pub async fn run_flusher(partition: Arc<Partition>, ctx: FlushContext) {
     }
 }
 
-fn report(partition: &Partition, ctx: &FlushContext, why: &str) {
+pub(super) fn report(partition: &Partition, ctx: &FlushContext, why: &str) {
     tracing::error!(
         partition = %partition.tp,
         error = %why,

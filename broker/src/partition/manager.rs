@@ -14,6 +14,7 @@ use storage::LogConfig;
 use uuid::Uuid;
 
 use super::flusher::{run_flusher, FlushContext, SyncData};
+use super::shared_flusher::SharedFlusher;
 use super::{DurabilityPolicy, Partition, PartitionError, SyncFailures, TopicPartition};
 
 #[derive(Debug)]
@@ -28,6 +29,10 @@ pub struct PartitionManager {
     policy: DurabilityPolicy,
     /// What the flushers share: the fsync histogram, the fsync itself, where failures go.
     flush: FlushContext,
+    /// With `Some`, the shared flusher (`shared_flusher`) syncs every partition, with this as
+    /// its sync of the filesystem; it starts with the first partition opened.
+    shared_sync_fs: Option<SyncData>,
+    shared: parking_lot::Mutex<Option<SharedFlusher>>,
     /// In a cluster, the high watermarks read from the checkpoint at start (`hw_checkpoint`):
     /// a partition opened here starts at its entry (taken out), or at its log start without
     /// one. `None` on a single node, whose only copy starts at its log end.
@@ -41,6 +46,8 @@ impl PartitionManager {
             partitions: DashMap::new(),
             generation: AtomicU64::new(0),
             restart_high_watermarks: parking_lot::Mutex::new(None),
+            shared_sync_fs: None,
+            shared: parking_lot::Mutex::new(None),
             policy,
             flush: FlushContext {
                 fsync_seconds,
@@ -53,6 +60,16 @@ impl PartitionManager {
     /// Replaces the fdatasync the flushers run (a disk that fails, in tests).
     pub fn with_sync_data(mut self, sync_data: SyncData) -> Self {
         self.flush.sync_data = sync_data;
+        self
+    }
+
+    /// Has one thread sync every partition's appends together (`shared_flusher`), with
+    /// `sync_fs` (`SyncData::filesystem`, or a failing one in tests) as its sync of several;
+    /// only with fsync'd acks, and only on Linux (elsewhere each partition keeps its flusher).
+    pub fn with_shared_flush(mut self, sync_fs: SyncData) -> Self {
+        if self.policy == DurabilityPolicy::SyncOnAck && cfg!(target_os = "linux") {
+            self.shared_sync_fs = Some(sync_fs);
+        }
         self
     }
 
@@ -91,7 +108,22 @@ impl PartitionManager {
         if let Some(hw) = restart_hw {
             partition.start_high_watermark_at(hw)?;
         }
-        tokio::spawn(run_flusher(Arc::clone(&partition), self.flush.clone()));
+        match &self.shared_sync_fs {
+            Some(sync_fs) => {
+                let mut shared = self.shared.lock();
+                if shared.is_none() {
+                    let started = SharedFlusher::start(self.flush.clone(), sync_fs.clone())
+                        .map_err(|e| PartitionError::Storage(e.into()))?;
+                    *shared = Some(started);
+                }
+                if let Some(flusher) = shared.as_ref() {
+                    partition.use_shared_flush(Arc::clone(flusher.queue()));
+                }
+            }
+            None => {
+                tokio::spawn(run_flusher(Arc::clone(&partition), self.flush.clone()));
+            }
+        }
         {
             let mut slots = self.partitions.entry(topic).or_default();
             if slots.len() <= index {

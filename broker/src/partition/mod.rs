@@ -14,6 +14,9 @@ mod leader_epoch;
 mod manager;
 mod replica;
 pub mod role;
+mod shared_flusher;
+#[cfg(test)]
+mod shared_flusher_tests;
 
 pub use crate::sync_failure::SyncFailures;
 pub use manager::PartitionManager;

@@ -8,7 +8,7 @@
 //! the log end offset of every in-sync follower (`role::LeaderState::high_watermark`).
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::Mutex;
 use storage::{AppendOutcome, Log, LogConfig, StorageError, StoredRecords};
@@ -16,6 +16,7 @@ use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 use super::role::{FollowerFetch, LeaderState, Role};
+use super::shared_flusher::FlushQueue;
 use super::{DurabilityPolicy, TopicPartition};
 
 /// Why an operation on a partition failed.
@@ -76,6 +77,19 @@ pub struct Partition {
     /// append (`flusher::LINGER`); an append unparks it instead of waking the flusher task.
     pub(super) lingering_flusher: Mutex<Option<std::thread::Thread>>,
     pub(super) policy: DurabilityPolicy,
+    /// Set when the shared flusher (`shared_flusher`) makes this partition durable instead of
+    /// a flusher of its own: appends queue it there.
+    shared_flush: OnceLock<Arc<FlushQueue>>,
+    /// Queued for the shared flusher's next round and not yet taken by it.
+    pub(super) flush_queued: AtomicBool,
+    /// A failed sync of this partition was reported (by the shared flusher, which sees the
+    /// partition again after every write it refuses).
+    pub(super) sync_reported: AtomicBool,
+    /// This partition, for queueing itself.
+    pub(super) me: Weak<Partition>,
+    /// The device of the filesystem holding the log's directory: the shared flusher syncs each
+    /// such filesystem of a round once.
+    pub(super) filesystem: u64,
 }
 
 impl std::fmt::Debug for Partition {
@@ -114,7 +128,10 @@ impl Partition {
     ) -> Result<Arc<Self>, PartitionError> {
         let log = Log::open(dir, config, now_ms)?;
         let leo = log.log_end_offset();
-        Ok(Arc::new(Self {
+        let filesystem = std::os::unix::fs::MetadataExt::dev(
+            &std::fs::metadata(dir).map_err(StorageError::from)?,
+        );
+        Ok(Arc::new_cyclic(|me| Self {
             tp,
             topic_id,
             leader_epoch: AtomicI32::new(0),
@@ -127,6 +144,11 @@ impl Partition {
             flush_wanted: Notify::new(),
             lingering_flusher: Mutex::new(None),
             policy,
+            shared_flush: OnceLock::new(),
+            flush_queued: AtomicBool::new(false),
+            sync_reported: AtomicBool::new(false),
+            me: me.clone(),
+            filesystem,
         }))
     }
 
@@ -141,7 +163,8 @@ impl Partition {
         let result = f(log);
         if result.is_err() && log.sync_failure().is_some() {
             // The flusher reports it (the broker halts on it).
-            self.flush_wanted.notify_one();
+            drop(guard);
+            self.want_flush();
         }
         Ok(result?)
     }
@@ -272,9 +295,27 @@ impl Partition {
         Ok(leo)
     }
 
-    /// After an append: unparks the flusher thread if one lingers, else wakes the flusher
-    /// task.
+    /// Has this partition's appends made durable by `queue`'s shared flusher from now on
+    /// instead of a flusher of its own (`PartitionManager::open`, before any append).
+    pub(super) fn use_shared_flush(&self, queue: Arc<FlushQueue>) {
+        let _ = self.shared_flush.set(queue);
+    }
+
+    /// Asks the flusher to look at this partition: a failed sync to report, or a close.
+    fn want_flush(&self) {
+        match self.shared_flush.get() {
+            Some(queue) => queue.push(self),
+            None => self.flush_wanted.notify_one(),
+        }
+    }
+
+    /// After an append: queues this partition for the shared flusher, or unparks its flusher
+    /// thread if one lingers, else wakes its flusher task.
     fn wake_flusher(&self) {
+        if let Some(queue) = self.shared_flush.get() {
+            queue.push(self);
+            return;
+        }
         match self.lingering_flusher.lock().as_ref() {
             Some(thread) => thread.unpark(),
             None => self.flush_wanted.notify_one(),

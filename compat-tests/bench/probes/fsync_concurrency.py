@@ -5,7 +5,10 @@ percentiles:
 
   parallel N   N threads, each fdatasync-ing its own preallocated file (the broker today);
   serial N     the same with one fdatasync at a time (a process-wide lock);
-  syncfs N     one thread writing to N files, then one syncfs(2) covering all of them.
+  syncfs N     one thread writing to N files, then one syncfs(2) covering all of them;
+  written N    as parallel N, but the files' space is written with zeros first instead of
+               fallocated, so an append overwrites written blocks (no extent to convert, no
+               journal commit in an fdatasync on ext4).
 
     python3 compat-tests/bench/probes/fsync_concurrency.py [DIR] [SECONDS]
 
@@ -23,9 +26,14 @@ FILES = 3
 libc = ctypes.CDLL("libc.so.6", use_errno=True)
 
 
-def open_file(name):
+def open_file(name, written=False):
     fd = os.open(os.path.join(DIR, name), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
-    os.posix_fallocate(fd, 0, 64 << 20)
+    if written:
+        zeros = bytes(1 << 20)
+        for i in range(64):
+            os.pwrite(fd, zeros, i << 20)
+    else:
+        os.posix_fallocate(fd, 0, 64 << 20)
     os.fsync(fd)
     return fd
 
@@ -42,13 +50,13 @@ def report(mode, latencies):
           f"p99 {q(.99):>7,.0f}  p99.9 {q(.999):>7,.0f} us")
 
 
-def threads(serial):
+def threads(serial, written=False):
     lock = threading.Lock()
     latencies = [[] for _ in range(FILES)]
 
     def run(i):
         name = f"t{i}"
-        fd = open_file(name)
+        fd = open_file(name, written)
         end, off = time.time() + SECONDS, 0
         while time.time() < end:
             os.pwrite(fd, b"x" * 100, off)
@@ -67,7 +75,8 @@ def threads(serial):
         t.start()
     for t in ts:
         t.join()
-    report(("serial" if serial else "parallel") + f" {FILES}", [x for l in latencies for x in l])
+    mode = "written" if written else "serial" if serial else "parallel"
+    report(f"{mode} {FILES}", [x for l in latencies for x in l])
 
 
 def syncfs():
@@ -93,3 +102,4 @@ if __name__ == "__main__":
         threads(serial=False)
         threads(serial=True)
         syncfs()
+        threads(serial=False, written=True)

@@ -1,0 +1,223 @@
+//! Tests of the shared flusher: partitions that append while a round runs are covered together
+//! by one sync of the filesystem in the next; a failed one fails every partition it covered
+//! (nothing acknowledged, no retry, each reported); appends from several tasks at once are all
+//! acknowledged (no wake-up lost between the queue and a round).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use prometheus_client::metrics::histogram::Histogram;
+use storage::{AppendOutcome, LogConfig, StorageError};
+use uuid::Uuid;
+
+use crate::durable_file::SyncData;
+
+use super::{
+    AckWait, DurabilityPolicy, Partition, PartitionError, PartitionManager, TopicPartition,
+};
+
+fn batch() -> Vec<u8> {
+    storage::BatchBuilder::new()
+        .record(None, Some(b"value"), 1)
+        .build()
+        .unwrap()
+}
+
+fn appended_end(outcome: AppendOutcome) -> i64 {
+    match outcome {
+        AppendOutcome::Appended { last_offset, .. } => last_offset + 1,
+        other => panic!("not appended: {other:?}"),
+    }
+}
+
+fn manager(dir: &std::path::Path, sync_data: SyncData, sync_fs: SyncData) -> PartitionManager {
+    PartitionManager::new(
+        dir,
+        DurabilityPolicy::SyncOnAck,
+        Histogram::new([0.001]),
+    )
+    .with_sync_data(sync_data)
+    .with_shared_flush(sync_fs)
+}
+
+fn open(manager: &PartitionManager, partition: i32) -> Arc<Partition> {
+    let tp = TopicPartition {
+        topic: "t".into(),
+        partition,
+    };
+    manager
+        .open(tp, Uuid::nil(), LogConfig::default(), 0)
+        .unwrap()
+}
+
+async fn acked(p: &Partition, end: i64, within_ms: u64) -> AckWait {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(within_ms);
+    p.wait_all_replicas(end, p.leader_epoch(), deadline).await
+}
+
+/// A counting sync that blocks its first call until `gate` lets it go.
+fn gated(calls: &Arc<AtomicUsize>, gate: &Arc<Barrier>) -> SyncData {
+    let (calls, gate) = (Arc::clone(calls), Arc::clone(gate));
+    SyncData::new(move |file: &std::fs::File| {
+        if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            gate.wait();
+            gate.wait();
+        }
+        file.sync_data()
+    })
+}
+
+/// A counting sync that fails while `failing` is set.
+fn failing_when(calls: &Arc<AtomicUsize>, failing: &Arc<AtomicBool>) -> SyncData {
+    let (calls, failing) = (Arc::clone(calls), Arc::clone(failing));
+    SyncData::new(move |file: &std::fs::File| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        if failing.load(Ordering::SeqCst) {
+            Err(std::io::Error::from_raw_os_error(5))
+        } else {
+            file.sync_data()
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_appending_during_a_round_share_the_next_one_sync_of_the_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data_calls, fs_calls) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let gate = Arc::new(Barrier::new(2));
+    let never = Arc::new(AtomicBool::new(false));
+    let m = manager(
+        dir.path(),
+        gated(&data_calls, &gate),
+        failing_when(&fs_calls, &never),
+    );
+    let ps: Vec<_> = (0..3).map(|i| open(&m, i)).collect();
+
+    // Alone in its round, partition 0 gets an fdatasync of its own, held at the gate.
+    let first = appended_end(ps[0].append(&batch(), 0).unwrap());
+    let g = Arc::clone(&gate);
+    tokio::task::spawn_blocking(move || g.wait()).await.unwrap();
+    // While it runs, all three append.
+    let ends: Vec<i64> = ps
+        .iter()
+        .map(|p| appended_end(p.append(&batch(), 0).unwrap()))
+        .collect();
+    assert_eq!(acked(&ps[0], first, 100).await, AckWait::TimedOut);
+    let g = Arc::clone(&gate);
+    tokio::task::spawn_blocking(move || g.wait()).await.unwrap();
+
+    assert_eq!(acked(&ps[0], first, 5_000).await, AckWait::Done);
+    for (p, end) in ps.iter().zip(&ends) {
+        assert_eq!(acked(p, *end, 5_000).await, AckWait::Done, "{}", p.tp);
+        assert_eq!(p.high_watermark(), *end);
+    }
+    assert_eq!(
+        data_calls.load(Ordering::SeqCst),
+        1,
+        "one fdatasync, the first round's"
+    );
+    assert_eq!(
+        fs_calls.load(Ordering::SeqCst),
+        1,
+        "one syncfs covered the three partitions"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sync_of_the_filesystem_fails_every_partition_it_covered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data_calls, fs_calls) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let gate = Arc::new(Barrier::new(2));
+    let failing = Arc::new(AtomicBool::new(true));
+    let m = manager(
+        dir.path(),
+        gated(&data_calls, &gate),
+        failing_when(&fs_calls, &failing),
+    );
+    let ps: Vec<_> = (0..3).map(|i| open(&m, i)).collect();
+
+    // Partition 2's first record is made durable alone (its own fdatasync, held at the gate
+    // while 0 and 1 append), then 0 and 1 share a syncfs that fails.
+    let durable = appended_end(ps[2].append(&batch(), 0).unwrap());
+    let g = Arc::clone(&gate);
+    tokio::task::spawn_blocking(move || g.wait()).await.unwrap();
+    let ends: Vec<i64> = ps[..2]
+        .iter()
+        .map(|p| appended_end(p.append(&batch(), 0).unwrap()))
+        .collect();
+    let g = Arc::clone(&gate);
+    tokio::task::spawn_blocking(move || g.wait()).await.unwrap();
+    assert_eq!(acked(&ps[2], durable, 5_000).await, AckWait::Done);
+
+    let why = tokio::time::timeout(Duration::from_secs(5), m.sync_failures().wait())
+        .await
+        .expect("the failed syncfs is reported");
+    assert!(why.contains("os error 5"), "{why}");
+    for (p, end) in ps[..2].iter().zip(&ends) {
+        assert_ne!(
+            acked(p, *end, 300).await,
+            AckWait::Done,
+            "{}: a record the failed syncfs covered was acknowledged",
+            p.tp
+        );
+        assert_eq!(p.high_watermark(), 0, "{}", p.tp);
+        assert!(p.sync_failure().is_some(), "{}", p.tp);
+        // The disk would now report success: nothing more is written or synced.
+        failing.store(false, Ordering::SeqCst);
+        assert!(matches!(
+            p.append(&batch(), 0),
+            Err(PartitionError::Storage(StorageError::SyncFailed(_)))
+        ));
+    }
+    let tried = fs_calls.load(Ordering::SeqCst);
+    assert_eq!(tried, 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        fs_calls.load(Ordering::SeqCst),
+        tried,
+        "the syncfs was retried"
+    );
+    assert_eq!(data_calls.load(Ordering::SeqCst), 1);
+    // A partition the failed round did not cover goes on.
+    let next = appended_end(ps[2].append(&batch(), 0).unwrap());
+    assert_eq!(acked(&ps[2], next, 5_000).await, AckWait::Done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_from_several_tasks_at_once_are_all_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data_calls, fs_calls) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let never = Arc::new(AtomicBool::new(false));
+    let m = manager(
+        dir.path(),
+        failing_when(&data_calls, &never),
+        failing_when(&fs_calls, &never),
+    );
+    let tasks: Vec<_> = (0..4)
+        .map(|i| {
+            let p = open(&m, i);
+            tokio::spawn(async move {
+                for n in 0..200u64 {
+                    let end = appended_end(p.append(&batch(), 0).unwrap());
+                    assert_eq!(
+                        acked(&p, end, 5_000).await,
+                        AckWait::Done,
+                        "{} append {n}",
+                        p.tp
+                    );
+                    if n % 7 == 0 {
+                        tokio::time::sleep(Duration::from_micros(n * 13 % 900)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let rounds = data_calls.load(Ordering::SeqCst) + fs_calls.load(Ordering::SeqCst);
+    assert!(rounds <= 800, "{rounds} syncs for 800 appends");
+}
