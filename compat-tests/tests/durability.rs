@@ -364,6 +364,89 @@ async fn a_failed_fsync_halts_the_broker_before_acknowledging_what_it_covered() 
     );
 }
 
+/// With the shared flush, partitions that append while a sync runs are covered together by
+/// one syncfs in the next round, and a failed syncfs halts the broker without acknowledging a
+/// record of any partition it covered. The library above holds the first round's fdatasync
+/// (partition 0's record) for a second; records to partitions 1 and 2, sent meanwhile, wait
+/// for the next round, whose syncfs fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_syncfs_halts_the_broker_before_acknowledging_any_partition_it_covered() {
+    let work = tempfile::tempdir().unwrap();
+    let shim = build_fail_fsync_shim(work.path());
+    let (fail, slow) = (work.path().join("fail"), work.path().join("slow"));
+    let failed_calls = work.path().join("failed-calls");
+    let mut broker = SluiceProcess::start(
+        SluiceOptions::new()
+            .env("LD_PRELOAD", shim.to_str().unwrap())
+            .env("FAIL_FSYNC_IF_EXISTS", fail.to_str().unwrap())
+            .env("SLOW_FSYNC_IF_EXISTS", slow.to_str().unwrap())
+            .env("FAIL_FSYNC_LOG", failed_calls.to_str().unwrap()),
+    );
+    let bootstrap = broker.bootstrap();
+    let topic = unique_topic("syncfs-fails");
+    rdk::create_topic(&bootstrap, &topic, 3, &[]).await;
+    let producer = rdk::producer(
+        &bootstrap,
+        &[("linger.ms", "5"), ("message.timeout.ms", "5000")],
+    );
+    let send = |partition: i32, i: usize| {
+        let (k, v) = (key(i), value(i));
+        let record = FutureRecord::to(&topic)
+            .partition(partition)
+            .key(&k)
+            .payload(&v);
+        match producer.send_result(record) {
+            Ok(delivery) => delivery,
+            Err((e, _)) => panic!("cannot queue a record for partition {partition}: {e}"),
+        }
+    };
+    for partition in 0..3 {
+        let delivery = send(partition, 0).await;
+        assert!(
+            matches!(&delivery, Ok(Ok(d)) if d.offset == 0),
+            "{delivery:?}"
+        );
+    }
+
+    std::fs::write(&slow, b"").unwrap();
+    let _held = send(0, 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::fs::write(&fail, b"").unwrap();
+    let covered = [send(1, 1), send(2, 1)];
+    assert_halts(&mut broker, "a failed syncfs", &["halting: an fsync"]);
+    let calls = std::fs::read_to_string(&failed_calls).unwrap_or_default();
+    assert_eq!(
+        calls.lines().next(),
+        Some("syncfs"),
+        "the failed round was not one syncfs of partitions 1 and 2 (failed calls: {calls:?})"
+    );
+    for (partition, delivery) in (1..).zip(covered) {
+        let delivery = delivery.await;
+        assert!(
+            !matches!(delivery, Ok(Ok(_))),
+            "partition {partition}: a record the failed syncfs covered was acknowledged: \
+             {delivery:?}"
+        );
+    }
+    drop(producer);
+
+    std::fs::remove_file(&fail).unwrap();
+    std::fs::remove_file(&slow).unwrap();
+    broker.restart();
+    let consumer = rdk::consumer(&broker.bootstrap());
+    for partition in 0..3 {
+        let (low, high) = consumer
+            .fetch_watermarks(&topic, partition, Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(low, 0, "partition {partition}");
+        // The acknowledged record is there; the others may be (their pages reached the disk).
+        assert!(
+            (1..=2).contains(&high),
+            "partition {partition}: log end {high}"
+        );
+    }
+}
+
 /// In a cluster, a failed fsync of the controller's Raft log halts the node as a failed
 /// partition fsync does: the metadata change it covered is not made, the node exits with
 /// code 1 and says why, and after a restart it serves what it had. A one-voter cluster node

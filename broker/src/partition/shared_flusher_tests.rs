@@ -34,13 +34,9 @@ fn appended_end(outcome: AppendOutcome) -> i64 {
 }
 
 fn manager(dir: &std::path::Path, sync_data: SyncData, sync_fs: SyncData) -> PartitionManager {
-    PartitionManager::new(
-        dir,
-        DurabilityPolicy::SyncOnAck,
-        Histogram::new([0.001]),
-    )
-    .with_sync_data(sync_data)
-    .with_shared_flush(sync_fs)
+    PartitionManager::new(dir, DurabilityPolicy::SyncOnAck, Histogram::new([0.001]))
+        .with_sync_data(sync_data)
+        .with_shared_flush(sync_fs)
 }
 
 fn open(manager: &PartitionManager, partition: i32) -> Arc<Partition> {
