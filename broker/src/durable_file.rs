@@ -20,49 +20,15 @@ impl SyncData {
         SyncData(Arc::new(sync))
     }
 
-    /// `syncfs(2)` of the filesystem holding the file: everything written to any file there
-    /// is durable once it returns Ok (since Linux 5.8 it reports a writeback error of any of
-    /// them, as fdatasync does for its own file). Unsupported elsewhere than Linux.
+    /// `syncfs(2)` of the filesystem holding the file (`filesystem_sync`, where what it
+    /// promises is spelled out).
     pub fn filesystem() -> Self {
-        SyncData::new(sync_filesystem)
+        SyncData::new(crate::filesystem_sync::syncfs)
     }
 
     pub fn sync(&self, file: &File) -> std::io::Result<()> {
         (self.0)(file)
     }
-}
-
-/// Whether this kernel's `syncfs(2)` reports writeback errors (Linux 5.8 and later; before,
-/// it returned 0 even when pages it wrote were lost, so it cannot stand in for fdatasyncs).
-pub fn syncfs_reports_errors() -> bool {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .is_ok_and(|release| release_at_least(&release, (5, 8)))
-}
-
-/// Whether a kernel release string ("6.1.0-13-amd64") is at least `major.minor`.
-fn release_at_least(release: &str, want: (u32, u32)) -> bool {
-    let mut parts = release.trim().split(['.', '-']);
-    let mut number = || parts.next().and_then(|p| p.parse::<u32>().ok());
-    match (number(), number()) {
-        (Some(major), Some(minor)) => (major, minor) >= want,
-        _ => false,
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn sync_filesystem(file: &File) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: `file` is an open descriptor for the whole call; syncfs reads nothing else.
-    if unsafe { libc::syncfs(file.as_raw_fd()) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn sync_filesystem(_file: &File) -> std::io::Result<()> {
-    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
 }
 
 impl Default for SyncData {
@@ -90,20 +56,4 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     std::fs::rename(&tmp, path)?;
     std::fs::File::open(dir)?.sync_all()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::release_at_least;
-
-    #[test]
-    fn kernel_releases_compare_by_major_then_minor() {
-        assert!(release_at_least("6.18.44-fc-v669\n", (5, 8)));
-        assert!(release_at_least("5.8.0", (5, 8)));
-        assert!(release_at_least("5.10.0-28-amd64", (5, 8)));
-        assert!(!release_at_least("5.4.0-150-generic", (5, 8)));
-        assert!(!release_at_least("4.18.0-553.el8_10.x86_64", (5, 8)));
-        assert!(!release_at_least("", (5, 8)));
-        assert!(!release_at_least("6", (5, 8)));
-    }
 }

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod config;
 pub mod controller;
 mod durable_file;
+mod filesystem_sync;
 pub mod group;
 pub mod handlers;
 pub mod metadata;

@@ -119,13 +119,13 @@ impl Node {
         let mut partitions =
             PartitionManager::new(&data_dir, policy, metrics.fsync_seconds.clone());
         if config.settings.bool("sluice.flush.shared") && policy == DurabilityPolicy::SyncOnAck {
-            if crate::durable_file::syncfs_reports_errors() {
+            if crate::filesystem_sync::syncfs_reports_errors() {
                 partitions =
                     partitions.with_shared_flush(crate::durable_file::SyncData::filesystem());
             } else {
                 tracing::warn!(
                     "sluice.flush.shared is set, but this kernel's syncfs does not report \
-                     write errors (before Linux 5.8): each partition fsyncs its own log"
+                     every write error (before Linux 5.17): each partition fsyncs its own log"
                 );
             }
         }

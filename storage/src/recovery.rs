@@ -248,6 +248,7 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log
         producers: ProducerStateManager::new(),
         leader_epochs: LeaderEpochCache::default(),
         sync_failure: None,
+        truncations: 0,
     };
     log.reload_producer_state()?;
     log.load_leader_epochs(clean)?;

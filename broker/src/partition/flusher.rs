@@ -8,7 +8,6 @@
 //! the task flushes on a timer. A failed fsync is never retried: the log refuses further
 //! writes, the failure goes to `SyncFailures` (the broker halts on it) and the task ends.
 
-use std::fs::File;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,7 +53,7 @@ pub async fn run_flusher(partition: Arc<Partition>, ctx: FlushContext) {
             tokio::task::spawn_blocking(move || match p.policy {
                 DurabilityPolicy::SyncOnAck => sync_while_pending(&p, &ctx),
                 DurabilityPolicy::Interval { .. } => match p.pending_flush() {
-                    Some(target) => sync_one(&p, &ctx, &target.file, target.up_to_offset),
+                    Some(target) => sync_one(&p, &ctx, &target),
                     None => Ok(()),
                 },
             })
@@ -127,7 +126,7 @@ impl Drop for LingerSlot<'_> {
 fn sync_while_pending(partition: &Partition, ctx: &FlushContext) -> std::io::Result<()> {
     loop {
         while let Some(target) = partition.pending_flush() {
-            sync_one(partition, ctx, &target.file, target.up_to_offset)?;
+            sync_one(partition, ctx, &target)?;
         }
         if !linger(partition) {
             return Ok(());
@@ -157,18 +156,17 @@ fn linger(partition: &Partition) -> bool {
     appended || partition.pending_flush().is_some()
 }
 
-/// One fsync; on success everything below `up_to_offset` is durable.
+/// One fsync; on success everything below the target's offset is durable.
 fn sync_one(
     partition: &Partition,
     ctx: &FlushContext,
-    file: &File,
-    up_to_offset: i64,
+    target: &storage::FlushTarget,
 ) -> std::io::Result<()> {
     let started = Instant::now();
-    let result = ctx.sync_data.sync(file);
+    let result = ctx.sync_data.sync(&target.file);
     ctx.fsync_seconds.observe(started.elapsed().as_secs_f64());
     result?;
-    partition.mark_durable(up_to_offset);
+    partition.mark_durable(target);
     Ok(())
 }
 

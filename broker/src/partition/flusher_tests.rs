@@ -97,7 +97,9 @@ async fn a_failed_fsync_is_reported_and_nothing_after_the_last_good_one_is_ackno
         p.append(&batch(), 0),
         Err(PartitionError::Storage(StorageError::SyncFailed(_)))
     ));
-    p.mark_durable(second);
+    let target = p.pending_flush().expect("records past the durable offset");
+    assert_eq!(target.up_to_offset, second);
+    p.mark_durable(&target);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(calls.load(Ordering::SeqCst), tried, "the fsync was retried");
     assert_eq!(

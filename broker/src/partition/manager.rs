@@ -66,6 +66,7 @@ impl PartitionManager {
     /// Has one thread sync every partition's appends together (`shared_flusher`), with
     /// `sync_fs` (`SyncData::filesystem`, or a failing one in tests) as its sync of several;
     /// only with fsync'd acks, and only on Linux (elsewhere each partition keeps its flusher).
+    /// The caller checks the kernel (`filesystem_sync::syncfs_reports_errors`).
     pub fn with_shared_flush(mut self, sync_fs: SyncData) -> Self {
         if self.policy == DurabilityPolicy::SyncOnAck && cfg!(target_os = "linux") {
             self.shared_sync_fs = Some(sync_fs);
@@ -112,8 +113,9 @@ impl PartitionManager {
             Some(sync_fs) => {
                 let mut shared = self.shared.lock();
                 if shared.is_none() {
-                    let started = SharedFlusher::start(self.flush.clone(), sync_fs.clone())
-                        .map_err(|e| PartitionError::Storage(e.into()))?;
+                    let started =
+                        SharedFlusher::start(&self.data_dir, self.flush.clone(), sync_fs.clone())
+                            .map_err(|e| PartitionError::Storage(e.into()))?;
                     *shared = Some(started);
                 }
                 if let Some(flusher) = shared.as_ref() {

@@ -807,15 +807,15 @@ impl Partition {
         });
     }
 
-    /// Called by the flusher once everything below `offset` is fsynced. The durable offset is
+    /// Called by the flusher once `target` is fsynced. The durable offset is
     /// published before the high watermark is recomputed, so a leader's follower fetch that
     /// takes the role lock after this one reads it (`record_follower_fetch`).
-    pub(super) fn mark_durable(&self, offset: i64) {
-        // Refused after a failed fsync (`Log::mark_flushed`). The durable offset is what the
-        // log counts as flushed (never past its end: a truncation between the fsync and this
-        // call cut it), published under the log lock so a truncation cannot come in between.
+    pub(super) fn mark_durable(&self, target: &storage::FlushTarget) {
+        // Refused after a failed fsync, and nothing marked after a truncation since the target
+        // was taken (`Log::mark_target_flushed`). The durable offset is what the log counts as
+        // flushed, published under the log lock so a truncation cannot come in between.
         let flushed = self.with_log(|log| {
-            log.mark_flushed(offset)?;
+            log.mark_target_flushed(target)?;
             let flushed = log.flushed_offset();
             self.advance_durable(flushed);
             Ok(flushed)
@@ -1093,6 +1093,13 @@ mod tests {
         .unwrap()
     }
 
+    /// What the flusher does after syncing everything `p` holds, which ends at `offset`.
+    fn mark_durable_to(p: &Partition, offset: i64) {
+        let target = p.pending_flush().unwrap();
+        assert_eq!(target.up_to_offset, offset);
+        p.mark_durable(&target);
+    }
+
     /// On a single node an acknowledgement (acks=all or acks=1) waits for the high
     /// watermark, not only the durable offset, so a fetch sent the moment it arrives finds
     /// the records: with the durable offset published and the high watermark not yet moved
@@ -1118,7 +1125,7 @@ mod tests {
                 !p.wait_local_durable(1, soon()).await,
                 "acks=1 answered below the high watermark"
             );
-            p.mark_durable(1);
+            mark_durable_to(&p, 1);
             assert_eq!(p.high_watermark(), 1);
             assert_eq!(
                 p.wait_all_replicas(1, p.leader_epoch(), soon()).await,
@@ -1218,7 +1225,7 @@ mod tests {
         assert!(p.become_leader(3, 1, vec![1, 2], vec![1, 2], 1, 0));
         assert_eq!(p.high_watermark(), 0);
         assert!(p.high_watermark_behind_epoch_start());
-        p.mark_durable(1);
+        mark_durable_to(&p, 1);
         p.record_follower_fetch(2, 1, 0, 0).unwrap();
         assert_eq!(p.high_watermark(), 1);
         assert!(!p.high_watermark_behind_epoch_start());
@@ -1233,7 +1240,7 @@ mod tests {
         assert!(p.become_leader(1, 1, vec![1, 2], vec![1, 2], 1, 0));
         p.append(&batch(100), 0).unwrap();
         p.append(&batch(100), 0).unwrap();
-        p.mark_durable(2);
+        mark_durable_to(&p, 2);
         assert_eq!(p.high_watermark(), 0, "the follower has not fetched");
         assert_eq!(
             p.record_follower_fetch(2, 1_000, 0, 0),
@@ -1297,7 +1304,7 @@ mod tests {
             p.append_as_follower(&leader_batch(base, 1), base, 1)
                 .unwrap();
         }
-        p.mark_durable(4);
+        mark_durable_to(&p, 4);
         p.set_follower_hw(2, 1);
         p.follow_leader_log_start(3).unwrap();
         assert_eq!(

@@ -1,23 +1,29 @@
 //! The shared flush (`sluice.flush.shared`, with fsync'd acks on Linux): one thread makes the
 //! appends of every partition in the data directory durable together, in rounds. A round takes
 //! every partition that appended since the last one: one such partition gets an fdatasync of
-//! its active segment, several get one `syncfs(2)` of the data directory's filesystem (of each
-//! filesystem their directories are on), which covers them all with one journal commit and one cache flush where concurrent fdatasyncs of
-//! separate files force one each (on a slow disk those stall one another for 10-20 ms:
+//! its active segment, several get one `syncfs(2)` of the data directory's filesystem (what it
+//! promises, and where it needs an fdatasync after it: `filesystem_sync`), which covers them
+//! all with one journal commit and one cache flush where concurrent fdatasyncs of separate
+//! files force one each (on a slow disk those stall one another for 10-20 ms:
 //! docs/performance.md, "Twenty-fourth VM"). Appends that arrive during a round are covered by
 //! the next (group commit across partitions). A failed sync is never retried: every partition
 //! of its round takes no more writes and marks nothing durable again, each is reported to
 //! `SyncFailures`, and the broker halts on it.
 
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
+use storage::FlushTarget;
 
 use super::flusher::FlushContext;
 use super::Partition;
 use crate::durable_file::SyncData;
+use crate::filesystem_sync;
 
 /// Where partitions ask for a round; shared by the thread and every partition it serves.
 #[derive(Debug, Default)]
@@ -67,14 +73,21 @@ pub struct SharedFlusher {
 }
 
 impl SharedFlusher {
-    /// Starts the thread. `ctx.sync_data` syncs one partition's file, `sync_fs` the
-    /// filesystem holding the file it is given (`SyncData::filesystem`).
-    pub fn start(ctx: FlushContext, sync_fs: SyncData) -> std::io::Result<Self> {
+    /// Opens `data_dir` (syncfs is called through it: it reports every write error on its
+    /// filesystem from now on, `filesystem_sync`) and starts the thread. `ctx.sync_data`
+    /// syncs one partition's file, `sync_fs` the filesystem holding the file it is given.
+    pub fn start(data_dir: &Path, ctx: FlushContext, sync_fs: SyncData) -> std::io::Result<Self> {
+        let handle = File::open(data_dir)?;
+        let filesystem = Filesystem {
+            device: handle.metadata()?.dev(),
+            flushes_cache: filesystem_sync::syncfs_flushes_device_cache(&handle),
+            handle,
+        };
         let queue = Arc::new(FlushQueue::default());
         let q = Arc::clone(&queue);
         std::thread::Builder::new()
             .name("sluice-flush".into())
-            .spawn(move || run(&q, &ctx, &sync_fs))?;
+            .spawn(move || run(&q, &ctx, &sync_fs, &filesystem))?;
         Ok(Self { queue })
     }
 
@@ -89,7 +102,16 @@ impl Drop for SharedFlusher {
     }
 }
 
-fn run(queue: &FlushQueue, ctx: &FlushContext, sync_fs: &SyncData) {
+/// The data directory's filesystem, as the thread syncs it.
+struct Filesystem {
+    /// The data directory, opened before any write a syncfs through it answers for.
+    handle: File,
+    device: u64,
+    /// Whether a syncfs ends with a device cache flush by itself (ext4).
+    flushes_cache: bool,
+}
+
+fn run(queue: &FlushQueue, ctx: &FlushContext, sync_fs: &SyncData, filesystem: &Filesystem) {
     let mut queued = Vec::new();
     let mut round = Vec::new();
     while queue.take(&mut queued) {
@@ -110,17 +132,16 @@ fn run(queue: &FlushQueue, ctx: &FlushContext, sync_fs: &SyncData) {
                 round.push((partition, target));
             }
         }
+        if round.is_empty() {
+            continue;
+        }
         let started = Instant::now();
-        let result = match round.as_slice() {
-            [] => continue,
-            [(_, one)] => ctx.sync_data.sync(&one.file),
-            several => sync_filesystems(several, sync_fs),
-        };
+        let result = sync_round(&round, ctx, sync_fs, filesystem);
         ctx.fsync_seconds.observe(started.elapsed().as_secs_f64());
         match result {
             Ok(()) => {
                 for (partition, target) in round.drain(..) {
-                    partition.mark_durable(target.up_to_offset);
+                    partition.mark_durable(&target);
                 }
             }
             Err(e) => {
@@ -134,18 +155,36 @@ fn run(queue: &FlushQueue, ctx: &FlushContext, sync_fs: &SyncData) {
     }
 }
 
-/// One `sync_fs` per filesystem the round's partitions are on (one, unless a partition's
-/// directory was moved to another disk and linked back); the first error ends it.
-fn sync_filesystems(
-    round: &[(Arc<Partition>, storage::FlushTarget)],
+/// Makes every target of the round durable: one partition on the data directory's filesystem
+/// by an fdatasync of its file, several by one syncfs (followed by an fdatasync of one of
+/// them where the syncfs flushes no device cache), and any on another filesystem (a partition
+/// directory moved to another disk and linked back) by an fdatasync of its own. The first
+/// error ends it.
+fn sync_round(
+    round: &[(Arc<Partition>, FlushTarget)],
+    ctx: &FlushContext,
     sync_fs: &SyncData,
+    filesystem: &Filesystem,
 ) -> std::io::Result<()> {
-    let mut synced: Vec<u64> = Vec::with_capacity(1);
-    for (partition, target) in round {
-        if !synced.contains(&partition.filesystem) {
-            sync_fs.sync(&target.file)?;
-            synced.push(partition.filesystem);
+    let mut on_data_dir = round
+        .iter()
+        .filter(|(p, _)| p.filesystem == filesystem.device)
+        .map(|(_, target)| target);
+    match (on_data_dir.next(), on_data_dir.next()) {
+        (None, _) => {}
+        (Some(one), None) => ctx.sync_data.sync(&one.file)?,
+        (Some(first), Some(_)) => {
+            sync_fs.sync(&filesystem.handle)?;
+            if !filesystem.flushes_cache {
+                ctx.sync_data.sync(&first.file)?;
+            }
         }
+    }
+    for (_, target) in round
+        .iter()
+        .filter(|(p, _)| p.filesystem != filesystem.device)
+    {
+        ctx.sync_data.sync(&target.file)?;
     }
     Ok(())
 }

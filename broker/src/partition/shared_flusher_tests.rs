@@ -54,6 +54,15 @@ async fn acked(p: &Partition, end: i64, within_ms: u64) -> AckWait {
     p.wait_all_replicas(end, p.leader_epoch(), deadline).await
 }
 
+/// The fdatasyncs that follow a syncfs of `dir`'s filesystem: none where the syncfs flushes
+/// the device cache itself (ext4), else one.
+fn after_syncfs(dir: &std::path::Path) -> usize {
+    let handle = std::fs::File::open(dir).unwrap();
+    usize::from(!crate::filesystem_sync::syncfs_flushes_device_cache(
+        &handle,
+    ))
+}
+
 /// A counting sync that blocks its first call until `gate` lets it go.
 fn gated(calls: &Arc<AtomicUsize>, gate: &Arc<Barrier>) -> SyncData {
     let (calls, gate) = (Arc::clone(calls), Arc::clone(gate));
@@ -112,8 +121,8 @@ async fn partitions_appending_during_a_round_share_the_next_one_sync_of_the_file
     }
     assert_eq!(
         data_calls.load(Ordering::SeqCst),
-        1,
-        "one fdatasync, the first round's"
+        1 + after_syncfs(dir.path()),
+        "one fdatasync, the first round's (and one after the syncfs where it flushes no cache)"
     );
     assert_eq!(
         fs_calls.load(Ordering::SeqCst),
@@ -176,7 +185,11 @@ async fn a_failed_sync_of_the_filesystem_fails_every_partition_it_covered() {
         tried,
         "the syncfs was retried"
     );
-    assert_eq!(data_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        data_calls.load(Ordering::SeqCst),
+        1,
+        "an fdatasync after the failed syncfs"
+    );
     // A partition the failed round did not cover goes on.
     let next = appended_end(ps[2].append(&batch(), 0).unwrap());
     assert_eq!(acked(&ps[2], next, 5_000).await, AckWait::Done);
@@ -216,4 +229,41 @@ async fn appends_from_several_tasks_at_once_are_all_acknowledged() {
     }
     let rounds = data_calls.load(Ordering::SeqCst) + fs_calls.load(Ordering::SeqCst);
     assert!(rounds <= 800, "{rounds} syncs for 800 appends");
+}
+
+/// A partition whose directory is on another filesystem (moved to another disk and linked
+/// back) is not covered by the data directory's syncfs: it gets an fdatasync of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_on_another_filesystem_gets_its_own_fdatasync() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir_in("/dev/shm").unwrap();
+    let device = |p: &std::path::Path| std::os::unix::fs::MetadataExt::dev(&p.metadata().unwrap());
+    assert_ne!(device(dir.path()), device(elsewhere.path()));
+    std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("t-2")).unwrap();
+    let (data_calls, fs_calls) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let gate = Arc::new(Barrier::new(2));
+    let never = Arc::new(AtomicBool::new(false));
+    let m = manager(
+        dir.path(),
+        gated(&data_calls, &gate),
+        failing_when(&fs_calls, &never),
+    );
+    let ps: Vec<_> = (0..3).map(|i| open(&m, i)).collect();
+
+    let first = appended_end(ps[0].append(&batch(), 0).unwrap());
+    let g = Arc::clone(&gate);
+    tokio::task::spawn_blocking(move || g.wait()).await.unwrap();
+    // Partition 1 alone on the data directory's filesystem, 2 on the other: two fdatasyncs.
+    let ends: Vec<i64> = ps[1..]
+        .iter()
+        .map(|p| appended_end(p.append(&batch(), 0).unwrap()))
+        .collect();
+    let g = Arc::clone(&gate);
+    tokio::task::spawn_blocking(move || g.wait()).await.unwrap();
+    assert_eq!(acked(&ps[0], first, 5_000).await, AckWait::Done);
+    for (p, end) in ps[1..].iter().zip(&ends) {
+        assert_eq!(acked(p, *end, 5_000).await, AckWait::Done, "{}", p.tp);
+    }
+    assert_eq!(data_calls.load(Ordering::SeqCst), 3);
+    assert_eq!(fs_calls.load(Ordering::SeqCst), 0);
 }

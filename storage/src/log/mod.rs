@@ -57,6 +57,8 @@ pub struct Log {
     pub(crate) leader_epochs: LeaderEpochCache,
     /// Why an fsync failed, once one has (see `StorageError::SyncFailed`).
     pub(crate) sync_failure: Option<String>,
+    /// Truncations so far: a sync of a `flush_target` taken before one covers nothing after it.
+    pub(crate) truncations: u64,
 }
 
 impl Log {
@@ -371,7 +373,21 @@ impl Log {
         FlushTarget {
             file: self.active.log_file(),
             up_to_offset: self.log_end_offset(),
+            truncations: self.truncations,
         }
+    }
+
+    /// Records that an fsync of `target` completed, unless the log was truncated since the
+    /// target was taken: records written again below its offset after the truncation (a
+    /// follower's, from its new leader) may be in another file, or written after the fsync
+    /// began, so nothing is marked and the next target covers them. Refused after a failed
+    /// fsync, as `mark_flushed`.
+    pub fn mark_target_flushed(&mut self, target: &FlushTarget) -> Result<(), StorageError> {
+        self.check_sync_failure()?;
+        if target.truncations != self.truncations {
+            return Ok(());
+        }
+        self.mark_flushed(target.up_to_offset)
     }
 
     /// Records that a `flush_target` fsync completed. Refused (`SyncFailed`, nothing marked)
@@ -438,6 +454,7 @@ impl Log {
         if offset < self.log_start_offset {
             return self.truncate_fully_and_start_at(offset);
         }
+        self.truncations += 1;
         let index_bytes = self.config.segment_index_bytes;
         while self.active.base_offset() >= offset {
             let Some((_, previous)) = self.sealed.pop_last() else {
@@ -465,6 +482,7 @@ impl Log {
     /// Empties the log and restarts it at `offset` (Kafka's `truncateFullyAndStartAt`): a
     /// follower whose log ends below its leader's log start fetches from there.
     pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), StorageError> {
+        self.truncations += 1;
         let new = Segment::create(&self.dir, offset, self.config.segment_index_bytes)?;
         let old_active = std::mem::replace(&mut self.active, new);
         if old_active.base_offset() != offset {

@@ -24,11 +24,13 @@ pub enum AppendOutcome {
     },
 }
 
-/// What to fsync (off-thread) to make the log durable up to `up_to_offset`.
+/// What to fsync (off-thread) to make the log durable up to `up_to_offset`; `truncations` is
+/// the log's count of truncations when it was taken (`Log::mark_target_flushed`).
 #[derive(Clone, Debug)]
 pub struct FlushTarget {
     pub file: Arc<File>,
     pub up_to_offset: i64,
+    pub truncations: u64,
 }
 
 /// Result of `Log::read`: whole stored batches.

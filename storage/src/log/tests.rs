@@ -755,6 +755,32 @@ fn flush_tracking() {
     assert_eq!(log.flushed_offset(), 4);
 }
 
+/// A sync of a target taken before a truncation marks nothing: the records written again
+/// below its offset since (a follower's, from a new leader) are not what it synced.
+#[test]
+fn a_target_taken_before_a_truncation_marks_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
+    log.append(&batch(2, 0), 0, 0).unwrap();
+    log.flush().unwrap();
+    log.append(&batch(4, 0), 0, 0).unwrap();
+    let stale = log.flush_target();
+    assert_eq!(stale.up_to_offset, 6);
+    log.truncate_to(2).unwrap();
+    log.append(&batch(5, 0), 0, 0).unwrap();
+    stale.file.sync_data().unwrap();
+    log.mark_target_flushed(&stale).unwrap();
+    assert_eq!(
+        log.flushed_offset(),
+        2,
+        "marked what the stale sync did not cover"
+    );
+    let fresh = log.flush_target();
+    fresh.file.sync_data().unwrap();
+    log.mark_target_flushed(&fresh).unwrap();
+    assert_eq!(log.flushed_offset(), 7);
+}
+
 #[test]
 fn follower_append_checks_offsets_and_crc() {
     let dir = tempfile::tempdir().unwrap();
