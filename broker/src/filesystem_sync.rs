@@ -4,9 +4,10 @@
 //! (the superblock's error sequence), since 5.17 also those of the filesystem's own sync (a
 //! failed journal commit or cache flush), which 5.8-5.16 dropped (`syncfs_reports_errors`).
 //! The descriptor must therefore be one opened before the writes it answers for (the data
-//! directory, opened at start). ext4's sync ends with a device cache flush even when its journal
-//! has nothing to commit; XFS's does not (its fsync adds one), so elsewhere than ext4 a syncfs
-//! is followed by an fdatasync (`syncfs_flushes_device_cache`).
+//! directory, opened when the shared flusher starts). Only ext4 and XFS are trusted
+//! (`syncfs_trust`): ext4's sync ends with a device cache flush even when its journal has
+//! nothing to commit, XFS's does not (an fdatasync after it adds one), and a stacked
+//! filesystem such as overlayfs may not see its lower filesystem's write errors at all.
 
 use std::fs::File;
 
@@ -34,28 +35,47 @@ pub fn syncfs_reports_errors() -> bool {
         .is_ok_and(|release| release_at_least(&release, (5, 17)))
 }
 
-/// Whether a syncfs of the filesystem holding `file` ends with a flush of the device's write
-/// cache on its own: on ext4 (and ext2/ext3 through the ext4 driver), whose magic number is
-/// 0xEF53.
+/// What a syncfs of the filesystem holding a file can stand in for, by its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncfsTrust {
+    /// ext4 (magic 0xEF53): its sync commits the journal and ends with a device cache flush
+    /// even when the journal had nothing to commit.
+    Alone,
+    /// XFS (0x58465342): its sync forces the journal but sends no cache flush when the journal
+    /// was idle; an fdatasync of one of the files after it sends one.
+    WithFdatasync,
+    /// Anything else (overlayfs, for one, records a write error of its upper filesystem where
+    /// a syncfs through the overlay does not see it): each partition fdatasyncs its own file.
+    No,
+}
+
+/// The trust a syncfs of the filesystem holding `file` deserves (`SyncfsTrust`). The ext2
+/// and ext3 formats share ext4's magic: mounted by the ext4 driver (the kernels' default)
+/// they are ext4 here; the old stand-alone ext2 driver, which flushes no cache, cannot be told
+/// apart by `fstatfs`.
 #[cfg(target_os = "linux")]
-pub fn syncfs_flushes_device_cache(file: &File) -> bool {
+pub fn syncfs_trust(file: &File) -> SyncfsTrust {
     use std::os::fd::AsRawFd;
     const EXT4_SUPER_MAGIC: i64 = 0xEF53;
+    const XFS_SUPER_MAGIC: i64 = 0x5846_5342;
     // SAFETY: an all-zero `statfs` is a valid value of the plain C struct fstatfs fills in.
     let mut stats: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `file` is open for the whole call and `stats` is a valid, writable statfs.
     if unsafe { libc::fstatfs(file.as_raw_fd(), &mut stats) } != 0 {
-        return false;
+        return SyncfsTrust::No;
     }
     // `f_type` is an i64 on x86_64 and narrower elsewhere.
     #[allow(clippy::useless_conversion)]
-    let kind = i64::from(stats.f_type);
-    kind == EXT4_SUPER_MAGIC
+    match i64::from(stats.f_type) {
+        EXT4_SUPER_MAGIC => SyncfsTrust::Alone,
+        XFS_SUPER_MAGIC => SyncfsTrust::WithFdatasync,
+        _ => SyncfsTrust::No,
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn syncfs_flushes_device_cache(_file: &File) -> bool {
-    false
+pub fn syncfs_trust(_file: &File) -> SyncfsTrust {
+    SyncfsTrust::No
 }
 
 /// Whether a kernel release string ("6.1.0-13-amd64") is at least `major.minor`.
@@ -71,12 +91,14 @@ fn release_at_least(release: &str, want: (u32, u32)) -> bool {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::{release_at_least, syncfs_flushes_device_cache};
+    use super::{release_at_least, syncfs_trust, SyncfsTrust};
 
     #[test]
-    fn only_ext4_counts_as_flushing_the_device_cache() {
+    fn a_filesystem_other_than_ext4_and_xfs_is_not_trusted() {
         let proc = std::fs::File::open("/proc").unwrap();
-        assert!(!syncfs_flushes_device_cache(&proc));
+        assert_eq!(syncfs_trust(&proc), SyncfsTrust::No);
+        let shm = std::fs::File::open("/dev/shm").unwrap();
+        assert_eq!(syncfs_trust(&shm), SyncfsTrust::No);
     }
 
     #[test]

@@ -92,6 +92,24 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// Why the shared flush cannot be trusted here, if it cannot (`filesystem_sync`).
+fn shared_flush_refused(data_dir: &std::path::Path) -> Option<String> {
+    use crate::filesystem_sync::{syncfs_reports_errors, syncfs_trust, SyncfsTrust};
+    if !syncfs_reports_errors() {
+        return Some(
+            "this kernel's syncfs does not report every write error (before Linux 5.17)".into(),
+        );
+    }
+    match std::fs::File::open(data_dir) {
+        Ok(dir) if syncfs_trust(&dir) != SyncfsTrust::No => None,
+        Ok(_) => Some(format!(
+            "{} is not on ext4 or XFS, whose syncfs it trusts",
+            data_dir.display()
+        )),
+        Err(e) => Some(format!("{} cannot be opened: {e}", data_dir.display())),
+    }
+}
+
 impl Node {
     /// Opens the data directory and every partition. Must run inside the tokio runtime.
     pub fn start(config: BrokerConfig, clock: SharedClock) -> Result<Arc<Self>, StartError> {
@@ -119,14 +137,14 @@ impl Node {
         let mut partitions =
             PartitionManager::new(&data_dir, policy, metrics.fsync_seconds.clone());
         if config.settings.bool("sluice.flush.shared") && policy == DurabilityPolicy::SyncOnAck {
-            if crate::filesystem_sync::syncfs_reports_errors() {
-                partitions =
-                    partitions.with_shared_flush(crate::durable_file::SyncData::filesystem());
-            } else {
-                tracing::warn!(
-                    "sluice.flush.shared is set, but this kernel's syncfs does not report \
-                     every write error (before Linux 5.17): each partition fsyncs its own log"
-                );
+            match shared_flush_refused(&data_dir) {
+                None => {
+                    partitions =
+                        partitions.with_shared_flush(crate::durable_file::SyncData::filesystem());
+                }
+                Some(why) => tracing::warn!(
+                    "sluice.flush.shared is set, but {why}: each partition fsyncs its own log"
+                ),
             }
         }
         let groups = crate::group::GroupRuntime::new(&config.settings);

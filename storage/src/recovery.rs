@@ -177,6 +177,9 @@ fn load_segments(
             segment.unseal(index_bytes)?;
         } else {
             let cut = segment.rebuild(interval, index_bytes, true, now_ms)?;
+            // What the crash left in the page cache may never have been fsynced: synced now,
+            // before the log counts it flushed and consumers may read it.
+            segment.flush()?;
             segment.enable_preallocation();
             if cut > 0 {
                 tracing::warn!(dir = %dir.display(), cut_bytes = cut, "truncated torn tail of the active segment");

@@ -124,7 +124,7 @@ impl Metrics {
         let fsync_seconds = latency_histogram();
         registry.register(
             "fsync_duration_seconds",
-            "Duration of log fsyncs",
+            "Duration of log syncs: one per flush round (an fdatasync, or a syncfs covering several partitions)",
             fsync_seconds.clone(),
         );
         let connections = Gauge::default();

@@ -754,6 +754,11 @@ impl Partition {
             Ok(leo)
         })?;
         drop(role);
+        // A sync in flight when the log was truncated marks nothing (`Log::mark_target_flushed`),
+        // so what is left below the new end may wait for one: the next round covers it.
+        if self.policy == DurabilityPolicy::SyncOnAck {
+            self.wake_flusher();
+        }
         Ok(leo)
     }
 

@@ -23,7 +23,7 @@ use storage::FlushTarget;
 use super::flusher::FlushContext;
 use super::Partition;
 use crate::durable_file::SyncData;
-use crate::filesystem_sync;
+use crate::filesystem_sync::{self, SyncfsTrust};
 
 /// Where partitions ask for a round; shared by the thread and every partition it serves.
 #[derive(Debug, Default)]
@@ -74,13 +74,15 @@ pub struct SharedFlusher {
 
 impl SharedFlusher {
     /// Opens `data_dir` (syncfs is called through it: it reports every write error on its
-    /// filesystem from now on, `filesystem_sync`) and starts the thread. `ctx.sync_data`
+    /// filesystem from now on, `filesystem_sync`) and starts the thread. The caller checks
+    /// that the kernel and the filesystem deserve it (`filesystem_sync::syncfs_trust`); where
+    /// the syncfs alone flushes no device cache, an fdatasync of one file of the round follows. `ctx.sync_data`
     /// syncs one partition's file, `sync_fs` the filesystem holding the file it is given.
     pub fn start(data_dir: &Path, ctx: FlushContext, sync_fs: SyncData) -> std::io::Result<Self> {
         let handle = File::open(data_dir)?;
         let filesystem = Filesystem {
             device: handle.metadata()?.dev(),
-            flushes_cache: filesystem_sync::syncfs_flushes_device_cache(&handle),
+            flushes_cache: filesystem_sync::syncfs_trust(&handle) == SyncfsTrust::Alone,
             handle,
         };
         let queue = Arc::new(FlushQueue::default());

@@ -58,9 +58,9 @@ async fn acked(p: &Partition, end: i64, within_ms: u64) -> AckWait {
 /// the device cache itself (ext4), else one.
 fn after_syncfs(dir: &std::path::Path) -> usize {
     let handle = std::fs::File::open(dir).unwrap();
-    usize::from(!crate::filesystem_sync::syncfs_flushes_device_cache(
-        &handle,
-    ))
+    usize::from(
+        crate::filesystem_sync::syncfs_trust(&handle) != crate::filesystem_sync::SyncfsTrust::Alone,
+    )
 }
 
 /// A counting sync that blocks its first call until `gate` lets it go.
@@ -266,4 +266,73 @@ async fn a_partition_on_another_filesystem_gets_its_own_fdatasync() {
     }
     assert_eq!(data_calls.load(Ordering::SeqCst), 3);
     assert_eq!(fs_calls.load(Ordering::SeqCst), 0);
+}
+
+/// A follower that truncates while a sync of its old tail runs: that sync marks nothing (it
+/// may not cover what is written below its offset again), and the truncation queues the
+/// partition, so what is left below the new end is still made durable without another append.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncation_during_a_sync_is_followed_by_another_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let hold = Arc::new(AtomicBool::new(false));
+    let gate = Arc::new(Barrier::new(2));
+    let (c, h, g) = (Arc::clone(&calls), Arc::clone(&hold), Arc::clone(&gate));
+    // The first fdatasync once `hold` is set waits at the gate.
+    let sync_data = SyncData::new(move |file: &std::fs::File| {
+        c.fetch_add(1, Ordering::SeqCst);
+        if h.swap(false, Ordering::SeqCst) {
+            g.wait();
+            g.wait();
+        }
+        file.sync_data()
+    });
+    let never = Arc::new(AtomicBool::new(false));
+    let m = manager(
+        dir.path(),
+        sync_data,
+        failing_when(&Arc::new(AtomicUsize::new(0)), &never),
+    );
+    let p = open(&m, 0);
+    assert!(p.become_follower(2, 1));
+    // One batch of `n` records at `base`, as a leader stamped it.
+    let leader_batch = |base: i64, n: usize| {
+        let mut builder = storage::BatchBuilder::new();
+        for _ in 0..n {
+            builder = builder.record(None, Some(b"value"), 1);
+        }
+        let mut b = builder.build().unwrap();
+        storage::batch::header::set_base_offset(&mut b, base).unwrap();
+        storage::batch::header::set_partition_leader_epoch(&mut b, 1).unwrap();
+        b
+    };
+    let durable = |want: i64| {
+        let p = Arc::clone(&p);
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while p.durable_offset() < want && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            p.durable_offset()
+        }
+    };
+    p.append_as_follower(&leader_batch(0, 2), 0, 1).unwrap();
+    assert_eq!(durable(2).await, 2);
+
+    // One append of 2..6 (two batches), whose sync is held; meanwhile the log is cut to 4 (the new
+    // leader's end) and nothing more is appended.
+    hold.store(true, Ordering::SeqCst);
+    let two_batches = [leader_batch(2, 2), leader_batch(4, 2)].concat();
+    assert_eq!(p.append_as_follower(&two_batches, 2, 1).unwrap(), 6);
+    let g = Arc::clone(&gate);
+    tokio::task::spawn_blocking(move || g.wait()).await.unwrap();
+    let before = calls.load(Ordering::SeqCst);
+    assert_eq!(p.truncate_to(4, 1).unwrap(), 4);
+    let g = Arc::clone(&gate);
+    tokio::task::spawn_blocking(move || g.wait()).await.unwrap();
+    assert_eq!(durable(4).await, 4, "offsets 2 and 3 never made durable");
+    assert!(
+        calls.load(Ordering::SeqCst) > before,
+        "no sync after the truncation"
+    );
 }
