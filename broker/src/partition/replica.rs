@@ -87,8 +87,8 @@ pub struct Partition {
     pub(super) sync_reported: AtomicBool,
     /// This partition, for queueing itself.
     pub(super) me: Weak<Partition>,
-    /// The device of the filesystem holding the log's directory: the shared flusher syncs each
-    /// such filesystem of a round once.
+    /// The device of the filesystem holding the log's directory: the shared flusher's syncfs
+    /// of the data directory covers the partition only when it is the same.
     pub(super) filesystem: u64,
 }
 

@@ -1,5 +1,6 @@
-//! The shared flush (`sluice.flush.shared`, with fsync'd acks on Linux): one thread makes the
-//! appends of every partition in the data directory durable together, in rounds. A round takes
+//! The shared flush (`sluice.flush.shared`, with fsync'd acks on ext4 or XFS and Linux 5.17+,
+//! see `Node::start`): one thread makes the appends of every partition in the data directory
+//! durable together, in rounds. A round takes
 //! every partition that appended since the last one: one such partition gets an fdatasync of
 //! its active segment, several get one `syncfs(2)` of the data directory's filesystem (what it
 //! promises, and where it needs an fdatasync after it: `filesystem_sync`), which covers them
@@ -76,8 +77,9 @@ impl SharedFlusher {
     /// Opens `data_dir` (syncfs is called through it: it reports every write error on its
     /// filesystem from now on, `filesystem_sync`) and starts the thread. The caller checks
     /// that the kernel and the filesystem deserve it (`filesystem_sync::syncfs_trust`); where
-    /// the syncfs alone flushes no device cache, an fdatasync of one file of the round follows. `ctx.sync_data`
-    /// syncs one partition's file, `sync_fs` the filesystem holding the file it is given.
+    /// the syncfs alone flushes no device cache, an fdatasync of one file of the round
+    /// follows. `ctx.sync_data` syncs one partition's file, `sync_fs` the filesystem holding
+    /// the file it is given.
     pub fn start(data_dir: &Path, ctx: FlushContext, sync_fs: SyncData) -> std::io::Result<Self> {
         let handle = File::open(data_dir)?;
         let filesystem = Filesystem {
