@@ -755,6 +755,30 @@ fn flush_tracking() {
     assert_eq!(log.flushed_offset(), 4);
 }
 
+/// After a crash recovery fsyncs the active segment before counting it flushed (a kill -9
+/// may have left its last writes unsynced in the page cache, readable at once); after a clean
+/// close it has nothing to sync.
+#[test]
+fn an_unclean_open_syncs_the_active_segment_and_a_clean_one_does_not() {
+    use crate::segment::segment::test_syncs;
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+    log.append(&batch(3, 0), 0, 0).unwrap();
+    drop(log);
+    let before = test_syncs::count();
+    let log = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+    assert_eq!(
+        test_syncs::count(),
+        before + 1,
+        "the crashed segment was not synced"
+    );
+    assert_eq!(log.flushed_offset(), 3);
+    log.close().unwrap();
+    let before = test_syncs::count();
+    let _log = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+    assert_eq!(test_syncs::count(), before, "a clean open synced");
+}
+
 /// A sync of a target taken before a truncation marks nothing: the records written again
 /// below its offset since (a follower's, from a new leader) are not what it synced.
 #[test]

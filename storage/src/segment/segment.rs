@@ -633,6 +633,8 @@ impl Segment {
 
     pub(crate) fn flush(&mut self) -> Result<(), StorageError> {
         self.log_file.sync_data()?;
+        #[cfg(test)]
+        test_syncs::note();
         self.offset_index.file().flush()?;
         self.time_index.file().flush()?;
         Ok(())
@@ -809,5 +811,23 @@ mod tests {
         let tail = MAX_PREALLOCATED_TAIL_BYTES + 1;
         file.set_len(data + tail).unwrap();
         assert_eq!(recover(dir.path()), (tail, data, 6));
+    }
+}
+
+/// Test seam: the segment fdatasyncs (`Segment::flush`) this thread has made.
+#[cfg(test)]
+pub(crate) mod test_syncs {
+    use std::cell::Cell;
+
+    thread_local! {
+        static COUNT: Cell<usize> = const { Cell::new(0) };
+    }
+
+    pub(crate) fn note() {
+        COUNT.with(|c| c.set(c.get() + 1));
+    }
+
+    pub(crate) fn count() -> usize {
+        COUNT.with(Cell::get)
     }
 }
