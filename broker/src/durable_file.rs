@@ -8,8 +8,9 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-/// An fdatasync: `File::sync_data` by default, or a failing one in tests (the disk seam of the
-/// partition flushers and the controller log).
+/// A sync of a file: an fdatasync (`File::sync_data`) by default, a syncfs of its filesystem
+/// (`filesystem`), or a failing one in tests (the disk seam of the partition flushers and the
+/// controller log).
 #[derive(Clone)]
 pub struct SyncData(Arc<SyncFn>);
 

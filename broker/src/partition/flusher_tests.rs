@@ -18,18 +18,33 @@ use super::{
     AckWait, DurabilityPolicy, Partition, PartitionError, PartitionManager, TopicPartition,
 };
 
-fn batch() -> Vec<u8> {
+/// A one-record batch (also the shared flusher's tests').
+pub(super) fn batch() -> Vec<u8> {
     storage::BatchBuilder::new()
         .record(None, Some(b"value"), 1)
         .build()
         .unwrap()
 }
 
-fn appended_end(outcome: AppendOutcome) -> i64 {
+/// The log end after an append that must have been appended.
+pub(super) fn appended_end(outcome: AppendOutcome) -> i64 {
     match outcome {
         AppendOutcome::Appended { last_offset, .. } => last_offset + 1,
         other => panic!("not appended: {other:?}"),
     }
+}
+
+/// A counting sync that fails (EIO) while `failing` is set.
+pub(super) fn failing_when(calls: &Arc<AtomicUsize>, failing: &Arc<AtomicBool>) -> SyncData {
+    let (calls, failing) = (Arc::clone(calls), Arc::clone(failing));
+    SyncData::new(move |file: &std::fs::File| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        if failing.load(Ordering::SeqCst) {
+            Err(std::io::Error::from_raw_os_error(5))
+        } else {
+            file.sync_data()
+        }
+    })
 }
 
 /// Partition `t-0`, opened (with its flusher) by `manager`.
@@ -48,20 +63,12 @@ async fn a_failed_fsync_is_reported_and_nothing_after_the_last_good_one_is_ackno
     let dir = tempfile::tempdir().unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let failing = Arc::new(AtomicBool::new(false));
-    let (c, f) = (Arc::clone(&calls), Arc::clone(&failing));
     let manager = PartitionManager::new(
         dir.path(),
         DurabilityPolicy::SyncOnAck,
         Histogram::new([0.001].into_iter()),
     )
-    .with_sync_data(SyncData::new(move |file: &std::fs::File| {
-        c.fetch_add(1, Ordering::SeqCst);
-        if f.load(Ordering::SeqCst) {
-            Err(std::io::Error::from_raw_os_error(5))
-        } else {
-            file.sync_data()
-        }
-    }));
+    .with_sync_data(failing_when(&calls, &failing));
     let p = open_t0(&manager);
     let within = |ms| tokio::time::Instant::now() + Duration::from_millis(ms);
 

@@ -10,28 +10,15 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use prometheus_client::metrics::histogram::Histogram;
-use storage::{AppendOutcome, LogConfig, StorageError};
+use storage::{LogConfig, StorageError};
 use uuid::Uuid;
 
 use crate::durable_file::SyncData;
 
+use super::flusher_tests::{appended_end, batch, failing_when};
 use super::{
     AckWait, DurabilityPolicy, Partition, PartitionError, PartitionManager, TopicPartition,
 };
-
-fn batch() -> Vec<u8> {
-    storage::BatchBuilder::new()
-        .record(None, Some(b"value"), 1)
-        .build()
-        .unwrap()
-}
-
-fn appended_end(outcome: AppendOutcome) -> i64 {
-    match outcome {
-        AppendOutcome::Appended { last_offset, .. } => last_offset + 1,
-        other => panic!("not appended: {other:?}"),
-    }
-}
 
 fn manager(dir: &std::path::Path, sync_data: SyncData, sync_fs: SyncData) -> PartitionManager {
     PartitionManager::new(dir, DurabilityPolicy::SyncOnAck, Histogram::new([0.001]))
@@ -63,6 +50,13 @@ fn after_syncfs(dir: &std::path::Path) -> usize {
     )
 }
 
+/// Meets the sync held at `gate` there (off the runtime's threads, which the flusher's round
+/// may need meanwhile).
+async fn pass(gate: &Arc<Barrier>) {
+    let g = Arc::clone(gate);
+    tokio::task::spawn_blocking(move || g.wait()).await.unwrap();
+}
+
 /// A counting sync that blocks its first call until `gate` lets it go.
 fn gated(calls: &Arc<AtomicUsize>, gate: &Arc<Barrier>) -> SyncData {
     let (calls, gate) = (Arc::clone(calls), Arc::clone(gate));
@@ -72,19 +66,6 @@ fn gated(calls: &Arc<AtomicUsize>, gate: &Arc<Barrier>) -> SyncData {
             gate.wait();
         }
         file.sync_data()
-    })
-}
-
-/// A counting sync that fails while `failing` is set.
-fn failing_when(calls: &Arc<AtomicUsize>, failing: &Arc<AtomicBool>) -> SyncData {
-    let (calls, failing) = (Arc::clone(calls), Arc::clone(failing));
-    SyncData::new(move |file: &std::fs::File| {
-        calls.fetch_add(1, Ordering::SeqCst);
-        if failing.load(Ordering::SeqCst) {
-            Err(std::io::Error::from_raw_os_error(5))
-        } else {
-            file.sync_data()
-        }
     })
 }
 
@@ -122,16 +103,14 @@ async fn partitions_appending_during_a_round_share_the_next_one_sync_of_the_file
 
     // Alone in its round, partition 0 gets an fdatasync of its own, held at the gate.
     let first = appended_end(ps[0].append(&batch(), 0).unwrap());
-    let g = Arc::clone(&gate);
-    tokio::task::spawn_blocking(move || g.wait()).await.unwrap();
+    pass(&gate).await;
     // While it runs, all three append.
     let ends: Vec<i64> = ps
         .iter()
         .map(|p| appended_end(p.append(&batch(), 0).unwrap()))
         .collect();
     assert_eq!(acked(&ps[0], first, 100).await, AckWait::TimedOut);
-    let g = Arc::clone(&gate);
-    tokio::task::spawn_blocking(move || g.wait()).await.unwrap();
+    pass(&gate).await;
 
     assert_eq!(acked(&ps[0], first, 5_000).await, AckWait::Done);
     for (p, end) in ps.iter().zip(&ends) {
@@ -166,14 +145,12 @@ async fn a_failed_sync_of_the_filesystem_fails_every_partition_it_covered() {
     // Partition 2's first record is made durable alone (its own fdatasync, held at the gate
     // while 0 and 1 append), then 0 and 1 share a syncfs that fails.
     let durable = appended_end(ps[2].append(&batch(), 0).unwrap());
-    let g = Arc::clone(&gate);
-    tokio::task::spawn_blocking(move || g.wait()).await.unwrap();
+    pass(&gate).await;
     let ends: Vec<i64> = ps[..2]
         .iter()
         .map(|p| appended_end(p.append(&batch(), 0).unwrap()))
         .collect();
-    let g = Arc::clone(&gate);
-    tokio::task::spawn_blocking(move || g.wait()).await.unwrap();
+    pass(&gate).await;
     assert_eq!(acked(&ps[2], durable, 5_000).await, AckWait::Done);
 
     let why = tokio::time::timeout(Duration::from_secs(5), m.sync_failures().wait())
@@ -270,15 +247,13 @@ async fn a_partition_on_another_filesystem_gets_its_own_fdatasync() {
     let ps: Vec<_> = (0..3).map(|i| open(&m, i)).collect();
 
     let first = appended_end(ps[0].append(&batch(), 0).unwrap());
-    let g = Arc::clone(&gate);
-    tokio::task::spawn_blocking(move || g.wait()).await.unwrap();
+    pass(&gate).await;
     // Partition 1 alone on the data directory's filesystem, 2 on the other: two fdatasyncs.
     let ends: Vec<i64> = ps[1..]
         .iter()
         .map(|p| appended_end(p.append(&batch(), 0).unwrap()))
         .collect();
-    let g = Arc::clone(&gate);
-    tokio::task::spawn_blocking(move || g.wait()).await.unwrap();
+    pass(&gate).await;
     assert_eq!(acked(&ps[0], first, 5_000).await, AckWait::Done);
     for (p, end) in ps[1..].iter().zip(&ends) {
         assert_eq!(acked(p, *end, 5_000).await, AckWait::Done, "{}", p.tp);
@@ -343,12 +318,10 @@ async fn a_truncation_during_a_sync_is_followed_by_another_round() {
     hold.store(true, Ordering::SeqCst);
     let two_batches = [leader_batch(2, 2), leader_batch(4, 2)].concat();
     assert_eq!(p.append_as_follower(&two_batches, 2, 1).unwrap(), 6);
-    let g = Arc::clone(&gate);
-    tokio::task::spawn_blocking(move || g.wait()).await.unwrap();
+    pass(&gate).await;
     let before = calls.load(Ordering::SeqCst);
     assert_eq!(p.truncate_to(4, 1).unwrap(), 4);
-    let g = Arc::clone(&gate);
-    tokio::task::spawn_blocking(move || g.wait()).await.unwrap();
+    pass(&gate).await;
     assert_eq!(durable(4).await, 4, "offsets 2 and 3 never made durable");
     assert!(
         calls.load(Ordering::SeqCst) > before,
