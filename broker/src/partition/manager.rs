@@ -66,7 +66,8 @@ impl PartitionManager {
     /// Has one thread sync every partition's appends together (`shared_flusher`), with
     /// `sync_fs` (`SyncData::filesystem`, or a failing one in tests) as its sync of several;
     /// only with fsync'd acks, and only on Linux (elsewhere each partition keeps its flusher).
-    /// The caller checks the kernel (`filesystem_sync::syncfs_reports_errors`).
+    /// The caller checks that the kernel and the data directory's filesystem deserve it
+    /// (`filesystem_sync`; `Node::start`).
     pub fn with_shared_flush(mut self, sync_fs: SyncData) -> Self {
         if self.policy == DurabilityPolicy::SyncOnAck && cfg!(target_os = "linux") {
             self.shared_sync_fs = Some(sync_fs);
