@@ -136,7 +136,7 @@ impl Node {
         let metrics = Metrics::new();
         let mut partitions =
             PartitionManager::new(&data_dir, policy, metrics.fsync_seconds.clone());
-        if config.settings.bool("sluice.flush.shared") && policy == DurabilityPolicy::SyncOnAck {
+        if config.settings.bool("sluice.flush.shared") {
             match shared_flush_refused(&data_dir) {
                 None => {
                     partitions =

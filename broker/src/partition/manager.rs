@@ -64,12 +64,13 @@ impl PartitionManager {
     }
 
     /// Has one thread sync every partition's appends together (`shared_flusher`), with
-    /// `sync_fs` (`SyncData::filesystem`, or a failing one in tests) as its sync of several;
-    /// only with fsync'd acks, and only on Linux (elsewhere each partition keeps its flusher).
-    /// The caller checks that the kernel and the data directory's filesystem deserve it
-    /// (`filesystem_sync`; `Node::start`).
+    /// `sync_fs` (`SyncData::filesystem`, or a failing one in tests) as its sync of several:
+    /// whenever a partition appends with fsync'd acks, once per interval with the interval
+    /// policy. Only on Linux (elsewhere each partition keeps its flusher). The caller checks
+    /// that the kernel and the data directory's filesystem deserve it (`filesystem_sync`;
+    /// `Node::start`).
     pub fn with_shared_flush(mut self, sync_fs: SyncData) -> Self {
-        if self.policy == DurabilityPolicy::SyncOnAck && cfg!(target_os = "linux") {
+        if cfg!(target_os = "linux") {
             self.shared_sync_fs = Some(sync_fs);
         }
         self
@@ -114,9 +115,19 @@ impl PartitionManager {
             Some(sync_fs) => {
                 let mut shared = self.shared.lock();
                 if shared.is_none() {
-                    let started =
-                        SharedFlusher::start(&self.data_dir, self.flush.clone(), sync_fs.clone())
-                            .map_err(|e| PartitionError::Storage(e.into()))?;
+                    let interval = match self.policy {
+                        DurabilityPolicy::SyncOnAck => None,
+                        DurabilityPolicy::Interval { interval_ms } => {
+                            Some(std::time::Duration::from_millis(interval_ms))
+                        }
+                    };
+                    let started = SharedFlusher::start(
+                        &self.data_dir,
+                        self.flush.clone(),
+                        sync_fs.clone(),
+                        interval,
+                    )
+                    .map_err(|e| PartitionError::Storage(e.into()))?;
                     *shared = Some(started);
                 }
                 if let Some(flusher) = shared.as_ref() {

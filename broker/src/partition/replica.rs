@@ -249,10 +249,10 @@ impl Partition {
         let (outcome, leo) = appended?;
         if matches!(outcome, AppendOutcome::Appended { .. }) {
             self.publish_log_end(leo);
-            match self.policy {
-                DurabilityPolicy::SyncOnAck => self.wake_flusher(),
-                DurabilityPolicy::Interval { .. } => self.on_local_progress(leo),
+            if let DurabilityPolicy::Interval { .. } = self.policy {
+                self.on_local_progress(leo);
             }
+            self.wake_flusher();
         }
         Ok((outcome, epoch))
     }
@@ -288,10 +288,7 @@ impl Partition {
         drop(role);
         let leo = leo.ok_or_else(|| PartitionError::StaleFetch(self.tp.clone()))?;
         self.publish_log_end(leo);
-        match self.policy {
-            DurabilityPolicy::SyncOnAck => self.wake_flusher(),
-            DurabilityPolicy::Interval { .. } => {}
-        }
+        self.wake_flusher();
         Ok(leo)
     }
 
@@ -301,19 +298,24 @@ impl Partition {
         let _ = self.shared_flush.set(queue);
     }
 
-    /// Asks the flusher to look at this partition: a failed sync to report, or a close.
+    /// Asks the flusher to look at this partition now: a failed sync to report, or a close.
     fn want_flush(&self) {
         match self.shared_flush.get() {
-            Some(queue) => queue.push(self),
+            Some(queue) => queue.push(self, true),
             None => self.flush_wanted.notify_one(),
         }
     }
 
-    /// After an append: queues this partition for the shared flusher, or unparks its flusher
-    /// thread if one lingers, else wakes its flusher task.
+    /// After an append or a truncation, something may wait for a sync: queues this partition
+    /// for the shared flusher (whose round comes at once with fsync'd acks, at its next tick
+    /// with the interval policy), or unparks its flusher thread if one lingers, else wakes its
+    /// flusher task; a flusher of its own with the interval policy syncs on its timer.
     fn wake_flusher(&self) {
         if let Some(queue) = self.shared_flush.get() {
-            queue.push(self);
+            queue.push(self, false);
+            return;
+        }
+        if let DurabilityPolicy::Interval { .. } = self.policy {
             return;
         }
         match self.lingering_flusher.lock().as_ref() {
@@ -756,9 +758,7 @@ impl Partition {
         drop(role);
         // A sync in flight when the log was truncated marks nothing (`Log::mark_target_flushed`),
         // so what is left below the new end may wait for one: the next round covers it.
-        if self.policy == DurabilityPolicy::SyncOnAck {
-            self.wake_flusher();
-        }
+        self.wake_flusher();
         Ok(leo)
     }
 

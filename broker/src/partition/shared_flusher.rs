@@ -1,22 +1,24 @@
-//! The shared flush (`sluice.flush.shared`, with fsync'd acks on ext4 or XFS and Linux 5.17+,
-//! see `Node::start`): one thread makes the appends of every partition in the data directory
-//! durable together, in rounds. A round takes
-//! every partition that appended since the last one: one such partition gets an fdatasync of
-//! its active segment, several get one `syncfs(2)` of the data directory's filesystem (what it
-//! promises, and where it needs an fdatasync after it: `filesystem_sync`), which covers them
-//! all with one journal commit and one cache flush where concurrent fdatasyncs of separate
-//! files force one each (on a slow disk those stall one another for 10-20 ms:
-//! docs/performance.md, "Twenty-fourth VM"). Appends that arrive during a round are covered by
-//! the next (group commit across partitions). A failed sync is never retried: every partition
-//! of its round takes no more writes and marks nothing durable again, each is reported to
-//! `SyncFailures`, and the broker halts on it.
+//! The shared flush (`sluice.flush.shared`, on ext4 or XFS and Linux 5.17+, see `Node::start`):
+//! one thread makes the appends of every partition in the data directory durable together, in
+//! rounds. A round takes every partition that appended since the last one: one such partition
+//! gets an fdatasync of its active segment, several get one `syncfs(2)` of the data
+//! directory's filesystem (what it promises, and where it needs an fdatasync after it:
+//! `filesystem_sync`), which covers them all with one journal commit and one cache flush where
+//! concurrent fdatasyncs of separate files force one each (on a slow disk those stall one
+//! another for 10-20 ms: docs/performance.md, "Twenty-fourth VM"). With fsync'd acks a round
+//! starts as soon as a partition is queued, and appends that arrive during a round are covered
+//! by the next (group commit across partitions); with `log.flush.interval.ms` a round starts
+//! once per interval (or at once for a partition whose log failed a sync, to report it), so a
+//! thousand partitions cost one syncfs per interval, not a timer and an fdatasync each. A
+//! failed sync is never retried: every partition of its round takes no more writes and marks
+//! nothing durable again, each is reported to `SyncFailures`, and the broker halts on it.
 
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use storage::FlushTarget;
@@ -31,34 +33,69 @@ use crate::filesystem_sync::{self, SyncfsTrust};
 pub struct FlushQueue {
     waiting: Mutex<Waiting>,
     wake: Condvar,
+    /// `None`: a round as soon as a partition is queued (fsync'd acks); `Some`: one round per
+    /// interval (`log.flush.interval.ms`).
+    interval: Option<Duration>,
 }
 
 #[derive(Debug, Default)]
 struct Waiting {
     partitions: Vec<Weak<Partition>>,
+    /// With an interval: a partition asked for a round before the next tick (`push(.., true)`).
+    urgent: bool,
     stopped: bool,
 }
 
 impl FlushQueue {
-    /// Queues `partition` for the next round unless it is queued already (`flush_queued`).
-    pub(super) fn push(&self, partition: &Partition) {
-        if partition.flush_queued.swap(true, Ordering::AcqRel) {
-            return;
+    pub(super) fn new(interval: Option<Duration>) -> Self {
+        Self {
+            interval,
+            ..Self::default()
         }
-        self.waiting.lock().partitions.push(partition.me.clone());
-        self.wake.notify_one();
     }
 
-    /// The partitions queued since the last call, into `into` (emptied first); waits for one.
-    /// False once stopped.
-    fn take(&self, into: &mut Vec<Weak<Partition>>) -> bool {
+    /// Queues `partition` for the next round unless it is queued already (`flush_queued`).
+    /// With an interval the round waits for the next tick unless `now` (a failed sync to
+    /// report).
+    pub(super) fn push(&self, partition: &Partition, now: bool) {
+        let wake = now || self.interval.is_none();
+        if partition.flush_queued.swap(true, Ordering::AcqRel) {
+            if now {
+                self.waiting.lock().urgent = true;
+                self.wake.notify_one();
+            }
+            return;
+        }
+        let mut waiting = self.waiting.lock();
+        waiting.partitions.push(partition.me.clone());
+        if wake {
+            waiting.urgent = true;
+            drop(waiting);
+            self.wake.notify_one();
+        }
+    }
+
+    /// The partitions queued since the last call, into `into` (emptied first). Waits for one,
+    /// or with an interval until `tick` (or an urgent push). False once stopped.
+    pub(super) fn take(&self, into: &mut Vec<Weak<Partition>>, tick: Instant) -> bool {
         into.clear();
         let mut waiting = self.waiting.lock();
-        while waiting.partitions.is_empty() && !waiting.stopped {
-            self.wake.wait(&mut waiting);
+        loop {
+            if waiting.stopped {
+                return false;
+            }
+            match self.interval {
+                None if !waiting.partitions.is_empty() => break,
+                None => self.wake.wait(&mut waiting),
+                Some(_) if waiting.urgent || Instant::now() >= tick => break,
+                Some(_) => {
+                    self.wake.wait_until(&mut waiting, tick);
+                }
+            }
         }
+        waiting.urgent = false;
         std::mem::swap(&mut waiting.partitions, into);
-        !waiting.stopped
+        true
     }
 
     fn stop(&self) {
@@ -79,15 +116,21 @@ impl SharedFlusher {
     /// that the kernel and the filesystem deserve it (`filesystem_sync::syncfs_trust`); where
     /// the syncfs alone flushes no device cache, an fdatasync of one file of the round
     /// follows. `ctx.sync_data` syncs one partition's file, `sync_fs` the filesystem holding
-    /// the file it is given.
-    pub fn start(data_dir: &Path, ctx: FlushContext, sync_fs: SyncData) -> std::io::Result<Self> {
+    /// the file it is given. With `interval` (`log.flush.interval.ms`) it runs a round once per
+    /// interval instead of whenever a partition appends.
+    pub fn start(
+        data_dir: &Path,
+        ctx: FlushContext,
+        sync_fs: SyncData,
+        interval: Option<Duration>,
+    ) -> std::io::Result<Self> {
         let handle = File::open(data_dir)?;
         let filesystem = Filesystem {
             device: handle.metadata()?.dev(),
             flushes_cache: filesystem_sync::syncfs_trust(&handle) == SyncfsTrust::Alone,
             handle,
         };
-        let queue = Arc::new(FlushQueue::default());
+        let queue = Arc::new(FlushQueue::new(interval));
         let q = Arc::clone(&queue);
         std::thread::Builder::new()
             .name("sluice-flush".into())
@@ -118,7 +161,14 @@ struct Filesystem {
 fn run(queue: &FlushQueue, ctx: &FlushContext, sync_fs: &SyncData, filesystem: &Filesystem) {
     let mut queued = Vec::new();
     let mut round = Vec::new();
-    while queue.take(&mut queued) {
+    let mut tick = Instant::now() + queue.interval.unwrap_or_default();
+    while queue.take(&mut queued, tick) {
+        if let Some(interval) = queue.interval {
+            let now = Instant::now();
+            if now >= tick {
+                tick = now + interval;
+            }
+        }
         round.clear();
         for weak in queued.drain(..) {
             let Some(partition) = weak.upgrade() else {
@@ -149,9 +199,13 @@ fn run(queue: &FlushQueue, ctx: &FlushContext, sync_fs: &SyncData, filesystem: &
                 }
             }
             Err(e) => {
+                // Every partition of the round refuses writes before any is reported (the
+                // broker halts on the first report).
                 let why = e.to_string();
-                for (partition, _) in round.drain(..) {
+                for (partition, _) in &round {
                     partition.fail_sync(&why);
+                }
+                for (partition, _) in round.drain(..) {
                     report(&partition, ctx, &why);
                 }
             }

@@ -1,7 +1,9 @@
 //! Tests of the shared flusher: partitions that append while a round runs are covered together
 //! by one sync of the filesystem in the next; a failed one fails every partition it covered
 //! (nothing acknowledged, no retry, each reported); appends from several tasks at once are all
-//! acknowledged (no wake-up lost between the queue and a round).
+//! acknowledged (no wake-up lost between the queue and a round). With the interval policy a
+//! round comes once per tick (one syncfs for every partition that appended, none when idle),
+//! fails its partitions like any other, and comes at once for a failed sync to report.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -327,4 +329,153 @@ async fn a_truncation_during_a_sync_is_followed_by_another_round() {
         calls.load(Ordering::SeqCst) > before,
         "no sync after the truncation"
     );
+}
+
+fn interval_manager(
+    dir: &std::path::Path,
+    interval_ms: u64,
+    sync_data: SyncData,
+    sync_fs: SyncData,
+) -> PartitionManager {
+    PartitionManager::new(
+        dir,
+        DurabilityPolicy::Interval { interval_ms },
+        Histogram::new([0.001]),
+    )
+    .with_sync_data(sync_data)
+    .with_shared_flush(sync_fs)
+}
+
+/// Polls `calls` until it reaches `at_least` (or 5 s pass).
+async fn reaches(calls: &AtomicUsize, at_least: usize) -> bool {
+    for _ in 0..500 {
+        if calls.load(Ordering::SeqCst) >= at_least {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_interval_one_round_per_tick_covers_every_partition_that_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data_calls, fs_calls) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let never = Arc::new(AtomicBool::new(false));
+    let m = interval_manager(
+        dir.path(),
+        1_000,
+        failing_when(&data_calls, &never),
+        through_the_data_dir(&fs_calls, dir.path()),
+    );
+    let ps: Vec<_> = (0..3).map(|i| open(&m, i)).collect();
+    let opened = std::time::Instant::now();
+    for p in &ps {
+        let end = appended_end(p.append(&batch(), 0).unwrap());
+        // The interval policy acknowledges once written.
+        assert_eq!(acked(p, end, 100).await, AckWait::Done);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    if opened.elapsed() < Duration::from_millis(900) {
+        assert_eq!(
+            (
+                data_calls.load(Ordering::SeqCst),
+                fs_calls.load(Ordering::SeqCst)
+            ),
+            (0, 0),
+            "synced before the tick"
+        );
+    }
+
+    // The tick syncs all three with one syncfs, and an idle tick syncs nothing.
+    assert!(reaches(&fs_calls, 1).await, "no round at the tick");
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    assert_eq!(fs_calls.load(Ordering::SeqCst), 1);
+    let after = after_syncfs(dir.path());
+    assert_eq!(data_calls.load(Ordering::SeqCst), after);
+
+    // One partition alone gets an fdatasync of its own at the next tick.
+    ps[1].append(&batch(), 0).unwrap();
+    assert!(
+        reaches(&data_calls, after + 1).await,
+        "no round at the tick"
+    );
+    assert_eq!(fs_calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_interval_a_failed_sync_at_the_tick_fails_every_partition_it_covered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data_calls, fs_calls) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (never, failing) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(true)),
+    );
+    let m = interval_manager(
+        dir.path(),
+        200,
+        failing_when(&data_calls, &never),
+        failing_when(&fs_calls, &failing),
+    );
+    let ps: Vec<_> = (0..2).map(|i| open(&m, i)).collect();
+    for p in &ps {
+        p.append(&batch(), 0).unwrap();
+    }
+    let why = tokio::time::timeout(Duration::from_secs(5), m.sync_failures().wait())
+        .await
+        .expect("the failed syncfs is reported");
+    assert!(why.contains("os error 5"), "{why}");
+    failing.store(false, Ordering::SeqCst);
+    for p in &ps {
+        assert!(p.sync_failure().is_some(), "{}", p.tp);
+        assert!(matches!(
+            p.append(&batch(), 0),
+            Err(PartitionError::Storage(StorageError::SyncFailed(_)))
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(fs_calls.load(Ordering::SeqCst), 1, "the syncfs was retried");
+}
+
+#[test]
+fn with_an_interval_a_round_waits_for_the_tick_unless_asked_for_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = PartitionManager::new(
+        dir.path(),
+        DurabilityPolicy::Interval {
+            interval_ms: 60_000,
+        },
+        Histogram::new([0.001]),
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let p = runtime.block_on(async { open(&m, 0) });
+    let queue = super::shared_flusher::FlushQueue::new(Some(Duration::from_secs(60)));
+    let mut taken = Vec::new();
+
+    queue.push(&p, false);
+    let started = std::time::Instant::now();
+    assert!(queue.take(&mut taken, started + Duration::from_millis(300)));
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "taken before the tick"
+    );
+    assert_eq!(taken.len(), 1);
+
+    // Queued again (as the thread clears the flag), now to report a failed sync: taken at
+    // once, ten seconds before the tick.
+    p.flush_queued.store(false, Ordering::SeqCst);
+    queue.push(&p, true);
+    let started = std::time::Instant::now();
+    assert!(queue.take(&mut taken, started + Duration::from_secs(10)));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(taken.len(), 1);
+
+    // Already queued and then asked for now: the round still comes at once.
+    p.flush_queued.store(false, Ordering::SeqCst);
+    queue.push(&p, false);
+    queue.push(&p, true);
+    let started = std::time::Instant::now();
+    assert!(queue.take(&mut taken, started + Duration::from_secs(10)));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(taken.len(), 1);
 }
