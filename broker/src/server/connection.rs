@@ -19,12 +19,13 @@ use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use protocol_shim::{decode_request, DecodeError, FrameDecoder};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::read_buffer::{prepare_read, read_wait, shrink_idle_buffer, INITIAL_BUFFER_BYTES};
+use super::response_writer::write_responses;
 use crate::handlers::{dispatch, OutChunk, PendingResponse};
 
 use crate::node::Node;
@@ -42,7 +43,7 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
         node.metrics.connections.inc();
         node.metrics.connections_accepted.inc();
         let _ = stream.set_nodelay(true);
-        let (mut reader, mut writer) = stream.into_split();
+        let (mut reader, writer) = stream.into_split();
         let settings = &node.config.settings;
         let max_frame_bytes =
             usize::try_from(settings.i32("socket.request.max.bytes").max(1)).unwrap_or(1);
@@ -55,33 +56,10 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
         let queue = usize::try_from(settings.i32("queued.max.requests").max(1)).unwrap_or(1);
         let use_sendfile = settings.bool("sluice.fetch.sendfile");
         let decoder = FrameDecoder::new(max_frame_bytes);
-        let (tx, mut rx) = mpsc::channel::<PendingResponse>(queue);
+        let (tx, rx) = mpsc::channel::<PendingResponse>(queue);
 
         let writer_task = tokio::spawn(
-            async move {
-                while let Some(pending) = rx.recv().await {
-                    let Some(chunks) = pending.await else {
-                        return;
-                    };
-                    // A frame not written whole within the idle limit ends the connection (Kafka's
-                    // idle expiry closes a connection whose socket made no progress that long).
-                    match tokio::time::timeout(idle, write_frame(&mut writer, &chunks, use_sendfile))
-                        .await
-                    {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => {
-                            tracing::debug!(error = %e, "write failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!("closing connection: a response went unread for connections.max.idle.ms");
-                            return;
-                        }
-                    }
-                }
-                let _ = writer.shutdown().await;
-            }
-            .in_current_span(),
+            write_responses(rx, writer, idle, use_sendfile).in_current_span(),
         );
 
         let mut buf = BytesMut::with_capacity(INITIAL_BUFFER_BYTES);
@@ -209,99 +187,4 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
 /// A response already encoded, for the writer to send in its turn.
 fn ready(frame: bytes::Bytes) -> PendingResponse {
     Box::pin(async move { Some(vec![OutChunk::Bytes(frame)]) })
-}
-
-/// Writes a frame. One held in memory goes out with vectored writes; one with file regions is
-/// written from mappings of them (`map_out`, 64 KiB of regions or more) or copied out through a
-/// bounded buffer (`copy_out`), or, with `use_sendfile`, written as runs of in-memory chunks and
-/// file regions sent with `sendfile`.
-async fn write_frame(
-    writer: &mut tokio::net::tcp::OwnedWriteHalf,
-    chunks: &[OutChunk],
-    use_sendfile: bool,
-) -> std::io::Result<()> {
-    let has_file = chunks.iter().any(|c| matches!(c, OutChunk::File(_)));
-    if has_file && !use_sendfile {
-        if super::map_out::worth_mapping(chunks) {
-            return super::map_out::write_frame_mapped(writer, chunks).await;
-        }
-        return super::copy_out::write_frame_copied(
-            writer,
-            chunks,
-            super::copy_out::COPY_BUFFER_BYTES,
-        )
-        .await;
-    }
-    let mut run: Vec<bytes::Bytes> = Vec::new();
-    for chunk in chunks {
-        match chunk {
-            OutChunk::Bytes(b) => run.push(b.clone()),
-            OutChunk::File(region) => {
-                write_chunks(writer, &run).await?;
-                run.clear();
-                super::send_file::send_file(writer.as_ref(), region).await?;
-            }
-        }
-    }
-    write_chunks(writer, &run).await
-}
-
-/// Writes a frame given as chunks with vectored writes, so large record chunks go to the socket
-/// straight from where storage read or mapped them. Empty chunks are skipped.
-pub(super) async fn write_chunks<C: AsRef<[u8]>>(
-    writer: &mut tokio::net::tcp::OwnedWriteHalf,
-    chunks: &[C],
-) -> std::io::Result<()> {
-    use std::io::IoSlice;
-    /// Chunks per writev call (well below IOV_MAX).
-    const MAX_SLICES: usize = 64;
-    let mut index = 0usize;
-    let mut offset = 0usize;
-    loop {
-        // Skip what is written (and empty chunks), so every writev has bytes to write.
-        while chunks
-            .get(index)
-            .is_some_and(|c| c.as_ref().len() == offset)
-        {
-            index += 1;
-            offset = 0;
-        }
-        if index >= chunks.len() {
-            break;
-        }
-        let slices: Vec<IoSlice<'_>> = chunks
-            .get(index..)
-            .unwrap_or_default()
-            .iter()
-            .take(MAX_SLICES)
-            .enumerate()
-            .map(|(i, c)| {
-                let c = c.as_ref();
-                IoSlice::new(if i == 0 {
-                    c.get(offset..).unwrap_or_default()
-                } else {
-                    c
-                })
-            })
-            .collect();
-        let mut written = writer.write_vectored(&slices).await?;
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while written > 0 {
-            let Some(chunk) = chunks.get(index) else {
-                break;
-            };
-            let left = chunk.as_ref().len() - offset;
-            if written >= left {
-                written -= left;
-                index += 1;
-                offset = 0;
-            } else {
-                offset += written;
-                written = 0;
-            }
-        }
-    }
-    Ok(())
 }

@@ -124,7 +124,7 @@ pub async fn write_frame_mapped(
     chunks: &[OutChunk],
 ) -> io::Result<()> {
     match map_pieces(chunks) {
-        Ok((pieces, _budget)) => super::connection::write_chunks(writer, &pieces).await,
+        Ok((pieces, _budget)) => super::response_writer::write_chunks(writer, &pieces).await,
         Err(why) => {
             tracing::debug!(%why, "fetched regions not mapped; copying them out");
             super::copy_out::write_frame_copied(writer, chunks, super::copy_out::COPY_BUFFER_BYTES)
@@ -229,7 +229,7 @@ mod tests {
         let (mut writer, reader) = writer_and_received().await;
         // Only empty chunks: nothing to write, and no error.
         let empties = vec![Bytes::new(); 100];
-        crate::server::connection::write_chunks(&mut writer, &empties)
+        crate::server::response_writer::write_chunks(&mut writer, &empties)
             .await
             .unwrap();
         // 70 empty chunks first (more than one writev's 64), then 300 chunks, every 7th empty.
@@ -244,7 +244,7 @@ mod tests {
             want.extend_from_slice(&c);
             chunks.push(c);
         }
-        crate::server::connection::write_chunks(&mut writer, &chunks)
+        crate::server::response_writer::write_chunks(&mut writer, &chunks)
             .await
             .unwrap();
         drop(writer);
