@@ -4,8 +4,9 @@
 //! The reader runs each request's in-order part (decode, validation, appends) before reading
 //! the next, so produce requests on one connection are appended in the order they were sent.
 //! The waiting part (fsync acks, fetch long-polls) is a future handed to the writer, which
-//! awaits them in order; at most `queued.max.requests` are outstanding, after which reading
-//! pauses. A frame that is malformed, oversized, of an unknown API or of an unsupported
+//! awaits them in order (`response_writer`); about `queued.max.requests` are outstanding at
+//! most (twice that while the writer gathers answered ones into one write), after which
+//! reading pauses. A frame that is malformed, oversized, of an unknown API or of an unsupported
 //! version (other than ApiVersions) closes the connection, as Kafka does.
 //! A connection that sends nothing for `connections.max.idle.ms` is closed, and so is one whose
 //! response is not written whole within that long (a client that sends but never reads; Kafka

@@ -74,9 +74,13 @@ pub(super) async fn write_responses(
 }
 
 /// Appends to `chunks` (a response held in memory) the responses after it that are already
-/// answered and held in memory too, up to `GATHER_CHUNKS` chunks; returns the first one it
-/// took but could not append, if any. Each is polled once: one not answered yet is kept (its
-/// wake-up is this task's) for the writer to wait on next.
+/// answered and held in memory too, up to `GATHER_CHUNKS` chunks and at most as many
+/// responses as the queue holds (each taken frees a place the reader may fill meanwhile, so
+/// a connection has at most about twice `queued.max.requests` outstanding); returns the
+/// first one it took but could not append, if any. Each is polled once: one not answered yet
+/// is kept (its wake-up is this task's) for the writer to wait on next. That first poll may
+/// do a response's own work (a fetch's reads and encoding) before the write instead of after
+/// it.
 async fn gather(
     chunks: &mut Vec<OutChunk>,
     responses: &mut mpsc::Receiver<PendingResponse>,
@@ -84,7 +88,10 @@ async fn gather(
     if !in_memory(chunks) {
         return None;
     }
-    while chunks.len() < GATHER_CHUNKS {
+    for _ in 0..responses.max_capacity() {
+        if chunks.len() >= GATHER_CHUNKS {
+            break;
+        }
         let Ok(mut pending) = responses.try_recv() else {
             return None;
         };
