@@ -113,7 +113,7 @@ fn in_memory(chunks: &[OutChunk]) -> bool {
 /// written from mappings of them (`map_out`, 64 KiB of regions or more) or copied out through a
 /// bounded buffer (`copy_out`), or, with `use_sendfile`, written as runs of in-memory chunks and
 /// file regions sent with `sendfile`.
-pub(super) async fn write_frame(
+async fn write_frame(
     writer: &mut tokio::net::tcp::OwnedWriteHalf,
     chunks: &[OutChunk],
     use_sendfile: bool,
