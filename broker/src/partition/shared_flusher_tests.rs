@@ -22,8 +22,18 @@ use super::{
     AckWait, DurabilityPolicy, Partition, PartitionError, PartitionManager, TopicPartition,
 };
 
+/// A manager with fsync'd acks whose shared flusher runs `sync_data` and `sync_fs`.
 fn manager(dir: &std::path::Path, sync_data: SyncData, sync_fs: SyncData) -> PartitionManager {
-    PartitionManager::new(dir, DurabilityPolicy::SyncOnAck, Histogram::new([0.001]))
+    manager_with(dir, DurabilityPolicy::SyncOnAck, sync_data, sync_fs)
+}
+
+fn manager_with(
+    dir: &std::path::Path,
+    policy: DurabilityPolicy,
+    sync_data: SyncData,
+    sync_fs: SyncData,
+) -> PartitionManager {
+    PartitionManager::new(dir, policy, Histogram::new([0.001]))
         .with_sync_data(sync_data)
         .with_shared_flush(sync_fs)
 }
@@ -337,13 +347,12 @@ fn interval_manager(
     sync_data: SyncData,
     sync_fs: SyncData,
 ) -> PartitionManager {
-    PartitionManager::new(
+    manager_with(
         dir,
         DurabilityPolicy::Interval { interval_ms },
-        Histogram::new([0.001]),
+        sync_data,
+        sync_fs,
     )
-    .with_sync_data(sync_data)
-    .with_shared_flush(sync_fs)
 }
 
 /// Polls `calls` until it reaches `at_least` (or 5 s pass).

@@ -20,7 +20,8 @@ const GATHER_CHUNKS: usize = 64;
 
 /// What the writer takes up after a write.
 enum Next {
-    /// The next response, not answered yet when the last write was gathered.
+    /// The next response, not answered yet when the last write was gathered (or just taken
+    /// from the queue).
     Waiting(PendingResponse),
     /// The next response, answered but with record data in a file (written on its own).
     Answered(Vec<OutChunk>),
@@ -40,20 +41,20 @@ pub(super) async fn write_responses(
 ) {
     let mut next = None;
     loop {
-        let mut chunks = match next.take() {
-            Some(Next::Answered(chunks)) => chunks,
-            Some(Next::Waiting(pending)) => match pending.await {
+        let up = match next.take() {
+            Some(up) => up,
+            None => match responses.recv().await {
+                Some(pending) => Next::Waiting(pending),
+                None => break,
+            },
+        };
+        let mut chunks = match up {
+            Next::Answered(chunks) => chunks,
+            Next::Waiting(pending) => match pending.await {
                 Some(chunks) => chunks,
                 None => return,
             },
-            Some(Next::Close) => return,
-            None => match responses.recv().await {
-                Some(pending) => match pending.await {
-                    Some(chunks) => chunks,
-                    None => return,
-                },
-                None => break,
-            },
+            Next::Close => return,
         };
         next = gather(&mut chunks, &mut responses).await;
         match tokio::time::timeout(idle, write_frame(&mut writer, &chunks, use_sendfile)).await {
