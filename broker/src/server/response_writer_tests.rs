@@ -1,8 +1,8 @@
 //! Tests of the response writer: answered responses after the one being written join its
 //! write in order, and gathering stops at one not answered yet (kept and waited on next), at
-//! one with record data in a file (written on its own) and at one that closes the connection;
-//! over a socket, every response arrives whole and in request order, none overtaking one still
-//! waiting.
+//! one with record data in a file (written on its own), at one that closes the connection, at
+//! the chunk limit and after as many responses as the queue holds; over a socket, every
+//! response arrives whole and in request order, none overtaking one still waiting.
 
 #![allow(clippy::unwrap_used)]
 
@@ -89,6 +89,34 @@ async fn gathering_stops_at_file_data_at_a_close_and_at_the_chunk_limit() {
     let mut chunks = vec![OutChunk::Bytes(Bytes::from_static(b"y"))];
     assert!(gather(&mut chunks, &mut rx).await.is_none());
     assert_eq!(chunks.len(), GATHER_CHUNKS);
+}
+
+/// An answered response that, when polled, queues another like it (as the reader refills the
+/// queue while the writer gathers).
+fn refilling(tx: mpsc::Sender<PendingResponse>) -> PendingResponse {
+    Box::pin(async move {
+        let _ = tx.try_send(refilling(tx.clone()));
+        Some(vec![OutChunk::Bytes(Bytes::from_static(b"r"))])
+    })
+}
+
+#[tokio::test]
+async fn gathering_takes_at_most_as_many_responses_as_the_queue_holds() {
+    const QUEUE: usize = 4;
+    let (tx, mut rx) = mpsc::channel(QUEUE);
+    for _ in 0..QUEUE {
+        tx.send(refilling(tx.clone())).await.unwrap();
+    }
+    let mut chunks = vec![OutChunk::Bytes(Bytes::from_static(b"a"))];
+    // Every response taken frees a place that its poll fills again: without the cap the
+    // gathering would never end (until the chunk limit).
+    assert!(gather(&mut chunks, &mut rx).await.is_none());
+    assert_eq!(text(&chunks), format!("a{}", "r".repeat(QUEUE)));
+    assert_eq!(
+        rx.len(),
+        QUEUE,
+        "the refills stay queued for the next write"
+    );
 }
 
 #[tokio::test]
