@@ -365,6 +365,8 @@ class Broker:
                     sums["fsyncs_within_100ms"] += v
                 if le and le[1] != "+Inf" and abs(float(le[1]) - 0.0016) < 1e-9:
                     sums["fsyncs_within_1_6ms"] += v
+                if le:
+                    sums[f"fsync_le:{le[1]}"] = sums.get(f"fsync_le:{le[1]}", 0.0) + v
         return sums
 
     def stop(self):
@@ -492,7 +494,30 @@ class Measured:
             f["fsyncs"] = int(self.delta["fsyncs"])
             f["fsyncs_over_100ms"] = int(self.delta["fsyncs"] - self.delta["fsyncs_within_100ms"])
             f["fsyncs_over_1_6ms"] = int(self.delta["fsyncs"] - self.delta["fsyncs_within_1_6ms"])
+            slow_s = slow_fsync_seconds(self.delta, 0.0016)
+            if slow_s is not None and self.wall_s > 0:
+                f["slow_fsync_time_pct"] = round(100 * slow_s / self.wall_s, 2)
         return f
+
+
+def slow_fsync_seconds(delta, from_s):
+    """At least how long the fsyncs over `from_s` took, from the deltas of the broker's fsync
+    histogram buckets (`fsync_le:<bound>`): each counts as its bucket's lower bound, and one
+    past the last bound as that bound. While such a sync runs, every acknowledgement waiting
+    on it waits too, so this share of a latency run's time bounds from below the share of
+    messages whose ack it delays."""
+    bounds = sorted((float(k.split(":", 1)[1]), v) for k, v in delta.items()
+                    if k.startswith("fsync_le:") and k != "fsync_le:+Inf")
+    if not bounds:
+        return None
+    inf = delta.get("fsync_le:+Inf", bounds[-1][1])
+    total, below, prev_bound = 0.0, 0.0, 0.0
+    for bound, cumulative in bounds + [(float("inf"), inf)]:
+        count = cumulative - below
+        if prev_bound >= from_s:
+            total += count * prev_bound
+        below, prev_bound = cumulative, bound
+    return total
 
 
 def per_message(figures, msgs):
@@ -1125,7 +1150,7 @@ def summarise(runs):
         for k in ("msgs", "msgs_per_s", "mb_per_s", "cpu_s_per_gb", "peak_rss_mib", "broker_cpu_s",
                   "wire_bytes", "avg_request_bytes", "records_per_request", "compression_ratio", "partitions",
                   "rss_start_mib", "rss_end_mib", "rss_growth_mib", "rss_max_mib", "segments_on_disk_end",
-                  "client_cpu_s_per_gb", "fsyncs_over_100ms", "fsyncs_over_1_6ms", "cpu_steal_pct",
+                  "client_cpu_s_per_gb", "fsyncs_over_100ms", "fsyncs_over_1_6ms", "slow_fsync_time_pct", "cpu_steal_pct",
                   "broker_cpu_us_per_msg", "fsyncs_per_msg"):
             vals = [row.get(k) for row in rows]
             if any(v is not None for v in vals):
@@ -1318,7 +1343,8 @@ def markdown(summary, meta, target_list):
             vs = (f"ack p99 {fmt(r.get('produce_ack_p99_vs_fdatasync_p99'))}x, e2e p99 "
                   f"{fmt(r.get('e2e_p99_vs_fdatasync_p99'))}x fdatasync p99")
             if s.get("fsyncs_over_100ms") is not None:
-                vs += (f"; {fmt(s.get('fsyncs_over_1_6ms'))} of the broker's fsyncs over 1.6 ms, "
+                vs += (f"; {fmt(s.get('fsyncs_over_1_6ms'))} of the broker's fsyncs over 1.6 ms "
+                       f"(at least {fmt(s.get('slow_fsync_time_pct'))} % of the time), "
                        f"{fmt(s['fsyncs_over_100ms'])} over 100 ms")
             if s.get("cpu_steal_pct") is not None:
                 vs += f"; CPU steal {fmt(s['cpu_steal_pct'])} %"
