@@ -40,6 +40,54 @@ impl TopicOpError {
     }
 }
 
+/// A new topic's requested partition count and replication factor, checked as Kafka's
+/// `ReplicationControlManager.createTopic` checks them, before the broker's defaults replace
+/// -1: the replication factor first, then the count, each with Kafka's message. Then the
+/// counts the defaults make (`num.partitions`, `default.replication.factor`).
+pub fn requested_topic_counts(
+    num_partitions: i32,
+    replication_factor: i16,
+    default_partitions: i32,
+    default_replication_factor: i16,
+) -> Result<(i32, i16), TopicOpError> {
+    let bad_rf = || {
+        TopicOpError::new(
+            ErrorKind::InvalidReplicationFactor,
+            "Replication factor must be larger than 0, or -1 to use the default value.",
+        )
+    };
+    let bad_partitions = || {
+        TopicOpError::new(
+            ErrorKind::InvalidPartitions,
+            "Number of partitions was set to an invalid non-positive value.",
+        )
+    };
+    if replication_factor < -1 || replication_factor == 0 {
+        return Err(bad_rf());
+    }
+    if num_partitions < -1 || num_partitions == 0 {
+        return Err(bad_partitions());
+    }
+    let rf = if replication_factor == -1 {
+        default_replication_factor
+    } else {
+        replication_factor
+    };
+    let partitions = if num_partitions == -1 {
+        default_partitions
+    } else {
+        num_partitions
+    };
+    // A broker default of 0 or below is refused the same way rather than used.
+    if rf <= 0 {
+        return Err(bad_rf());
+    }
+    if partitions <= 0 {
+        return Err(bad_partitions());
+    }
+    Ok((partitions, rf))
+}
+
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -325,6 +373,20 @@ impl Node {
         Ok(())
     }
 
+    /// `requested_topic_counts` with this broker's defaults.
+    pub fn requested_topic_counts(
+        &self,
+        num_partitions: i32,
+        replication_factor: i16,
+    ) -> Result<(i32, i16), TopicOpError> {
+        requested_topic_counts(
+            num_partitions,
+            replication_factor,
+            self.config.settings.i32("num.partitions"),
+            i16::try_from(self.config.settings.i32("default.replication.factor")).unwrap_or(1),
+        )
+    }
+
     /// Validates a create-topic request without changing anything.
     pub fn validate_new_topic(
         &self,
@@ -334,28 +396,7 @@ impl Node {
         configs: &TopicConfigs,
     ) -> Result<(i32, i16), TopicOpError> {
         self.check_new_topic_name(name)?;
-        let partitions = if num_partitions == -1 {
-            self.config.settings.i32("num.partitions")
-        } else {
-            num_partitions
-        };
-        if partitions <= 0 {
-            return Err(TopicOpError::new(
-                ErrorKind::InvalidPartitions,
-                "Number of partitions must be larger than 0.",
-            ));
-        }
-        let rf = if replication_factor == -1 {
-            i16::try_from(self.config.settings.i32("default.replication.factor")).unwrap_or(1)
-        } else {
-            replication_factor
-        };
-        if rf <= 0 {
-            return Err(TopicOpError::new(
-                ErrorKind::InvalidReplicationFactor,
-                "Replication factor must be larger than 0.",
-            ));
-        }
+        let (partitions, rf) = self.requested_topic_counts(num_partitions, replication_factor)?;
         if rf > 1 {
             return Err(TopicOpError::new(
                 ErrorKind::InvalidReplicationFactor,

@@ -1,6 +1,7 @@
 //! Admin requests whose edge cases Kafka answers in a particular way, against a real broker
-//! process over raw sockets: a topic named twice in CreatePartitions, a config without a value
-//! or a name colliding with another ('.' as '_') in CreateTopics, DescribeConfigs with an empty key list, a malformed or unknown topic name
+//! process over raw sockets: a topic named twice in CreatePartitions, a config without a value,
+//! a name colliding with another ('.' as '_') or a bad replication factor and partition count
+//! (in Kafka's order) in CreateTopics, DescribeConfigs with an empty key list, a malformed or unknown topic name
 //! and the default broker entity, Metadata naming a topic by id before v12, and DescribeCluster
 //! asked for an endpoint type this listener is not.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -22,6 +23,8 @@ use uuid::Uuid;
 /// Kafka's error codes used below.
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const INVALID_TOPIC_EXCEPTION: i16 = 17;
+const INVALID_PARTITIONS: i16 = 37;
+const INVALID_REPLICATION_FACTOR: i16 = 38;
 const INVALID_CONFIG: i16 = 40;
 const INVALID_REQUEST: i16 = 42;
 const MISMATCHED_ENDPOINT_TYPE: i16 = 114;
@@ -194,6 +197,42 @@ fn create_topics_refuses_a_config_without_a_value() {
     assert_eq!(
         create(&mut conn, &topic, 1, &[("retention.ms", None)]).0,
         36
+    );
+}
+
+/// Kafka's `ReplicationControlManager.createTopic` refuses a replication factor of 0 (or
+/// below -1) before a partition count of 0 (or below -1), each with its own message.
+#[test]
+fn create_topics_checks_the_replication_factor_before_the_partition_count() {
+    let broker = SluiceProcess::start_default();
+    let mut conn = connect(&broker);
+    let topic = unique_topic("counts");
+    let answer = |conn: &mut RawConnection, partitions: i32, rf: i16| {
+        let mut request = wire::create_topics_request(&topic, partitions, &[]);
+        request.topics[0].replication_factor = rf;
+        let response = conn.call(&request, 7).unwrap();
+        let t = &response.topics[0];
+        (
+            t.error_code,
+            t.error_message.as_ref().map(|m| m.to_string()),
+        )
+    };
+    let bad_rf = (
+        INVALID_REPLICATION_FACTOR,
+        Some("Replication factor must be larger than 0, or -1 to use the default value.".into()),
+    );
+    let bad_count = (
+        INVALID_PARTITIONS,
+        Some("Number of partitions was set to an invalid non-positive value.".into()),
+    );
+    assert_eq!(answer(&mut conn, 0, 0), bad_rf);
+    assert_eq!(answer(&mut conn, 1, -2), bad_rf);
+    assert_eq!(answer(&mut conn, 0, 1), bad_count);
+    assert_eq!(answer(&mut conn, -2, -1), bad_count);
+    assert_eq!(
+        partitions_of(&mut conn, &topic).0,
+        UNKNOWN_TOPIC_OR_PARTITION,
+        "the topic was created"
     );
 }
 

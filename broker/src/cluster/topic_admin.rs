@@ -140,29 +140,8 @@ impl ClusterRuntime {
                 a
             }
             None => {
-                let partitions = if num_partitions == -1 {
-                    node.config.settings.i32("num.partitions")
-                } else {
-                    num_partitions
-                };
-                let rf = if replication_factor == -1 {
-                    i16::try_from(node.config.settings.i32("default.replication.factor"))
-                        .unwrap_or(1)
-                } else {
-                    replication_factor
-                };
-                if partitions <= 0 {
-                    return Err(TopicOpError::new(
-                        ErrorKind::InvalidPartitions,
-                        "Number of partitions must be larger than 0.",
-                    ));
-                }
-                if rf <= 0 {
-                    return Err(TopicOpError::new(
-                        ErrorKind::InvalidReplicationFactor,
-                        "Replication factor must be larger than 0.",
-                    ));
-                }
+                let (partitions, rf) =
+                    node.requested_topic_counts(num_partitions, replication_factor)?;
                 self.place(partitions, rf, 0)?
             }
         };

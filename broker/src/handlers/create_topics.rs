@@ -299,6 +299,37 @@ mod tests {
             .collect()
     }
 
+    /// Kafka's `ReplicationControlManager.createTopic`: a replication factor of 0 or below -1
+    /// is refused first, then such a partition count, each with Kafka's message; -1 takes the
+    /// broker's default.
+    #[tokio::test]
+    async fn bad_counts_are_refused_in_kafkas_order_with_its_messages() {
+        let (_dir, node) = crate::handlers::fetch::node_with(&[]);
+        let bad_rf = (
+            ErrorKind::InvalidReplicationFactor.code(),
+            "Replication factor must be larger than 0, or -1 to use the default value.".to_string(),
+        );
+        let bad_count = (
+            ErrorKind::InvalidPartitions.code(),
+            "Number of partitions was set to an invalid non-positive value.".to_string(),
+        );
+        let cases = [
+            ("both-zero", 0, 0, bad_rf.clone()),
+            ("rf-minus-two", 3, -2, bad_rf),
+            ("count-zero", 0, 1, bad_count.clone()),
+            ("count-minus-two", -2, -1, bad_count),
+            ("defaults", -1, -1, (0, String::new())),
+        ];
+        for (name, partitions, rf, want) in cases {
+            let request = CreateTopicsRequest::default()
+                .with_topics(vec![topic(name, partitions).with_replication_factor(rf)]);
+            let got = answers(handle(&node, request, 7).await);
+            assert_eq!(got, vec![(name.to_string(), want.0, want.1)], "{name}");
+        }
+        assert_eq!(node.topics.get("defaults").map(|t| t.partitions), Some(1));
+        assert!(node.topics.get("count-zero").is_none());
+    }
+
     #[tokio::test]
     async fn duplicates_oversized_requests_and_the_metadata_log_name_are_refused() {
         let (_dir, node) = crate::handlers::fetch::node_with(&[]);
