@@ -356,15 +356,16 @@ class Broker:
             elif name.startswith("sluice_fsync_duration_seconds_count"):
                 sums["fsyncs"] += v
             elif name.startswith("sluice_fsync_duration_seconds_bucket"):
+                le = re.search(r'le="([^"]+)"', name)
                 # The bucket that ends at 102.4 ms (50 us x 2^11): what is above it is a stall
                 # of the disk, not of the broker.
-                # The bucket that ends at 1.6 ms (50 us x 2^5): one sync over it alone takes
-                # an acknowledgement past the 2 ms the latency target allows.
-                le = re.search(r'le="([^"]+)"', name)
                 if le and le[1] != "+Inf" and abs(float(le[1]) - 0.1024) < 1e-6:
                     sums["fsyncs_within_100ms"] += v
+                # The bucket that ends at 1.6 ms (50 us x 2^5): one sync over it alone takes
+                # an acknowledgement past the 2 ms the latency target allows.
                 if le and le[1] != "+Inf" and abs(float(le[1]) - 0.0016) < 1e-9:
                     sums["fsyncs_within_1_6ms"] += v
+                # Every bucket, for `slow_fsync_seconds`.
                 if le:
                     sums[f"fsync_le:{le[1]}"] = sums.get(f"fsync_le:{le[1]}", 0.0) + v
         return sums
@@ -503,9 +504,9 @@ class Measured:
 def slow_fsync_seconds(delta, from_s):
     """At least how long the fsyncs over `from_s` took, from the deltas of the broker's fsync
     histogram buckets (`fsync_le:<bound>`): each counts as its bucket's lower bound, and one
-    past the last bound as that bound. While such a sync runs, every acknowledgement waiting
-    on it waits too, so this share of a latency run's time bounds from below the share of
-    messages whose ack it delays."""
+    past the last bound as that bound. A message sent while such a sync runs waits for the
+    rest of it and then for a sync of its own. (With a flusher per partition, syncs of
+    several partitions may overlap and are each counted.)"""
     bounds = sorted((float(k.split(":", 1)[1]), v) for k, v in delta.items()
                     if k.startswith("fsync_le:") and k != "fsync_le:+Inf")
     if not bounds:
