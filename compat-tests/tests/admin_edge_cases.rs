@@ -201,7 +201,8 @@ fn create_topics_refuses_a_config_without_a_value() {
 }
 
 /// Kafka's `ReplicationControlManager.createTopic` refuses a replication factor of 0 (or
-/// below -1) before a partition count of 0 (or below -1), each with its own message.
+/// below -1) before a partition count of 0 (or below -1), each with its own message, and both
+/// after a bad config value.
 #[test]
 fn create_topics_checks_the_replication_factor_before_the_partition_count() {
     let broker = SluiceProcess::start_default();
@@ -229,6 +230,14 @@ fn create_topics_checks_the_replication_factor_before_the_partition_count() {
     assert_eq!(answer(&mut conn, 1, -2), bad_rf);
     assert_eq!(answer(&mut conn, 0, 1), bad_count);
     assert_eq!(answer(&mut conn, -2, -1), bad_count);
+    // A bad config value is refused before the counts (Kafka's `incrementalAlterConfig` runs
+    // before its `createTopic`).
+    let mut request = wire::create_topics_request(&topic, 0, &[("retention.ms", Some("soon"))]);
+    request.topics[0].replication_factor = 0;
+    assert_eq!(
+        conn.call(&request, 7).unwrap().topics[0].error_code,
+        INVALID_CONFIG
+    );
     assert_eq!(
         partitions_of(&mut conn, &topic).0,
         UNKNOWN_TOPIC_OR_PARTITION,

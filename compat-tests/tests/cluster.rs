@@ -1,7 +1,8 @@
 //! A three-node cluster of real `sluice` processes (controller + broker each) driven by
 //! librdkafka: replication, leader failover under an idempotent acks=all load, a paused
 //! follower leaving and rejoining the ISR, the active controller's death, losing two of
-//! three nodes, and follower fetch sessions as topics come and go. The figures (acknowledged-but-lost, failover and ISR times) are printed for
+//! three nodes, follower fetch sessions as topics come and go, and CreateTopics' checks
+//! through the controller. The figures (acknowledged-but-lost, failover and ISR times) are printed for
 //! the README's reliability section.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -749,6 +750,62 @@ async fn a_non_leader_names_the_leader() {
         .find(|e| e.node_id.0 == leader)
         .expect("the leader's endpoint");
     assert_eq!(endpoint.port, leader_port);
+}
+
+/// CreateTopics through the controller checks as Kafka's `ReplicationControlManager` does: a
+/// bad config value first, then a replication factor of 0 or below -1, then such a partition
+/// count, with Kafka's messages; a dry run answers a fresh topic id and creates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_topics_checks_in_kafkas_order_through_the_controller() {
+    use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
+    let cluster = TestCluster::start(3, &[]);
+    let mut conn =
+        compat_tests::RawConnection::connect(cluster.bootstrap().split(',').next().unwrap())
+            .unwrap();
+    let topic = unique_topic("counts");
+    let mut answer = |partitions: i32, rf: i16, config: Option<(&str, &str)>, dry_run: bool| {
+        let mut request = compat_tests::wire::create_topics_request(&topic, partitions, &[]);
+        request.topics[0].replication_factor = rf;
+        if let Some((k, v)) = config {
+            request.topics[0].configs = vec![CreatableTopicConfig::default()
+                .with_name(k.to_string().into())
+                .with_value(Some(v.to_string().into()))];
+        }
+        request.validate_only = dry_run;
+        let response = conn.call(&request, 7).unwrap();
+        let t = &response.topics[0];
+        (
+            t.error_code,
+            t.error_message.as_ref().map(|m| m.to_string()),
+            t.topic_id,
+        )
+    };
+    let (code, _, _) = answer(0, 0, Some(("retention.ms", "soon")), false);
+    assert_eq!(code, 40, "INVALID_CONFIG before the counts");
+    let (code, message, _) = answer(0, 0, None, false);
+    assert_eq!(
+        (code, message.as_deref()),
+        (
+            38,
+            Some("Replication factor must be larger than 0, or -1 to use the default value.")
+        )
+    );
+    let (code, message, _) = answer(-2, 3, None, false);
+    assert_eq!(
+        (code, message.as_deref()),
+        (
+            37,
+            Some("Number of partitions was set to an invalid non-positive value.")
+        )
+    );
+    let (code, _, id) = answer(2, 3, None, true);
+    assert_eq!(code, 0, "a valid dry run");
+    assert!(!id.is_nil(), "a dry run answers a fresh topic id");
+    let client = cluster.metadata_client();
+    assert!(
+        TestCluster::partitions(&client, &topic).is_none_or(|ps| ps.is_empty()),
+        "the dry run created {topic}"
+    );
 }
 
 /// A broker-only node (not a controller voter) joins as a Raft learner, gets replicas, leads

@@ -101,8 +101,9 @@ impl ClusterRuntime {
         }
     }
 
-    /// Creates (or with `validate_only`, checks) a topic. Returns its id (nil when only
-    /// validated), partition count, replication factor and configs.
+    /// Creates (or with `validate_only`, checks) a topic. Returns its id (a fresh one that names
+    /// nothing when only validated, as Kafka's controller answers), partition count,
+    /// replication factor and configs.
     #[allow(clippy::too_many_arguments)]
     pub async fn create_topic(
         &self,
@@ -148,7 +149,8 @@ impl ClusterRuntime {
         let partitions = i32::try_from(assignments.len()).unwrap_or(i32::MAX);
         let rf = i16::try_from(assignments.first().map_or(0, Vec::len)).unwrap_or(i16::MAX);
         if validate_only {
-            return Ok((uuid::Uuid::nil(), partitions, rf, configs));
+            // Kafka's controller answers a dry run with a fresh id that names nothing.
+            return Ok((uuid::Uuid::new_v4(), partitions, rf, configs));
         }
         let topic_id = uuid::Uuid::new_v4();
         self.propose(Command::CreateTopic {

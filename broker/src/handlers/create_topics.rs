@@ -221,7 +221,8 @@ fn create_one(
     }
     if validate_only {
         let (p, r) = node.validate_new_topic(name, partitions, rf, &configs)?;
-        return Ok((Uuid::nil(), p, r, configs));
+        // Kafka's controller answers a dry run with a fresh id that names nothing.
+        return Ok((Uuid::new_v4(), p, r, configs));
     }
     let meta = node.create_topic(name, partitions, rf, configs, false)?;
     Ok((meta.id, meta.partitions, 1, meta.configs))
@@ -229,7 +230,9 @@ fn create_one(
 
 /// The topic's requested configs, after Kafka's first checks in its order
 /// (`ReplicationControlManager.createTopics`): a legal name not taken already, then no config
-/// without a value (INVALID_CONFIG, naming them all), and only then the rest of the request.
+/// without a value (INVALID_CONFIG, naming them all), then every value valid (its
+/// `incrementalAlterConfig`, INVALID_CONFIG), and only then the rest of the request
+/// (assignments, replication factor, partition count: `createTopic`).
 fn requested_configs(node: &Node, topic: &CreatableTopic) -> Result<TopicConfigs, TopicOpError> {
     node.check_new_topic_name(topic.name.0.as_str())?;
     let nulls: Vec<&str> = topic
@@ -247,14 +250,19 @@ fn requested_configs(node: &Node, topic: &CreatableTopic) -> Result<TopicConfigs
             ),
         ));
     }
-    Ok(topic
+    let configs: TopicConfigs = topic
         .configs
         .iter()
         .filter_map(|c| {
             let v = c.value.as_ref()?;
             Some((c.name.as_str().to_string(), v.as_str().to_string()))
         })
-        .collect())
+        .collect();
+    for (k, v) in &configs {
+        crate::config::validate_topic_config(k, v)
+            .map_err(|m| TopicOpError::new(ErrorKind::InvalidConfig, m))?;
+    }
+    Ok(configs)
 }
 
 fn describe(node: &Node, configs: &TopicConfigs) -> Vec<CreatableTopicConfigs> {
@@ -273,7 +281,9 @@ fn describe(node: &Node, configs: &TopicConfigs) -> Vec<CreatableTopicConfigs> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment;
+    use kafka_protocol::messages::create_topics_request::{
+        CreatableReplicaAssignment, CreatableTopicConfig,
+    };
 
     use super::*;
     use crate::handlers::util::topic_name;
@@ -299,9 +309,9 @@ mod tests {
             .collect()
     }
 
-    /// Kafka's `ReplicationControlManager.createTopic`: a replication factor of 0 or below -1
-    /// is refused first, then such a partition count, each with Kafka's message; -1 takes the
-    /// broker's default.
+    /// Kafka's `ReplicationControlManager.createTopics`: a bad config value is refused before
+    /// the counts; then a replication factor of 0 or below -1, then such a partition count,
+    /// each with Kafka's message; -1 takes the broker's default; a dry run answers a fresh id.
     #[tokio::test]
     async fn bad_counts_are_refused_in_kafkas_order_with_its_messages() {
         let (_dir, node) = crate::handlers::fetch::node_with(&[]);
@@ -328,6 +338,25 @@ mod tests {
         }
         assert_eq!(node.topics.get("defaults").map(|t| t.partitions), Some(1));
         assert!(node.topics.get("count-zero").is_none());
+
+        // A config value is checked before the counts (Kafka's `incrementalAlterConfig` runs
+        // before its `createTopic`).
+        let mut bad_config = topic("bad-config", 0).with_replication_factor(0);
+        bad_config.configs = vec![CreatableTopicConfig::default()
+            .with_name("retention.ms".into())
+            .with_value(Some("soon".into()))];
+        let request = CreateTopicsRequest::default().with_topics(vec![bad_config]);
+        let got = answers(handle(&node, request, 7).await);
+        assert_eq!(got[0].1, ErrorKind::InvalidConfig.code(), "{got:?}");
+
+        // A dry run answers a fresh id, as Kafka's controller does, and creates nothing.
+        let request = CreateTopicsRequest::default()
+            .with_topics(vec![topic("dry-run", 2)])
+            .with_validate_only(true);
+        let response = handle(&node, request, 7).await;
+        assert_eq!(response.topics[0].error_code, 0);
+        assert!(!response.topics[0].topic_id.is_nil());
+        assert!(node.topics.get("dry-run").is_none());
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! One topic-partition replica on this broker: its log, its role (the only copy on a single
 //! node; leader or follower in a cluster, see `role`; the role changes and the leader's and
-//! follower's work are in `replica_roles`), and the offsets published from it.
+//! follower's work are in the child module `roles`, file `replica_roles.rs`), and the offsets
+//! published from it.
 //!
 //! Invariants: appends happen under `log`'s mutex, in the order requests arrive; the high
 //! watermark only moves forward (except when a follower truncates below it) and never passes

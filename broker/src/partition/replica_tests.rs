@@ -2,7 +2,8 @@
 //! answers stay file regions, leader epochs are recorded when opened and only while leading, a
 //! new leader knows when its high watermark is behind its epoch start, a follower fetch beyond
 //! the log end is not counted, a follower drops stale fetch answers and follows its leader's
-//! log start, and a roll by retention marks its records durable.
+//! log start, a roll by retention marks its records durable, and an acks=all wait that loses
+//! the leadership answers not-leader with the interval policy.
 
 #![allow(clippy::unwrap_used)]
 
