@@ -40,52 +40,13 @@ impl TopicOpError {
     }
 }
 
-/// A new topic's requested partition count and replication factor, checked as Kafka's
-/// `ReplicationControlManager.createTopic` checks them, before the broker's defaults replace
-/// -1: the replication factor first, then the count, each with Kafka's message. Then the
-/// counts the defaults make (`num.partitions`, `default.replication.factor`).
-pub fn requested_topic_counts(
-    num_partitions: i32,
-    replication_factor: i16,
-    default_partitions: i32,
-    default_replication_factor: i16,
-) -> Result<(i32, i16), TopicOpError> {
-    let bad_rf = || {
-        TopicOpError::new(
-            ErrorKind::InvalidReplicationFactor,
-            "Replication factor must be larger than 0, or -1 to use the default value.",
-        )
-    };
-    let bad_partitions = || {
-        TopicOpError::new(
-            ErrorKind::InvalidPartitions,
-            "Number of partitions was set to an invalid non-positive value.",
-        )
-    };
-    if replication_factor < -1 || replication_factor == 0 {
-        return Err(bad_rf());
+/// Every config value of a new topic valid (INVALID_CONFIG naming the first that is not).
+pub fn check_topic_configs(configs: &TopicConfigs) -> Result<(), TopicOpError> {
+    for (k, v) in configs {
+        crate::config::validate_topic_config(k, v)
+            .map_err(|m| TopicOpError::new(ErrorKind::InvalidConfig, m))?;
     }
-    if num_partitions < -1 || num_partitions == 0 {
-        return Err(bad_partitions());
-    }
-    let rf = if replication_factor == -1 {
-        default_replication_factor
-    } else {
-        replication_factor
-    };
-    let partitions = if num_partitions == -1 {
-        default_partitions
-    } else {
-        num_partitions
-    };
-    // A broker default of 0 or below is refused the same way rather than used.
-    if rf <= 0 {
-        return Err(bad_rf());
-    }
-    if partitions <= 0 {
-        return Err(bad_partitions());
-    }
-    Ok((partitions, rf))
+    Ok(())
 }
 
 /// Why the node could not start.
@@ -373,18 +334,51 @@ impl Node {
         Ok(())
     }
 
-    /// `requested_topic_counts` with this broker's defaults.
+    /// A new topic's requested partition count and replication factor, checked as Kafka's
+    /// `ReplicationControlManager.createTopic` checks them, before this broker's defaults
+    /// replace -1: the replication factor first, then the count, each with Kafka's message.
+    /// Then the counts the defaults make (`num.partitions`, `default.replication.factor`).
     pub fn requested_topic_counts(
         &self,
         num_partitions: i32,
         replication_factor: i16,
     ) -> Result<(i32, i16), TopicOpError> {
-        requested_topic_counts(
-            num_partitions,
-            replication_factor,
-            self.config.settings.i32("num.partitions"),
-            i16::try_from(self.config.settings.i32("default.replication.factor")).unwrap_or(1),
-        )
+        let bad_rf = || {
+            TopicOpError::new(
+                ErrorKind::InvalidReplicationFactor,
+                "Replication factor must be larger than 0, or -1 to use the default value.",
+            )
+        };
+        let bad_partitions = || {
+            TopicOpError::new(
+                ErrorKind::InvalidPartitions,
+                "Number of partitions was set to an invalid non-positive value.",
+            )
+        };
+        if replication_factor < -1 || replication_factor == 0 {
+            return Err(bad_rf());
+        }
+        if num_partitions < -1 || num_partitions == 0 {
+            return Err(bad_partitions());
+        }
+        let rf = if replication_factor == -1 {
+            i16::try_from(self.config.settings.i32("default.replication.factor")).unwrap_or(1)
+        } else {
+            replication_factor
+        };
+        let partitions = if num_partitions == -1 {
+            self.config.settings.i32("num.partitions")
+        } else {
+            num_partitions
+        };
+        // A broker default of 0 or below is refused the same way rather than used.
+        if rf <= 0 {
+            return Err(bad_rf());
+        }
+        if partitions <= 0 {
+            return Err(bad_partitions());
+        }
+        Ok((partitions, rf))
     }
 
     /// Validates a create-topic request without changing anything.
@@ -403,10 +397,7 @@ impl Node {
                 format!("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only 1 broker(s) are registered."),
             ));
         }
-        for (k, v) in configs {
-            crate::config::validate_topic_config(k, v)
-                .map_err(|m| TopicOpError::new(ErrorKind::InvalidConfig, m))?;
-        }
+        check_topic_configs(configs)?;
         Ok((partitions, rf))
     }
 

@@ -336,7 +336,7 @@ class Broker:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
             text = r.read().decode()
         sums = {"bytes_in": 0.0, "bytes_out": 0.0, "produce_requests": 0.0, "fetch_requests": 0.0,
-                "fsyncs": 0.0, "fsyncs_within_1_6ms": 0.0, "fsyncs_within_100ms": 0.0}
+                "fsyncs": 0.0}
         for line in text.splitlines():
             if line.startswith("#") or not line.strip():
                 continue
@@ -356,16 +356,8 @@ class Broker:
             elif name.startswith("sluice_fsync_duration_seconds_count"):
                 sums["fsyncs"] += v
             elif name.startswith("sluice_fsync_duration_seconds_bucket"):
+                # Every bucket, cumulative (`fsyncs_within`, `slow_fsync_seconds`).
                 le = re.search(r'le="([^"]+)"', name)
-                # The bucket that ends at 102.4 ms (50 us x 2^11): what is above it is a stall
-                # of the disk, not of the broker.
-                if le and le[1] != "+Inf" and abs(float(le[1]) - 0.1024) < 1e-6:
-                    sums["fsyncs_within_100ms"] += v
-                # The bucket that ends at 1.6 ms (50 us x 2^5): one sync over it alone takes
-                # an acknowledgement past the 2 ms the latency target allows.
-                if le and le[1] != "+Inf" and abs(float(le[1]) - 0.0016) < 1e-9:
-                    sums["fsyncs_within_1_6ms"] += v
-                # Every bucket, for `slow_fsync_seconds`.
                 if le:
                     sums[f"fsync_le:{le[1]}"] = sums.get(f"fsync_le:{le[1]}", 0.0) + v
         return sums
@@ -493,12 +485,28 @@ class Measured:
             f["produce_requests"] = int(self.delta["produce_requests"])
             f["avg_request_bytes"] = int(wire / self.delta["produce_requests"])
             f["fsyncs"] = int(self.delta["fsyncs"])
-            f["fsyncs_over_100ms"] = int(self.delta["fsyncs"] - self.delta["fsyncs_within_100ms"])
-            f["fsyncs_over_1_6ms"] = int(self.delta["fsyncs"] - self.delta["fsyncs_within_1_6ms"])
+            # The bucket that ends at 102.4 ms (50 us x 2^11): what is above it is a stall of the
+            # disk, not of the broker.
+            f["fsyncs_over_100ms"] = int(self.delta["fsyncs"] - fsyncs_within(self.delta, 0.1024))
+            # The bucket that ends at 1.6 ms (50 us x 2^5): one sync over it alone takes an
+            # acknowledgement past the 2 ms the latency target allows.
+            f["fsyncs_over_1_6ms"] = int(self.delta["fsyncs"] - fsyncs_within(self.delta, 0.0016))
             slow_s = slow_fsync_seconds(self.delta, 0.0016)
             if slow_s is not None and self.wall_s > 0:
                 f["slow_fsync_time_pct"] = round(100 * slow_s / self.wall_s, 2)
         return f
+
+
+def fsync_buckets(delta):
+    """(upper bound in seconds, cumulative count) of the broker's fsync histogram buckets in
+    `delta` (`fsync_le:<bound>`), `+Inf` left out, by bound."""
+    return sorted((float(k.split(":", 1)[1]), v) for k, v in delta.items()
+                  if k.startswith("fsync_le:") and k != "fsync_le:+Inf")
+
+
+def fsyncs_within(delta, bound):
+    """How many of the broker's fsyncs took at most `bound` seconds (a bucket's bound)."""
+    return sum(v for b, v in fsync_buckets(delta) if abs(b - bound) < 1e-9)
 
 
 def slow_fsync_seconds(delta, from_s):
@@ -507,8 +515,7 @@ def slow_fsync_seconds(delta, from_s):
     past the last bound as that bound. A message sent while such a sync runs waits for the
     rest of it and then for a sync of its own. (With a flusher per partition, syncs of
     several partitions may overlap and are each counted.)"""
-    bounds = sorted((float(k.split(":", 1)[1]), v) for k, v in delta.items()
-                    if k.startswith("fsync_le:") and k != "fsync_le:+Inf")
+    bounds = fsync_buckets(delta)
     if not bounds:
         return None
     inf = delta.get("fsync_le:+Inf", bounds[-1][1])

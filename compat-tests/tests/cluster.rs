@@ -757,20 +757,14 @@ async fn a_non_leader_names_the_leader() {
 /// count, with Kafka's messages; a dry run answers a fresh topic id and creates nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_topics_checks_in_kafkas_order_through_the_controller() {
-    use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
     let cluster = TestCluster::start(3, &[]);
     let mut conn =
         compat_tests::RawConnection::connect(cluster.bootstrap().split(',').next().unwrap())
             .unwrap();
     let topic = unique_topic("counts");
-    let mut answer = |partitions: i32, rf: i16, config: Option<(&str, &str)>, dry_run: bool| {
-        let mut request = compat_tests::wire::create_topics_request(&topic, partitions, &[]);
+    let mut answer = |partitions: i32, rf: i16, configs: &[(&str, Option<&str>)], dry_run: bool| {
+        let mut request = compat_tests::wire::create_topics_request(&topic, partitions, configs);
         request.topics[0].replication_factor = rf;
-        if let Some((k, v)) = config {
-            request.topics[0].configs = vec![CreatableTopicConfig::default()
-                .with_name(k.to_string().into())
-                .with_value(Some(v.to_string().into()))];
-        }
         request.validate_only = dry_run;
         let response = conn.call(&request, 7).unwrap();
         let t = &response.topics[0];
@@ -780,9 +774,9 @@ async fn create_topics_checks_in_kafkas_order_through_the_controller() {
             t.topic_id,
         )
     };
-    let (code, _, _) = answer(0, 0, Some(("retention.ms", "soon")), false);
+    let (code, _, _) = answer(0, 0, &[("retention.ms", Some("soon"))], false);
     assert_eq!(code, 40, "INVALID_CONFIG before the counts");
-    let (code, message, _) = answer(0, 0, None, false);
+    let (code, message, _) = answer(0, 0, &[], false);
     assert_eq!(
         (code, message.as_deref()),
         (
@@ -790,7 +784,7 @@ async fn create_topics_checks_in_kafkas_order_through_the_controller() {
             Some("Replication factor must be larger than 0, or -1 to use the default value.")
         )
     );
-    let (code, message, _) = answer(-2, 3, None, false);
+    let (code, message, _) = answer(-2, 3, &[], false);
     assert_eq!(
         (code, message.as_deref()),
         (
@@ -798,7 +792,7 @@ async fn create_topics_checks_in_kafkas_order_through_the_controller() {
             Some("Number of partitions was set to an invalid non-positive value.")
         )
     );
-    let (code, _, id) = answer(2, 3, None, true);
+    let (code, _, id) = answer(2, 3, &[], true);
     assert_eq!(code, 0, "a valid dry run");
     assert!(!id.is_nil(), "a dry run answers a fresh topic id");
     let client = cluster.metadata_client();

@@ -131,10 +131,7 @@ impl ClusterRuntime {
                 ));
             }
         }
-        for (k, v) in &configs {
-            crate::config::validate_topic_config(k, v)
-                .map_err(|m| TopicOpError::new(ErrorKind::InvalidConfig, m))?;
-        }
+        crate::node::check_topic_configs(&configs)?;
         let assignments = match assignments {
             Some(a) => {
                 self.check_assignments(&a)?;

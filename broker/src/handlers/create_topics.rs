@@ -258,10 +258,7 @@ fn requested_configs(node: &Node, topic: &CreatableTopic) -> Result<TopicConfigs
             Some((c.name.as_str().to_string(), v.as_str().to_string()))
         })
         .collect();
-    for (k, v) in &configs {
-        crate::config::validate_topic_config(k, v)
-            .map_err(|m| TopicOpError::new(ErrorKind::InvalidConfig, m))?;
-    }
+    crate::node::check_topic_configs(&configs)?;
     Ok(configs)
 }
 
