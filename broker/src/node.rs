@@ -21,7 +21,9 @@ use crate::metadata::{
     colliding_topic, validate_topic_name, MetaProperties, TopicMeta, TopicStore,
 };
 use crate::metrics::Metrics;
-use crate::partition::{DurabilityPolicy, PartitionManager, TopicPartition};
+use crate::partition::{
+    DurabilityPolicy, Partition, PartitionError, PartitionManager, TopicPartition,
+};
 use crate::producer_ids::ProducerIdAllocator;
 
 /// A failed topic operation: the Kafka error and a message for the client.
@@ -203,16 +205,8 @@ impl Node {
         let now = node.clock.now_ms();
         for topic in node.topics.all() {
             let cfg = log_config_for(&topic.configs, &node.config.settings);
-            for p in 0..topic.partitions {
-                let tp = TopicPartition {
-                    topic: topic.name.clone(),
-                    partition: p,
-                };
-                node.partitions
-                    .open(tp.clone(), topic.id, cfg.clone(), now)
-                    .and_then(|p| p.record_own_epoch())
-                    .map_err(|source| StartError::Partition { tp, source })?;
-            }
+            node.open_partitions_of(&topic, 0, cfg, now)
+                .map_err(|(tp, source)| StartError::Partition { tp, source })?;
         }
         crate::group::GroupRuntime::start(&node)?;
         Ok(node)
@@ -443,16 +437,34 @@ impl Node {
 
     fn open_partitions(&self, meta: &TopicMeta, from: i32) -> Result<(), TopicOpError> {
         let cfg = log_config_for(&meta.configs, &self.config.settings);
-        let now = self.now_ms();
-        for p in from..meta.partitions {
+        self.open_partitions_of(meta, from, cfg, self.now_ms())
+            .map_err(|(_, e)| TopicOpError::new(ErrorKind::KafkaStorageError, e.to_string()))
+    }
+
+    /// Opens (creating where new) the topic's partitions from `from` on, each recording its
+    /// epoch (the only copy, at epoch 0) before it serves; new directories are synced together
+    /// (`PartitionManager::open_many`). Reports the first partition that failed.
+    fn open_partitions_of(
+        &self,
+        meta: &TopicMeta,
+        from: i32,
+        cfg: storage::LogConfig,
+        now: i64,
+    ) -> Result<(), (TopicPartition, PartitionError)> {
+        let wanted = (from..meta.partitions).map(|p| {
             let tp = TopicPartition {
                 topic: meta.name.clone(),
                 partition: p,
             };
-            self.partitions
-                .open(tp, meta.id, cfg.clone(), now)
-                .and_then(|p| p.record_own_epoch())
-                .map_err(|e| TopicOpError::new(ErrorKind::KafkaStorageError, e.to_string()))?;
+            (tp, meta.id, cfg.clone())
+        });
+        for opened in self
+            .partitions
+            .open_many(wanted, now, Partition::record_own_epoch)
+        {
+            // A partition open already (the same topic opened again) records its epoch here.
+            let p = opened?;
+            p.record_own_epoch().map_err(|e| (p.tp.clone(), e))?;
         }
         Ok(())
     }

@@ -202,11 +202,19 @@ fn load_segments(
     })
 }
 
-/// `Log::open`.
-pub(crate) fn open_log(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log, StorageError> {
+/// `Log::open`, or with `defer` `Log::open_deferring_syncs`: a new or cleanly shut down
+/// directory's fsyncs are then left to the caller.
+pub(crate) fn open_log(
+    dir: &Path,
+    config: LogConfig,
+    now_ms: i64,
+    defer: bool,
+) -> Result<Log, StorageError> {
+    let existed = dir.try_exists()?;
     std::fs::create_dir_all(dir)?;
     let clean_marker = dir.join(CLEAN_SHUTDOWN_FILE);
     let clean = clean_marker.exists();
+    let defer = defer && (clean || !existed);
     // Before temp files go: a committed compaction swap is finished, not discarded.
     crate::compaction::swap::complete_swaps(
         dir,
@@ -252,11 +260,14 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log
         leader_epochs: LeaderEpochCache::default(),
         sync_failure: None,
         truncations: 0,
+        syncs_deferred: defer,
     };
     log.reload_producer_state()?;
     log.load_leader_epochs(clean)?;
     remove_if_exists(&clean_marker)?;
-    log.sync_log_dir()?;
+    if !defer {
+        log.sync_log_dir()?;
+    }
     Ok(log)
 }
 
@@ -274,7 +285,13 @@ impl Log {
     fn load_leader_epochs(&mut self, clean: bool) -> Result<(), StorageError> {
         let (mut cache, mut dirty) = match checkpoint::read(&self.dir)? {
             Checkpoint::Loaded(cache) => (cache, false),
-            Checkpoint::Missing => (self.leader_epochs_from_batches()?, true),
+            // A missing file with no epochs in the log reads back as the same empty cache, so
+            // a new partition's open writes nothing (its first epoch writes the file).
+            Checkpoint::Missing => {
+                let cache = self.leader_epochs_from_batches()?;
+                let dirty = !cache.entries().is_empty();
+                (cache, dirty)
+            }
             Checkpoint::Corrupt(reason) => {
                 tracing::warn!(dir = %self.dir.display(), reason, "rebuilding corrupt leader epoch checkpoint");
                 (self.leader_epochs_from_batches()?, true)

@@ -106,6 +106,7 @@ fn apply(node: &Arc<Node>, rt: &ClusterRuntime, state: &ClusterState) {
     }
 
     let mut wanted: BTreeSet<TopicPartition> = BTreeSet::new();
+    let mut to_open = Vec::new();
     for (topic, pref, p) in state.partitions() {
         if !p.replicas.contains(&me) {
             continue;
@@ -115,26 +116,42 @@ fn apply(node: &Arc<Node>, rt: &ClusterRuntime, state: &ClusterState) {
             partition: pref.partition,
         };
         wanted.insert(tp.clone());
-        let partition = match node.partitions.get(&tp.topic, tp.partition) {
-            Some(existing) if existing.topic_id == topic.topic_id => existing,
+        match node.partitions.get(&tp.topic, tp.partition) {
+            Some(existing) if existing.topic_id == topic.topic_id => {}
             existing => {
                 if let Some(old) = existing {
                     // Same name, another topic (deleted and created again).
                     remove_partition(node, rt, &old.tp);
                 }
                 let cfg = log_config_for(&topic.configs, &node.config.settings);
-                match node.partitions.open(tp.clone(), topic.topic_id, cfg, now) {
-                    Ok(p) => {
-                        // Not serving until the role below is set.
-                        p.become_follower(-1, p.leader_epoch());
-                        p
-                    }
-                    Err(e) => {
-                        tracing::error!(partition = %tp, error = %e, "cannot open partition");
-                        continue;
-                    }
-                }
+                to_open.push((tp, topic.topic_id, cfg));
             }
+        }
+    }
+    // New directories are synced together (`PartitionManager::open_many`); none serves until
+    // its role below is set.
+    let prepare = |p: &Partition| {
+        p.become_follower(-1, p.leader_epoch());
+        Ok(())
+    };
+    for opened in node.partitions.open_many(to_open, now, prepare) {
+        if let Err((tp, e)) = opened {
+            tracing::error!(partition = %tp, error = %e, "cannot open partition");
+        }
+    }
+
+    for (topic, pref, p) in state.partitions() {
+        if !p.replicas.contains(&me) {
+            continue;
+        }
+        let tp = TopicPartition {
+            topic: topic.name.clone(),
+            partition: pref.partition,
+        };
+        let partition = match node.partitions.get(&tp.topic, tp.partition) {
+            Some(open) if open.topic_id == topic.topic_id => open,
+            // It failed to open (logged above).
+            _ => continue,
         };
         let was_leader = partition.is_leader();
         if p.leader == me {

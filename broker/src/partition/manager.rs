@@ -10,12 +10,21 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use prometheus_client::metrics::histogram::Histogram;
-use storage::LogConfig;
+use storage::{LogConfig, StorageError};
 use uuid::Uuid;
 
 use super::flusher::{run_flusher, FlushContext, SyncData};
 use super::shared_flusher::SharedFlusher;
 use super::{DurabilityPolicy, Partition, PartitionError, SyncFailures, TopicPartition};
+use crate::filesystem_sync::{syncfs_trust, SyncfsTrust};
+
+/// One partition of `PartitionManager::open_many`: opened, or why not.
+pub type Opened = Result<Arc<Partition>, (TopicPartition, PartitionError)>;
+
+/// An I/O error that another result reports too.
+fn copy_io_error(e: &std::io::Error) -> StorageError {
+    StorageError::Io(std::io::Error::new(e.kind(), e.to_string()))
+}
 
 #[derive(Debug)]
 pub struct PartitionManager {
@@ -32,6 +41,10 @@ pub struct PartitionManager {
     /// With `Some`, the shared flusher (`shared_flusher`) syncs every partition, with this as
     /// its sync of the filesystem; it starts with the first partition opened.
     shared_sync_fs: Option<SyncData>,
+    /// The sync of the filesystem that makes what partition opens deferred durable together
+    /// (`open_many`), where the shared flush is on: `SyncData::filesystem`, or one a test
+    /// injects.
+    open_sync_fs: SyncData,
     shared: parking_lot::Mutex<Option<SharedFlusher>>,
     /// In a cluster, the high watermarks read from the checkpoint at start (`hw_checkpoint`):
     /// a partition opened here starts at its entry (taken out), or at its log start without
@@ -47,6 +60,7 @@ impl PartitionManager {
             generation: AtomicU64::new(0),
             restart_high_watermarks: parking_lot::Mutex::new(None),
             shared_sync_fs: None,
+            open_sync_fs: SyncData::filesystem(),
             shared: parking_lot::Mutex::new(None),
             policy,
             flush: FlushContext {
@@ -76,6 +90,13 @@ impl PartitionManager {
         self
     }
 
+    /// Replaces the syncfs that makes what partition opens deferred durable together.
+    #[cfg(test)]
+    fn with_open_sync(mut self, sync_fs: SyncData) -> Self {
+        self.open_sync_fs = sync_fs;
+        self
+    }
+
     /// Where a failed fsync is reported; the broker halts on the first.
     pub fn sync_failures(&self) -> &SyncFailures {
         &self.flush.failures
@@ -85,8 +106,8 @@ impl PartitionManager {
         self.data_dir.join(tp.to_string())
     }
 
-    /// Opens the partition's log (creating it if new) and starts its flusher. Must be called
-    /// inside the tokio runtime.
+    /// Opens the partition's log (creating it if new) and starts its flusher (`open_many` of
+    /// one). Must be called inside the tokio runtime.
     pub fn open(
         &self,
         tp: TopicPartition,
@@ -94,20 +115,124 @@ impl PartitionManager {
         config: LogConfig,
         now_ms: i64,
     ) -> Result<Arc<Partition>, PartitionError> {
-        if let Some(p) = self.get(&tp.topic, tp.partition) {
-            return Ok(p);
+        let mut opened = self.open_many([(tp.clone(), topic_id, config)], now_ms, |_| Ok(()));
+        match opened.pop() {
+            Some(result) => result.map_err(|(_, e)| e),
+            // `open_many` answers every partition asked for.
+            None => Err(PartitionError::Closed(tp)),
         }
-        let Ok(index) = usize::try_from(tp.partition) else {
-            return Err(PartitionError::NegativeIndex(tp));
+    }
+
+    /// Opens many partitions (creating those that are new) and starts their flushers, answering
+    /// for each in the order asked. `prepare` runs on each before it is published (setting its
+    /// role, recording its epoch). What the opens of new and cleanly shut down directories
+    /// would fsync one by one (`Log::open_deferring_syncs`) is made durable together before any
+    /// of them is published: by one `syncfs` of the data directory's filesystem where the
+    /// shared flush uses it and it ends with a device cache flush (ext4), else by each log's
+    /// own fsyncs (its epoch checkpoint, its directory) and one fsync of the data directory
+    /// for the new entries in it. One by one, with their epoch checkpoints and renames each
+    /// fsynced, 1,000 new partitions took 1.4 s.
+    ///
+    /// A partition open already is answered as it is (`prepare` not run). One that fails to
+    /// open or prepare is not published and the others go on; a failed sync fails every one
+    /// opened here. Directories created stay, as they would one by one.
+    pub fn open_many(
+        &self,
+        wanted: impl IntoIterator<Item = (TopicPartition, Uuid, LogConfig)>,
+        now_ms: i64,
+        prepare: impl Fn(&Partition) -> Result<(), PartitionError>,
+    ) -> Vec<Opened> {
+        // Opened before the writes it must cover: a syncfs through it reports the write errors
+        // since its opening (`filesystem_sync`).
+        let data_dir = std::fs::File::open(&self.data_dir);
+        let mut results: Vec<Option<Opened>> = Vec::new();
+        let mut opening: Vec<(usize, Arc<Partition>, usize)> = Vec::new();
+        for (tp, topic_id, config) in wanted {
+            if let Some(p) = self.get(&tp.topic, tp.partition) {
+                results.push(Some(Ok(p)));
+                continue;
+            }
+            let opened_here = match (usize::try_from(tp.partition), &data_dir) {
+                (Err(_), _) => Err(PartitionError::NegativeIndex(tp.clone())),
+                (Ok(_), Err(e)) => Err(copy_io_error(e).into()),
+                (Ok(index), Ok(_)) => {
+                    let dir = self.partition_dir(&tp);
+                    Partition::open_deferring_syncs(
+                        &dir,
+                        tp.clone(),
+                        topic_id,
+                        config,
+                        self.policy,
+                        now_ms,
+                    )
+                    .and_then(|p| prepare(&p).map(|()| (p, index)))
+                }
+            };
+            match opened_here {
+                Ok((partition, index)) => {
+                    opening.push((results.len(), partition, index));
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err((tp, e)))),
+            }
+        }
+        // (Nothing is opened here without the data directory's handle.)
+        let synced = match &data_dir {
+            Ok(handle) if opening.iter().any(|(_, p, _)| p.syncs_deferred()) => {
+                self.sync_opened(handle, opening.iter().map(|(_, p, _)| p))
+            }
+            _ => Ok(()),
         };
-        let dir = self.partition_dir(&tp);
+        for (slot, partition, index) in opening {
+            let tp = partition.tp.clone();
+            let result = match &synced {
+                Ok(()) => self.publish(partition, index),
+                Err(e) => Err(StorageError::Io(std::io::Error::other(format!(
+                    "syncing the opened partition directories: {e}"
+                )))
+                .into()),
+            };
+            results[slot] = Some(result.map_err(|e| (tp, e)));
+        }
+        results.into_iter().flatten().collect()
+    }
+
+    /// Makes what the opens of `opened` deferred durable (`open_many`).
+    fn sync_opened<'a>(
+        &self,
+        data_dir: &std::fs::File,
+        opened: impl Iterator<Item = &'a Arc<Partition>>,
+    ) -> Result<(), PartitionError> {
+        // Only where the syncfs alone ends with a device cache flush.
+        let filesystem_synced =
+            self.shared_sync_fs.is_some() && syncfs_trust(data_dir) == SyncfsTrust::Alone;
+        if filesystem_synced {
+            self.open_sync_fs
+                .sync(data_dir)
+                .map_err(StorageError::from)?;
+        }
+        for partition in opened {
+            partition.finish_deferred_syncs(filesystem_synced)?;
+        }
+        if !filesystem_synced {
+            data_dir.sync_all().map_err(StorageError::from)?;
+        }
+        Ok(())
+    }
+
+    /// Starts an opened partition's flushing and makes it found by `get`.
+    fn publish(
+        &self,
+        partition: Arc<Partition>,
+        index: usize,
+    ) -> Result<Arc<Partition>, PartitionError> {
+        let tp = partition.tp.clone();
         let topic = Arc::<str>::from(tp.topic.as_str());
         let restart_hw = self
             .restart_high_watermarks
             .lock()
             .as_mut()
             .map(|hws| hws.remove(&tp).unwrap_or(0));
-        let partition = Partition::open(&dir, tp, topic_id, config, self.policy, now_ms)?;
         if let Some(hw) = restart_hw {
             partition.start_high_watermark_at(hw)?;
         }
@@ -261,6 +386,127 @@ mod tests {
             .iter()
             .map(|p| p.as_ref().map(|p| p.tp.to_string()))
             .collect()
+    }
+
+    fn wanted(topic: &str, n: i32) -> Vec<(TopicPartition, Uuid, LogConfig)> {
+        (0..n)
+            .map(|partition| {
+                let tp = TopicPartition {
+                    topic: topic.into(),
+                    partition,
+                };
+                (tp, Uuid::nil(), LogConfig::default())
+            })
+            .collect()
+    }
+
+    fn manager(dir: &Path) -> PartitionManager {
+        PartitionManager::new(dir, DurabilityPolicy::SyncOnAck, Histogram::new([0.001]))
+    }
+
+    /// New partitions are created with their epoch recorded, synced by one syncfs (where the
+    /// data directory's filesystem is ext4, as the tests' is here) or by their own fsyncs, and
+    /// published only after that sync; a partition open already is returned as it is.
+    #[tokio::test]
+    async fn open_many_syncs_new_directories_together_before_publishing() {
+        use std::sync::atomic::AtomicUsize;
+        use std::sync::{OnceLock, Weak};
+        let dir = tempfile::tempdir().unwrap();
+        let ext4 = syncfs_trust(&std::fs::File::open(dir.path()).unwrap()) == SyncfsTrust::Alone;
+        let syncs = Arc::new(AtomicUsize::new(0));
+        let me: Arc<OnceLock<Weak<PartitionManager>>> = Arc::default();
+        let sync_fs = {
+            let (syncs, me) = (Arc::clone(&syncs), Arc::clone(&me));
+            SyncData::new(move |file| {
+                let m = me.get().and_then(Weak::upgrade).unwrap();
+                assert!(m.get("t", 1).is_none(), "synced before publishing");
+                syncs.fetch_add(1, Ordering::Relaxed);
+                crate::filesystem_sync::syncfs(file)
+            })
+        };
+        let m = Arc::new(
+            manager(dir.path())
+                .with_shared_flush(SyncData::filesystem())
+                .with_open_sync(sync_fs),
+        );
+        me.set(Arc::downgrade(&m)).unwrap();
+        let existing = open(&m, "t", 0);
+        assert_eq!(
+            syncs.load(Ordering::Relaxed),
+            usize::from(ext4),
+            "one alone"
+        );
+        let prepared = AtomicUsize::new(0);
+        let opened = m
+            .open_many(wanted("t", 40), 0, |p| {
+                assert!(p.syncs_deferred());
+                assert!(m.get("t", p.tp.partition).is_none(), "not published yet");
+                prepared.fetch_add(1, Ordering::Relaxed);
+                p.record_own_epoch()
+            })
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        assert_eq!(prepared.load(Ordering::Relaxed), 39, "not run on t-0");
+        assert_eq!(opened.len(), 40);
+        assert!(Arc::ptr_eq(&opened[0], &existing));
+        for p in &opened {
+            assert!(!p.syncs_deferred());
+            assert!(Arc::ptr_eq(p, &m.get("t", p.tp.partition).unwrap()));
+        }
+        assert_eq!(
+            syncs.load(Ordering::Relaxed),
+            2 * usize::from(ext4),
+            "39 together"
+        );
+        let checkpoint = dir.path().join("t-39").join("leader-epoch-checkpoint");
+        assert_eq!(std::fs::read_to_string(checkpoint).unwrap(), "0\n1\n0 0\n");
+
+        // Without the shared flush, each new log fsyncs its own.
+        let plain = manager(dir.path());
+        let opened = plain
+            .open_many(wanted("u", 3), 0, |_| Ok(()))
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        assert!(opened.iter().all(|p| !p.syncs_deferred()));
+        assert!(opened
+            .iter()
+            .all(|p| plain.get("u", p.tp.partition).is_some()));
+    }
+
+    /// A failed sync publishes none of the new partitions; a partition whose preparation
+    /// fails is the only one not published.
+    #[tokio::test]
+    async fn open_many_publishes_nothing_a_failure_touches() {
+        let dir = tempfile::tempdir().unwrap();
+        let ext4 = syncfs_trust(&std::fs::File::open(dir.path()).unwrap()) == SyncfsTrust::Alone;
+        let failing = SyncData::new(|_| Err(std::io::Error::other("injected")));
+        let m = manager(dir.path())
+            .with_shared_flush(SyncData::filesystem())
+            .with_open_sync(failing);
+        if ext4 {
+            let results = m.open_many(wanted("t", 5), 0, |_| Ok(()));
+            assert_eq!(results.len(), 5);
+            for (p, result) in results.iter().enumerate() {
+                let (tp, e) = result.as_ref().unwrap_err();
+                assert_eq!(tp.partition, i32::try_from(p).unwrap());
+                assert!(e.to_string().contains("injected"), "{e}");
+            }
+            assert!((0..5).all(|p| m.get("t", p).is_none()));
+        }
+        let plain = manager(dir.path());
+        let results = plain.open_many(wanted("u", 5), 0, |p| {
+            if p.tp.partition == 3 {
+                Err(PartitionError::Closed(p.tp.clone()))
+            } else {
+                Ok(())
+            }
+        });
+        let published: Vec<bool> = results.iter().map(Result::is_ok).collect();
+        assert_eq!(published, [true, true, true, false, true]);
+        let found: Vec<bool> = (0..5).map(|p| plain.get("u", p).is_some()).collect();
+        assert_eq!(found, published);
     }
 
     #[tokio::test]

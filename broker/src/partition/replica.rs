@@ -131,7 +131,50 @@ impl Partition {
         policy: DurabilityPolicy,
         now_ms: i64,
     ) -> Result<Arc<Self>, PartitionError> {
-        let log = Log::open(dir, config, now_ms)?;
+        Self::from_log(dir, Log::open(dir, config, now_ms)?, tp, topic_id, policy)
+    }
+
+    /// `open`, except that a new or cleanly shut down directory's fsyncs wait for
+    /// `finish_deferred_syncs` (`Log::open_deferring_syncs`): the partition must not take
+    /// writes before that.
+    pub fn open_deferring_syncs(
+        dir: &std::path::Path,
+        tp: TopicPartition,
+        topic_id: Uuid,
+        config: LogConfig,
+        policy: DurabilityPolicy,
+        now_ms: i64,
+    ) -> Result<Arc<Self>, PartitionError> {
+        let log = Log::open_deferring_syncs(dir, config, now_ms)?;
+        Self::from_log(dir, log, tp, topic_id, policy)
+    }
+
+    /// Makes what `open_deferring_syncs` left unsynced durable: `filesystem_synced` says the
+    /// caller already synced the whole filesystem since; otherwise the log's own files and
+    /// directory are fsynced now. The parent directory is the caller's.
+    pub fn finish_deferred_syncs(&self, filesystem_synced: bool) -> Result<(), PartitionError> {
+        self.with_log(|log| {
+            if filesystem_synced {
+                log.deferred_syncs_done();
+                Ok(())
+            } else {
+                log.sync_deferred()
+            }
+        })
+    }
+
+    /// Whether the open's fsyncs still wait (`open_deferring_syncs`).
+    pub(crate) fn syncs_deferred(&self) -> bool {
+        self.log.lock().as_ref().is_some_and(Log::syncs_deferred)
+    }
+
+    fn from_log(
+        dir: &std::path::Path,
+        log: Log,
+        tp: TopicPartition,
+        topic_id: Uuid,
+        policy: DurabilityPolicy,
+    ) -> Result<Arc<Self>, PartitionError> {
         let leo = log.log_end_offset();
         let filesystem = std::os::unix::fs::MetadataExt::dev(
             &std::fs::metadata(dir).map_err(StorageError::from)?,

@@ -96,14 +96,36 @@ pub(crate) fn read(dir: &Path) -> Result<Checkpoint, StorageError> {
 
 /// Replaces `dir/leader-epoch-checkpoint` atomically (tmp + fsync + rename + fsync dir).
 pub(crate) fn write(dir: &Path, entries: &[(i32, i64)]) -> Result<(), StorageError> {
+    replace(dir, entries, true)?;
+    sync_dir(dir)
+}
+
+/// `write` without its fsyncs, for an open whose syncs come later (`Log::open_deferring_syncs`):
+/// a crash before them may leave an empty or torn file, which `read` reports as corrupt.
+pub(crate) fn write_unsynced(dir: &Path, entries: &[(i32, i64)]) -> Result<(), StorageError> {
+    replace(dir, entries, false)
+}
+
+/// fsyncs `dir/leader-epoch-checkpoint` if it exists.
+pub(crate) fn sync_file(dir: &Path) -> Result<(), StorageError> {
+    match std::fs::File::open(dir.join(LEADER_EPOCH_CHECKPOINT_FILE)) {
+        Ok(file) => Ok(file.sync_all()?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn replace(dir: &Path, entries: &[(i32, i64)], sync: bool) -> Result<(), StorageError> {
     let tmp = dir.join(format!("{LEADER_EPOCH_CHECKPOINT_FILE}.tmp"));
     {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(encode(entries).as_bytes())?;
-        file.sync_all()?;
+        if sync {
+            file.sync_all()?;
+        }
     }
     std::fs::rename(&tmp, dir.join(LEADER_EPOCH_CHECKPOINT_FILE))?;
-    sync_dir(dir)
+    Ok(())
 }
 
 #[cfg(test)]

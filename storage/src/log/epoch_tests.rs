@@ -53,10 +53,9 @@ fn epoch_transitions_across_appends() {
     let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
     assert_eq!(log.latest_epoch(), None);
     assert_eq!(log.end_offset_for_epoch(0), None);
-    assert_eq!(
-        checkpoint_text(dir.path()),
-        "0\n0\n",
-        "created with the log"
+    assert!(
+        !dir.path().join(LEADER_EPOCH_CHECKPOINT_FILE).exists(),
+        "a new log has no epoch to write (a missing file reads back as the same empty cache)"
     );
     for epoch in [0, 0, 3, 3, 5, 5, 5, 5] {
         log.append(&batch(2, 0), epoch, 0).unwrap();
@@ -402,4 +401,66 @@ fn truncating_at_the_log_end_drops_an_epoch_without_batches() {
     assert_eq!(log.log_end_offset(), end);
     log.truncate_to(end + 10).unwrap();
     assert_eq!(log.epoch_entries(), before, "nothing more to drop");
+}
+
+/// A new directory opened with `open_deferring_syncs` records its first epoch without the
+/// fsyncs, which `sync_deferred` then makes; so does a cleanly shut down one, while one left
+/// by a crash recovers with its own fsyncs.
+#[test]
+fn the_syncs_of_a_new_or_clean_open_wait_for_sync_deferred() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("t-0");
+    let mut log = Log::open_deferring_syncs(&dir, small_config(), 0).unwrap();
+    assert!(log.syncs_deferred());
+    assert!(log.assign_leader_epoch(0).unwrap());
+    assert_eq!(checkpoint_text(&dir), "0\n1\n0 0\n");
+    assert!(log.syncs_deferred(), "the epoch did not sync it");
+    log.sync_deferred().unwrap();
+    assert!(!log.syncs_deferred());
+    // Later checkpoints are written with their fsyncs again.
+    log.append(&batch(2, 1000), 0, 0).unwrap();
+    assert!(log.assign_leader_epoch(2).unwrap());
+    log.append(&batch(2, 1000), 2, 0).unwrap();
+    drop(log);
+    let log = Log::open_deferring_syncs(&dir, small_config(), 0).unwrap();
+    assert!(
+        !log.syncs_deferred(),
+        "after a crash the open recovers with its own fsyncs"
+    );
+    assert_eq!(log.epoch_entries(), vec![(0, 0), (2, 2)]);
+    log.close().unwrap();
+    let mut log = Log::open_deferring_syncs(&dir, small_config(), 0).unwrap();
+    assert!(log.syncs_deferred(), "after a clean shutdown they wait");
+    assert_eq!(log.epoch_entries(), vec![(0, 0), (2, 2)]);
+    log.sync_deferred().unwrap();
+    assert!(!log.syncs_deferred());
+    drop(log);
+
+    // A filesystem sync stands in for the log's own.
+    let other = parent.path().join("t-1");
+    let mut log = Log::open_deferring_syncs(&other, small_config(), 0).unwrap();
+    assert!(log.syncs_deferred());
+    log.deferred_syncs_done();
+    assert!(!log.syncs_deferred());
+}
+
+/// What a crash before `sync_deferred` can leave of a new directory's epoch checkpoint (an
+/// empty or cut file, renamed but not fsynced) opens as an empty log whose checkpoint is
+/// rebuilt; the partition then records its epoch again.
+#[test]
+fn a_torn_checkpoint_of_a_deferred_open_is_rebuilt() {
+    for torn in ["", "0\n1\n", "0\n1\n0"] {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("t-0");
+        let mut log = Log::open_deferring_syncs(&dir, small_config(), 0).unwrap();
+        log.assign_leader_epoch(0).unwrap();
+        drop(log);
+        std::fs::write(dir.join(LEADER_EPOCH_CHECKPOINT_FILE), torn).unwrap();
+        let mut log = Log::open(&dir, small_config(), 0).unwrap();
+        assert_eq!(log.epoch_entries(), vec![], "{torn:?}");
+        assert_eq!(log.log_end_offset(), 0);
+        assert_eq!(checkpoint_text(&dir), "0\n0\n", "{torn:?}: rewritten empty");
+        assert!(log.assign_leader_epoch(0).unwrap());
+        assert_eq!(checkpoint_text(&dir), "0\n1\n0 0\n");
+    }
 }

@@ -59,12 +59,58 @@ pub struct Log {
     pub(crate) sync_failure: Option<String>,
     /// Truncations so far: a sync of a `flush_target` taken before one covers nothing after it.
     pub(crate) truncations: u64,
+    /// The open's fsyncs (the directory's, the epoch checkpoint's) are the caller's still: see
+    /// `open_deferring_syncs`.
+    pub(crate) syncs_deferred: bool,
 }
 
 impl Log {
     /// Opens (creating if missing) the partition directory and recovers it (see `recovery`).
     pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log, StorageError> {
-        crate::recovery::open_log(dir, config, now_ms)
+        crate::recovery::open_log(dir, config, now_ms, false)
+    }
+
+    /// `open`, except that when the directory is new or was shut down cleanly, the open's
+    /// fsyncs (of the directory, and of the epoch checkpoint it or `assign_leader_epoch`
+    /// rewrites) are left to the caller, so that many partitions cost one sync together. The
+    /// caller then either syncs the filesystem and calls `deferred_syncs_done`, or calls
+    /// `sync_deferred`; either way it makes a new directory's entry in its parent durable. Until
+    /// then the log must not be appended to.
+    ///
+    /// What such an open writes: a new directory's empty segment; the epoch checkpoint (a new
+    /// epoch, or the entries at the log end cut as every open cuts them); the clean-shutdown
+    /// marker's removal. A crash before the sync leaves the old or the new files, or an empty
+    /// or torn checkpoint, which the next open rebuilds from the batches; a marker that comes
+    /// back still tells the truth, as nothing was appended. An open that recovers from an
+    /// unclean shutdown (cutting torn tails, deleting stale segments) keeps its own fsyncs.
+    pub fn open_deferring_syncs(
+        dir: &Path,
+        config: LogConfig,
+        now_ms: i64,
+    ) -> Result<Log, StorageError> {
+        crate::recovery::open_log(dir, config, now_ms, true)
+    }
+
+    /// Whether the open's fsyncs still wait for the caller (`open_deferring_syncs`).
+    pub fn syncs_deferred(&self) -> bool {
+        self.syncs_deferred
+    }
+
+    /// The caller synced the whole filesystem after the open (a `syncfs`), which made what the
+    /// open deferred durable.
+    pub fn deferred_syncs_done(&mut self) {
+        self.syncs_deferred = false;
+    }
+
+    /// fsyncs what `open_deferring_syncs` deferred: the epoch checkpoint, if there is one, and
+    /// the directory. No-op for a log opened otherwise or already synced.
+    pub fn sync_deferred(&mut self) -> Result<(), StorageError> {
+        if self.syncs_deferred {
+            checkpoint::sync_file(&self.dir)?;
+            self.sync_log_dir()?;
+            self.syncs_deferred = false;
+        }
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -319,7 +365,11 @@ impl Log {
     }
 
     pub(crate) fn persist_leader_epochs(&self) -> Result<(), StorageError> {
-        checkpoint::write(&self.dir, self.leader_epochs.entries())
+        if self.syncs_deferred {
+            checkpoint::write_unsynced(&self.dir, self.leader_epochs.entries())
+        } else {
+            checkpoint::write(&self.dir, self.leader_epochs.entries())
+        }
     }
 
     fn write_batch(
