@@ -93,6 +93,12 @@ pub struct Node {
     /// Exclusive lock on `<data-dir>/.lock`, held for the node's life so that two processes
     /// never open the same logs.
     _dir_lock: std::fs::File,
+    /// Held by a single node's topic creations, partition additions and deletions, one at a
+    /// time: a deletion's directories must not be renamed away under a creation that has
+    /// opened them but not yet published them (`PartitionManager::open_many`), and two
+    /// additions must not open the same directory twice. (In a cluster the metadata pass
+    /// applies them in order.)
+    topic_ops: parking_lot::Mutex<()>,
 }
 
 impl std::fmt::Debug for Node {
@@ -180,6 +186,7 @@ impl Node {
             shutdown: CancellationToken::new(),
             cluster: std::sync::OnceLock::new(),
             _dir_lock: dir_lock,
+            topic_ops: parking_lot::Mutex::new(()),
         });
         // Deleting a topic, on a single node or in a cluster, deletes its committed offsets.
         crate::group::GroupRuntime::follow_topic_deletions(&node);
@@ -203,11 +210,9 @@ impl Node {
             source,
         })?;
         let now = node.clock.now_ms();
-        for topic in node.topics.all() {
-            let cfg = log_config_for(&topic.configs, &node.config.settings);
-            node.open_partitions_of(&topic, 0, cfg, now)
-                .map_err(|(tp, source)| StartError::Partition { tp, source })?;
-        }
+        let topics = node.topics.all();
+        node.open_partitions_of(topics.iter().map(|t| (t, 0)), now)
+            .map_err(|(tp, source)| StartError::Partition { tp, source })?;
         crate::group::GroupRuntime::start(&node)?;
         Ok(node)
     }
@@ -404,6 +409,7 @@ impl Node {
         configs: TopicConfigs,
         internal: bool,
     ) -> Result<TopicMeta, TopicOpError> {
+        let _one_at_a_time = self.topic_ops.lock();
         let (partitions, _rf) =
             self.validate_new_topic(name, num_partitions, replication_factor, &configs)?;
         let meta = TopicMeta {
@@ -436,28 +442,29 @@ impl Node {
     }
 
     fn open_partitions(&self, meta: &TopicMeta, from: i32) -> Result<(), TopicOpError> {
-        let cfg = log_config_for(&meta.configs, &self.config.settings);
-        self.open_partitions_of(meta, from, cfg, self.now_ms())
+        self.open_partitions_of([(meta, from)], self.now_ms())
             .map_err(|(_, e)| TopicOpError::new(ErrorKind::KafkaStorageError, e.to_string()))
     }
 
-    /// Opens (creating where new) the topic's partitions from `from` on, each recording its
-    /// epoch (the only copy, at epoch 0) before it serves; new directories are synced together
+    /// Opens (creating where new) the partitions of each topic from its index on, each
+    /// recording its epoch (the only copy, at epoch 0) before it serves, all synced together
     /// (`PartitionManager::open_many`). Reports the first partition that failed.
-    fn open_partitions_of(
+    fn open_partitions_of<'a>(
         &self,
-        meta: &TopicMeta,
-        from: i32,
-        cfg: storage::LogConfig,
+        topics: impl IntoIterator<Item = (&'a TopicMeta, i32)>,
         now: i64,
     ) -> Result<(), (TopicPartition, PartitionError)> {
-        let wanted = (from..meta.partitions).map(|p| {
-            let tp = TopicPartition {
-                topic: meta.name.clone(),
-                partition: p,
-            };
-            (tp, meta.id, cfg.clone())
-        });
+        let mut wanted = Vec::new();
+        for (meta, from) in topics {
+            let cfg = log_config_for(&meta.configs, &self.config.settings);
+            for p in from..meta.partitions {
+                let tp = TopicPartition {
+                    topic: meta.name.clone(),
+                    partition: p,
+                };
+                wanted.push((tp, meta.id, cfg.clone()));
+            }
+        }
         for opened in self
             .partitions
             .open_many(wanted, now, Partition::record_own_epoch)
@@ -514,6 +521,7 @@ impl Node {
     /// offsets on it, see `GroupRuntime::follow_topic_deletions`), then closes its partitions
     /// and removes their directories (renamed to `-delete` first, see `partition_dirs`).
     pub fn delete_topic(&self, name: &str) -> Result<TopicMeta, TopicOpError> {
+        let _one_at_a_time = self.topic_ops.lock();
         let meta = self.deletable_topic(name)?;
         self.topics
             .update(|m| m.remove(name).is_some())
@@ -546,6 +554,7 @@ impl Node {
         count: i32,
         validate_only: bool,
     ) -> Result<(), TopicOpError> {
+        let _one_at_a_time = self.topic_ops.lock();
         let Some(meta) = self.topics.get(name) else {
             return Err(TopicOpError::new(
                 ErrorKind::UnknownTopicOrPartition,
@@ -633,10 +642,8 @@ impl Node {
                 tracing::warn!(error = %e, "cannot write the high-watermark checkpoint");
             }
         }
-        for p in self.partitions.all() {
-            if let Err(e) = p.close() {
-                tracing::error!(partition = %p.tp, error = %e, "error closing partition");
-            }
+        for (tp, e) in self.partitions.close_all() {
+            tracing::error!(partition = %tp, error = %e, "error closing partition");
         }
     }
 }

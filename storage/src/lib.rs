@@ -21,6 +21,6 @@ pub use config::{LogConfig, TimestampType};
 pub use error::StorageError;
 pub use log::{
     AppendOutcome, FileRegion, FlushTarget, Log, ReadResult, RegionMap, RegionRead, StoredRecords,
-    TimestampOffset,
+    TimestampOffset, UnsyncedClose,
 };
 pub use producer_state::ProducerStateView;

@@ -261,6 +261,7 @@ pub(crate) fn open_log(
         sync_failure: None,
         truncations: 0,
         syncs_deferred: defer,
+        checkpoint_staged: false,
     };
     log.reload_producer_state()?;
     log.load_leader_epochs(clean)?;

@@ -8,7 +8,7 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use protocol_shim::ErrorKind;
 
-use super::util::{create_off_runtime, str_bytes};
+use super::util::{str_bytes, topic_op_off_runtime};
 use crate::node::{Node, TopicOpError};
 
 pub async fn handle(
@@ -53,7 +53,7 @@ pub async fn handle(
                     Ok(()) => {
                         let (node, name) = (Arc::clone(node), name.clone());
                         let (count, validate_only) = (t.count, request.validate_only);
-                        create_off_runtime(move || {
+                        topic_op_off_runtime(move || {
                             node.create_partitions(&name, count, validate_only)
                         })
                         .await

@@ -16,7 +16,7 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use protocol_shim::ErrorKind;
 use uuid::Uuid;
 
-use super::util::{create_off_runtime, str_bytes};
+use super::util::{str_bytes, topic_op_off_runtime};
 use crate::config::{effective_topic_config, TopicConfigs, TOPIC_CONFIGS};
 use crate::node::{Node, TopicOpError};
 
@@ -63,7 +63,7 @@ pub async fn handle(
             } else {
                 let (node, creatable) = (Arc::clone(node), topic.clone());
                 let validate_only = request.validate_only;
-                create_off_runtime(move || create_one(&node, &creatable, validate_only)).await
+                topic_op_off_runtime(move || create_one(&node, &creatable, validate_only)).await
             };
             let mut out = CreatableTopicResult::default()
                 .with_name(topic.name)

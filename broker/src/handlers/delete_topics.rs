@@ -140,12 +140,15 @@ fn refuse_malformed(
 }
 
 async fn delete(
-    node: &Node,
+    node: &Arc<Node>,
     name: &str,
 ) -> Result<crate::metadata::TopicMeta, crate::node::TopicOpError> {
     match node.cluster() {
         Some(rt) => rt.delete_topic(node, name).await,
-        None => node.delete_topic(name),
+        None => {
+            let (node, name) = (Arc::clone(node), name.to_string());
+            super::util::topic_op_off_runtime(move || node.delete_topic(&name)).await
+        }
     }
 }
 

@@ -17,19 +17,20 @@ pub fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
 
-/// Runs a topic or partition creation on the blocking pool, off the runtime's workers (each new
-/// partition creates and fsyncs its files, which for a thousand partitions takes seconds); a
-/// task that does not finish answers UNKNOWN_SERVER_ERROR.
-pub async fn create_off_runtime<T: Send + 'static>(
+/// Runs a single node's topic creation, partition addition or topic deletion on the blocking
+/// pool, off the runtime's workers: each creates, renames or fsyncs files for every partition
+/// (a thousand partitions take a fraction of a second to seconds), and they wait for one
+/// another (`Node::topic_ops`). A task that does not finish answers UNKNOWN_SERVER_ERROR.
+pub async fn topic_op_off_runtime<T: Send + 'static>(
     create: impl FnOnce() -> Result<T, TopicOpError> + Send + 'static,
 ) -> Result<T, TopicOpError> {
     tokio::task::spawn_blocking(create)
         .await
         .unwrap_or_else(|e| {
-            tracing::error!(error = %e, "topic creation task failed");
+            tracing::error!(error = %e, "topic operation task failed");
             Err(TopicOpError::new(
                 ErrorKind::UnknownServerError,
-                format!("creation failed: {e}"),
+                format!("topic operation failed: {e}"),
             ))
         })
 }

@@ -134,9 +134,9 @@ impl Partition {
         Self::from_log(dir, Log::open(dir, config, now_ms)?, tp, topic_id, policy)
     }
 
-    /// `open`, except that a new or cleanly shut down directory's fsyncs wait for
-    /// `finish_deferred_syncs` (`Log::open_deferring_syncs`): the partition must not take
-    /// writes before that.
+    /// `open`, except that a new or cleanly shut down directory's fsyncs wait for the caller
+    /// (`Log::open_deferring_syncs`; `PartitionManager::open_many`): the partition must not
+    /// take writes before that.
     pub fn open_deferring_syncs(
         dir: &std::path::Path,
         tp: TopicPartition,
@@ -149,18 +149,23 @@ impl Partition {
         Self::from_log(dir, log, tp, topic_id, policy)
     }
 
-    /// Makes what `open_deferring_syncs` left unsynced durable: `filesystem_synced` says the
-    /// caller already synced the whole filesystem since; otherwise the log's own files and
-    /// directory are fsynced now. The parent directory is the caller's.
-    pub fn finish_deferred_syncs(&self, filesystem_synced: bool) -> Result<(), PartitionError> {
+    /// Renames the log's staged epoch checkpoint into place, after the caller synced the
+    /// filesystem; whether there was one (`Log::install_staged_checkpoint`).
+    pub(super) fn install_staged_checkpoint(&self) -> Result<bool, PartitionError> {
+        self.with_log(Log::install_staged_checkpoint)
+    }
+
+    /// The caller synced the filesystem after the open and the checkpoint's installation.
+    pub(super) fn deferred_syncs_done(&self) -> Result<(), PartitionError> {
         self.with_log(|log| {
-            if filesystem_synced {
-                log.deferred_syncs_done();
-                Ok(())
-            } else {
-                log.sync_deferred()
-            }
+            log.deferred_syncs_done();
+            Ok(())
         })
+    }
+
+    /// Makes what the open deferred durable with the log's own fsyncs (`Log::sync_deferred`).
+    pub(super) fn sync_deferred(&self) -> Result<(), PartitionError> {
+        self.with_log(Log::sync_deferred)
     }
 
     /// Whether the open's fsyncs still wait (`open_deferring_syncs`).
@@ -762,6 +767,14 @@ impl Partition {
         }
         self.flush_wanted.notify_one();
         Ok(())
+    }
+
+    /// `close` without its fsyncs, for many partitions synced together
+    /// (`Log::close_unsynced`): `None` if it was closed already.
+    pub fn close_unsynced(&self) -> Result<Option<storage::UnsyncedClose>, PartitionError> {
+        let closing = self.take_log().map(Log::close_unsynced).transpose()?;
+        self.flush_wanted.notify_one();
+        Ok(closing)
     }
 
     /// Takes the log out as the partition closes: no role any more, and whatever waits on it

@@ -96,36 +96,37 @@ pub(crate) fn read(dir: &Path) -> Result<Checkpoint, StorageError> {
 
 /// Replaces `dir/leader-epoch-checkpoint` atomically (tmp + fsync + rename + fsync dir).
 pub(crate) fn write(dir: &Path, entries: &[(i32, i64)]) -> Result<(), StorageError> {
-    replace(dir, entries, true)?;
+    stage(dir, entries)?;
+    sync_staged(dir)?;
+    install_staged(dir)?;
     sync_dir(dir)
 }
 
-/// `write` without its fsyncs, for an open whose syncs come later (`Log::open_deferring_syncs`):
-/// a crash before them may leave an empty or torn file, which `read` reports as corrupt.
-pub(crate) fn write_unsynced(dir: &Path, entries: &[(i32, i64)]) -> Result<(), StorageError> {
-    replace(dir, entries, false)
-}
-
-/// fsyncs `dir/leader-epoch-checkpoint` if it exists.
-pub(crate) fn sync_file(dir: &Path) -> Result<(), StorageError> {
-    match std::fs::File::open(dir.join(LEADER_EPOCH_CHECKPOINT_FILE)) {
-        Ok(file) => Ok(file.sync_all()?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn replace(dir: &Path, entries: &[(i32, i64)], sync: bool) -> Result<(), StorageError> {
-    let tmp = dir.join(format!("{LEADER_EPOCH_CHECKPOINT_FILE}.tmp"));
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(encode(entries).as_bytes())?;
-        if sync {
-            file.sync_all()?;
-        }
-    }
-    std::fs::rename(&tmp, dir.join(LEADER_EPOCH_CHECKPOINT_FILE))?;
+/// The first step of `write` alone: the new text in `leader-epoch-checkpoint.tmp`, not
+/// fsynced, the checkpoint itself untouched (`Log::open_deferring_syncs`; a crash leaves the
+/// old checkpoint and a temp file the next open deletes).
+pub(crate) fn stage(dir: &Path, entries: &[(i32, i64)]) -> Result<(), StorageError> {
+    let mut file = std::fs::File::create(staged_path(dir))?;
+    file.write_all(encode(entries).as_bytes())?;
     Ok(())
+}
+
+/// fsyncs the staged file.
+pub(crate) fn sync_staged(dir: &Path) -> Result<(), StorageError> {
+    std::fs::File::open(staged_path(dir))?.sync_all()?;
+    Ok(())
+}
+
+/// Renames the staged file over the checkpoint; durable once the directory is synced. Only
+/// once the staged file's text is durable (`sync_staged`, or a sync of the filesystem), so a
+/// crash leaves the old checkpoint or the new one, whole.
+pub(crate) fn install_staged(dir: &Path) -> Result<(), StorageError> {
+    std::fs::rename(staged_path(dir), dir.join(LEADER_EPOCH_CHECKPOINT_FILE))?;
+    Ok(())
+}
+
+fn staged_path(dir: &Path) -> std::path::PathBuf {
+    dir.join(format!("{LEADER_EPOCH_CHECKPOINT_FILE}.tmp"))
 }
 
 #[cfg(test)]

@@ -403,23 +403,36 @@ fn truncating_at_the_log_end_drops_an_epoch_without_batches() {
     assert_eq!(log.epoch_entries(), before, "nothing more to drop");
 }
 
-/// A new directory opened with `open_deferring_syncs` records its first epoch without the
-/// fsyncs, which `sync_deferred` then makes; so does a cleanly shut down one, while one left
-/// by a crash recovers with its own fsyncs.
+/// The staged epoch checkpoint of an open whose syncs are deferred.
+fn staged_text(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join(format!("{LEADER_EPOCH_CHECKPOINT_FILE}.tmp"))).ok()
+}
+
+/// A new directory opened with `open_deferring_syncs` stages its first epoch's checkpoint,
+/// which `sync_deferred` (or, after a sync of the filesystem, `install_staged_checkpoint`)
+/// puts in place; so does a cleanly shut down one, while one left by a crash recovers with
+/// its own fsyncs.
 #[test]
-fn the_syncs_of_a_new_or_clean_open_wait_for_sync_deferred() {
+fn the_syncs_of_a_new_or_clean_open_wait_for_the_caller() {
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("t-0");
     let mut log = Log::open_deferring_syncs(&dir, small_config(), 0).unwrap();
     assert!(log.syncs_deferred());
     assert!(log.assign_leader_epoch(0).unwrap());
-    assert_eq!(checkpoint_text(&dir), "0\n1\n0 0\n");
+    assert_eq!(staged_text(&dir).as_deref(), Some("0\n1\n0 0\n"));
+    assert!(
+        !dir.join(LEADER_EPOCH_CHECKPOINT_FILE).exists(),
+        "staged only"
+    );
     assert!(log.syncs_deferred(), "the epoch did not sync it");
     log.sync_deferred().unwrap();
     assert!(!log.syncs_deferred());
+    assert_eq!(checkpoint_text(&dir), "0\n1\n0 0\n");
+    assert_eq!(staged_text(&dir), None);
     // Later checkpoints are written with their fsyncs again.
     log.append(&batch(2, 1000), 0, 0).unwrap();
     assert!(log.assign_leader_epoch(2).unwrap());
+    assert_eq!(checkpoint_text(&dir), "0\n2\n0 0\n2 2\n");
     log.append(&batch(2, 1000), 2, 0).unwrap();
     drop(log);
     let log = Log::open_deferring_syncs(&dir, small_config(), 0).unwrap();
@@ -429,38 +442,47 @@ fn the_syncs_of_a_new_or_clean_open_wait_for_sync_deferred() {
     );
     assert_eq!(log.epoch_entries(), vec![(0, 0), (2, 2)]);
     log.close().unwrap();
+
+    // After a clean shutdown they wait; the filesystem's sync stands in for the log's own.
     let mut log = Log::open_deferring_syncs(&dir, small_config(), 0).unwrap();
     assert!(log.syncs_deferred(), "after a clean shutdown they wait");
-    assert_eq!(log.epoch_entries(), vec![(0, 0), (2, 2)]);
-    log.sync_deferred().unwrap();
-    assert!(!log.syncs_deferred());
-    drop(log);
-
-    // A filesystem sync stands in for the log's own.
-    let other = parent.path().join("t-1");
-    let mut log = Log::open_deferring_syncs(&other, small_config(), 0).unwrap();
-    assert!(log.syncs_deferred());
+    assert!(!log.install_staged_checkpoint().unwrap(), "nothing staged");
+    assert!(log.assign_leader_epoch(5).unwrap());
+    assert_eq!(
+        checkpoint_text(&dir),
+        "0\n2\n0 0\n2 2\n",
+        "in place: the old one"
+    );
+    assert!(log.install_staged_checkpoint().unwrap());
+    assert_eq!(checkpoint_text(&dir), "0\n3\n0 0\n2 2\n5 4\n");
     log.deferred_syncs_done();
     assert!(!log.syncs_deferred());
 }
 
-/// What a crash before `sync_deferred` can leave of a new directory's epoch checkpoint (an
-/// empty or cut file, renamed but not fsynced) opens as an empty log whose checkpoint is
-/// rebuilt; the partition then records its epoch again.
+/// A crash before the caller's syncs leaves the checkpoint of the clean shutdown in place
+/// and the staged one (whole, torn or empty) in its temp file, which the next open deletes.
 #[test]
-fn a_torn_checkpoint_of_a_deferred_open_is_rebuilt() {
-    for torn in ["", "0\n1\n", "0\n1\n0"] {
-        let parent = tempfile::tempdir().unwrap();
-        let dir = parent.path().join("t-0");
-        let mut log = Log::open_deferring_syncs(&dir, small_config(), 0).unwrap();
-        log.assign_leader_epoch(0).unwrap();
+fn a_crash_before_a_deferred_opens_syncs_keeps_the_old_checkpoint() {
+    for torn in [None, Some(""), Some("0\n3\n0 0\n2 2\n5")] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
+        log.append(&batch(2, 1000), 0, 0).unwrap();
+        log.append(&batch(2, 1000), 2, 0).unwrap();
+        log.close().unwrap();
+        let mut log = Log::open_deferring_syncs(dir.path(), small_config(), 0).unwrap();
+        assert!(log.assign_leader_epoch(5).unwrap());
         drop(log);
-        std::fs::write(dir.join(LEADER_EPOCH_CHECKPOINT_FILE), torn).unwrap();
-        let mut log = Log::open(&dir, small_config(), 0).unwrap();
-        assert_eq!(log.epoch_entries(), vec![], "{torn:?}");
-        assert_eq!(log.log_end_offset(), 0);
-        assert_eq!(checkpoint_text(&dir), "0\n0\n", "{torn:?}: rewritten empty");
-        assert!(log.assign_leader_epoch(0).unwrap());
-        assert_eq!(checkpoint_text(&dir), "0\n1\n0 0\n");
+        if let Some(text) = torn {
+            std::fs::write(
+                dir.path()
+                    .join(format!("{LEADER_EPOCH_CHECKPOINT_FILE}.tmp")),
+                text,
+            )
+            .unwrap();
+        }
+        let log = Log::open(dir.path(), small_config(), 0).unwrap();
+        assert_eq!(log.epoch_entries(), vec![(0, 0), (2, 2)], "{torn:?}");
+        assert_eq!(checkpoint_text(dir.path()), "0\n2\n0 0\n2 2\n");
+        assert_eq!(staged_text(dir.path()), None, "{torn:?}");
     }
 }

@@ -39,6 +39,22 @@ use crate::producer_state::{
 use crate::segment::file_name::{CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_FILE};
 use crate::segment::Segment;
 
+/// A log closed by `Log::close_unsynced`, waiting for its clean-shutdown marker.
+#[derive(Debug)]
+#[must_use = "without its marker the next open recovers the log as after a crash"]
+pub struct UnsyncedClose {
+    dir: PathBuf,
+}
+
+impl UnsyncedClose {
+    /// Writes the clean-shutdown marker, unsynced: only once the filesystem was synced after
+    /// `Log::close_unsynced`, and the caller syncs it again for the marker to count.
+    pub fn mark_clean(self) -> Result<(), StorageError> {
+        std::fs::File::create(self.dir.join(CLEAN_SHUTDOWN_FILE))?;
+        Ok(())
+    }
+}
+
 /// How many producer snapshots are kept.
 const SNAPSHOTS_KEPT: usize = 2;
 
@@ -62,6 +78,8 @@ pub struct Log {
     /// The open's fsyncs (the directory's, the epoch checkpoint's) are the caller's still: see
     /// `open_deferring_syncs`.
     pub(crate) syncs_deferred: bool,
+    /// With `syncs_deferred`, a new epoch checkpoint waits in its temp file (`checkpoint::stage`).
+    pub(crate) checkpoint_staged: bool,
 }
 
 impl Log {
@@ -71,18 +89,22 @@ impl Log {
     }
 
     /// `open`, except that when the directory is new or was shut down cleanly, the open's
-    /// fsyncs (of the directory, and of the epoch checkpoint it or `assign_leader_epoch`
-    /// rewrites) are left to the caller, so that many partitions cost one sync together. The
-    /// caller then either syncs the filesystem and calls `deferred_syncs_done`, or calls
-    /// `sync_deferred`; either way it makes a new directory's entry in its parent durable. Until
-    /// then the log must not be appended to.
+    /// fsyncs are left to the caller, so that many partitions cost one sync together: the
+    /// directory's, and the epoch checkpoint's, which the open or `assign_leader_epoch` then
+    /// only stage in its temp file (the checkpoint in place stays as it was). The caller then
+    /// either syncs the filesystem, calls `install_staged_checkpoint`, syncs the filesystem
+    /// again if that renamed one, and calls `deferred_syncs_done`; or calls `sync_deferred`.
+    /// Either way it makes a new directory's entry in its parent durable. Until then the log
+    /// must not be appended to.
     ///
-    /// What such an open writes: a new directory's empty segment; the epoch checkpoint (a new
-    /// epoch, or the entries at the log end cut as every open cuts them); the clean-shutdown
-    /// marker's removal. A crash before the sync leaves the old or the new files, or an empty
-    /// or torn checkpoint, which the next open rebuilds from the batches; a marker that comes
-    /// back still tells the truth, as nothing was appended. An open that recovers from an
-    /// unclean shutdown (cutting torn tails, deleting stale segments) keeps its own fsyncs.
+    /// What such an open writes: a new directory and its empty segment; the staged checkpoint
+    /// (a new epoch, or the entries at the log end cut as every open cuts them); the removal
+    /// of the clean-shutdown marker, temp files and orphaned indexes; the active segment's
+    /// indexes made writable. A crash before the syncs leaves an empty new log, or the files
+    /// of the clean shutdown (the old checkpoint, the marker) with at most those removals
+    /// done and a temp file the next open deletes; the marker still tells the truth, as
+    /// nothing was appended. An open that recovers from an unclean shutdown (cutting torn
+    /// tails, deleting stale segments) keeps its own fsyncs.
     pub fn open_deferring_syncs(
         dir: &Path,
         config: LogConfig,
@@ -96,17 +118,35 @@ impl Log {
         self.syncs_deferred
     }
 
-    /// The caller synced the whole filesystem after the open (a `syncfs`), which made what the
-    /// open deferred durable.
+    /// Renames a staged epoch checkpoint into place, once the caller synced the filesystem
+    /// after staging it; returns whether there was one (the rename then needs a sync of its
+    /// own before `deferred_syncs_done`).
+    pub fn install_staged_checkpoint(&mut self) -> Result<bool, StorageError> {
+        if !self.checkpoint_staged {
+            return Ok(false);
+        }
+        checkpoint::install_staged(&self.dir)?;
+        self.checkpoint_staged = false;
+        Ok(true)
+    }
+
+    /// The caller synced the whole filesystem after the open and after any staged checkpoint's
+    /// installation (`open_deferring_syncs`).
     pub fn deferred_syncs_done(&mut self) {
+        debug_assert!(!self.checkpoint_staged, "a staged checkpoint not installed");
         self.syncs_deferred = false;
     }
 
-    /// fsyncs what `open_deferring_syncs` deferred: the epoch checkpoint, if there is one, and
-    /// the directory. No-op for a log opened otherwise or already synced.
+    /// Makes what `open_deferring_syncs` deferred durable with the log's own fsyncs: a staged
+    /// checkpoint is fsynced and renamed into place, then the directory is fsynced. No-op for
+    /// a log opened otherwise or already synced.
     pub fn sync_deferred(&mut self) -> Result<(), StorageError> {
         if self.syncs_deferred {
-            checkpoint::sync_file(&self.dir)?;
+            if self.checkpoint_staged {
+                checkpoint::sync_staged(&self.dir)?;
+                checkpoint::install_staged(&self.dir)?;
+                self.checkpoint_staged = false;
+            }
             self.sync_log_dir()?;
             self.syncs_deferred = false;
         }
@@ -364,9 +404,11 @@ impl Log {
         Ok(true)
     }
 
-    pub(crate) fn persist_leader_epochs(&self) -> Result<(), StorageError> {
+    pub(crate) fn persist_leader_epochs(&mut self) -> Result<(), StorageError> {
         if self.syncs_deferred {
-            checkpoint::write_unsynced(&self.dir, self.leader_epochs.entries())
+            checkpoint::stage(&self.dir, self.leader_epochs.entries())?;
+            self.checkpoint_staged = true;
+            Ok(())
         } else {
             checkpoint::write(&self.dir, self.leader_epochs.entries())
         }
@@ -379,6 +421,7 @@ impl Log {
         last_offset: i64,
         now_ms: i64,
     ) -> Result<(), StorageError> {
+        debug_assert!(!self.syncs_deferred, "appended before the open's syncs");
         if self.active.should_roll(
             (HEADER_BYTES + rest.len()) as u64,
             last_offset,
@@ -414,7 +457,11 @@ impl Log {
     }
 
     pub(crate) fn write_snapshot(&self) -> Result<(), StorageError> {
-        snapshot::write(&self.dir, self.log_end_offset(), &self.producers)?;
+        self.write_snapshot_with(true)
+    }
+
+    fn write_snapshot_with(&self, sync: bool) -> Result<(), StorageError> {
+        snapshot::write_with(&self.dir, self.log_end_offset(), &self.producers, sync)?;
         snapshot::retain_latest(&self.dir, SNAPSHOTS_KEPT)
     }
 
@@ -621,6 +668,21 @@ impl Log {
         marker.sync_all()?;
         snapshot::sync_dir(&self.dir)?;
         Ok(())
+    }
+
+    /// The first half of a close whose fsyncs the caller makes for many logs together: trims
+    /// the indexes and writes a producer snapshot as `close` does, without fsyncing them or the
+    /// segment. The caller then syncs the filesystem, calls `UnsyncedClose::mark_clean`, and
+    /// syncs it again. A crash before the first sync leaves no marker (the next open
+    /// recovers); the marker is only written after the sync made everything it vouches for
+    /// durable. After a failed fsync it writes nothing.
+    pub fn close_unsynced(mut self) -> Result<UnsyncedClose, StorageError> {
+        self.check_sync_failure()?;
+        self.active.seal_with(false)?;
+        self.write_snapshot_with(false)?;
+        Ok(UnsyncedClose {
+            dir: self.dir.clone(),
+        })
     }
 
     /// Removes the partition directory.

@@ -1,5 +1,6 @@
 //! Tests of the active segment's preallocation: the file runs ahead of the data, sealing and
-//! closing trim it, and recovery after a crash stops at the zeros without losing a batch.
+//! closing (also the unsynced close of many logs at once) trim it, and recovery after a crash
+//! stops at the zeros without losing a batch.
 
 #![allow(clippy::unwrap_used)]
 
@@ -116,4 +117,38 @@ fn rolled_segments_are_trimmed_to_their_data() {
     drop(log);
     let log = Log::open(dir.path(), config, 0).unwrap();
     assert_eq!(log.log_end_offset(), 40);
+}
+
+/// A close whose fsyncs the caller makes (`close_unsynced`) trims and seals as `close` does;
+/// its marker is only written by `mark_clean`, and without it the next open recovers the log.
+#[test]
+fn an_unsynced_close_writes_its_marker_only_when_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_with_batches(dir.path(), 5);
+    let data = log.size_bytes();
+    let closing = log.close_unsynced().unwrap();
+    assert_eq!(file_len(dir.path()), data, "trimmed as by close");
+    assert!(!dir.path().join(CLEAN_SHUTDOWN_FILE).exists());
+    closing.mark_clean().unwrap();
+    assert!(dir.path().join(CLEAN_SHUTDOWN_FILE).exists());
+    let log = Log::open_deferring_syncs(dir.path(), LogConfig::default(), 0).unwrap();
+    assert!(log.syncs_deferred(), "opened as after a clean shutdown");
+    assert_eq!(log.log_end_offset(), 15);
+    assert_eq!(read_all(&log).len(), 5);
+
+    // Not marked: recovered as after a crash.
+    let closing = log.close_unsynced().unwrap();
+    drop(closing);
+    let log = Log::open_deferring_syncs(dir.path(), LogConfig::default(), 0).unwrap();
+    assert!(!log.syncs_deferred(), "recovered with its own fsyncs");
+    assert_eq!(read_all(&log).len(), 5);
+
+    // After a failed fsync nothing is written.
+    let mut log = log;
+    log.fail_sync(&"injected");
+    assert!(matches!(
+        log.close_unsynced(),
+        Err(StorageError::SyncFailed(_))
+    ));
+    assert!(!dir.path().join(CLEAN_SHUTDOWN_FILE).exists());
 }

@@ -124,15 +124,31 @@ pub fn decode(data: &[u8]) -> Result<ProducerStateManager, String> {
 
 /// Writes `<offset>.snapshot` atomically.
 pub fn write(dir: &Path, offset: i64, state: &ProducerStateManager) -> Result<(), StorageError> {
+    write_with(dir, offset, state, true)
+}
+
+/// `write`, with its fsyncs only with `sync` (a close whose caller syncs the filesystem,
+/// `Log::close_unsynced`: a crash before that may leave a torn snapshot, which `load_latest`
+/// deletes, trying an older one).
+pub(crate) fn write_with(
+    dir: &Path,
+    offset: i64,
+    state: &ProducerStateManager,
+    sync: bool,
+) -> Result<(), StorageError> {
     let path = path_for(dir, offset, SNAPSHOT_SUFFIX);
     let tmp = dir.join(format!("{}.tmp", offset_name(offset, SNAPSHOT_SUFFIX)));
     {
         let mut file = File::create(&tmp)?;
         file.write_all(&encode(state))?;
-        file.sync_all()?;
+        if sync {
+            file.sync_all()?;
+        }
     }
     std::fs::rename(&tmp, &path)?;
-    sync_dir(dir)?;
+    if sync {
+        sync_dir(dir)?;
+    }
     Ok(())
 }
 

@@ -175,13 +175,16 @@ impl IndexFile {
     }
 
     /// Seals the index when its segment becomes inactive (or at close): the file is cut to its
-    /// entries, synced, and mapped read-only; the in-memory copy and the descriptor go.
-    pub(crate) fn seal(&mut self) -> Result<(), StorageError> {
+    /// entries, synced (only with `sync`: a close whose caller syncs the filesystem,
+    /// `Log::close_unsynced`), and mapped read-only; the in-memory copy and the descriptor go.
+    pub(crate) fn seal_with(&mut self, sync: bool) -> Result<(), StorageError> {
         let State::Writable { file, .. } = &self.state else {
             return Ok(());
         };
         self.cut_file_to_entries()?;
-        file.sync_data()?;
+        if sync {
+            file.sync_data()?;
+        }
         let mmap = map(file, self.entries * self.entry_bytes)?;
         self.state = State::Mapped(mmap);
         Ok(())
@@ -303,7 +306,7 @@ mod tests {
         assert!(!index.push(&[0; 7]), "wrong entry size");
         assert_eq!(std::fs::read(&path).unwrap()[32..], [4u8; 8]);
         assert_eq!(index.entry(2), Some(&[2u8; 8][..]));
-        index.seal().unwrap();
+        index.seal_with(true).unwrap();
         assert!(index.is_full() && !index.push(&[9; 8]), "sealed");
         assert_eq!(index.entry(4), Some(&[4u8; 8][..]));
         assert_eq!(index.entry(5), None);

@@ -154,7 +154,7 @@ mod tests {
         assert_eq!(index.entries(), 2);
         assert!(index.is_sane(2001));
         assert!(!index.is_sane(2000));
-        index.file().seal().unwrap();
+        index.file().seal_with(true).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 16);
         drop(index);
         let index = OffsetIndex::open(&path, 100).unwrap();

@@ -605,15 +605,23 @@ impl Segment {
     /// Seals the segment when it stops being the active one: final time-index entry, indexes
     /// trimmed, synced and mapped read-only, data fsynced.
     pub(crate) fn seal(&mut self) -> Result<(), StorageError> {
+        self.seal_with(true)
+    }
+
+    /// `seal`, fsyncing the files only with `sync` (a close whose caller syncs the
+    /// filesystem, `Log::close_unsynced`).
+    pub(crate) fn seal_with(&mut self, sync: bool) -> Result<(), StorageError> {
         if self.offset_of_max_timestamp >= 0 {
             self.time_index
                 .maybe_append(self.max_timestamp, self.offset_of_max_timestamp);
         }
-        self.offset_index.file().seal()?;
-        self.time_index.file().seal()?;
+        self.offset_index.file().seal_with(sync)?;
+        self.time_index.file().seal_with(sync)?;
         self.preallocate_step_bytes = 0;
         self.trim_to(self.size_bytes)?;
-        self.log_file.sync_all()?;
+        if sync {
+            self.log_file.sync_all()?;
+        }
         Ok(())
     }
 
