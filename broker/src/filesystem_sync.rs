@@ -1,6 +1,8 @@
 //! `syncfs(2)` for the shared flusher, and what it may be trusted with. A syncfs makes every
 //! write to the filesystem done before the call durable, and reports a writeback error that
-//! happened since the descriptor it is called on was opened: since Linux 5.8 those of the data
+//! happened since the descriptor it is called on was opened, once (a later syncfs through the
+//! same descriptor reports only newer ones; another descriptor still sees it): since Linux 5.8
+//! those of the data
 //! (the superblock's error sequence), since 5.17 also those of the filesystem's own sync (a
 //! failed journal commit or cache flush), which 5.8-5.16 dropped (`syncfs_reports_errors`).
 //! The descriptor must therefore be one opened before the writes it answers for (the data

@@ -477,7 +477,10 @@ impl Node {
     }
 
     /// Creates a topic on a client's behalf (Metadata auto-create), if allowed.
-    pub async fn auto_create_topic(&self, name: &str) -> Option<Result<TopicMeta, TopicOpError>> {
+    pub async fn auto_create_topic(
+        self: &Arc<Self>,
+        name: &str,
+    ) -> Option<Result<TopicMeta, TopicOpError>> {
         if !self.config.settings.bool("auto.create.topics.enable") {
             return None;
         }
@@ -490,7 +493,21 @@ impl Node {
                         TopicOpError::new(ErrorKind::LeaderNotAvailable, "topic is being created")
                     })
                 }),
-            None => self.create_topic(name, -1, -1, TopicConfigs::new(), false),
+            // Off the runtime's workers: it creates files, syncs, and may wait for another
+            // topic operation (`topic_ops`).
+            None => {
+                let (node, owned) = (Arc::clone(self), name.to_string());
+                tokio::task::spawn_blocking(move || {
+                    node.create_topic(&owned, -1, -1, TopicConfigs::new(), false)
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    Err(TopicOpError::new(
+                        ErrorKind::UnknownServerError,
+                        format!("topic creation failed: {e}"),
+                    ))
+                })
+            }
         };
         match created {
             Err(e) if e.kind == ErrorKind::TopicAlreadyExists => self.topics.get(name).map(Ok),
@@ -627,8 +644,9 @@ impl Node {
         }
     }
 
-    /// Flushes and closes every partition.
+    /// Flushes and closes every partition (after any topic operation under way).
     pub fn close_partitions(&self) {
+        let _one_at_a_time = self.topic_ops.lock();
         if self.config.cluster.is_some() {
             // The high watermarks as they stand, for the next start (`hw_checkpoint`).
             let entries = crate::partition::hw_checkpoint::current(&self.partitions);

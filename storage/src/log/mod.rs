@@ -372,6 +372,7 @@ impl Log {
         last_offset: i64,
         now_ms: i64,
     ) -> Result<(), StorageError> {
+        debug_assert!(!self.syncs_deferred, "appended before the open's syncs");
         self.check_sync_failure()?;
         let log_end = self.log_end_offset();
         let added = self.assign_leader_epoch(epoch)?;
@@ -421,7 +422,6 @@ impl Log {
         last_offset: i64,
         now_ms: i64,
     ) -> Result<(), StorageError> {
-        debug_assert!(!self.syncs_deferred, "appended before the open's syncs");
         if self.active.should_roll(
             (HEADER_BYTES + rest.len()) as u64,
             last_offset,
