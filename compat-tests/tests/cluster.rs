@@ -61,7 +61,17 @@ async fn one_partition_on_three(cluster: &TestCluster, prefix: &str) -> (String,
     cluster.wait_for_partitions(&topic, Duration::from_secs(30), "full ISR", |ps| {
         ps.len() == 1 && ps.first().is_some_and(|p| p.isr.len() == 3)
     });
-    let part = TestCluster::partitions(&cluster.metadata_client(), &topic).unwrap()[0].clone();
+    // A fresh client's Metadata can time out (3 s) on a loaded machine: asked again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let part = loop {
+        if let Some(p) = TestCluster::partitions(&cluster.metadata_client(), &topic)
+            .and_then(|ps| ps.first().cloned())
+        {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no metadata for {topic}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     (topic, part)
 }
 

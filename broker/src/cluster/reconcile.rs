@@ -105,17 +105,21 @@ fn apply(node: &Arc<Node>, rt: &ClusterRuntime, state: &ClusterState) {
         }
     }
 
-    let mut wanted: BTreeSet<TopicPartition> = BTreeSet::new();
+    // The partitions with a replica here.
+    let mine: Vec<_> = state
+        .partitions()
+        .filter(|(_, _, p)| p.replicas.contains(&me))
+        .map(|(topic, pref, p)| {
+            let tp = TopicPartition {
+                topic: topic.name.clone(),
+                partition: pref.partition,
+            };
+            (topic, p, tp)
+        })
+        .collect();
+    let wanted: BTreeSet<TopicPartition> = mine.iter().map(|(_, _, tp)| tp.clone()).collect();
     let mut to_open = Vec::new();
-    for (topic, pref, p) in state.partitions() {
-        if !p.replicas.contains(&me) {
-            continue;
-        }
-        let tp = TopicPartition {
-            topic: topic.name.clone(),
-            partition: pref.partition,
-        };
-        wanted.insert(tp.clone());
+    for (topic, _, tp) in &mine {
         match node.partitions.get(&tp.topic, tp.partition) {
             Some(existing) if existing.topic_id == topic.topic_id => {}
             existing => {
@@ -124,7 +128,7 @@ fn apply(node: &Arc<Node>, rt: &ClusterRuntime, state: &ClusterState) {
                     remove_partition(node, rt, &old.tp);
                 }
                 let cfg = log_config_for(&topic.configs, &node.config.settings);
-                to_open.push((tp, topic.topic_id, cfg));
+                to_open.push((tp.clone(), topic.topic_id, cfg));
             }
         }
     }
@@ -140,14 +144,7 @@ fn apply(node: &Arc<Node>, rt: &ClusterRuntime, state: &ClusterState) {
         }
     }
 
-    for (topic, pref, p) in state.partitions() {
-        if !p.replicas.contains(&me) {
-            continue;
-        }
-        let tp = TopicPartition {
-            topic: topic.name.clone(),
-            partition: pref.partition,
-        };
+    for (topic, p, tp) in mine {
         let partition = match node.partitions.get(&tp.topic, tp.partition) {
             Some(open) if open.topic_id == topic.topic_id => open,
             // It failed to open (logged above).
