@@ -497,16 +497,10 @@ impl Node {
             // topic operation (`topic_ops`).
             None => {
                 let (node, owned) = (Arc::clone(self), name.to_string());
-                tokio::task::spawn_blocking(move || {
+                topic_op_off_runtime(move || {
                     node.create_topic(&owned, -1, -1, TopicConfigs::new(), false)
                 })
                 .await
-                .unwrap_or_else(|e| {
-                    Err(TopicOpError::new(
-                        ErrorKind::UnknownServerError,
-                        format!("topic creation failed: {e}"),
-                    ))
-                })
             }
         };
         match created {
@@ -664,6 +658,23 @@ impl Node {
             tracing::error!(partition = %tp, error = %e, "error closing partition");
         }
     }
+}
+
+/// Runs a single node's topic creation (a client's, or Metadata's auto-creation), partition
+/// addition or topic deletion on the blocking pool, off the runtime's workers: each creates,
+/// renames or fsyncs files for every partition (a thousand partitions take a fraction of a
+/// second to seconds), and they wait for one another (`Node::topic_ops`). A task that does not
+/// finish answers UNKNOWN_SERVER_ERROR.
+pub async fn topic_op_off_runtime<T: Send + 'static>(
+    op: impl FnOnce() -> Result<T, TopicOpError> + Send + 'static,
+) -> Result<T, TopicOpError> {
+    tokio::task::spawn_blocking(op).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "topic operation task failed");
+        Err(TopicOpError::new(
+            ErrorKind::UnknownServerError,
+            format!("topic operation failed: {e}"),
+        ))
+    })
 }
 
 /// Takes the exclusive lock on the data directory, failing if another process holds it.

@@ -67,7 +67,7 @@ fn topic_metas(state: &ClusterState) -> BTreeMap<String, TopicMeta> {
 /// creates, opens or deletes partition files and persists the topic list (fsyncs): a topic
 /// of 1,000 partitions takes over a second to open, which inline would stall the runtime
 /// worker under this task and every connection queued on it (single-node CreateTopics does
-/// the same work off the runtime, `handlers::util::topic_op_off_runtime`).
+/// the same work off the runtime, `node::topic_op_off_runtime`).
 async fn apply_off_runtime(node: &Arc<Node>, rt: &Arc<ClusterRuntime>, state: Arc<ClusterState>) {
     let (node, rt) = (Arc::clone(node), Arc::clone(rt));
     if let Err(e) = tokio::task::spawn_blocking(move || apply(&node, &rt, &state)).await {

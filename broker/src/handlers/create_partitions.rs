@@ -8,8 +8,8 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use protocol_shim::ErrorKind;
 
-use super::util::{str_bytes, topic_op_off_runtime};
-use crate::node::{Node, TopicOpError};
+use super::util::str_bytes;
+use crate::node::{topic_op_off_runtime, Node, TopicOpError};
 
 pub async fn handle(
     node: &Arc<Node>,

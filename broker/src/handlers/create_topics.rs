@@ -16,9 +16,9 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use protocol_shim::ErrorKind;
 use uuid::Uuid;
 
-use super::util::{str_bytes, topic_op_off_runtime};
+use super::util::str_bytes;
 use crate::config::{effective_topic_config, TopicConfigs, TOPIC_CONFIGS};
-use crate::node::{Node, TopicOpError};
+use crate::node::{topic_op_off_runtime, Node, TopicOpError};
 
 pub async fn handle(
     node: &Arc<Node>,

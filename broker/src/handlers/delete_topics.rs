@@ -147,7 +147,7 @@ async fn delete(
         Some(rt) => rt.delete_topic(node, name).await,
         None => {
             let (node, name) = (Arc::clone(node), name.to_string());
-            super::util::topic_op_off_runtime(move || node.delete_topic(&name)).await
+            crate::node::topic_op_off_runtime(move || node.delete_topic(&name)).await
         }
     }
 }

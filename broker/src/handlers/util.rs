@@ -6,7 +6,6 @@ use protocol_shim::ErrorKind;
 use storage::error::RefusedBecause;
 use storage::StorageError;
 
-use crate::node::TopicOpError;
 use crate::partition::PartitionError;
 
 pub fn topic_name(name: &str) -> TopicName {
@@ -15,24 +14,6 @@ pub fn topic_name(name: &str) -> TopicName {
 
 pub fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
-}
-
-/// Runs a single node's topic creation, partition addition or topic deletion on the blocking
-/// pool, off the runtime's workers: each creates, renames or fsyncs files for every partition
-/// (a thousand partitions take a fraction of a second to seconds), and they wait for one
-/// another (`Node::topic_ops`). A task that does not finish answers UNKNOWN_SERVER_ERROR.
-pub async fn topic_op_off_runtime<T: Send + 'static>(
-    create: impl FnOnce() -> Result<T, TopicOpError> + Send + 'static,
-) -> Result<T, TopicOpError> {
-    tokio::task::spawn_blocking(create)
-        .await
-        .unwrap_or_else(|e| {
-            tracing::error!(error = %e, "topic operation task failed");
-            Err(TopicOpError::new(
-                ErrorKind::UnknownServerError,
-                format!("topic operation failed: {e}"),
-            ))
-        })
 }
 
 /// The one mapping from storage and partition errors to Kafka error kinds.

@@ -172,8 +172,10 @@ impl PartitionManager {
     }
 
     /// Opens the partition's log (creating it if new) and starts its flusher (`open_many` of
-    /// one). Must be called inside the tokio runtime.
-    pub fn open(
+    /// one, for tests; the broker opens through `open_many`). Must be called inside the tokio
+    /// runtime.
+    #[cfg(test)]
+    pub(crate) fn open(
         &self,
         tp: TopicPartition,
         topic_id: Uuid,

@@ -122,8 +122,10 @@ pub enum AckWait {
 }
 
 impl Partition {
-    /// Opens (recovering) the log in `dir`.
-    pub fn open(
+    /// Opens (recovering) the log in `dir`, with its own fsyncs (the broker opens through
+    /// `open_deferring_syncs`; tests open one partition alone).
+    #[cfg(test)]
+    pub(crate) fn open(
         dir: &std::path::Path,
         tp: TopicPartition,
         topic_id: Uuid,

@@ -96,8 +96,7 @@ pub(crate) fn read(dir: &Path) -> Result<Checkpoint, StorageError> {
 
 /// Replaces `dir/leader-epoch-checkpoint` atomically (tmp + fsync + rename + fsync dir).
 pub(crate) fn write(dir: &Path, entries: &[(i32, i64)]) -> Result<(), StorageError> {
-    stage(dir, entries)?;
-    sync_staged(dir)?;
+    stage(dir, entries)?.sync_all()?;
     install_staged(dir)?;
     sync_dir(dir)
 }
@@ -105,13 +104,13 @@ pub(crate) fn write(dir: &Path, entries: &[(i32, i64)]) -> Result<(), StorageErr
 /// The first step of `write` alone: the new text in `leader-epoch-checkpoint.tmp`, not
 /// fsynced, the checkpoint itself untouched (`Log::open_deferring_syncs`; a crash leaves the
 /// old checkpoint and a temp file the next open deletes).
-pub(crate) fn stage(dir: &Path, entries: &[(i32, i64)]) -> Result<(), StorageError> {
+pub(crate) fn stage(dir: &Path, entries: &[(i32, i64)]) -> Result<std::fs::File, StorageError> {
     let mut file = std::fs::File::create(staged_path(dir))?;
     file.write_all(encode(entries).as_bytes())?;
-    Ok(())
+    Ok(file)
 }
 
-/// fsyncs the staged file.
+/// fsyncs the staged file (staged earlier, its handle gone).
 pub(crate) fn sync_staged(dir: &Path) -> Result<(), StorageError> {
     std::fs::File::open(staged_path(dir))?.sync_all()?;
     Ok(())

@@ -407,7 +407,8 @@ impl Log {
 
     pub(crate) fn persist_leader_epochs(&mut self) -> Result<(), StorageError> {
         if self.syncs_deferred {
-            checkpoint::stage(&self.dir, self.leader_epochs.entries())?;
+            // Its fsync is the caller's (`sync_deferred`, or a sync of the filesystem).
+            drop(checkpoint::stage(&self.dir, self.leader_epochs.entries())?);
             self.checkpoint_staged = true;
             Ok(())
         } else {
