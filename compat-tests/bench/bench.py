@@ -8,7 +8,9 @@ every scenario again, so drift on a shared machine hits both sides):
   limits      disk (append 1 MiB + fdatasync; 4 KiB + fdatasync latency),
               loopback TCP (iperf3 and our own blaster), and min_server (the
               least work per byte of a durable acknowledging log server,
-              driven with scenario 2's request size and a pipeline of 5).
+              driven with scenario 2's request size and a pipeline of 5;
+              with the latency scenario also at its fixed rate of 100 B
+              requests, for the machine's floor of fsync'd-ack latency).
   scenarios   see SCENARIOS below.
 
 For each scenario the broker's CPU time (utime+stime from /proc/<pid>/stat),
@@ -776,6 +778,28 @@ class Bench:
             if not self.args.keep_data:  # its file's page cache, as free_topics does
                 shutil.rmtree(directory, ignore_errors=True)
 
+    def min_server_latency(self, directory):
+        """min_server's acknowledgement latency at the latency scenario's fixed rate of 100 B
+        requests (min_client --rate, timed from each request's due time like latency_gen and
+        latency_lean): the least a durable acknowledging server with group commit can take on
+        this machine, its cores shared with the client as Sluice's are."""
+        os.makedirs(directory, exist_ok=True)
+        server = CHILDREN.start([self.bin("min_server"), "--dir", directory, "--lifetime-s", "600"],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            line = server.stdout.readline()
+            if not line.startswith("listening "):
+                raise RuntimeError(f"min_server did not start: {line!r}")
+            settle()
+            seconds = min(self.p["lat_seconds"], 10)
+            r = run_json([self.bin("min_client"), "--connect", line.split()[1], "--rate", str(self.p["lat_rate"]),
+                          "--duration-s", str(seconds), "--request-bytes", "100"],
+                         seconds + 60, f"min_client at {self.p['lat_rate']} requests/s")
+            return r
+        finally:
+            CHILDREN.stop(server, wait_s=5)
+            shutil.rmtree(directory, ignore_errors=True)
+
     # ---- one run ----
 
     def run_once(self, run_index, selected, last=True):
@@ -897,6 +921,8 @@ class Bench:
                 # the client's own thread hand-offs do not queue for the two cores with it.
                 # Which goes first turns round every run.
                 clients = ("latency_gen", "latency_lean")
+                res["limits"]["min_server_latency"] = self.min_server_latency(
+                    os.path.join(data_root, "min-server-latency"))
                 for client in clients if run_index % 2 else clients[::-1]:
                     name = "latency" if client == "latency_gen" else "latency-lean"
                     topic = f"s5-{name}"
@@ -1129,6 +1155,10 @@ def summarise(runs):
         "min_server_cpu_s_per_gb": lambda l: l["min_server"]["cpu_s_per_gb"],
         "min_server_request_bytes": lambda l: l["min_server"]["request_bytes"],
         "min_server_peak_rss_mib": lambda l: l["min_server"]["peak_rss_mib"],
+        "min_server_rate": lambda l: l["min_server_latency"]["rate"],
+        "min_server_ack_p50_us": lambda l: l["min_server_latency"]["request_latency_us"]["p50"],
+        "min_server_ack_p99_us": lambda l: l["min_server_latency"]["request_latency_us"]["p99"],
+        "min_server_ack_p999_us": lambda l: l["min_server_latency"]["request_latency_us"]["p999"],
     }
     for k, get in keys.items():
         vals = []
@@ -1211,6 +1241,11 @@ def summarise(runs):
                         row[lat]["p99"] / f99 if f99 and row[lat]["p99"] is not None else None)
                     ratio_vals.setdefault(f"{lat[:-3]}_p50_vs_fdatasync_p50", []).append(
                         row[lat]["p50"] / f50 if f50 and row[lat]["p50"] is not None else None)
+            if kind == "latency" and "min_server_latency" in lim:
+                m99 = lim["min_server_latency"]["request_latency_us"]["p99"]
+                ratio_vals.setdefault("produce_ack_p99_vs_min_server_p99", []).append(
+                    row["produce_ack_us"]["p99"] / m99 if m99 and row["produce_ack_us"]["p99"] is not None
+                    else None)
         s["ratios"] = {k: (round(median(v), 3) if median(v) is not None else None) for k, v in ratio_vals.items()}
         # Each run's own figure behind the medians the targets are judged on, in run order.
         per_run = {k: [round(x, 3) if x is not None else None for x in v] for k, v in ratio_vals.items()}
@@ -1323,6 +1358,10 @@ def markdown(summary, meta, target_list):
                  f"{fmt(L.get('fdatasync_4k_prealloc_p999_us'))} µs |")
     lines.append(f"| min_server ({fmt(L.get('min_server_request_bytes'))} B requests, depth 5) | "
                  f"{fmt(L.get('min_server_mb_per_s'))} MB/s at {fmt(L.get('min_server_cpu_s_per_gb'))} CPU-s/GB |")
+    if L.get("min_server_ack_p99_us") is not None:
+        lines.append(f"| min_server at {fmt(L.get('min_server_rate'))} requests/s of 100 B, ack latency "
+                     f"p50 / p99 / p99.9 | {fmt(L.get('min_server_ack_p50_us'))} / {fmt(L.get('min_server_ack_p99_us'))}"
+                     f" / {fmt(L.get('min_server_ack_p999_us'))} µs |")
     lines.append("")
     lines.append("| scenario | client | msgs/s | MB/s (payload) | MB/s (wire) | broker CPU-s/GB (wire) | peak RSS MiB "
                  "| latency p50 / p99 / p99.9 (µs) | vs limit |")
@@ -1350,6 +1389,8 @@ def markdown(summary, meta, target_list):
         else:
             vs = (f"ack p99 {fmt(r.get('produce_ack_p99_vs_fdatasync_p99'))}x, e2e p99 "
                   f"{fmt(r.get('e2e_p99_vs_fdatasync_p99'))}x fdatasync p99")
+            if r.get("produce_ack_p99_vs_min_server_p99") is not None:
+                vs += f"; ack p99 {fmt(r['produce_ack_p99_vs_min_server_p99'])}x min_server's at the same rate"
             if s.get("fsyncs_over_100ms") is not None:
                 # Summed over the syncs: with the shared flush they never overlap, so this is at
                 # least the share of the time inside one; with a flusher per partition (or a

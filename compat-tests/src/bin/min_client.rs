@@ -4,8 +4,17 @@
 //! idempotence, Kafka's Java client the same), and reports throughput and
 //! request latency.
 //!
+//! With `--rate` it sends instead on a fixed schedule, one request every
+//! 1/rate seconds for `--duration-s` whatever is in flight, and times each
+//! acknowledgement from the request's due time (so a stalled sender counts
+//! against the server), as the latency scenario's clients time Sluice: the
+//! benchmark's floor for produce-ack latency on this machine. Requests due in
+//! the first `--warmup-s` seconds are not counted.
+//!
 //! `min_client --connect HOST:PORT [--total-mib 200] [--request-bytes 65536]
-//! [--depth 5] [--max-s 60]` prints one JSON object.
+//! [--depth 5] [--max-s 60]` or `min_client --connect HOST:PORT --rate R
+//! [--duration-s 20] [--warmup-s 1] [--request-bytes 100]` prints one JSON
+//! object.
 
 #[path = "bench_support/mod.rs"]
 mod bench_support;
@@ -29,24 +38,16 @@ fn main() {
 fn run() -> BenchResult<()> {
     let args = Args::parse()?;
     let connect = args.required("connect")?;
+    if args.has("rate") {
+        return run_fixed_rate(&args, &connect);
+    }
     let total_bytes = (args.get("total-mib", 200.0f64)? * 1048576.0) as u64;
     let request_bytes: usize = args.get("request-bytes", 65536)?;
     let depth: usize = args.get::<usize>("depth", 5)?.max(1);
     let max = Duration::from_secs_f64(args.get("max-s", 60.0)?);
     let requests = total_bytes.div_ceil(request_bytes.max(1) as u64).max(1);
 
-    // A few distinct random payloads, so the CRC is real work on real data.
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let frames: Vec<Vec<u8>> = (0..8)
-        .map(|_| {
-            let payload: Vec<u8> = (0..request_bytes).map(|_| rng.gen::<u8>()).collect();
-            let mut frame = Vec::with_capacity(request_bytes + 8);
-            frame.extend_from_slice(&(request_bytes as u32).to_be_bytes());
-            frame.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
-            frame.extend_from_slice(&payload);
-            frame
-        })
-        .collect();
+    let frames = frames(request_bytes);
 
     let mut conn = TcpStream::connect(&connect).map_err(|e| format!("connect {connect}: {e}"))?;
     let _ = conn.set_nodelay(true);
@@ -119,6 +120,102 @@ fn run() -> BenchResult<()> {
         json_f64(elapsed),
         json_f64(mb(bytes) / elapsed),
         json_f64(acked as f64 / elapsed),
+        Percentiles::from_ns(&mut latencies).to_json()
+    );
+    Ok(())
+}
+
+/// A few distinct random payloads framed for `min_server`, so the CRC is real work on real
+/// data.
+fn frames(request_bytes: usize) -> Vec<Vec<u8>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    (0..8)
+        .map(|_| {
+            let payload: Vec<u8> = (0..request_bytes).map(|_| rng.gen::<u8>()).collect();
+            let mut frame = Vec::with_capacity(request_bytes + 8);
+            frame.extend_from_slice(&(request_bytes as u32).to_be_bytes());
+            frame.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
+            frame.extend_from_slice(&payload);
+            frame
+        })
+        .collect()
+}
+
+/// `--rate`: requests on a fixed schedule, acknowledgement latency from each one's due time.
+fn run_fixed_rate(args: &Args, connect: &str) -> BenchResult<()> {
+    let rate: f64 = args.get("rate", 10_000.0)?;
+    let duration_s: f64 = args.get("duration-s", 20.0)?;
+    let warmup_s: f64 = args.get("warmup-s", 1.0)?;
+    let request_bytes: usize = args.get("request-bytes", 100)?;
+    if rate <= 0.0 || duration_s <= 0.0 || warmup_s < 0.0 || request_bytes == 0 {
+        return Err("--rate > 0, --duration-s > 0, --warmup-s >= 0, --request-bytes > 0".into());
+    }
+    let total = (rate * duration_s) as u64;
+    let interval_ns = 1e9 / rate;
+    let warmup_ns = (warmup_s * 1e9) as u64;
+    let frames = frames(request_bytes);
+
+    let mut conn = TcpStream::connect(connect).map_err(|e| format!("connect {connect}: {e}"))?;
+    let _ = conn.set_nodelay(true);
+    let reader = conn.try_clone().map_err(|e| format!("dup socket: {e}"))?;
+    let start = Instant::now();
+    // Acknowledgements come in request order: the sender passes each due time along before
+    // it writes the request.
+    let (due_tx, due_rx) = mpsc::channel::<u64>();
+    let acker = std::thread::spawn(move || -> BenchResult<(Vec<u64>, u64)> {
+        let mut reader = BufReader::new(reader);
+        let mut latencies = Vec::with_capacity(total as usize);
+        let mut acked = 0u64;
+        while let Ok(due_ns) = due_rx.recv() {
+            let mut status = [0u8; 4];
+            reader
+                .read_exact(&mut status)
+                .map_err(|e| format!("read ack: {e}"))?;
+            let now_ns = start.elapsed().as_nanos() as u64;
+            if status != [0, 0, 0, 0] {
+                return Err("server reported a CRC mismatch".to_owned());
+            }
+            acked += 1;
+            if due_ns >= warmup_ns {
+                latencies.push(now_ns.saturating_sub(due_ns));
+            }
+        }
+        Ok((latencies, acked))
+    });
+
+    let mut send_error = None;
+    for i in 0..total {
+        let due_ns = (i as f64 * interval_ns) as u64;
+        let due = start + Duration::from_nanos(due_ns);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        let frame = frames.get(i as usize % frames.len()).ok_or("no frame")?;
+        if due_tx.send(due_ns).is_err() {
+            break; // the acker failed: its error is reported below
+        }
+        if let Err(e) = conn.write_all(frame) {
+            send_error = Some(format!("send: {e}"));
+            break;
+        }
+    }
+    drop(due_tx);
+    let (mut latencies, acked) = acker
+        .join()
+        .map_err(|_| "ack thread panicked".to_owned())??;
+    if let Some(e) = send_error {
+        return Err(e);
+    }
+    if acked < total {
+        return Err(format!("{acked} of {total} requests acknowledged"));
+    }
+    println!(
+        "{{\"mode\":\"rate\",\"requests\":{acked},\"request_bytes\":{request_bytes},\"rate\":{},\
+         \"duration_s\":{},\"warmup_s\":{},\"request_latency_us\":{}}}",
+        json_f64(rate),
+        json_f64(duration_s),
+        json_f64(warmup_s),
         Percentiles::from_ns(&mut latencies).to_json()
     );
     Ok(())

@@ -84,6 +84,11 @@ impl Args {
             .ok_or_else(|| format!("--{key} is required"))
     }
 
+    /// True when `--key` was given, with or without a value.
+    pub fn has(&self, key: &str) -> bool {
+        self.values.contains_key(key)
+    }
+
     /// True when `--key` was given as a flag (or `--key true`).
     pub fn flag(&self, key: &str) -> bool {
         self.values.get(key).is_some_and(|v| v == "true")
