@@ -795,6 +795,15 @@ class Bench:
             r = run_json([self.bin("min_client"), "--connect", line.split()[1], "--rate", str(self.p["lat_rate"]),
                           "--duration-s", str(seconds), "--request-bytes", "100"],
                          seconds + 60, f"min_client at {self.p['lat_rate']} requests/s")
+            # Its CPU per request (getrusage, printed once the connection ended), beside the
+            # broker's per message.
+            ready, _, _ = select.select([server.stdout], [], [], 5)
+            if ready:
+                try:
+                    cpu = json.loads(server.stdout.readline())["cpu_s"]
+                    r["cpu_us_per_request"] = round(cpu * 1e6 / r["requests"], 1)
+                except (ValueError, KeyError, ZeroDivisionError):
+                    pass
             return r
         finally:
             CHILDREN.stop(server, wait_s=5)
@@ -1159,6 +1168,7 @@ def summarise(runs):
         "min_server_ack_p50_us": lambda l: l["min_server_latency"]["request_latency_us"]["p50"],
         "min_server_ack_p99_us": lambda l: l["min_server_latency"]["request_latency_us"]["p99"],
         "min_server_ack_p999_us": lambda l: l["min_server_latency"]["request_latency_us"]["p999"],
+        "min_server_cpu_us_per_request": lambda l: l["min_server_latency"]["cpu_us_per_request"],
     }
     for k, get in keys.items():
         vals = []
@@ -1361,7 +1371,8 @@ def markdown(summary, meta, target_list):
     if L.get("min_server_ack_p99_us") is not None:
         lines.append(f"| min_server at {fmt(L.get('min_server_rate'))} requests/s of 100 B, ack latency "
                      f"p50 / p99 / p99.9 | {fmt(L.get('min_server_ack_p50_us'))} / {fmt(L.get('min_server_ack_p99_us'))}"
-                     f" / {fmt(L.get('min_server_ack_p999_us'))} µs |")
+                     f" / {fmt(L.get('min_server_ack_p999_us'))} µs, "
+                     f"{fmt(L.get('min_server_cpu_us_per_request'))} µs of CPU per request |")
     lines.append("")
     lines.append("| scenario | client | msgs/s | MB/s (payload) | MB/s (wire) | broker CPU-s/GB (wire) | peak RSS MiB "
                  "| latency p50 / p99 / p99.9 (µs) | vs limit |")
