@@ -23,6 +23,7 @@ error, a timeout) fails the script, a slow one does not.
 """
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -743,7 +744,10 @@ class Bench:
         result["source"] = "iperf3" if result["iperf3_mb_per_s"] else "loopback_limit"
         return result
 
-    def min_server_limit(self, directory, total_bytes, request_bytes):
+    @contextlib.contextmanager
+    def min_server(self, directory):
+        """A min_server writing into `directory`, as (process, address); stopped, and its
+        file removed (its page cache freed, as free_topics does), on the way out."""
         os.makedirs(directory, exist_ok=True)
         server = CHILDREN.start([self.bin("min_server"), "--dir", directory, "--lifetime-s", "600"],
                                 stdout=subprocess.PIPE, text=True)
@@ -751,7 +755,14 @@ class Bench:
             line = server.stdout.readline()
             if not line.startswith("listening "):
                 raise RuntimeError(f"min_server did not start: {line!r}")
-            addr = line.split()[1]
+            yield server, line.split()[1]
+        finally:
+            CHILDREN.stop(server, wait_s=5)
+            if not self.args.keep_data:
+                shutil.rmtree(directory, ignore_errors=True)
+
+    def min_server_limit(self, directory, total_bytes, request_bytes):
+        with self.min_server(directory) as (server, addr):
             stats = ProcStats(server.pid)
             settle()  # as before every Sluice scenario
             cpu0 = stats.cpu_s()
@@ -773,26 +784,16 @@ class Bench:
             r["cpu_s_per_gb"] = round(cpu / (r["bytes"] / 1e9), 3)
             r["peak_rss_mib"] = round((stats.status_kib("VmHWM") or 0) / 1024, 1)
             return r
-        finally:
-            CHILDREN.stop(server, wait_s=5)
-            if not self.args.keep_data:  # its file's page cache, as free_topics does
-                shutil.rmtree(directory, ignore_errors=True)
 
     def min_server_latency(self, directory):
         """min_server's acknowledgement latency at the latency scenario's fixed rate of 100 B
         requests (min_client --rate, timed from each request's due time like latency_gen and
         latency_lean): the least a durable acknowledging server with group commit can take on
         this machine, its cores shared with the client as Sluice's are."""
-        os.makedirs(directory, exist_ok=True)
-        server = CHILDREN.start([self.bin("min_server"), "--dir", directory, "--lifetime-s", "600"],
-                                stdout=subprocess.PIPE, text=True)
-        try:
-            line = server.stdout.readline()
-            if not line.startswith("listening "):
-                raise RuntimeError(f"min_server did not start: {line!r}")
+        with self.min_server(directory) as (server, addr):
             settle()
             seconds = min(self.p["lat_seconds"], 10)
-            r = run_json([self.bin("min_client"), "--connect", line.split()[1], "--rate", str(self.p["lat_rate"]),
+            r = run_json([self.bin("min_client"), "--connect", addr, "--rate", str(self.p["lat_rate"]),
                           "--duration-s", str(seconds), "--request-bytes", "100"],
                          seconds + 60, f"min_client at {self.p['lat_rate']} requests/s")
             # Its CPU per request (getrusage, printed once the connection ended), beside the
@@ -805,9 +806,6 @@ class Bench:
                 except (ValueError, KeyError, ZeroDivisionError):
                     pass
             return r
-        finally:
-            CHILDREN.stop(server, wait_s=5)
-            shutil.rmtree(directory, ignore_errors=True)
 
     # ---- one run ----
 

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bench_support::{Args, BenchResult, LatencyRun};
+use bench_support::{sleep_until_due, Args, BenchResult, LatencyRun};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -199,12 +199,7 @@ fn run() -> BenchResult<()> {
     let mut sent = 0u64;
     let mut send_error: Option<String> = None;
     'schedule: for i in 0..total {
-        let due_ns = (i as f64 * interval_ns) as u64;
-        let due = start + Duration::from_nanos(due_ns);
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
-        }
+        let due_ns = sleep_until_due(start, i, interval_ns);
         payload[..8].copy_from_slice(&due_ns.to_le_bytes());
         payload[8..16].copy_from_slice(&i.to_le_bytes());
         let mut record = BaseRecord::<(), [u8], usize>::with_opaque_to(&topic, due_ns as usize)

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use bench_support::{Args, BenchResult, LatencyRun};
+use bench_support::{sleep_until_due, Args, BenchResult, LatencyRun};
 use bytes::Bytes;
 use compat_tests::batch::parse_batch_headers;
 use compat_tests::wire::{
@@ -171,12 +171,7 @@ fn run() -> BenchResult<()> {
     let mut sent = 0u64;
     let mut send_error = None;
     for i in 0..total {
-        let due_ns = (i as f64 * interval_ns) as u64;
-        let due = start + Duration::from_nanos(due_ns);
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
-        }
+        let due_ns = sleep_until_due(start, i, interval_ns);
         value[..8].copy_from_slice(&due_ns.to_le_bytes());
         value[8..16].copy_from_slice(&i.to_le_bytes());
         let timestamp_ms = i64::try_from(

@@ -25,7 +25,7 @@ use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use bench_support::{json_f64, mb, Args, BenchResult, Percentiles};
+use bench_support::{json_f64, mb, sleep_until_due, Args, BenchResult, Percentiles};
 use rand::{Rng, SeedableRng};
 
 fn main() {
@@ -185,12 +185,7 @@ fn run_fixed_rate(args: &Args, connect: &str) -> BenchResult<()> {
 
     let mut send_error = None;
     for i in 0..total {
-        let due_ns = (i as f64 * interval_ns) as u64;
-        let due = start + Duration::from_nanos(due_ns);
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
-        }
+        let due_ns = sleep_until_due(start, i, interval_ns);
         let frame = frames.get(i as usize % frames.len()).ok_or("no frame")?;
         if due_tx.send(due_ns).is_err() {
             break; // the acker failed: its error is reported below

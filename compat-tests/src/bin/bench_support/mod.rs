@@ -14,6 +14,19 @@ use std::str::FromStr;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+/// Waits for the `i`-th send of a fixed schedule of one send every `interval_ns` from `start`
+/// and returns its due time in nanoseconds from `start` (the latency clients time from it, so
+/// a sender that falls behind counts against the server).
+pub fn sleep_until_due(start: std::time::Instant, i: u64, interval_ns: f64) -> u64 {
+    let due_ns = (i as f64 * interval_ns) as u64;
+    let due = start + std::time::Duration::from_nanos(due_ns);
+    let now = std::time::Instant::now();
+    if due > now {
+        std::thread::sleep(due - now);
+    }
+    due_ns
+}
+
 /// The error type of every benchmark binary: a message for a human.
 pub type BenchResult<T> = Result<T, String>;
 
