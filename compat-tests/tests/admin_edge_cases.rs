@@ -1,5 +1,6 @@
 //! Admin requests whose edge cases Kafka answers in a particular way, against a real broker
-//! process over raw sockets: a topic named twice in CreatePartitions, a config without a value,
+//! process over raw sockets: a topic named twice in CreatePartitions, CreatePartitions adding
+//! more than 10,000 partitions in one request, a config without a value,
 //! a name colliding with another ('.' as '_') or a bad replication factor and partition count
 //! (in Kafka's order) in CreateTopics, DescribeConfigs with an empty key list, a malformed or unknown topic name
 //! and the default broker entity, Metadata naming a topic by id before v12, and DescribeCluster
@@ -27,6 +28,7 @@ const INVALID_PARTITIONS: i16 = 37;
 const INVALID_REPLICATION_FACTOR: i16 = 38;
 const INVALID_CONFIG: i16 = 40;
 const INVALID_REQUEST: i16 = 42;
+const POLICY_VIOLATION: i16 = 44;
 const MISMATCHED_ENDPOINT_TYPE: i16 = 114;
 const UNSUPPORTED_ENDPOINT_TYPE: i16 = 115;
 /// `ConfigResource.Type` ids.
@@ -107,6 +109,91 @@ fn create_partitions_refuses_a_topic_named_twice_and_changes_nothing() {
         "the repeated topic grew"
     );
     assert_eq!(partitions_of(&mut conn, &once), (0, 2));
+}
+
+/// One CreatePartitions adds at most 10,000 partitions over all its topics (Kafka's bound on one
+/// request's metadata records): a topic whose partitions would go past it is refused whole and
+/// nothing of it is created, where a hostile count used to make the broker create directories
+/// until it ran out of open files (found by a mutation fuzz: count 1,048,576). Topics before it
+/// and after it that stay within the bound are carried out.
+#[test]
+fn create_partitions_adds_at_most_ten_thousand_partitions_per_request() {
+    let broker = SluiceProcess::start_default();
+    let mut conn = connect(&broker);
+    let names: Vec<String> = ["huge", "six", "five", "four"]
+        .iter()
+        .map(|n| unique_topic(n))
+        .collect();
+    for t in &names {
+        assert_eq!(create(&mut conn, t, 1, &[]).0, 0);
+    }
+    fn grow(
+        conn: &mut RawConnection,
+        counts: &[(&str, i32)],
+        validate_only: bool,
+    ) -> Vec<(i16, String)> {
+        let response = conn
+            .call(
+                &CreatePartitionsRequest::default()
+                    .with_topics(
+                        counts
+                            .iter()
+                            .map(|(name, count)| {
+                                CreatePartitionsTopic::default()
+                                    .with_name(topic_name(name))
+                                    .with_count(*count)
+                                    .with_assignments(None)
+                            })
+                            .collect(),
+                    )
+                    .with_timeout_ms(10_000)
+                    .with_validate_only(validate_only),
+                3,
+            )
+            .unwrap();
+        response
+            .results
+            .iter()
+            .map(|r| {
+                (
+                    r.error_code,
+                    r.error_message
+                        .as_ref()
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+    let too_many = (
+        POLICY_VIOLATION,
+        "Excessively large number of partitions per request.".to_string(),
+    );
+    // The fuzzer's count, for real.
+    assert_eq!(
+        grow(&mut conn, &[(&names[0], 1 << 20)], false),
+        vec![too_many.clone()]
+    );
+    // Validating only, three topics adding 6,000, 5,000 and 4,000: the second would take the
+    // request to 11,000 and is refused; the third brings it to exactly 10,000.
+    let answers = grow(
+        &mut conn,
+        &[(&names[1], 6_001), (&names[2], 5_001), (&names[3], 4_001)],
+        true,
+    );
+    assert_eq!(
+        answers,
+        vec![(0, String::new()), too_many, (0, String::new())]
+    );
+    for t in &names {
+        assert_eq!(partitions_of(&mut conn, t), (0, 1), "{t} grew");
+    }
+    // Within the bound a request is carried out as before.
+    assert_eq!(
+        grow(&mut conn, &[(&names[0], 3)], false),
+        vec![(0, String::new())]
+    );
+    assert_eq!(partitions_of(&mut conn, &names[0]), (0, 3));
 }
 
 /// CreatePartitions checks in Kafka's order and words: an unknown topic, then a count that

@@ -888,12 +888,26 @@ async fn a_broker_only_node_joins_and_serves() {
             )
         );
         assert_eq!(try_grow(5, vec![vec![1, 2]]).0, 0, "a valid dry run");
+        // A count past one request's bound (10,000 partitions added) is refused whole, on a
+        // cluster node as on a single one (POLICY_VIOLATION), and nothing is placed.
+        let r = conn
+            .call(
+                &CreatePartitionsRequest::default()
+                    .with_topics(vec![CreatePartitionsTopic::default()
+                        .with_name(compat_tests::wire::topic_name(&topic))
+                        .with_count(1 << 20)
+                        .with_assignments(None)])
+                    .with_timeout_ms(10_000),
+                3,
+            )
+            .unwrap();
+        assert_eq!(r.results[0].error_code, 44, "{r:?}");
         assert_eq!(
             TestCluster::partitions(&cluster.metadata_client(), &topic)
                 .unwrap()
                 .len(),
             4,
-            "a dry run changed the topic"
+            "a dry run or a refused request changed the topic"
         );
     }
 

@@ -16,7 +16,7 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use protocol_shim::ErrorKind;
 use uuid::Uuid;
 
-use super::util::str_bytes;
+use super::util::{str_bytes, MAX_PARTITIONS_PER_REQUEST, TOO_MANY_PARTITIONS};
 use crate::config::{effective_topic_config, TopicConfigs, TOPIC_CONFIGS};
 use crate::node::{topic_op_off_runtime, Node, TopicOpError};
 
@@ -50,7 +50,7 @@ pub async fn handle(
             let result = if too_many {
                 Err(TopicOpError::new(
                     ErrorKind::PolicyViolation,
-                    "Excessively large number of partitions per request.",
+                    TOO_MANY_PARTITIONS,
                 ))
             } else if topic.name.0.as_str() == CLUSTER_METADATA_TOPIC {
                 // Kafka's `ControllerApis.createTopics`: the name of its metadata log.
@@ -101,9 +101,6 @@ pub async fn handle(
 
 /// The name of Kafka's metadata log, which no client may create.
 const CLUSTER_METADATA_TOPIC: &str = "__cluster_metadata";
-
-/// Kafka's `MAX_PARTITIONS_PER_BATCH`: the most partitions one CreateTopics may create.
-const MAX_PARTITIONS_PER_REQUEST: u64 = 10_000;
 
 /// The partitions `topics` would create (Kafka's `validateTotalNumberOfPartitions`): the
 /// assignments' count, else the count asked for (-1: the broker's default).
