@@ -12,6 +12,7 @@ pub mod handlers;
 pub mod metadata;
 pub mod metrics;
 pub mod node;
+pub mod open_files;
 pub mod partition;
 pub mod partition_dirs;
 pub mod producer_ids;

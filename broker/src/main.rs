@@ -52,12 +52,42 @@ fn main() -> ExitCode {
                 }
             }
         }
-        None => match runtime.block_on(broker::run::run(config)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!(error = %e, "sluice failed");
-                ExitCode::FAILURE
+        None => {
+            log_open_file_limit();
+            match runtime.block_on(broker::run::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "sluice failed");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
+    }
+}
+
+/// Below this many open files the broker warns at start-up: about 5,000 partitions (three
+/// files each) and their connections.
+const FEW_OPEN_FILES: u64 = 16_384;
+
+/// Raises the open-file limit to the hard one (`broker::open_files`) and says what it is.
+fn log_open_file_limit() {
+    match broker::open_files::raise_to_hard() {
+        Ok(limit) => {
+            if limit.after > limit.before {
+                tracing::info!(
+                    from = limit.before,
+                    to = limit.after,
+                    "raised the open-file limit"
+                );
+            }
+            if limit.after < FEW_OPEN_FILES {
+                tracing::warn!(
+                    limit = limit.after,
+                    "the open-file limit allows about {} partitions (three files each); raise the hard limit (ulimit -Hn, LimitNOFILE=, docker --ulimit nofile=) for more",
+                    limit.after / 3
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
 }

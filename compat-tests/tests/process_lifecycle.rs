@@ -1,5 +1,6 @@
 //! The broker as a process: configured only through `SLUICE_*` environment variables (and a
-//! flag beating its variable), and a clean SIGTERM that still answers the request in flight.
+//! flag beating its variable), a clean SIGTERM that still answers the request in flight, and
+//! the open-file limit raised to the hard one at start-up.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -265,4 +266,51 @@ fn sigterm_answers_acks_all_produces_in_flight() {
         "acked {acked}, high watermark {}",
         data.high_watermark
     );
+}
+
+/// The `Max open files` soft and hard limits in `/proc/<pid>/limits`.
+fn open_file_limits(pid: &str) -> Option<(u64, u64)> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut numbers = line
+        .split_whitespace()
+        .filter_map(|w| w.parse::<u64>().ok());
+    Some((numbers.next()?, numbers.next()?))
+}
+
+/// Started with the common service default of 1,024 open files (soft) under a higher hard
+/// limit, the broker raises its soft limit to the hard one, as the JVM does for Kafka: at
+/// three files per partition 1,024 would stop it at about 300 partitions.
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_one() {
+    let (_, hard) = open_file_limits("self").expect("this process's limits");
+    if hard <= 1024 {
+        eprintln!("hard open-file limit {hard}: nothing to raise to; skipped");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let port = compat_tests::ports::free_port();
+    // `prlimit` (util-linux) sets the limits and then runs the broker in its own process.
+    let mut child = std::process::Command::new("prlimit")
+        .arg(format!("--nofile=1024:{hard}"))
+        .arg(compat_tests::process::sluice_bin())
+        .arg("--data-dir")
+        .arg(data.path())
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--log-level")
+        .arg("warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("prlimit (util-linux) runs the broker");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the broker did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let limits = open_file_limits(&child.id().to_string());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(limits, Some((hard, hard)));
 }
