@@ -65,8 +65,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Below this many open files the broker warns at start-up: about 5,000 partitions (three
-/// files each) and their connections.
+/// Below this many open files the broker warns at start-up: at most about 5,000 partitions
+/// (three files each, more with older segments) and their connections.
 const FEW_OPEN_FILES: u64 = 16_384;
 
 /// Raises the open-file limit to the hard one (`broker::open_files`) and says what it is.
@@ -83,7 +83,7 @@ fn log_open_file_limit() {
             if limit.after < FEW_OPEN_FILES {
                 tracing::warn!(
                     limit = limit.after,
-                    "the open-file limit allows about {} partitions (three files each); raise the hard limit (ulimit -Hn, LimitNOFILE=, docker --ulimit nofile=) for more",
+                    "the open-file limit allows at most about {} partitions (three files each, one more per older segment); raise the hard limit (ulimit -Hn, LimitNOFILE=, docker --ulimit nofile=) for more",
                     limit.after / 3
                 );
             }

@@ -558,13 +558,15 @@ impl Node {
         Ok(meta)
     }
 
-    /// Raises a topic's partition count.
+    /// Raises a topic's partition count, by at most `budget` partitions
+    /// (`partitions_within_budget`); how many it added (or, validating only, would add).
     pub fn create_partitions(
         &self,
         name: &str,
         count: i32,
         validate_only: bool,
-    ) -> Result<(), TopicOpError> {
+        budget: u64,
+    ) -> Result<u64, TopicOpError> {
         let _one_at_a_time = self.topic_ops.lock();
         let Some(meta) = self.topics.get(name) else {
             return Err(TopicOpError::new(
@@ -573,8 +575,9 @@ impl Node {
             ));
         };
         check_partition_increase(name, meta.partitions, count, None)?;
+        let added = partitions_within_budget(meta.partitions, count, budget)?;
         if validate_only {
-            return Ok(());
+            return Ok(added);
         }
         let from = meta.partitions;
         let mut updated = meta.clone();
@@ -586,7 +589,8 @@ impl Node {
                 true
             })
             .map_err(|e| TopicOpError::new(ErrorKind::KafkaStorageError, e.to_string()))?;
-        self.open_partitions(&updated, from)
+        self.open_partitions(&updated, from)?;
+        Ok(added)
     }
 
     /// Applies retention to every partition every `log.retention.check.interval.ms`.
@@ -696,6 +700,38 @@ fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError
         }
         Err(std::fs::TryLockError::Error(source)) => Err(StartError::DataDir { path, source }),
     }
+}
+
+/// The most partitions one CreateTopics may create, or one CreatePartitions add, over all its
+/// topics: Kafka's `MAX_PARTITIONS_PER_BATCH` for the first, and for the second the bound on
+/// one request's metadata records (`MAX_RECORDS_PER_USER_OP`, one record per partition added).
+/// Without it one request could ask for millions of partitions, each a directory and open
+/// files.
+pub const MAX_PARTITIONS_PER_REQUEST: u64 = 10_000;
+
+/// What a request over `MAX_PARTITIONS_PER_REQUEST` gets (Kafka's words for CreateTopics).
+pub const TOO_MANY_PARTITIONS: &str = "Excessively large number of partitions per request.";
+
+/// The partitions a CreatePartitions entry adds (`count` over `current`, both checked by
+/// `check_partition_increase` first), refused when more than `budget`: what is left of
+/// `MAX_PARTITIONS_PER_REQUEST` after the request's earlier topics. Checked by the operation
+/// itself, on the state it grows, so that no view taken earlier can let it past.
+pub fn partitions_within_budget(
+    current: i32,
+    count: i32,
+    budget: u64,
+) -> Result<u64, TopicOpError> {
+    let additional = u64::try_from(i64::from(count) - i64::from(current)).unwrap_or(0);
+    if additional > budget {
+        // Kafka's controller stops at the same bound with an UNKNOWN_SERVER_ERROR (its record
+        // list overflows, after adding part of the topic's partitions); here the topic is
+        // refused whole, with CreateTopics' error for the same excess.
+        return Err(TopicOpError::new(
+            ErrorKind::PolicyViolation,
+            TOO_MANY_PARTITIONS,
+        ));
+    }
+    Ok(additional)
 }
 
 /// Kafka's checks of a partition increase, in its order and words

@@ -1,9 +1,9 @@
 //! The process's open-file limit: raised at start-up from its soft value to its hard one, as
 //! the JVM does for Kafka (HotSpot's `MaxFDLimit`, on by default on Linux). Each partition keeps
-//! three files open (its active segment and the segment's offset and time indexes) and each
-//! connection one socket, so the soft limit many systems start a service with (1,024) would
-//! stop a broker at about 300 partitions: CreateTopics then fails with KAFKA_STORAGE_ERROR and
-//! the listener can accept no more connections.
+//! at least three files open (its active segment and the segment's offset and time indexes, and
+//! one more per older segment) and each connection one socket, so the soft limit many systems
+//! start a service with (1,024) would stop a broker at about 300 partitions: CreateTopics then
+//! fails with KAFKA_STORAGE_ERROR and the listener can accept no more connections.
 
 /// The soft and hard open-file limits before and after `raise_to_hard`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -183,7 +183,8 @@ impl ClusterRuntime {
         Ok(meta)
     }
 
-    /// Grows a topic to `count` partitions.
+    /// Grows a topic to `count` partitions, by at most `budget` partitions
+    /// (`node::partitions_within_budget`); how many it added (or, validating only, would add).
     pub async fn create_partitions(
         &self,
         node: &Node,
@@ -191,7 +192,8 @@ impl ClusterRuntime {
         count: i32,
         assignments: Option<Vec<Vec<i32>>>,
         validate_only: bool,
-    ) -> Result<(), TopicOpError> {
+        budget: u64,
+    ) -> Result<u64, TopicOpError> {
         let state = self.state();
         let Some(topic) = state.topics.get(name) else {
             return Err(TopicOpError::new(
@@ -222,10 +224,15 @@ impl ClusterRuntime {
                 }
                 a
             }
-            None => self.place(count - current, rf, current)?,
+            // Bounded before placing, which builds a list as long as the partitions added.
+            None => {
+                crate::node::partitions_within_budget(current, count, budget)?;
+                self.place(count - current, rf, current)?
+            }
         };
+        let added = crate::node::partitions_within_budget(current, count, budget)?;
         if validate_only {
-            return Ok(());
+            return Ok(added);
         }
         let topic_id = topic.topic_id;
         self.propose(Command::CreatePartitions {
@@ -239,6 +246,6 @@ impl ClusterRuntime {
             n.topics.get(name).is_some_and(|t| t.partitions >= count)
         })
         .await;
-        Ok(())
+        Ok(added)
     }
 }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::client::ControllerClient;
 use super::placement::assign_replicas;
-use super::records::{Command, CommandResult, PartitionRef};
+use super::records::{Command, CommandError, CommandResult, PartitionRef};
 use super::state::ClusterState;
 use super::transport::{ControllerReply, ControllerRpc};
 use super::{Controller, ControllerConfig, ProposeError};
@@ -186,6 +186,56 @@ async fn single_node_is_its_own_quorum_and_recovers_from_its_dir() {
     .unwrap();
     agreed_leader(&[&node]).await;
     converge(&[&node], &before).await;
+    node.shutdown().await.unwrap();
+}
+
+/// More than 10,000 partitions in one proposal are refused before they reach the log, whoever
+/// proposes them (the brokers' handlers refuse such requests first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_of_too_many_partitions_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Controller::start(
+        7,
+        vec![],
+        "127.0.0.1:0".parse().unwrap(),
+        dir.path().to_owned(),
+    )
+    .await
+    .unwrap();
+    agreed_leader(&[&node]).await;
+    brokers_up(&node).await;
+    let topic_id = Uuid::from_u128(0xb16);
+    let topic = |partitions: usize| Command::CreateTopic {
+        name: "big".into(),
+        topic_id,
+        assignments: vec![vec![1]; partitions],
+        configs: BTreeMap::new(),
+    };
+    let last = node.raft_metrics().borrow().last_log_index;
+    match node.propose(topic(10_001)).await {
+        Err(ProposeError::Refused(CommandError::InvalidPartitions(m))) => {
+            assert_eq!(m, "Excessively large number of partitions per request.");
+        }
+        other => panic!("{other:?}"),
+    }
+    let grow = Command::CreatePartitions {
+        topic_id,
+        total_count: 1 << 20,
+        assignments: vec![vec![1]; (1 << 20) - 1],
+    };
+    assert!(matches!(
+        node.propose(grow).await,
+        Err(ProposeError::Refused(CommandError::InvalidPartitions(_)))
+    ));
+    assert_eq!(
+        node.raft_metrics().borrow().last_log_index,
+        last,
+        "a refused proposal reached the log"
+    );
+    assert!(node.state().borrow().topics.is_empty());
+    // At the bound it is a topic like any other.
+    node.propose(topic(10_000)).await.unwrap();
+    assert_eq!(node.state().borrow().topics["big"].partitions.len(), 10_000);
     node.shutdown().await.unwrap();
 }
 

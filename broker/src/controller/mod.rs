@@ -133,6 +133,21 @@ pub enum ControllerError {
     Raft(String),
 }
 
+/// A topic creation or partition addition of more than `MAX_PARTITIONS_PER_REQUEST` partitions,
+/// refused before it is appended, as Kafka's controller bounds one request's records
+/// (`MAX_RECORDS_PER_USER_OP`). The brokers' handlers refuse such requests first; this keeps a
+/// proposal from any other sender (another version of the broker, a bug) from committing a
+/// million partitions that every node would then try to open.
+fn too_many_partitions(cmd: &Command) -> Option<CommandError> {
+    let partitions = match cmd {
+        Command::CreateTopic { assignments, .. }
+        | Command::CreatePartitions { assignments, .. } => assignments.len(),
+        _ => return None,
+    };
+    (u64::try_from(partitions).unwrap_or(u64::MAX) > crate::node::MAX_PARTITIONS_PER_REQUEST)
+        .then(|| CommandError::InvalidPartitions(crate::node::TOO_MANY_PARTITIONS.to_string()))
+}
+
 /// Why a proposal did not produce a result.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProposeError {
@@ -409,6 +424,9 @@ impl Shared {
 
     async fn propose(&self, cmd: Command) -> Result<CommandResult, ProposeError> {
         let name = cmd.name();
+        if let Some(refused) = too_many_partitions(&cmd) {
+            return Err(ProposeError::Refused(refused));
+        }
         let timeout = Duration::from_millis(self.config.propose_timeout_ms);
         let written = tokio::time::timeout(timeout, self.raft.client_write(cmd))
             .await

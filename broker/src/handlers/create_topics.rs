@@ -16,9 +16,11 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use protocol_shim::ErrorKind;
 use uuid::Uuid;
 
-use super::util::{str_bytes, MAX_PARTITIONS_PER_REQUEST, TOO_MANY_PARTITIONS};
+use super::util::str_bytes;
 use crate::config::{effective_topic_config, TopicConfigs, TOPIC_CONFIGS};
-use crate::node::{topic_op_off_runtime, Node, TopicOpError};
+use crate::node::{
+    topic_op_off_runtime, Node, TopicOpError, MAX_PARTITIONS_PER_REQUEST, TOO_MANY_PARTITIONS,
+};
 
 pub async fn handle(
     node: &Arc<Node>,

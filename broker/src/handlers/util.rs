@@ -8,16 +8,6 @@ use storage::StorageError;
 
 use crate::partition::PartitionError;
 
-/// The most partitions one CreateTopics may create, or one CreatePartitions add, over all its
-/// topics: Kafka's `MAX_PARTITIONS_PER_BATCH` for the first, and for the second the bound on
-/// one request's metadata records (`MAX_RECORDS_PER_USER_OP`, one record per partition added).
-/// Without it one request could ask for millions of partitions, each a directory and open
-/// files.
-pub const MAX_PARTITIONS_PER_REQUEST: u64 = 10_000;
-
-/// What a request over `MAX_PARTITIONS_PER_REQUEST` gets (Kafka's words for CreateTopics).
-pub const TOO_MANY_PARTITIONS: &str = "Excessively large number of partitions per request.";
-
 pub fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
