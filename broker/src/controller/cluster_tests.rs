@@ -139,6 +139,13 @@ fn create_topic(state: &ClusterState, name: &str, n: u128) -> Command {
     }
 }
 
+/// Node 7 as a quorum of its own, on `dir`.
+async fn start_alone(dir: &Path) -> Controller {
+    Controller::start(7, vec![], "127.0.0.1:0".parse().unwrap(), dir.to_owned())
+        .await
+        .unwrap()
+}
+
 /// Register and unfence brokers 1..=3 through `node`.
 async fn brokers_up(node: &Controller) {
     for id in 1..=3 {
@@ -158,14 +165,7 @@ async fn brokers_up(node: &Controller) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_node_is_its_own_quorum_and_recovers_from_its_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Controller::start(
-        7,
-        vec![],
-        "127.0.0.1:0".parse().unwrap(),
-        dir.path().to_owned(),
-    )
-    .await
-    .unwrap();
+    let node = start_alone(dir.path()).await;
     assert_eq!(agreed_leader(&[&node]).await, 7);
     for i in 0..30 {
         node.propose(register(100 + i)).await.unwrap();
@@ -176,14 +176,7 @@ async fn single_node_is_its_own_quorum_and_recovers_from_its_dir() {
 
     // Restart from the same directory: with the default snapshot policy (1000 entries) the
     // state comes back from the log alone, re-applied once the node is leader again.
-    let node = Controller::start(
-        7,
-        vec![],
-        "127.0.0.1:0".parse().unwrap(),
-        dir.path().to_owned(),
-    )
-    .await
-    .unwrap();
+    let node = start_alone(dir.path()).await;
     agreed_leader(&[&node]).await;
     converge(&[&node], &before).await;
     node.shutdown().await.unwrap();
@@ -194,14 +187,7 @@ async fn single_node_is_its_own_quorum_and_recovers_from_its_dir() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proposal_of_too_many_partitions_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Controller::start(
-        7,
-        vec![],
-        "127.0.0.1:0".parse().unwrap(),
-        dir.path().to_owned(),
-    )
-    .await
-    .unwrap();
+    let node = start_alone(dir.path()).await;
     agreed_leader(&[&node]).await;
     brokers_up(&node).await;
     let topic_id = Uuid::from_u128(0xb16);
