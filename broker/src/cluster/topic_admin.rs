@@ -211,26 +211,24 @@ impl ClusterRuntime {
         let existing_rf = topic.partitions.first().map_or(1, |p| p.replicas.len());
         let rf = i16::try_from(existing_rf).unwrap_or(1);
         // All checked before a validate_only answer, as Kafka runs the whole creation for it.
-        let assignments = match assignments {
-            Some(a) => {
-                self.check_assignments(&a)?;
-                if let Some(other) = a.iter().map(Vec::len).find(|n| *n != existing_rf) {
-                    return Err(TopicOpError::new(
-                        ErrorKind::InvalidReplicaAssignment,
-                        format!(
-                            "The manual partition assignment includes a partition with {other} replica(s), but this is not consistent with previous partitions, which have {existing_rf} replica(s)."
-                        ),
-                    ));
-                }
-                a
+        if let Some(a) = &assignments {
+            self.check_assignments(a)?;
+            if let Some(other) = a.iter().map(Vec::len).find(|n| *n != existing_rf) {
+                return Err(TopicOpError::new(
+                    ErrorKind::InvalidReplicaAssignment,
+                    format!(
+                        "The manual partition assignment includes a partition with {other} replica(s), but this is not consistent with previous partitions, which have {existing_rf} replica(s)."
+                    ),
+                ));
             }
-            // Bounded before placing, which builds a list as long as the partitions added.
-            None => {
-                crate::node::partitions_within_budget(current, count, budget)?;
-                self.place(count - current, rf, current)?
-            }
-        };
+        }
+        // After the manual assignments' checks and before placing, which builds a list as long
+        // as the partitions added.
         let added = crate::node::partitions_within_budget(current, count, budget)?;
+        let assignments = match assignments {
+            Some(a) => a,
+            None => self.place(count - current, rf, current)?,
+        };
         if validate_only {
             return Ok(added);
         }
