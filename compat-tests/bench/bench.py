@@ -1120,6 +1120,12 @@ def broker_log_tail(broker):
 
 # ---- summarising ----
 
+def fmt_target(v):
+    """A target's figure: ratios with three decimals, so that a median just under its bound
+    (0.597 against >= 0.6x) does not print as the bound itself beside "no"."""
+    return fmt(v, 3) if isinstance(v, float) and abs(v) < 10 else fmt(v)
+
+
 def fmt(v, digits=None):
     if v is None:
         return "-"
@@ -1435,9 +1441,9 @@ def markdown(summary, meta, target_list):
         lines.append("|---|---|---|---|---|")
         for t in target_list:
             runs = t.get("runs") or []
-            each = " / ".join(fmt(v) for v in runs) if runs else ""
+            each = " / ".join(fmt_target(v) for v in runs) if runs else ""
             met = ("yes" if t["met"] else "no") + (f" ({t['runs_met']} of {len(runs)})" if runs else "")
-            lines.append(f"| {t['target']} | {t['want']} | {fmt(t['value'])} | {each} | {met} |")
+            lines.append(f"| {t['target']} | {t['want']} | {fmt_target(t['value'])} | {each} | {met} |")
     return "\n".join(lines) + "\n"
 
 
@@ -1543,7 +1549,7 @@ def main():
     print("\n== issue 5 targets (reported, not asserted) ==")
     for t in target_list:
         met_by = f", {t['runs_met']} of {len(t['runs'])} runs met it" if t.get("runs") else ""
-        print(f"  {'MET ' if t['met'] else 'MISS'} {t['target']}: {fmt(t['value'])} (want {t['want']}{met_by})")
+        print(f"  {'MET ' if t['met'] else 'MISS'} {t['target']}: {fmt_target(t['value'])} (want {t['want']}{met_by})")
     os.makedirs(args.results_dir, exist_ok=True)
     stamp = started.strftime("%Y%m%dT%H%M%S") + ("-smoke" if args.smoke else "")
     json_path = os.path.join(args.results_dir, f"{stamp}.json")

@@ -8,7 +8,10 @@ percentiles:
   syncfs N     one thread writing to N files, then one syncfs(2) covering all of them;
   written N    as parallel N, but the files' space is written with zeros first instead of
                fallocated, so an append overwrites written blocks (no extent to convert, no
-               journal commit in an fdatasync on ext4).
+               journal commit in an fdatasync on ext4);
+  ranged N     one thread writing to N files, then sync_file_range(2) starting every file's
+               writeback before one fdatasync of each in turn (the first one's journal commit
+               covers all N; each later one waits for its writeback and sends a cache flush).
 
     python3 compat-tests/bench/probes/fsync_concurrency.py [DIR] [SECONDS]
 
@@ -96,10 +99,32 @@ def syncfs():
     report(f"syncfs {FILES}", latencies)
 
 
+def ranged():
+    names = [f"r{i}" for i in range(FILES)]
+    fds = [open_file(n) for n in names]
+    latencies, end, off = [], time.time() + SECONDS, 0
+    write_only = 2  # SYNC_FILE_RANGE_WRITE
+    while time.time() < end:
+        for fd in fds:
+            os.pwrite(fd, b"x" * 100, off)
+        off += 100
+        t = time.perf_counter()
+        for fd in fds:
+            if libc.sync_file_range(fd, ctypes.c_longlong(0), ctypes.c_longlong(0), write_only) != 0:
+                raise OSError(ctypes.get_errno(), "sync_file_range")
+        for fd in fds:
+            os.fdatasync(fd)
+        latencies.append(time.perf_counter() - t)
+    for fd, n in zip(fds, names):
+        close_file(fd, n)
+    report(f"ranged {FILES}", latencies)
+
+
 if __name__ == "__main__":
     os.makedirs(DIR, exist_ok=True)
     for _ in range(2):
         threads(serial=False)
         threads(serial=True)
         syncfs()
+        ranged()
         threads(serial=False, written=True)
