@@ -82,8 +82,9 @@ def threads(serial, written=False):
     report(f"{mode} {FILES}", [x for l in latencies for x in l])
 
 
-def syncfs():
-    names = [f"s{i}" for i in range(FILES)]
+def one_thread(mode, sync_all):
+    """One thread appending 100 B to each of the files, then `sync_all(fds)` covering them."""
+    names = [f"{mode}{i}" for i in range(FILES)]
     fds = [open_file(n) for n in names]
     latencies, end, off = [], time.time() + SECONDS, 0
     while time.time() < end:
@@ -91,33 +92,25 @@ def syncfs():
             os.pwrite(fd, b"x" * 100, off)
         off += 100
         t = time.perf_counter()
-        if libc.syncfs(fds[0]) != 0:
-            raise OSError(ctypes.get_errno(), "syncfs")
+        sync_all(fds)
         latencies.append(time.perf_counter() - t)
     for fd, n in zip(fds, names):
         close_file(fd, n)
-    report(f"syncfs {FILES}", latencies)
+    report(f"{mode} {FILES}", latencies)
 
 
-def ranged():
-    names = [f"r{i}" for i in range(FILES)]
-    fds = [open_file(n) for n in names]
-    latencies, end, off = [], time.time() + SECONDS, 0
+def syncfs(fds):
+    if libc.syncfs(fds[0]) != 0:
+        raise OSError(ctypes.get_errno(), "syncfs")
+
+
+def ranged(fds):
     write_only = 2  # SYNC_FILE_RANGE_WRITE
-    while time.time() < end:
-        for fd in fds:
-            os.pwrite(fd, b"x" * 100, off)
-        off += 100
-        t = time.perf_counter()
-        for fd in fds:
-            if libc.sync_file_range(fd, ctypes.c_longlong(0), ctypes.c_longlong(0), write_only) != 0:
-                raise OSError(ctypes.get_errno(), "sync_file_range")
-        for fd in fds:
-            os.fdatasync(fd)
-        latencies.append(time.perf_counter() - t)
-    for fd, n in zip(fds, names):
-        close_file(fd, n)
-    report(f"ranged {FILES}", latencies)
+    for fd in fds:
+        if libc.sync_file_range(fd, ctypes.c_longlong(0), ctypes.c_longlong(0), write_only) != 0:
+            raise OSError(ctypes.get_errno(), "sync_file_range")
+    for fd in fds:
+        os.fdatasync(fd)
 
 
 if __name__ == "__main__":
@@ -125,6 +118,6 @@ if __name__ == "__main__":
     for _ in range(2):
         threads(serial=False)
         threads(serial=True)
-        syncfs()
-        ranged()
+        one_thread("syncfs", syncfs)
+        one_thread("ranged", ranged)
         threads(serial=False, written=True)
