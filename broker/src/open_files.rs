@@ -5,18 +5,15 @@
 //! start a service with (1,024) would stop a broker at about 300 partitions: CreateTopics then
 //! fails with KAFKA_STORAGE_ERROR and the listener can accept no more connections.
 
-/// The soft and hard open-file limits before and after `raise_to_hard`.
+/// The soft open-file limit before and after `raise_to_hard`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenFileLimit {
     pub before: u64,
     pub after: u64,
-    pub hard: u64,
 }
 
-/// Raises the soft `RLIMIT_NOFILE` to the hard limit (when the hard one is unlimited, as far as
-/// the kernel allows a process to open: `nr_open`, read by the kernel's own refusal). Returns the
-/// limits, or the error of `getrlimit`/`setrlimit`.
-pub fn raise_to_hard() -> std::io::Result<OpenFileLimit> {
+/// The soft and hard `RLIMIT_NOFILE`, or the error of `getrlimit`.
+fn current() -> std::io::Result<(u64, u64)> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -25,13 +22,18 @@ pub fn raise_to_hard() -> std::io::Result<OpenFileLimit> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let before = limit.rlim_cur;
-    let hard = limit.rlim_max;
+    Ok((limit.rlim_cur, limit.rlim_max))
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit (when the hard one is unlimited, as far as
+/// the kernel allows a process to open: `nr_open`, read by the kernel's own refusal). Returns the
+/// soft limit before and after, or the error of `getrlimit`/`setrlimit`.
+pub fn raise_to_hard() -> std::io::Result<OpenFileLimit> {
+    let (before, hard) = current()?;
     if before >= hard {
         return Ok(OpenFileLimit {
             before,
             after: before,
-            hard,
         });
     }
     let wanted = if hard == libc::RLIM_INFINITY {
@@ -50,7 +52,6 @@ pub fn raise_to_hard() -> std::io::Result<OpenFileLimit> {
     Ok(OpenFileLimit {
         before,
         after: wanted,
-        hard,
     })
 }
 
@@ -68,22 +69,9 @@ fn nr_open() -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn current() -> (u64, u64) {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: as in `raise_to_hard`.
-        assert_eq!(
-            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-            0
-        );
-        (limit.rlim_cur, limit.rlim_max)
-    }
-
     #[test]
     fn the_soft_limit_is_raised_to_the_hard_one() {
-        let (_, hard) = current();
+        let (_, hard) = current().unwrap();
         // Lower the soft limit by one (process-wide, so barely: other tests in this process
         // keep their files), then raise it again.
         let lowered = libc::rlimit {
@@ -99,7 +87,7 @@ mod tests {
         let limits = raise_to_hard().unwrap();
         assert_eq!(limits.before, lowered.rlim_cur);
         assert!(limits.after > limits.before, "{limits:?}");
-        assert_eq!(current().0, limits.after);
+        assert_eq!(current().unwrap().0, limits.after);
         // Already at the hard limit: nothing changes.
         let again = raise_to_hard().unwrap();
         assert_eq!(again.before, again.after);
