@@ -446,8 +446,21 @@ class Measured:
         self.disk_read0 = disk_read_bytes(self.broker.device)
         self.threads0 = self.broker.stats.thread_cpu_ns()
         self.steal0 = cpu_steal_ticks()
+        self.peak_anon_kib = 0
+        self._sampling = threading.Event()
+        self._sampler = threading.Thread(target=self._sample_anon, daemon=True)
+        self._sampler.start()
         self.t0 = time.time()
         return self
+
+    def _sample_anon(self):
+        """Peak RssAnon (the broker's own memory; /proc has no high-water mark for it),
+        sampled every 50 ms. VmHWM also counts the page cache the broker has mapped
+        (RssFile: its kept segment mappings), which the kernel can reclaim."""
+        while not self._sampling.is_set():
+            with contextlib.suppress(OSError, ValueError):
+                self.peak_anon_kib = max(self.peak_anon_kib, self.broker.stats.status_kib("RssAnon") or 0)
+            self._sampling.wait(0.05)
 
     def __exit__(self, *exc):
         self.wall_s = time.time() - self.t0
@@ -462,7 +475,11 @@ class Measured:
         else:
             self.cpu_s = ticks_s  # a thread exited meanwhile; its time is only in the ticks
             self.cpu_source = "ticks"
+        self._sampling.set()
+        self._sampler.join()
         self.peak_rss_mib = (self.broker.stats.status_kib("VmHWM") or 0) / 1024
+        self.peak_anon_mib = max(self.peak_anon_kib, self.broker.stats.status_kib("RssAnon") or 0) / 1024
+        self.rss_file_mib = (self.broker.stats.status_kib("RssFile") or 0) / 1024
         read1 = disk_read_bytes(self.broker.device)
         self.disk_read_mb = (round((read1 - self.disk_read0) / 1e6, 1)
                              if read1 is not None and self.disk_read0 is not None else None)
@@ -478,6 +495,8 @@ class Measured:
             "wire_bytes": int(wire),
             "cpu_s_per_gb": round(self.cpu_s / (wire / 1e9), 3) if wire > 0 else None,
             "peak_rss_mib": round(self.peak_rss_mib, 1),
+            "peak_anon_mib": round(self.peak_anon_mib, 1),
+            "rss_file_mib_end": round(self.rss_file_mib, 1),
             "broker_window_s": round(self.wall_s, 3),
             "cpu_steal_pct": self.steal_pct,
         }
@@ -1199,7 +1218,8 @@ def summarise(runs):
         rows = [r["scenarios"][name] for r in runs if name in r["scenarios"]]
         kind = rows[0]["kind"]
         s = {"kind": kind, "client": rows[0].get("client"), "runs": len(rows)}
-        for k in ("msgs", "msgs_per_s", "mb_per_s", "cpu_s_per_gb", "peak_rss_mib", "broker_cpu_s",
+        for k in ("msgs", "msgs_per_s", "mb_per_s", "cpu_s_per_gb", "peak_rss_mib", "peak_anon_mib",
+                  "rss_file_mib_end", "broker_cpu_s",
                   "wire_bytes", "avg_request_bytes", "records_per_request", "compression_ratio", "partitions",
                   "rss_start_mib", "rss_end_mib", "rss_growth_mib", "rss_max_mib", "segments_on_disk_end",
                   "client_cpu_s_per_gb", "fsyncs_over_100ms", "fsyncs_over_1_6ms", "slow_fsync_time_pct", "cpu_steal_pct",
@@ -1346,6 +1366,10 @@ def targets(summary):
     if rss:
         v = max(rss)
         add("broker peak RSS, any scenario (MiB)", v, below(512), "< 512 MiB")
+    anon = [s.get("peak_anon_mib") for s in sc.values() if s.get("peak_anon_mib")]
+    if anon:
+        add("broker peak anonymous RSS (its own memory, without mapped page cache), any scenario (MiB)",
+            max(anon), below(512), "< 512 MiB")
     return out
 
 
@@ -1378,7 +1402,8 @@ def markdown(summary, meta, target_list):
                      f" / {fmt(L.get('min_server_ack_p999_us'))} µs, "
                      f"{fmt(L.get('min_server_cpu_us_per_request'))} µs of CPU per request |")
     lines.append("")
-    lines.append("| scenario | client | msgs/s | MB/s (payload) | MB/s (wire) | broker CPU-s/GB (wire) | peak RSS MiB "
+    lines.append("| scenario | client | msgs/s | MB/s (payload) | MB/s (wire) | broker CPU-s/GB (wire) "
+                 "| peak RSS MiB (peak anon / mapped file at end) "
                  "| latency p50 / p99 / p99.9 (µs) | vs limit |")
     lines.append("|---|---|---|---|---|---|---|---|---|")
     for name, s in summary["scenarios"].items():
@@ -1424,7 +1449,8 @@ def markdown(summary, meta, target_list):
         if s.get("mode"):
             label += f" ({s['mode']})"
         lines.append(f"| {label} | {s.get('client')} | {fmt(s.get('msgs_per_s'))} | {fmt(s.get('mb_per_s'))} | "
-                     f"{fmt(s.get('wire_mb_per_s'))} | {fmt(s.get('cpu_s_per_gb'))} | {fmt(s.get('peak_rss_mib'))} | "
+                     f"{fmt(s.get('wire_mb_per_s'))} | {fmt(s.get('cpu_s_per_gb'))} | {fmt(s.get('peak_rss_mib'))} "
+                     f"({fmt(s.get('peak_anon_mib'))} / {fmt(s.get('rss_file_mib_end'))}) | "
                      f"{lat} | {vs} |")
     counted = summary.get("instructions")
     if counted:
@@ -1455,6 +1481,7 @@ def print_tables(summary):
     for name, s in summary["scenarios"].items():
         print(f"\n== {name} ({s['kind']}, client {s.get('client')}, {s['runs']} run(s)) ==")
         for k in ("msgs", "msgs_per_s", "mb_per_s", "wire_mb_per_s", "cpu_s_per_gb", "broker_cpu_s", "peak_rss_mib",
+                  "peak_anon_mib", "rss_file_mib_end",
                   "avg_request_bytes", "records_per_request", "compression_ratio", "partitions", "mode",
                   "rss_start_mib", "rss_end_mib", "rss_growth_mib", "rss_max_mib", "segments_on_disk_end"):
             if s.get(k) is not None:

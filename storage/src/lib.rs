@@ -24,3 +24,4 @@ pub use log::{
     TimestampOffset, UnsyncedClose,
 };
 pub use producer_state::ProducerStateView;
+pub use segment::log_file::LogFile;

@@ -1,21 +1,22 @@
 //! Sending a response frame whose file regions are large from memory mappings of them: each
-//! region is mapped (`storage::RegionMap`) and the whole frame goes to the socket with vectored
-//! writes, so the page cache is copied once, into the socket. The copy path (`copy_out`) reads
-//! the regions into a buffer first, a second copy of every byte, and the client waits for that
-//! read before the first byte leaves.
+//! region is found in its segment file's kept mapping (`storage::RegionMap`, mapped once per
+//! file and kept, see `storage::segment::log_file`) and the whole frame goes to the socket with
+//! vectored writes, so the page cache is copied once, into the socket. The copy path
+//! (`copy_out`) reads the regions into a buffer first, a second copy of every byte, and the
+//! client waits for that read before the first byte leaves.
 //!
-//! Small regions are still copied out: mapping and unmapping costs a few system calls and a TLB
-//! flush, more than a `pread` of a few kilobytes (the latency scenario's fetches are a hundred
-//! bytes).
+//! Small regions are still copied out: a `pread` of a few kilobytes costs less than the page
+//! faults of touching the mapping (the latency scenario's fetches are a hundred bytes).
 //!
-//! Mappings are bounded: every file region is at least 32 KiB (`partition::replica`'s
-//! `MIN_FILE_REGION_BYTES`; smaller answers are read into memory), so a frame maps at most one
-//! region per 32 KiB it carries, and the whole process holds at most `MAX_MAPPED_REGIONS` for
-//! frames being written (a frame to a client that stops reading keeps its mappings until the
-//! connection ends); a frame that would go past that budget, or one whose regions cannot be
-//! mapped (`vm.max_map_count`, a file shorter than its region), is copied out instead. Nothing
-//! has been written when that is decided. The mappings of a frame are unmapped once it is
-//! written.
+//! Mappings are bounded: storage keeps at most `storage::segment::log_file::MAX_KEPT_MAPPINGS`
+//! and drops the least recently used beyond that; a dropped one lives on while a frame being
+//! written holds it. Every file region is at least 32 KiB (`partition::replica`'s
+//! `MIN_FILE_REGION_BYTES`; smaller answers are read into memory), so a frame holds at most one
+//! mapping per 32 KiB it carries, and the frames being written hold at most
+//! `MAX_MAPPED_REGIONS` regions at once (a frame to a client that stops reading keeps its hold
+//! until the connection ends); a frame that would go past that budget, or one whose regions
+//! cannot be mapped (`vm.max_map_count`, a file shorter than its region), is copied out
+//! instead. Nothing has been written when that is decided.
 //!
 //! Invariant: as with the copy path, the whole frame is written or an error is returned and the
 //! connection must close: a region past the end of its file fails to map and then to be copied
@@ -36,12 +37,12 @@ use crate::handlers::OutChunk;
 /// Frames whose file regions hold fewer bytes than this are copied out instead.
 const MAP_MIN_BYTES: u64 = 64 * 1024;
 
-/// The most regions mapped at once for frames being written, process-wide: well below Linux's
-/// default `vm.max_map_count` (65,530), which the sealed segments' mapped indexes, the
-/// allocator and thread stacks share.
+/// The most regions held at once by frames being written, process-wide: with storage's kept
+/// mappings, well below Linux's default `vm.max_map_count` (65,530), which the sealed
+/// segments' mapped indexes, the allocator and thread stacks share.
 const MAX_MAPPED_REGIONS: usize = 8192;
 
-/// Regions mapped now for frames being written.
+/// Regions held now by frames being written.
 static MAPPED_REGIONS: AtomicUsize = AtomicUsize::new(0);
 
 /// Whether `chunks` carry enough file bytes to be sent mapped.

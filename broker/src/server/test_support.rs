@@ -38,10 +38,10 @@ pub async fn writer_and_received() -> (OwnedWriteHalf, JoinHandle<Vec<u8>>) {
 }
 
 /// A temporary file holding `data`.
-pub fn file_with(data: &[u8]) -> Arc<std::fs::File> {
+pub fn file_with(data: &[u8]) -> Arc<storage::LogFile> {
     let mut f = tempfile::tempfile().unwrap();
     f.write_all(data).unwrap();
-    Arc::new(f)
+    Arc::new(storage::LogFile::new(f))
 }
 
 /// A region of a temporary file holding `data`, as a frame chunk.

@@ -1,6 +1,6 @@
 //! Values returned by `Log` operations.
 
-use std::fs::File;
+use crate::segment::log_file::LogFile;
 use std::sync::Arc;
 
 /// Result of `Log::append`.
@@ -28,7 +28,7 @@ pub enum AppendOutcome {
 /// the log's count of truncations when it was taken (`Log::mark_target_flushed`).
 #[derive(Clone, Debug)]
 pub struct FlushTarget {
-    pub file: Arc<File>,
+    pub file: Arc<LogFile>,
     pub up_to_offset: i64,
     pub truncations: u64,
 }
@@ -55,7 +55,7 @@ pub struct TimestampOffset {
 /// it if the log is truncated, so a sender must treat a short file as an error.
 #[derive(Clone, Debug)]
 pub struct FileRegion {
-    pub file: Arc<File>,
+    pub file: Arc<LogFile>,
     pub position: u64,
     pub len: u64,
 }

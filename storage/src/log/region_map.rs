@@ -10,17 +10,25 @@
 //! the sender treats like any failed write: the connection closes, as with a short `pread`. If
 //! the file is cut and then written again before the kernel reaches the page, the new bytes are
 //! sent, as `pread` or `sendfile` would send them. Only follower truncation cuts a log file in
-//! place (a log restarted at an offset replaces its file, `Segment::create`).
+//! place (a log restarted at an offset replaces its file, `Segment::create`). The same holds
+//! for the part of a kept mapping past the end of its file (`segment::log_file`): a region is
+//! inside the file when it is mapped, and the mapping's pages read the file as it is when the
+//! kernel touches them.
 
-use memmap2::{Mmap, MmapOptions};
+use std::sync::Arc;
+
+use memmap2::Mmap;
 
 use crate::error::StorageError;
 use crate::log::FileRegion;
 
-/// A read-only mapping of exactly one `FileRegion` (nothing for an empty one).
+/// Exactly one `FileRegion`'s bytes in a read-only mapping of its file (the file's kept
+/// mapping, `segment::log_file`; nothing for an empty region).
 #[derive(Debug)]
 pub struct RegionMap {
-    map: Option<Mmap>,
+    map: Option<Arc<Mmap>>,
+    start: usize,
+    len: usize,
 }
 
 impl RegionMap {
@@ -31,36 +39,43 @@ impl RegionMap {
     /// was cut below the region meanwhile, that raises SIGBUS, and if it was written again the
     /// bytes change under the slice. Handing them to the kernel is fine (see the module comment).
     pub unsafe fn for_kernel(&self) -> &[u8] {
-        self.map.as_deref().unwrap_or_default()
+        let end = self.start.saturating_add(self.len);
+        self.map
+            .as_deref()
+            .and_then(|m| m.get(self.start..end))
+            .unwrap_or_default()
     }
 }
 
 impl FileRegion {
-    /// Maps the region read-only; an error if the file is already shorter than the region.
+    /// The region in its file's kept mapping (made if the file has none long enough); an error
+    /// if the file is already shorter than the region.
     pub fn map(&self) -> Result<RegionMap, StorageError> {
         if self.len == 0 {
-            return Ok(RegionMap { map: None });
+            return Ok(RegionMap {
+                map: None,
+                start: 0,
+                len: 0,
+            });
         }
-        let len = usize::try_from(self.len)
-            .map_err(|_| StorageError::corrupt("region too large to map"))?;
+        let too_large = || StorageError::corrupt("region too large to map");
+        let len = usize::try_from(self.len).map_err(|_| too_large())?;
+        let start = usize::try_from(self.position).map_err(|_| too_large())?;
         let end = self.position.checked_add(self.len);
         let file_len = self.file.metadata()?.len();
-        if end.is_none_or(|end| end > file_len) {
+        let Some(end) = end.filter(|&end| end <= file_len) else {
             return Err(StorageError::corrupt(
                 "file region runs past the end of its file",
             ));
-        }
-        // SAFETY: the mapping is read-only and its bytes are only handed to the kernel (see the
-        // module comment): a truncation of the file while it is mapped makes the sending system
-        // call fail with EFAULT, never a signal, and no Rust code reads the bytes. memmap2 aligns
-        // the offset to a page and keeps the mapping alive as long as `RegionMap`.
-        let map = unsafe {
-            MmapOptions::new()
-                .offset(self.position)
-                .len(len)
-                .map(&*self.file)?
         };
-        Ok(RegionMap { map: Some(map) })
+        // SAFETY: the mapping's bytes are only handed to the kernel: `RegionMap::for_kernel`'s
+        // callers promise that (see the module comment).
+        let map = unsafe { self.file.mapping_covering(end)? };
+        Ok(RegionMap {
+            map: Some(map),
+            start,
+            len,
+        })
     }
 }
 
@@ -74,7 +89,7 @@ mod tests {
     fn region_of(data: &[u8], position: u64, len: u64) -> (tempfile::NamedTempFile, FileRegion) {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(data).unwrap();
-        let file = Arc::new(f.reopen().unwrap());
+        let file = Arc::new(crate::LogFile::new(f.reopen().unwrap()));
         (
             f,
             FileRegion {
@@ -161,5 +176,51 @@ mod tests {
         let map = region.map().unwrap();
         // SAFETY: the region's file (replaced, not cut) is not cut while the test reads it.
         assert_eq!(unsafe { map.for_kernel() }, &before[..]);
+    }
+
+    /// Fetches from one segment find its kept mapping; a follower truncation, which cuts the
+    /// file in place, drops it, and the next fetch maps the file again and sends the new bytes.
+    #[test]
+    fn regions_of_a_segment_share_its_mapping_until_the_file_is_cut_in_place() {
+        use crate::log::tests::batch;
+        use crate::log::{Log, StoredRecords};
+        use crate::LogConfig;
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+        for i in 0..6 {
+            log.append(&batch(3, i), 0, 0).unwrap();
+        }
+        let region_from = |log: &Log, offset: i64| match log
+            .read_region(offset, i64::MAX, usize::MAX, true)
+            .unwrap()
+            .records
+        {
+            StoredRecords::File(region) => region,
+            StoredRecords::Bytes(_) => panic!("a file region"),
+        };
+        let (all, tail) = (region_from(&log, 0), region_from(&log, 9));
+        let (all_map, tail_map) = (all.map().unwrap(), tail.map().unwrap());
+        let mapping = |m: &RegionMap| Arc::clone(m.map.as_ref().unwrap());
+        assert!(Arc::ptr_eq(&mapping(&all_map), &mapping(&tail_map)));
+        // SAFETY: nothing cuts the file while the test reads these.
+        unsafe {
+            assert_eq!(all_map.for_kernel(), &all.read_to_bytes().unwrap()[..]);
+            assert_eq!(tail_map.for_kernel(), &tail.read_to_bytes().unwrap()[..]);
+        }
+        let before = mapping(&all_map);
+        drop((all_map, tail_map));
+        log.truncate_to(9).unwrap(); // the last three batches go, in place
+        log.append(&batch(1, 42), 0, 0).unwrap();
+        let again = region_from(&log, 9);
+        assert!(
+            Arc::ptr_eq(&again.file, &tail.file),
+            "the same file, cut in place"
+        );
+        let again_map = again.map().unwrap();
+        assert!(!Arc::ptr_eq(&before, &mapping(&again_map)), "mapped anew");
+        // SAFETY: as above.
+        let sent = unsafe { again_map.for_kernel().to_vec() };
+        assert_eq!(sent, &again.read_to_bytes().unwrap()[..]);
+        assert_eq!(crate::log::tests::batch_offsets(&sent), vec![(9, 9)]);
     }
 }

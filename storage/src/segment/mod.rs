@@ -54,6 +54,7 @@
 pub(crate) mod file_io;
 pub mod file_name;
 pub(crate) mod index_file;
+pub mod log_file;
 pub(crate) mod offset_index;
 #[allow(clippy::module_inception)]
 pub(crate) mod segment;

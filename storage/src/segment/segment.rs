@@ -28,6 +28,7 @@ use crate::segment::file_io::{
     preallocate, read_exact_at_into, write_all_vectored_at, WindowReader,
 };
 use crate::segment::file_name::{path_for, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::segment::log_file::LogFile;
 use crate::segment::offset_index::OffsetIndex;
 use crate::segment::time_index::TimeIndex;
 
@@ -88,7 +89,7 @@ pub(crate) struct Segment {
     base_offset: i64,
     log_path: PathBuf,
     /// Shared so the caller can fdatasync off-thread (`Log::flush_target`).
-    log_file: Arc<File>,
+    log_file: Arc<LogFile>,
     size_bytes: u64,
     /// The log file's length: `size_bytes` plus preallocated space past it.
     allocated_bytes: u64,
@@ -163,7 +164,7 @@ impl Segment {
         Ok(Segment {
             base_offset,
             log_path,
-            log_file: Arc::new(log_file),
+            log_file: Arc::new(LogFile::new(log_file)),
             size_bytes,
             allocated_bytes: size_bytes,
             preallocate_step_bytes: 0,
@@ -198,7 +199,7 @@ impl Segment {
     pub(crate) fn log_path(&self) -> &Path {
         &self.log_path
     }
-    pub(crate) fn log_file(&self) -> Arc<File> {
+    pub(crate) fn log_file(&self) -> Arc<LogFile> {
         Arc::clone(&self.log_file)
     }
     pub(crate) fn roll_base_ms(&self) -> Option<i64> {
@@ -594,6 +595,7 @@ impl Segment {
             return Ok(());
         };
         let roll_base_ms = self.roll_base_ms;
+        self.log_file.forget_mapping();
         self.trim_to(info.position)?;
         self.rebuild(index_interval_bytes, index_bytes, false, i64::MAX)?;
         if !self.is_empty() {
