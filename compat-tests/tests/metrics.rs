@@ -81,6 +81,20 @@ fn metrics_scrape_and_move() {
         sample(&body, "sluice_connections ").unwrap_or(0.0) >= 1.0,
         "{body}"
     );
+    // Small fetches are copied out; one with a large batch is sent from a mapping of its
+    // segment's file, which the file keeps.
+    let mappings = "sluice_log_file_mappings ";
+    assert_eq!(sample(&body, mappings), Some(0.0), "{body}");
+    let big_topic = unique_topic("metrics-big");
+    assert_eq!(wire::create_topic(&mut conn, &big_topic, 1).unwrap(), 0);
+    let value = vec![7u8; 200 * 1024];
+    let big = compat_tests::batch::build_batch(&[(&b"k"[..], &value[..])], now_ms());
+    let produced = wire::produce(&mut conn, &big_topic, 0, big.clone()).unwrap();
+    assert_eq!(produced.error_code, 0);
+    let fetched = wire::fetch(&mut conn, &big_topic, 0, 0).unwrap();
+    assert_eq!(fetched.records.unwrap().len(), big.len());
+    let (_, body) = scrape(&addr, "/metrics");
+    assert_eq!(sample(&body, mappings), Some(1.0), "{body}");
     // A single node is its own controller (Kafka's ActiveControllerCount).
     assert_eq!(sample(&body, "sluice_active_controller_count "), Some(1.0));
 

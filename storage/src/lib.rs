@@ -24,4 +24,4 @@ pub use log::{
     TimestampOffset, UnsyncedClose,
 };
 pub use producer_state::ProducerStateView;
-pub use segment::log_file::LogFile;
+pub use segment::log_file::{kept_log_file_mappings, LogFile};

@@ -66,6 +66,9 @@ pub struct Metrics {
     pub fsync_seconds: Histogram,
     pub connections: Gauge,
     pub connections_accepted: Counter,
+    /// Segment log files keeping a read mapping (`storage::segment::log_file`), set at scrape
+    /// time.
+    log_file_mappings: Gauge,
     log_end_offset: Family<PartitionLabels, Gauge>,
     high_watermark: Family<PartitionLabels, Gauge>,
     log_start_offset: Family<PartitionLabels, Gauge>,
@@ -133,6 +136,12 @@ impl Metrics {
             "Open client connections",
             connections.clone(),
         );
+        let log_file_mappings = Gauge::default();
+        registry.register(
+            "log_file_mappings",
+            "Segment log files keeping a read-only mapping for sending fetched data (at most 4,096)",
+            log_file_mappings.clone(),
+        );
         let connections_accepted = Counter::default();
         registry.register(
             "connections_accepted",
@@ -191,6 +200,7 @@ impl Metrics {
             fsync_seconds,
             connections,
             connections_accepted,
+            log_file_mappings,
             log_end_offset,
             high_watermark,
             log_start_offset,
@@ -278,6 +288,8 @@ impl Metrics {
             }
         }
         self.under_replicated.set(under_replicated);
+        self.log_file_mappings
+            .set(i64::try_from(storage::kept_log_file_mappings()).unwrap_or(i64::MAX));
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!(error = %e, "cannot encode metrics");

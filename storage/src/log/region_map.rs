@@ -71,6 +71,7 @@ impl FileRegion {
         // SAFETY: the mapping's bytes are only handed to the kernel: `RegionMap::for_kernel`'s
         // callers promise that (see the module comment).
         let map = unsafe { self.file.mapping_covering(end)? };
+        self.file.note_sent(self.len);
         Ok(RegionMap {
             map: Some(map),
             start,

@@ -14,6 +14,13 @@
 //! mapping goes with the file (its segment deleted or replaced) and when the file is cut in
 //! place (`forget_mapping`, follower truncation).
 //!
+//! So are the pages they hold: every page the kernel sends from a mapping stays mapped (and
+//! counted in the process's RSS as a file page) until it is let go, so once the kept mappings
+//! have sent `MAX_SENT_BYTES_HELD` since the last time, the pages of every file that sent
+//! anything are let go together (`MADV_DONTNEED`, which on a shared file mapping only unmaps
+//! them: the page cache keeps them, and a later send maps them again). One such call per file
+//! per 64 MiB served instead of a `munmap` per answer.
+//!
 //! Lock order: the registry (`KeptMappings::files`) before any file's `kept`; a file's `kept`
 //! is never held while taking the registry.
 
@@ -22,7 +29,7 @@ use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use memmap2::{Mmap, MmapOptions};
+use memmap2::{Mmap, MmapOptions, UncheckedAdvice};
 
 use crate::error::StorageError;
 
@@ -32,10 +39,15 @@ pub(crate) const MAP_STEP_BYTES: u64 = 64 * 1024 * 1024;
 /// written (at most 8,192, the broker's budget) and the sealed segments' mapped indexes, well
 /// below Linux's default `vm.max_map_count` (65,530).
 pub const MAX_KEPT_MAPPINGS: usize = 4096;
+/// Bytes sent from kept mappings, process-wide, after which their pages are let go.
+pub const MAX_SENT_BYTES_HELD: u64 = 64 * 1024 * 1024;
 
 /// The files keeping a mapping, and the clock that orders their use.
 pub struct KeptMappings {
     limit: usize,
+    sent_limit: u64,
+    /// Bytes sent from the mappings since their pages were last let go.
+    sent: AtomicU64,
     files: Mutex<Vec<Weak<LogFile>>>,
     /// Advanced each time a mapping is made; a file's `last_used` is its value at its last use
     /// (a read of a rarely written counter, not a shared write per fetch).
@@ -43,9 +55,11 @@ pub struct KeptMappings {
 }
 
 impl KeptMappings {
-    pub const fn new(limit: usize) -> KeptMappings {
+    pub const fn new(limit: usize, sent_limit: u64) -> KeptMappings {
         KeptMappings {
             limit,
+            sent_limit,
+            sent: AtomicU64::new(0),
             files: Mutex::new(Vec::new()),
             clock: AtomicU64::new(0),
         }
@@ -90,10 +104,39 @@ impl KeptMappings {
         }
         *file.kept() = Some(map);
     }
+
+    /// Lets go of the pages of every mapping that sent anything since the last time, if the
+    /// mappings have sent `sent_limit` bytes meanwhile (another thread may just have done it).
+    fn let_pages_go(&self) {
+        let files = self.files();
+        if self.sent.load(Ordering::Relaxed) < self.sent_limit {
+            return;
+        }
+        self.sent.store(0, Ordering::Relaxed);
+        for file in files.iter().filter_map(Weak::upgrade) {
+            if file.sent.swap(0, Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let Some(map) = file.kept().clone() else {
+                continue;
+            };
+            // SAFETY: on a shared file mapping MADV_DONTNEED only unmaps the pages (the page
+            // cache keeps them, a later touch maps the file's bytes again); a send in progress
+            // from them faults them back in.
+            if let Err(e) = unsafe { map.unchecked_advise(UncheckedAdvice::DontNeed) } {
+                tracing::debug!(error = %e, "cannot let go of a log file mapping's pages");
+            }
+        }
+    }
 }
 
 /// The registry every segment's log file uses.
-static KEPT_MAPPINGS: KeptMappings = KeptMappings::new(MAX_KEPT_MAPPINGS);
+static KEPT_MAPPINGS: KeptMappings = KeptMappings::new(MAX_KEPT_MAPPINGS, MAX_SENT_BYTES_HELD);
+
+/// Segment log files keeping a mapping now, process-wide (a metric).
+pub fn kept_log_file_mappings() -> usize {
+    KEPT_MAPPINGS.kept()
+}
 
 /// A segment's open `.log` file (dereferences to the `File`) and its kept mapping.
 pub struct LogFile {
@@ -101,6 +144,8 @@ pub struct LogFile {
     kept: Mutex<Option<Arc<Mmap>>>,
     /// `registry.clock` at the last use of the mapping.
     last_used: AtomicU64,
+    /// Bytes sent from the mapping since its pages were last let go.
+    sent: AtomicU64,
     registry: &'static KeptMappings,
 }
 
@@ -115,6 +160,7 @@ impl LogFile {
             file,
             kept: Mutex::new(None),
             last_used: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
             registry,
         }
     }
@@ -153,6 +199,16 @@ impl LogFile {
         let map = Arc::new(unsafe { MmapOptions::new().len(len).map(&self.file)? });
         self.registry.keep(self, Arc::clone(&map));
         Ok(map)
+    }
+
+    /// Counts `bytes` about to be sent from the mapping, letting go of the pages of every kept
+    /// mapping if that brings what they sent to the registry's limit.
+    pub(crate) fn note_sent(&self, bytes: u64) {
+        self.sent.fetch_add(bytes, Ordering::Relaxed);
+        let sent = self.registry.sent.fetch_add(bytes, Ordering::Relaxed);
+        if sent.saturating_add(bytes) >= self.registry.sent_limit {
+            self.registry.let_pages_go();
+        }
     }
 
     /// Drops the kept mapping (the file is being cut in place); frames being written from it
@@ -198,7 +254,7 @@ mod tests {
 
     #[test]
     fn the_mapping_is_kept_and_reused_until_a_region_runs_past_it() {
-        static REG: KeptMappings = KeptMappings::new(4);
+        static REG: KeptMappings = KeptMappings::new(4, u64::MAX);
         let file = file_of(10_000, &REG);
         let first = map(&file, 10_000);
         assert_eq!(
@@ -220,7 +276,7 @@ mod tests {
 
     #[test]
     fn past_the_limit_the_least_recently_used_files_mapping_is_dropped() {
-        static REG: KeptMappings = KeptMappings::new(2);
+        static REG: KeptMappings = KeptMappings::new(2, u64::MAX);
         let (a, b, c) = (file_of(100, &REG), file_of(100, &REG), file_of(100, &REG));
         let held = map(&a, 100);
         map(&b, 100);
@@ -240,7 +296,7 @@ mod tests {
 
     #[test]
     fn a_dropped_file_frees_its_place() {
-        static REG: KeptMappings = KeptMappings::new(1);
+        static REG: KeptMappings = KeptMappings::new(1, u64::MAX);
         let a = file_of(100, &REG);
         map(&a, 100);
         drop(a);
@@ -252,7 +308,7 @@ mod tests {
 
     #[test]
     fn a_forgotten_mapping_is_made_again_on_the_next_use() {
-        static REG: KeptMappings = KeptMappings::new(2);
+        static REG: KeptMappings = KeptMappings::new(2, u64::MAX);
         let a = file_of(100, &REG);
         let first = map(&a, 100);
         a.forget_mapping();
@@ -264,9 +320,50 @@ mod tests {
 
     #[test]
     fn with_no_room_nothing_is_kept_but_the_mapping_is_still_made() {
-        static REG: KeptMappings = KeptMappings::new(0);
+        static REG: KeptMappings = KeptMappings::new(0, u64::MAX);
         let a = file_of(100, &REG);
         assert_eq!(&map(&a, 100)[..100], &[5u8; 100][..]);
         assert_eq!(REG.kept(), 0);
+    }
+
+    /// KiB of `map` mapped into this process now (its `Rss` in /proc/self/smaps).
+    fn resident_kib(map: &Mmap) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let start = format!("{:x}-", map.as_ptr() as usize);
+        let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&start));
+        assert!(lines.next().is_some(), "the mapping is listed");
+        let rss = lines.find(|l| l.starts_with("Rss:")).unwrap();
+        rss.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn once_the_limit_is_sent_the_pages_of_every_mapping_that_sent_are_let_go() {
+        const LEN: usize = 512 * 1024;
+        static REG: KeptMappings = KeptMappings::new(4, 2 * LEN as u64);
+        let (a, b) = (file_of(LEN, &REG), file_of(LEN, &REG));
+        let (ma, mb) = (map(&a, LEN as u64), map(&b, LEN as u64));
+        let touch = |m: &Mmap| {
+            m[..LEN]
+                .iter()
+                .step_by(4096)
+                .map(|&x| u64::from(x))
+                .sum::<u64>()
+        };
+        assert_eq!(touch(&ma) + touch(&mb), 2 * 5 * (LEN as u64 / 4096));
+        assert!(resident_kib(&ma) >= 512 && resident_kib(&mb) >= 512);
+        a.note_sent(LEN as u64);
+        assert!(resident_kib(&ma) >= 512, "below the limit: kept");
+        b.note_sent(LEN as u64);
+        assert_eq!(
+            (resident_kib(&ma), resident_kib(&mb)),
+            (0, 0),
+            "both let go"
+        );
+        assert_eq!(
+            touch(&ma),
+            5 * (LEN as u64 / 4096),
+            "the bytes map again when touched"
+        );
+        assert!(Arc::ptr_eq(&ma, &map(&a, 1)), "the mapping itself is kept");
     }
 }
