@@ -84,6 +84,9 @@ impl FileRegion {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::log::tests::batch;
+    use crate::log::{Log, StoredRecords};
+    use crate::LogConfig;
     use std::io::Write;
     use std::sync::Arc;
 
@@ -151,23 +154,35 @@ mod tests {
         assert_eq!(err.raw_os_error(), Some(libc::EFAULT), "{err}");
     }
 
+    /// A log of `batches` batches of 3 records, in a temporary directory.
+    fn log_of_batches(batches: i64) -> (tempfile::TempDir, Log) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+        for i in 0..batches {
+            log.append(&batch(3, i), 0, 0).unwrap();
+        }
+        (dir, log)
+    }
+
+    /// The records of `log` from `offset`, which must be a file region.
+    fn region_from(log: &Log, offset: i64) -> FileRegion {
+        match log
+            .read_region(offset, i64::MAX, usize::MAX, true)
+            .unwrap()
+            .records
+        {
+            StoredRecords::File(region) => region,
+            StoredRecords::Bytes(_) => panic!("a file region"),
+        }
+    }
+
     /// A log emptied and restarted at the base offset of a segment it had (truncation below
     /// the log start) replaces that segment's file by a new one instead of cutting it in place,
     /// so a fetch answer still holding a region of it sends the bytes it was given.
     #[test]
     fn a_log_restarted_at_a_segments_base_offset_leaves_a_held_region_intact() {
-        use crate::log::tests::batch;
-        use crate::log::{Log, StoredRecords};
-        use crate::LogConfig;
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
-        for i in 0..5 {
-            log.append(&batch(3, i), 0, 0).unwrap();
-        }
-        let read = log.read_region(0, i64::MAX, usize::MAX, true).unwrap();
-        let StoredRecords::File(region) = read.records else {
-            panic!("a file region");
-        };
+        let (_dir, mut log) = log_of_batches(5);
+        let region = region_from(&log, 0);
         let before = region.read_to_bytes().unwrap();
         log.set_log_start_offset(6).unwrap();
         log.truncate_to(0).unwrap(); // below the log start: emptied, restarted at 0
@@ -183,22 +198,7 @@ mod tests {
     /// file in place, drops it, and the next fetch maps the file again and sends the new bytes.
     #[test]
     fn regions_of_a_segment_share_its_mapping_until_the_file_is_cut_in_place() {
-        use crate::log::tests::batch;
-        use crate::log::{Log, StoredRecords};
-        use crate::LogConfig;
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
-        for i in 0..6 {
-            log.append(&batch(3, i), 0, 0).unwrap();
-        }
-        let region_from = |log: &Log, offset: i64| match log
-            .read_region(offset, i64::MAX, usize::MAX, true)
-            .unwrap()
-            .records
-        {
-            StoredRecords::File(region) => region,
-            StoredRecords::Bytes(_) => panic!("a file region"),
-        };
+        let (_dir, mut log) = log_of_batches(6);
         let (all, tail) = (region_from(&log, 0), region_from(&log, 9));
         let (all_map, tail_map) = (all.map().unwrap(), tail.map().unwrap());
         let mapping = |m: &RegionMap| Arc::clone(m.map.as_ref().unwrap());

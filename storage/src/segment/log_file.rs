@@ -46,7 +46,8 @@ pub const MAX_SENT_BYTES_HELD: u64 = 64 * 1024 * 1024;
 pub struct KeptMappings {
     limit: usize,
     sent_limit: u64,
-    /// Bytes sent from the mappings since their pages were last let go.
+    /// Bytes sent from the mappings since their pages were last let go (one shared add per
+    /// answer sent mapped, of 64 KiB or more).
     sent: AtomicU64,
     files: Mutex<Vec<Weak<LogFile>>>,
     /// Advanced each time a mapping is made; a file's `last_used` is its value at its last use
