@@ -194,6 +194,22 @@ impl TestCluster {
         Some(parts.into_iter().map(|(_, p)| p).collect())
     }
 
+    /// `partitions`, asked again for up to 30 s while the answer does not list the topic: a
+    /// node that has not applied the topic's records yet answers UNKNOWN_TOPIC_OR_PARTITION, and
+    /// on a loaded machine a Metadata call can time out.
+    pub fn partitions_listed(client: &BaseConsumer, topic: &str) -> Vec<PartitionInfo> {
+        let started = Instant::now();
+        loop {
+            if let Some(parts) = Self::partitions(client, topic) {
+                return parts;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                panic!("{topic}: not listed in Metadata within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Waits until `pred` holds for the partitions of `topic`; returns how long it took.
     pub fn wait_for_partitions(
         &self,

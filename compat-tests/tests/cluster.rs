@@ -202,7 +202,7 @@ async fn failover_under_load_loses_no_acknowledged_record() {
     for round in 0..KILLS {
         tokio::time::sleep(Duration::from_secs(3)).await;
         let partition = i32::try_from(round).unwrap() % PARTITIONS;
-        let parts = TestCluster::partitions(&client, &topic).unwrap();
+        let parts = TestCluster::partitions_listed(&client, &topic);
         let leader = parts[usize::try_from(partition).unwrap()].leader;
         assert!(leader > 0, "partition {partition} has no leader: {parts:?}");
         eprintln!("round {round}: kill -9 node {leader}, leader of partition {partition}");
@@ -664,7 +664,7 @@ async fn consumer_group_survives_coordinator_failover() {
 
     let group = unique_topic("failover-group");
     let client = cluster.metadata_client();
-    let parts = TestCluster::partitions(&client, "__consumer_offsets").unwrap();
+    let parts = TestCluster::partitions_listed(&client, "__consumer_offsets");
     let coordinator = parts[usize::try_from(offsets_partition(&group, 50)).unwrap()].leader;
 
     let a = group_consumer(&bootstrap, &group);
@@ -733,7 +733,7 @@ async fn a_non_leader_names_the_leader() {
     cluster.wait_for_partitions(&topic, Duration::from_secs(30), "a leader", |ps| {
         ps.first().is_some_and(|p| p.leader > 0)
     });
-    let leader = TestCluster::partitions(&client, &topic).unwrap()[0].leader;
+    let leader = TestCluster::partitions_listed(&client, &topic)[0].leader;
     let other = (1..=3).find(|id| *id != leader).unwrap();
     let leader_port = i32::from(cluster.node(leader).port());
     let addr = cluster.node(other).bootstrap();
@@ -979,7 +979,7 @@ async fn a_follower_serves_consumer_fetches_v11() {
         .unwrap();
     }
     let client = cluster.metadata_client();
-    let leader = TestCluster::partitions(&client, &topic).unwrap()[0].leader;
+    let leader = TestCluster::partitions_listed(&client, &topic)[0].leader;
     let follower = (1..=3).find(|id| *id != leader).unwrap();
     let addr = cluster.node(follower).bootstrap();
     let mut conn = compat_tests::RawConnection::connect(addr.as_str()).unwrap();
@@ -1105,7 +1105,7 @@ async fn a_new_leader_records_its_epoch_before_any_produce() {
         ps.first()
             .is_some_and(|p| p.leader >= 0 && p.leader != leader)
     });
-    let new_leader = TestCluster::partitions(&client, &topic).unwrap()[0].leader;
+    let new_leader = TestCluster::partitions_listed(&client, &topic)[0].leader;
     // ListOffsets (latest) on the new leader never answers a stale high watermark: while its
     // high watermark is below the log end it was elected at, OFFSET_NOT_AVAILABLE (78, Kafka's
     // answer; the client retries), then the end, 10.
@@ -1244,7 +1244,7 @@ async fn followers_keep_replicating_as_topics_join_and_leave_their_sessions() {
         median < Duration::from_millis(500),
         "median acks=all send {median:?}; all: {took:?}"
     );
-    let parts = TestCluster::partitions(&client, &second).unwrap();
+    let parts = TestCluster::partitions_listed(&client, &second);
     assert!(full_isr(&parts), "every replica in sync: {parts:?}");
     let values = read_partition(&bootstrap, &second, 0, 8);
     assert_eq!(
@@ -1263,7 +1263,7 @@ async fn followers_keep_replicating_as_topics_join_and_leave_their_sessions() {
     for p in 0..3 {
         timed_send(&producer, &second, p, "b8".to_string()).await;
     }
-    let parts = TestCluster::partitions(&client, &first).unwrap();
+    let parts = TestCluster::partitions_listed(&client, &first);
     assert!(
         full_isr(&parts),
         "the new topic's replicas in sync: {parts:?}"

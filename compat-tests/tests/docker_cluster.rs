@@ -464,7 +464,7 @@ fn three_node_compose_cluster_survives_kill_and_partition() {
     // docker kill the leader of partition 0: a new leader takes over, produce resumes; after
     // docker start the node catches up and is back in every ISR.
     let client = cluster.metadata_client(None);
-    let parts = TestCluster::partitions(&client, &topic).unwrap();
+    let parts = TestCluster::partitions_listed(&client, &topic);
     let victim = parts[0].leader;
     assert!(victim > 0, "partition 0 has no leader: {parts:?}");
     let victim_container = cluster.container(victim);
@@ -485,7 +485,7 @@ fn three_node_compose_cluster_survives_kill_and_partition() {
 
     // docker network disconnect a follower: it leaves the ISR, produce goes on; after
     // docker network connect it is back in every ISR.
-    let parts = TestCluster::partitions(&client, &topic).unwrap();
+    let parts = TestCluster::partitions_listed(&client, &topic);
     let cut = (1..=3)
         .find(|id| *id != parts[0].leader)
         .expect("a follower");
