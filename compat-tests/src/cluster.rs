@@ -198,16 +198,8 @@ impl TestCluster {
     /// node that has not applied the topic's records yet answers UNKNOWN_TOPIC_OR_PARTITION, and
     /// on a loaded machine a Metadata call can time out.
     pub fn partitions_listed(client: &BaseConsumer, topic: &str) -> Vec<PartitionInfo> {
-        let started = Instant::now();
-        loop {
-            if let Some(parts) = Self::partitions(client, topic) {
-                return parts;
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                panic!("{topic}: not listed in Metadata within 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        crate::wire::poll_until(Duration::from_secs(30), || Self::partitions(client, topic))
+            .unwrap_or_else(|| panic!("{topic}: not listed in Metadata within 30 s"))
     }
 
     /// Waits until `pred` holds for the partitions of `topic`; returns how long it took.
