@@ -16,11 +16,12 @@ use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableT
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest, FetchRequest,
-    ProduceRequest, TopicName,
+    ListOffsetsRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 
@@ -557,6 +558,26 @@ pub fn fetch(
         .flat_map(|t| t.partitions)
         .find(|p| p.partition_index == partition)
         .ok_or_else(|| codec_error("Fetch response without our partition"))
+}
+
+/// Partition 0's log start offset, from ListOffsets (earliest, v5); panics on any error.
+pub fn earliest_offset(conn: &mut RawConnection, topic: &str) -> i64 {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-2)])]);
+    let response = match conn.call(&request, 5) {
+        Ok(r) => r,
+        Err(e) => panic!("ListOffsets of {topic}: {e}"),
+    };
+    let Some(p) = response.topics.first().and_then(|t| t.partitions.first()) else {
+        panic!("ListOffsets of {topic}: no partition in the answer");
+    };
+    assert_eq!(p.error_code, 0, "{p:?}");
+    p.offset
 }
 
 /// Polls until `deadline`, calling `f` until it returns `Some`.

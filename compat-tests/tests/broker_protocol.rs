@@ -593,19 +593,7 @@ fn retention_deletes_old_segments_and_moves_log_start() {
         );
     }
     let earliest = wire::poll_until(Duration::from_secs(10), || {
-        let r = conn
-            .call(
-                &ListOffsetsRequest::default()
-                    .with_replica_id(BrokerId(-1))
-                    .with_topics(vec![ListOffsetsTopic::default()
-                        .with_name(topic_name(&topic))
-                        .with_partitions(vec![ListOffsetsPartition::default()
-                            .with_partition_index(0)
-                            .with_timestamp(-2)])]),
-                5,
-            )
-            .ok()?;
-        let offset = r.topics[0].partitions[0].offset;
+        let offset = wire::earliest_offset(&mut conn, &topic);
         (offset > 0).then_some(offset)
     })
     .expect("log start offset never moved");
@@ -616,6 +604,80 @@ fn retention_deletes_old_segments_and_moves_log_start() {
     assert_eq!(from.error_code, 0);
     assert_eq!(from.log_start_offset, earliest);
     assert_eq!(from.high_watermark, 30);
+}
+
+/// Fetch answers of 64 KiB and more are sent from the segment file's kept read mapping
+/// (`storage::LogFile`). A reader that keeps going back to the log start reads segments that
+/// retention deletes under it, between an answer being built and being written: every answer
+/// must still hold whole batches with the values produced at their offsets (or
+/// OFFSET_OUT_OF_RANGE below a log start that moved), and the connection must stay up.
+#[test]
+fn fetches_from_kept_mappings_stay_whole_while_retention_deletes_segments() {
+    const VALUE_BYTES: usize = 16 * 1024;
+    const RECORDS: i64 = 480;
+    let broker =
+        SluiceProcess::start(SluiceOptions::new().set("log.retention.check.interval.ms", "50"));
+    let topic = unique_topic("kept-mappings");
+    let mut producer = connect(&broker);
+    create_topic(
+        &mut producer,
+        &topic,
+        1,
+        &[("segment.bytes", "262144"), ("retention.bytes", "524288")],
+    );
+    let value_of = |offset: i64| -> Vec<u8> {
+        let mut v = vec![u8::try_from(offset % 251).unwrap_or(0); VALUE_BYTES];
+        v[..8].copy_from_slice(&offset.to_be_bytes());
+        v
+    };
+    let mut consumer = connect(&broker);
+    let (mut produced, mut large_answers, mut out_of_range) = (0i64, 0u32, 0u32);
+    while produced < RECORDS {
+        let values: Vec<Vec<u8>> = (produced..produced + 4).map(value_of).collect();
+        let records: Vec<(&[u8], &[u8])> = values.iter().map(|v| (&b"k"[..], &v[..])).collect();
+        let batch = compat_tests::batch::build_batch(&records, now_ms());
+        let answer = wire::produce(&mut producer, &topic, 0, batch).unwrap();
+        assert_eq!(answer.error_code, 0, "produce at {produced}");
+        assert_eq!(answer.base_offset, produced);
+        produced += 4;
+        // Back to the log start, and read everything there is from it.
+        let mut at = wire::earliest_offset(&mut consumer, &topic);
+        while at < produced {
+            let data = wire::fetch(&mut consumer, &topic, 0, at).unwrap();
+            if data.error_code == 1 {
+                // Retention moved the log start past `at` meanwhile.
+                out_of_range += 1;
+                let start = wire::earliest_offset(&mut consumer, &topic);
+                assert!(start > at, "out of range at {at}, log start {start}");
+                at = start;
+                continue;
+            }
+            assert_eq!(data.error_code, 0, "fetch at {at}");
+            let bytes = data.records.unwrap_or_default();
+            if bytes.len() >= 64 * 1024 {
+                large_answers += 1;
+            }
+            let records = compat_tests::batch::decode_records(&bytes);
+            assert!(!records.is_empty(), "no whole batch at {at} of {produced}");
+            for (offset, _, value) in records {
+                if offset < at {
+                    continue;
+                }
+                assert_eq!(offset, at, "offsets out of order");
+                assert!(
+                    value.as_deref() == Some(&value_of(offset)[..]),
+                    "the value at {offset} is not what was produced there"
+                );
+                at = offset + 1;
+            }
+        }
+    }
+    assert!(
+        wire::earliest_offset(&mut consumer, &topic) > 0,
+        "retention deleted nothing"
+    );
+    assert!(large_answers > 0, "no answer came from a mapping");
+    eprintln!("{large_answers} answers of 64 KiB or more; {out_of_range} out of range");
 }
 
 #[test]

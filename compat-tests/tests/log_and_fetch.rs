@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 
 use compat_tests::batch::parse_batch_headers;
 use compat_tests::process::{SluiceOptions, SluiceProcess};
-use compat_tests::wire::{self, topic_name, RawConnection};
+use compat_tests::wire::{self, RawConnection};
 use compat_tests::{now_ms, unique_topic};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use uuid::Uuid;
 
 /// Kafka's UNKNOWN_TOPIC_ID.
@@ -41,24 +40,6 @@ fn produce_ok(conn: &mut RawConnection, topic: &str, partition: i32, value: &[u8
     let r = wire::produce(conn, topic, partition, batch).unwrap();
     assert_eq!(r.error_code, 0, "{r:?}");
     r.base_offset
-}
-
-fn earliest_offset(conn: &mut RawConnection, topic: &str) -> i64 {
-    let r = conn
-        .call(
-            &ListOffsetsRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_topics(vec![ListOffsetsTopic::default()
-                    .with_name(topic_name(topic))
-                    .with_partitions(vec![ListOffsetsPartition::default()
-                        .with_partition_index(0)
-                        .with_timestamp(-2)])]),
-            5,
-        )
-        .unwrap();
-    let p = &r.topics[0].partitions[0];
-    assert_eq!(p.error_code, 0, "{p:?}");
-    p.offset
 }
 
 /// The directory of partition `<topic>-<partition>` somewhere under the data dir.
@@ -116,7 +97,7 @@ fn segments_roll_by_age_and_expire_by_retention_ms() {
     .unwrap_or_else(|| panic!("segments did not roll by age: {:?}", segment_bases(&dir)));
     assert_eq!(&bases[..3], &[0, 1, 2], "one segment per aged batch");
     // Nothing expires without a time limit: the log still starts at 0.
-    assert_eq!(earliest_offset(&mut conn, &rolled), 0);
+    assert_eq!(wire::earliest_offset(&mut conn, &rolled), 0);
 
     // Time retention: records older than retention.ms go, segment by segment.
     let expiring = unique_topic("retention-ms");
@@ -134,13 +115,13 @@ fn segments_roll_by_age_and_expire_by_retention_ms() {
     assert!(segment_bases(&dir).len() >= 2, "{:?}", segment_bases(&dir));
     let start = Instant::now();
     let moved = wire::poll_until(Duration::from_secs(10), || {
-        let e = earliest_offset(&mut conn, &expiring);
+        let e = wire::earliest_offset(&mut conn, &expiring);
         (e == 4).then_some(e)
     });
     assert!(
         moved.is_some(),
         "log start offset stuck at {} after {:?}",
-        earliest_offset(&mut conn, &expiring),
+        wire::earliest_offset(&mut conn, &expiring),
         start.elapsed()
     );
     // The old segment files are gone; what is left starts at the log start offset.
@@ -499,7 +480,7 @@ fn large_fetch_answers_arrive_whole_mapped_copied_out_or_with_sendfile() {
             assert_eq!(position, got.len());
         }
         // The connection stays usable after the large answer.
-        assert_eq!(earliest_offset(&mut conn, &topic), 0);
+        assert_eq!(wire::earliest_offset(&mut conn, &topic), 0);
         // 40 KB of records: left in the file (32 KiB or more) but copied out (under 64 KiB).
         let small_topic = unique_topic("mid-fetch");
         create_topic(&mut conn, &small_topic, 1, &[]);
