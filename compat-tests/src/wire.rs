@@ -560,16 +560,20 @@ pub fn fetch(
         .ok_or_else(|| codec_error("Fetch response without our partition"))
 }
 
-/// Partition 0's log start offset, from ListOffsets (earliest, v5); panics on any error.
-pub fn earliest_offset(conn: &mut RawConnection, topic: &str) -> i64 {
-    let request = ListOffsetsRequest::default()
+/// A consumer's ListOffsets of partition 0 of `topic` at `timestamp` (-1 latest, -2 earliest).
+pub fn list_offsets_request(topic: &str, timestamp: i64) -> ListOffsetsRequest {
+    ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_topics(vec![ListOffsetsTopic::default()
             .with_name(topic_name(topic))
             .with_partitions(vec![ListOffsetsPartition::default()
                 .with_partition_index(0)
-                .with_timestamp(-2)])]);
-    let response = match conn.call(&request, 5) {
+                .with_timestamp(timestamp)])])
+}
+
+/// Partition 0's log start offset, from ListOffsets (earliest, v5); panics on any error.
+pub fn earliest_offset(conn: &mut RawConnection, topic: &str) -> i64 {
+    let response = match conn.call(&list_offsets_request(topic, -2), 5) {
         Ok(r) => r,
         Err(e) => panic!("ListOffsets of {topic}: {e}"),
     };

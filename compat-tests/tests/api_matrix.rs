@@ -8,14 +8,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use compat_tests::process::{SluiceOptions, SluiceProcess};
-use compat_tests::wire::{topic_name, RawConnection};
+use compat_tests::wire::{self, topic_name, RawConnection};
 use compat_tests::{now_ms, unique_topic};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
@@ -136,14 +135,9 @@ fn check(api: ApiKey, version: i16, ctx: &mut Ctx) -> Result<(), String> {
             Ok(())
         }
         ApiKey::ListOffsets => {
-            let req = ListOffsetsRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_topics(vec![ListOffsetsTopic::default()
-                    .with_name(topic_name(&t))
-                    .with_partitions(vec![ListOffsetsPartition::default()
-                        .with_partition_index(0)
-                        .with_timestamp(-1)])]);
-            let r = c.call(&req, version).map_err(e)?;
+            let r = c
+                .call(&wire::list_offsets_request(&t, -1), version)
+                .map_err(e)?;
             let p = &r
                 .topics
                 .first()
@@ -424,14 +418,7 @@ fn check(api: ApiKey, version: i16, ctx: &mut Ctx) -> Result<(), String> {
 /// The partition-0 log end offset of `topic` (ListOffsets latest; acks=all produces made the
 /// high watermark reach it).
 fn latest_offset(c: &mut RawConnection, topic: &str) -> std::io::Result<i64> {
-    let req = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(topic_name(topic))
-            .with_partitions(vec![ListOffsetsPartition::default()
-                .with_partition_index(0)
-                .with_timestamp(-1)])]);
-    let r = c.call(&req, 5)?;
+    let r = c.call(&wire::list_offsets_request(topic, -1), 5)?;
     Ok(r.topics
         .first()
         .and_then(|t| t.partitions.first())

@@ -1113,21 +1113,8 @@ async fn a_new_leader_records_its_epoch_before_any_produce() {
     let mut conn = compat_tests::wire::RawConnection::connect(new_leader_addr.as_str()).unwrap();
     let asked_at = Instant::now();
     loop {
-        use kafka_protocol::messages::list_offsets_request::{
-            ListOffsetsPartition, ListOffsetsTopic,
-        };
-        use kafka_protocol::messages::{BrokerId, ListOffsetsRequest};
         let r = conn
-            .call(
-                &ListOffsetsRequest::default()
-                    .with_replica_id(BrokerId(-1))
-                    .with_topics(vec![ListOffsetsTopic::default()
-                        .with_name(compat_tests::wire::topic_name(&topic))
-                        .with_partitions(vec![ListOffsetsPartition::default()
-                            .with_partition_index(0)
-                            .with_timestamp(-1)])]),
-                5,
-            )
+            .call(&compat_tests::wire::list_offsets_request(&topic, -1), 5)
             .unwrap();
         let p = &r.topics[0].partitions[0];
         match (p.error_code, p.offset) {
